@@ -1,0 +1,1 @@
+"""templar_jax.train"""
