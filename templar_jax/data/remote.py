@@ -1,0 +1,155 @@
+"""Shards that live in a bucket: download to a local cache, check integrity, resume, prefetch.
+
+A source is anything with the storage wing's method names (`templar_jax.storage.Bucket` fits):
+    get(key) -> bytes
+    head(key) -> size (an int, or an object with `.size`, or a dict with "size")
+    get_range(key, start, end) -> bytes    optional; bytes [start, end), end exclusive
+Files land in `cache_dir` under their manifest name. A download first goes to `NAME.partial`;
+with `get_range` an interrupted download resumes from the partial file's length. A finished
+file is accepted only if its size and sha256 match `manifest.json` (else `DataError`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+from templar_jax.data.errors import DataError
+from templar_jax.data.manifest import MANIFEST_NAME, Manifest, check_file, file_sha256, parse_manifest
+
+log = logging.getLogger(__name__)
+
+
+class ShardSource(Protocol):
+    def get(self, key: str) -> bytes: ...
+    def head(self, key: str) -> Any: ...
+
+
+def _size_of(head_result: Any) -> int | None:
+    if head_result is None:
+        return None
+    if isinstance(head_result, int):
+        return head_result
+    if isinstance(head_result, dict):
+        return head_result.get("size")
+    return getattr(head_result, "size", None)
+
+
+class ShardCache:
+    """Local, verified copies of a remote shard set's files, fetched on demand or in background."""
+
+    def __init__(self, source: ShardSource, prefix: str, cache_dir: str | Path, *,
+                 chunk_bytes: int = 8 << 20):
+        self.source = source
+        self.prefix = prefix.strip("/")
+        self.cache_dir = Path(cache_dir)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.chunk_bytes = chunk_bytes
+        self._manifest: Manifest | None = None
+        self._verified: set[str] = set()
+        self._lock = threading.Lock()
+        self._futures: dict[str, concurrent.futures.Future] = {}
+        # One background worker: prefetch is "the next shard", not a parallel download farm.
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="shard-prefetch")
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def manifest(self) -> Manifest:
+        """The remote manifest (fetched once, kept as a local copy)."""
+        if self._manifest is None:
+            try:
+                data = self.source.get(self.key(MANIFEST_NAME))
+            except Exception as e:  # storage errors vary by backend; name the object
+                raise DataError(f"{self.key(MANIFEST_NAME)}: cannot fetch manifest ({e})") from e
+            if data is None:
+                raise DataError(f"{self.key(MANIFEST_NAME)}: manifest not found")
+            self._manifest = parse_manifest(data)
+            (self.cache_dir / MANIFEST_NAME).write_bytes(data)
+        return self._manifest
+
+    def fetch(self, name: str) -> Path:
+        """Local path of `name`, downloading it now unless present and verified."""
+        with self._lock:
+            fut = self._futures.get(name)
+            if fut is None:
+                fut = concurrent.futures.Future()
+                self._futures[name] = fut
+                owner = True
+            else:
+                owner = False
+        if owner:
+            self._run_into(fut, name)
+        return fut.result()
+
+    def prefetch(self, name: str) -> None:
+        """Start downloading `name` in the background thread (no-op if already requested)."""
+        with self._lock:
+            if name in self._futures:
+                return
+            fut = concurrent.futures.Future()
+            self._futures[name] = fut
+        self._pool.submit(self._run_into, fut, name)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def _run_into(self, fut: concurrent.futures.Future, name: str) -> None:
+        try:
+            fut.set_result(self._ensure(name))
+        except BaseException as e:  # delivered to whoever waits on the file
+            fut.set_exception(e)
+            with self._lock:  # a failed fetch may be retried by a later call
+                self._futures.pop(name, None)
+
+    def _ensure(self, name: str) -> Path:
+        entry = self.manifest().files.get(name)
+        if entry is None:
+            raise DataError(f"{name}: not listed in {MANIFEST_NAME}")
+        final = self.cache_dir / name
+        if final.exists() and final.stat().st_size == entry.size:
+            if name in self._verified or file_sha256(final) == entry.sha256:
+                self._verified.add(name)
+                return final
+            log.warning("%s: cached copy fails sha256, downloading again", name)
+            final.unlink()
+        self._download(name, entry.size)
+        partial = self.cache_dir / (name + ".partial")
+        try:
+            check_file(partial, entry, verify_hash=True)
+        except DataError:
+            partial.unlink(missing_ok=True)
+            raise
+        os.replace(partial, final)
+        self._verified.add(name)
+        return final
+
+    def _download(self, name: str, size: int) -> None:
+        key = self.key(name)
+        partial = self.cache_dir / (name + ".partial")
+        have = partial.stat().st_size if partial.exists() else 0
+        ranged = callable(getattr(self.source, "get_range", None))
+        if have > size or not ranged:
+            have = 0
+        remote_size = _size_of(self.source.head(key))
+        if remote_size is None:
+            raise DataError(f"{key}: listed in {MANIFEST_NAME} but missing from the source")
+        if remote_size != size:
+            raise DataError(f"{key}: source has {remote_size} bytes, {MANIFEST_NAME} says {size}")
+        if have:
+            log.info("%s: resuming download at byte %d of %d", name, have, size)
+        with open(partial, "ab" if have else "wb") as f:
+            if not ranged:
+                f.write(self.source.get(key))
+                return
+            while have < size:
+                end = min(size, have + self.chunk_bytes)
+                block = self.source.get_range(key, have, end)
+                if not block:
+                    raise DataError(f"{key}: empty read at byte {have} of {size}")
+                f.write(block)
+                have += len(block)
