@@ -1,0 +1,134 @@
+"""Compression of one parameter tensor (SPEC 2.1-2.3) plus the error-feedback step.
+
+A parameter of shape `batch_shape + tensor_shape` (batch_shape = (L,) for the stacked layer
+params, () otherwise; tensor_shape 1-D or 2-D) is L independent reference tensors. Reference API:
+`compress_tensor`, `decompress_tensor` (NumPy or jax in; jax out). Batched, jittable building
+blocks for the transformation: `ef_compress_tensor`, `decode_dense`.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from templar_jax.sparseloco import codec
+from templar_jax.sparseloco.chunking import from_chunks, to_chunks
+from templar_jax.sparseloco.geometry import ChunkGeometry, chunk_geometry
+from templar_jax.sparseloco.payload import TensorPayload
+
+
+class CompressionConfigError(ValueError):
+    """A parameter shape or option that SparseLoCo cannot compress."""
+
+
+def tensor_geometry(shape, batch_ndim: int = 0, *, chunk: int = 64, topk: int = 64):
+    """(batch_shape, ChunkGeometry of the reference tensor) for a parameter shape."""
+    shape = tuple(int(s) for s in shape)
+    if batch_ndim < 0 or len(shape) - batch_ndim not in (1, 2):
+        raise CompressionConfigError(
+            f"shape {shape} with {batch_ndim} batch dim(s) is not a batch of 1-D/2-D tensors")
+    return shape[:batch_ndim], chunk_geometry(shape[batch_ndim:], chunk=chunk, topk=topk)
+
+
+def _flat_batch(batch_shape) -> int:
+    return math.prod(batch_shape) if batch_shape else 1
+
+
+def ef_compress_tensor(e, delta, *, beta: float, geom: ChunkGeometry, bins: int = 4,
+                       sigma_range: float = 6.0, axis_names: Sequence[str] = ()):
+    """e <- beta*e + delta; payload = Q(TopK(e)); e <- e - decode(payload).
+
+    `e`/`delta` have shape [*batch, *tensor] (local shard shape under shard_map, with `geom`
+    describing the local chunk grid). Returns (TensorPayload with arrays shaped
+    [*batch, num_chunks, k], new e with e's dtype).
+    """
+    batch_shape = e.shape[: e.ndim - len(geom.tile)]
+    b = _flat_batch(batch_shape)
+    acc = (beta * e.astype(jnp.float32) + delta.astype(jnp.float32)).astype(e.dtype)
+    chunks = to_chunks(acc.reshape((b,) + acc.shape[len(batch_shape):]), geom)
+    idx, codes, shift, scale, lut, residual = codec.ef_compress_chunks(
+        chunks, geom.k, bins=bins, sigma_range=sigma_range, axis_names=axis_names)
+    new_e = from_chunks(residual, geom).reshape(e.shape)
+    return _unflatten_payload(TensorPayload(idx, codes, shift, scale, lut), batch_shape), new_e
+
+
+def _unflatten_payload(p: TensorPayload, batch_shape) -> TensorPayload:
+    return TensorPayload(
+        idx=p.idx.reshape(batch_shape + p.idx.shape[1:]),
+        codes=p.codes.reshape(batch_shape + p.codes.shape[1:]),
+        shift=p.shift.reshape(batch_shape),
+        scale=p.scale.reshape(batch_shape),
+        lut=p.lut.reshape(batch_shape + p.lut.shape[1:]),
+    )
+
+
+def flat_payload(p: TensorPayload, batch_shape) -> TensorPayload:
+    """Payload arrays as jax arrays with the batch dims flattened to one leading B axis."""
+    b = _flat_batch(batch_shape)
+    idx = jnp.asarray(p.idx).astype(jnp.int32)
+    return TensorPayload(
+        idx=idx.reshape((b,) + idx.shape[len(batch_shape):]),
+        codes=jnp.asarray(p.codes).reshape((b,) + idx.shape[len(batch_shape):]),
+        shift=jnp.asarray(p.shift, jnp.float32).reshape(b),
+        scale=jnp.asarray(p.scale, jnp.float32).reshape(b),
+        lut=jnp.asarray(p.lut, jnp.float32).reshape(b, -1),
+    )
+
+
+def decode_values(p: TensorPayload, batch_shape):
+    """(idx [B,C,K], dequantized values [B,C,K] float32) of one payload."""
+    fp = flat_payload(p, batch_shape)
+    return fp.idx, codec.dequantize(fp.codes, fp.shift, fp.lut)
+
+
+def decode_dense(p: TensorPayload, shape, batch_ndim: int = 0, *, chunk: int = 64):
+    """Dense float32 tensor of `shape` that a single payload decodes to (jittable)."""
+    batch_shape, geom = tensor_geometry(shape, batch_ndim, chunk=chunk)
+    idx, vals = decode_values(p, batch_shape)
+    zeros = jnp.zeros((idx.shape[0], geom.num_chunks, geom.chunk_size), jnp.float32)
+    return from_chunks(codec.scatter_add(zeros, idx, vals), geom).reshape(shape)
+
+
+@partial(jax.jit, static_argnames=("geom", "bins", "sigma_range"))
+def _compress_jit(x, *, geom, bins, sigma_range):
+    return ef_compress_tensor(jnp.zeros_like(x), x, beta=0.0, geom=geom, bins=bins,
+                              sigma_range=sigma_range)[0]
+
+
+def compress_tensor(x, *, topk: int = 64, chunk: int = 64, bins: int = 4,
+                    sigma_range: float = 6.0, batch_ndim: int = 0) -> TensorPayload:
+    """Top-k per chunk + 2-bit quantization of one tensor (no error feedback).
+
+    Returns TensorPayload(idx [*, num_chunks, k] int32 sorted ascending per chunk, codes uint8,
+    shift f32, scale f32, lut f32[4]) with the batch dims (if any) first.
+    """
+    x = jnp.asarray(x, jnp.float32)
+    _, geom = tensor_geometry(x.shape, batch_ndim, chunk=chunk, topk=topk)
+    return _compress_jit(x, geom=geom, bins=bins, sigma_range=float(sigma_range))
+
+
+_decode_dense_jit = jax.jit(decode_dense, static_argnames=("shape", "batch_ndim", "chunk"))
+
+
+def decompress_tensor(payload: TensorPayload, shape, *, chunk: int = 64, batch_ndim: int = 0):
+    """Dense float32 array of `shape` holding the payload's dequantized values, zeros elsewhere."""
+    return _decode_dense_jit(payload, tuple(int(s) for s in shape), batch_ndim, chunk=chunk)
+
+
+def null_payload(shape, batch_ndim: int = 0, *, chunk: int = 64, topk: int = 64) -> TensorPayload:
+    """A well-formed payload that decodes to zeros (SPEC 1, null rounds): lut = 0, shift = 0."""
+    batch_shape, geom = tensor_geometry(shape, batch_ndim, chunk=chunk, topk=topk)
+    idx = np.broadcast_to(np.arange(geom.k, dtype=np.int32),
+                          batch_shape + (geom.num_chunks, geom.k)).copy()
+    return TensorPayload(
+        idx=idx,
+        codes=np.zeros(idx.shape, np.uint8),
+        shift=np.zeros(batch_shape, np.float32),
+        scale=np.ones(batch_shape, np.float32),
+        lut=np.zeros(batch_shape + (4,), np.float32),
+    )
