@@ -135,20 +135,30 @@ class ShardCache:
         ranged = callable(getattr(self.source, "get_range", None))
         if have > size or not ranged:
             have = 0
+        try:
+            self._transfer(key, partial, have, size, ranged)
+        except DataError:
+            raise
+        except Exception as e:  # backend errors vary; the partial file stays for a resume
+            raise DataError(f"{key}: download failed at byte "
+                            f"{partial.stat().st_size if partial.exists() else 0} of {size} ({e!r})") from e
+
+    def _transfer(self, key: str, partial: Path, have: int, size: int, ranged: bool) -> None:
         remote_size = _size_of(self.source.head(key))
         if remote_size is None:
             raise DataError(f"{key}: listed in {MANIFEST_NAME} but missing from the source")
         if remote_size != size:
             raise DataError(f"{key}: source has {remote_size} bytes, {MANIFEST_NAME} says {size}")
         if have:
-            log.info("%s: resuming download at byte %d of %d", name, have, size)
+            log.info("%s: resuming download at byte %d of %d", partial.name, have, size)
         with open(partial, "ab" if have else "wb") as f:
             if not ranged:
                 f.write(self.source.get(key))
                 return
             while have < size:
                 end = min(size, have + self.chunk_bytes)
-                block = self.source.get_range(key, have, end)
+                # Trim to the asked length: tolerates backends whose `end` is inclusive.
+                block = self.source.get_range(key, have, end)[: end - have]
                 if not block:
                     raise DataError(f"{key}: empty read at byte {have} of {size}")
                 f.write(block)
