@@ -74,7 +74,7 @@ def run(args) -> int:
                     rows, out, time.perf_counter() - t0)
             return 0
         if not args.out:
-            console.print("[red]--out is required with --input[/red]")
+            Console(stderr=True).print("[red]prepare-data: --out is required with --input[/red]")
             return 2
         texts = [text for _, text in read_documents(args.input)]
         if not texts:
@@ -91,5 +91,5 @@ def run(args) -> int:
                 args.out, time.perf_counter() - t0)
         return 0
     except DataError as e:
-        console.print(f"[red]prepare-data: {e.reason}[/red]")
+        Console(stderr=True).print(f"[red]prepare-data: {e.reason}[/red]", soft_wrap=True)
         return 1

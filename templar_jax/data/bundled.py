@@ -71,18 +71,24 @@ def _docstrings(name: str, source: str) -> Iterator[tuple[str, str]]:
 
 
 def bundled_documents() -> Iterator[tuple[str, str]]:
-    """(key, text) of every bundled document, in a fixed order."""
+    """(key, text) of every bundled document, in a fixed order; keys are unique.
+
+    A name defined twice in one scope (e.g. under if/else) gets "#2", "#3", ... on its key.
+    """
     from pydoc_data.topics import topics  # a data-only module: one dict literal
 
     for name in sorted(topics):
         yield f"topic:{name}", f"{name}\n\n{topics[name].strip()}"
+    seen: dict[str, int] = {}
     for mod in STDLIB_MODULES:
         path = _module_source(mod)
         if path is None:  # trimmed installs: skip, the cache key still separates Python builds
             log.warning("bundled corpus: stdlib module %s has no source file; skipped", mod)
             continue
         for qual, doc in _docstrings(mod, path.read_text(encoding="utf-8")):
-            yield f"doc:{qual}", f"{qual}\n\n{doc}"
+            seen[qual] = seen.get(qual, 0) + 1
+            key = f"doc:{qual}" if seen[qual] == 1 else f"doc:{qual}#{seen[qual]}"
+            yield key, f"{qual}\n\n{doc}"
 
 
 def is_heldout(key: str) -> bool:
@@ -119,7 +125,7 @@ def build_bundled_dataset(out: str | Path, seq_len: int = 128,
         _, stats = prepare_texts(texts, out / split, seq_len=seq_len, tokenizer=tok,
                                  samples_per_shard=BUNDLED_SAMPLES_PER_SHARD, on_document=on_document)
         info[split] = {"documents": stats.n_documents, "tokens": stats.n_tokens,
-                       "samples": stats.n_samples, "shards": stats.n_shards}
+                       "samples": stats.n_samples, "shards": stats.n_shards, "pad_tokens": stats.n_pad}
     info["build_seconds"] = round(time.perf_counter() - t0, 2)
     (out / "corpus.json").write_text(json.dumps(info, indent=1) + "\n")
     return info

@@ -111,15 +111,24 @@ def write_shard_set(token_docs: Iterable[np.ndarray], out_dir: str | Path, *, se
 
 
 def tokenize_documents(tok, texts: Iterable[str], batch_docs: int = 256) -> Iterator[np.ndarray]:
-    """Token ids (uint32) of each text, batched through the Rust encoder; no special tokens added."""
-    batch: list[str] = []
-    for text in texts:
-        batch.append(text)
-        if len(batch) == batch_docs:
+    """Token ids (uint32) of each text, batched through the Rust encoder; no special tokens added.
+
+    Special-token strings inside the text (a literal "<eos>") are encoded as plain text, so a
+    document can never inject an EOS; EOS comes only from packing.
+    """
+    previous = tok.encode_special_tokens
+    tok.encode_special_tokens = True
+    try:
+        batch: list[str] = []
+        for text in texts:
+            batch.append(text)
+            if len(batch) == batch_docs:
+                yield from (np.asarray(e.ids, dtype=np.uint32) for e in tok.encode_batch(batch, add_special_tokens=False))
+                batch = []
+        if batch:
             yield from (np.asarray(e.ids, dtype=np.uint32) for e in tok.encode_batch(batch, add_special_tokens=False))
-            batch = []
-    if batch:
-        yield from (np.asarray(e.ids, dtype=np.uint32) for e in tok.encode_batch(batch, add_special_tokens=False))
+    finally:
+        tok.encode_special_tokens = previous
 
 
 def prepare_texts(texts: list[str], out_dir: str | Path, *, seq_len: int, samples_per_shard: int,
