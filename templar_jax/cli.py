@@ -16,6 +16,9 @@ import sys
 COMMAND_MODULES: list[str] = [
     "chain",
     "data",
+    "convert",
+    "launch",
+    "gauntlet",
 ]
 
 
