@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 
@@ -13,6 +14,7 @@ from templar_jax.chain import (
     ChainConfigError,
     ChainNotInitializedError,
     ChainTimeoutError,
+    ChainUnavailableError,
     CommitmentTooLongError,
     InvalidCommitmentError,
     InvalidHotkeyError,
@@ -266,3 +268,42 @@ def test_wait_for_block_clock(tmp_path):
     assert time.monotonic() - start < 2.0
     with pytest.raises(ChainTimeoutError):
         chain.wait_for_block(chain.current_block() + 1000, timeout=0.1)
+
+
+def _hold_write_lock(path, seconds: float, locked: threading.Event) -> None:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    locked.set()
+    time.sleep(seconds)
+    conn.execute("ROLLBACK")
+    conn.close()
+
+
+def test_writes_retry_past_a_long_held_lock(tmp_path):
+    """SQLite's own busy wait (50 ms here) runs out; the retry loop carries on until the lock
+    is released, instead of surfacing "database is locked"."""
+    LocalChain.create(tmp_path / "c.db", mode="manual")
+    chain = LocalChain(tmp_path / "c.db", busy_timeout_s=0.05, lock_deadline_s=10.0)
+    locked = threading.Event()
+    holder = threading.Thread(target=_hold_write_lock, args=(chain.path, 0.4, locked))
+    holder.start()
+    locked.wait(5)
+    start = time.monotonic()
+    assert chain.register("patient") == 0
+    assert time.monotonic() - start >= 0.3
+    holder.join()
+
+
+def test_lock_deadline_gives_typed_error(tmp_path):
+    LocalChain.create(tmp_path / "c.db", mode="manual")
+    chain = LocalChain(tmp_path / "c.db", busy_timeout_s=0.02, lock_deadline_s=0.2)
+    locked = threading.Event()
+    holder = threading.Thread(target=_hold_write_lock, args=(chain.path, 1.0, locked))
+    holder.start()
+    locked.wait(5)
+    try:
+        with pytest.raises(ChainUnavailableError, match="locked"):
+            chain.register("impatient")
+    finally:
+        holder.join()
+    assert chain.register("impatient") == 0  # fine once the lock is gone

@@ -50,8 +50,10 @@ class LocalChain:
     """
 
     def __init__(self, path: str | os.PathLike, hotkey: str | None = None, *,
-                 clock: Callable[[], float] = time.time, lock_deadline_s: float = 60.0) -> None:
-        self._store = SqliteStore(path, lock_deadline_s=lock_deadline_s)
+                 clock: Callable[[], float] = time.time, busy_timeout_s: float = 5.0,
+                 lock_deadline_s: float = 60.0) -> None:
+        self._store = SqliteStore(path, busy_timeout_s=busy_timeout_s,
+                                  lock_deadline_s=lock_deadline_s)
         self.path = self._store.path
         self.hotkey = hotkey
         self._clock = clock
@@ -122,6 +124,7 @@ class LocalChain:
     def with_hotkey(self, hotkey: str | None) -> "LocalChain":
         """The same chain, acting as another hotkey."""
         return LocalChain(self.path, hotkey=hotkey, clock=self._clock,
+                          busy_timeout_s=self._store.busy_timeout_s,
                           lock_deadline_s=self._store.lock_deadline_s)
 
     def close(self) -> None:
