@@ -16,8 +16,6 @@ import sys
 COMMAND_MODULES: list[str] = [
     "chain",
     "data",
-    "convert",
-    "launch",
     "gauntlet",
 ]
 
