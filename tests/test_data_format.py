@@ -159,3 +159,14 @@ def test_write_shard_rejects_bad_streams(tmp_path):
         write_shard(tmp_path, 0, np.zeros(10, np.uint32), 4)
     with pytest.raises(DataError, match="uint32 range"):
         write_shard(tmp_path, 0, np.full(4, 2**33, np.int64), 4)
+
+
+def test_local_batches_of_all_processes_rebuild_the_global_batch(tmp_path):
+    from templar_jax.data import local_batch, miner_pool
+
+    _shard_set(tmp_path)
+    ds = ShardDataset(tmp_path, L)
+    global_idx = miner_pool(3, 1, ds.n_samples, 2, 4)
+    parts = [local_batch(ds, global_idx, p, 4) for p in range(4)]
+    assert all(p.shape == (2, L) for p in parts)
+    np.testing.assert_array_equal(np.concatenate(parts), ds.samples(global_idx))

@@ -50,6 +50,9 @@ def test_bundled_is_cached_and_deterministic(bundled, tmp_path, capsys):
     stamp = (bundled / "train" / "train_000000.npy").stat().st_mtime_ns
     assert ensure_bundled_dataset(bundled.parent, seq_len=128) == bundled
     assert (bundled / "train" / "train_000000.npy").stat().st_mtime_ns == stamp
+    assert main(["prepare-data", "--bundled", "--cache-dir", str(bundled.parent)]) == 0
+    assert "train" in capsys.readouterr().out
+    assert (bundled / "train" / "train_000000.npy").stat().st_mtime_ns == stamp
     assert main(["prepare-data", "--bundled", "--out", str(tmp_path / "again")]) == 0
     out = capsys.readouterr().out
     info = json.loads((bundled / "corpus.json").read_text())
@@ -115,3 +118,21 @@ def test_prepare_with_given_tokenizer_uses_its_eos(bundled, tmp_path):
     stream = ShardDataset(tmp_path, 16).samples(np.arange(stats.n_samples)).reshape(-1)
     ends = np.nonzero(stream == 0)[0]
     assert len(ends) == 3 + stats.n_pad and ends[-1] == stream.size - 1
+
+
+def test_ensure_bundled_loses_race_cleanly(tmp_path, monkeypatch):
+    """Two builders at once: the second rename fails, the winner's folder is returned intact."""
+    import templar_jax.data.bundled as bundled_mod
+
+    final = tmp_path / bundled_mod.bundled_dir_name(64)
+
+    def fake_build(out, seq_len, on_document=None):
+        (out / "corpus.json").write_text('{"who": "loser"}')
+        final.mkdir()  # meanwhile another process finished first
+        (final / "corpus.json").write_text('{"who": "winner"}')
+        return {"build_seconds": 0.0, "train": {"samples": 0}}
+
+    monkeypatch.setattr(bundled_mod, "build_bundled_dataset", fake_build)
+    assert bundled_mod.ensure_bundled_dataset(tmp_path, seq_len=64) == final
+    assert json.loads((final / "corpus.json").read_text()) == {"who": "winner"}
+    assert [p.name for p in tmp_path.iterdir()] == [final.name]  # no temporary folder left

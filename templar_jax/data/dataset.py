@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from templar_jax.data.errors import DataError
-from templar_jax.data.format import compute_sample_ids, load_shard, sample_ids_name, train_name
+from templar_jax.data.format import SAMPLE_ID_DTYPE, compute_sample_ids, load_array, load_shard, sample_ids_name, train_name
 from templar_jax.data.manifest import check_file, read_manifest
 from templar_jax.data.remote import ShardCache, ShardSource
 
@@ -158,7 +158,7 @@ class ShardDataset:
             parts = []
             for k, i in enumerate(self.shard_indices):
                 if hasattr(self, "cache"):  # remote: ids are local already; tokens need not be
-                    arr = np.load(self.cache.cache_dir / sample_ids_name(i), mmap_mode="r", allow_pickle=False)
+                    arr = load_array(self.cache.cache_dir / sample_ids_name(i), SAMPLE_ID_DTYPE)
                 else:
                     arr = self._shard(k)[1]
                 parts.append(np.asarray(arr))

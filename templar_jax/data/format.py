@@ -79,7 +79,7 @@ def write_shard(out_dir: str | Path, shard: int, tokens: np.ndarray, seq_len: in
     return paths[0], paths[1]
 
 
-def _load_npy(path: Path, dtype: np.dtype) -> np.ndarray:
+def load_array(path: Path, dtype: np.dtype) -> np.ndarray:
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
@@ -101,8 +101,8 @@ def load_shard(train_path: str | Path, ids_path: str | Path, seq_len: int) -> tu
     per sample against the ids when samples are read (see `ShardDataset.samples`).
     """
     train_path, ids_path = Path(train_path), Path(ids_path)
-    tokens = _load_npy(train_path, TOKEN_DTYPE)
-    ids = _load_npy(ids_path, SAMPLE_ID_DTYPE)
+    tokens = load_array(train_path, TOKEN_DTYPE)
+    ids = load_array(ids_path, SAMPLE_ID_DTYPE)
     if tokens.size == 0 or tokens.size % seq_len:
         raise DataError(f"{train_path.name}: {tokens.size} tokens is not a non-empty multiple of "
                         f"seq_len {seq_len}")
