@@ -24,7 +24,11 @@ from templar_jax.chain.errors import (
 )
 from templar_jax.chain.local import LocalChain
 from templar_jax.chain.protocol import Chain, Metagraph, parse_commitments, window_of
-from templar_jax.chain.validation import MAX_COMMITMENT_BYTES, normalize_weights, validate_commitment
+from templar_jax.chain.validation import (
+    MAX_COMMITMENT_BYTES,
+    normalize_weights,
+    validate_commitment,
+)
 
 __all__ = [
     "BittensorChain",

@@ -164,7 +164,9 @@ class BittensorChain:
                 return head
             if deadline is not None and time.monotonic() >= deadline:
                 raise ChainTimeoutError(f"block {block} not reached in {timeout} s (head {head})")
-            pause = poll_s if deadline is None else max(0.0, min(poll_s, deadline - time.monotonic()))
+            pause = poll_s
+            if deadline is not None:
+                pause = max(0.0, min(poll_s, deadline - time.monotonic()))
             self._sleep(pause)
 
     # ---- neurons --------------------------------------------------------------------------
@@ -188,7 +190,9 @@ class BittensorChain:
             uid = self._call("get_uid_for_hotkey_on_subnet",
                              hotkey_ss58=self.hotkey, netuid=self.netuid)
             if uid is None:
-                raise NotRegisteredError(f"hotkey {self.hotkey} is not registered on netuid {self.netuid}")
+                raise NotRegisteredError(
+                    f"hotkey {self.hotkey} is not registered on netuid {self.netuid}"
+                )
             self._uid = int(uid)
         return self._uid
 

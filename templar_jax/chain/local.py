@@ -82,9 +82,11 @@ class LocalChain:
                clock: Callable[[], float] = time.time) -> "LocalChain":
         """Create the database file and its settings; refuses if a chain already exists there."""
         if not (math.isfinite(block_time) and block_time > 0):
-            raise ChainConfigError(f"block_time must be a positive number of seconds, got {block_time}")
+            raise ChainConfigError(f"block_time must be a positive number of seconds: {block_time}")
         if int(blocks_per_window) != blocks_per_window or blocks_per_window <= 0:
-            raise ChainConfigError(f"blocks_per_window must be a positive integer, got {blocks_per_window}")
+            raise ChainConfigError(
+                f"blocks_per_window must be a positive integer, got {blocks_per_window}"
+            )
         if mode not in MODES:
             raise ChainConfigError(f"mode must be one of {MODES}, got {mode!r}")
         if int(max_uids) != max_uids or max_uids <= 0:
@@ -164,7 +166,7 @@ class LocalChain:
     def advance(self, n: int = 1) -> int:
         """Manual mode only: move the head `n` blocks forward (all processes see it). Returns it."""
         if self.mode != "manual":
-            raise ManualModeError("this chain follows the wall clock; advance() needs mode='manual'")
+            raise ManualModeError("this chain follows the wall clock; advance needs mode='manual'")
         if int(n) != n or n < 1:
             raise ValueError(f"advance needs a positive integer, got {n}")
 
@@ -192,7 +194,9 @@ class LocalChain:
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise ChainTimeoutError(f"block {block} not reached in {timeout} s (head {head})")
+                    raise ChainTimeoutError(
+                        f"block {block} not reached in {timeout} s (head {head})"
+                    )
                 pause = min(pause, left)
             time.sleep(pause)
 
@@ -227,7 +231,9 @@ class LocalChain:
         if self.hotkey is None:
             raise NotRegisteredError("this LocalChain was opened without a hotkey")
         row = self._store.transact(
-            lambda c: c.execute("SELECT uid FROM neurons WHERE hotkey=?", (self.hotkey,)).fetchone(),
+            lambda c: c.execute(
+                "SELECT uid FROM neurons WHERE hotkey=?", (self.hotkey,)
+            ).fetchone(),
             write=False,
         )
         if row is None:

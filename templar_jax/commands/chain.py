@@ -98,7 +98,9 @@ def mask_commitment(data: str) -> str:
     """A short prefix and the length: enough to tell commitments apart, never the secret."""
     n_bytes = len(data.encode("utf-8"))
     prefix = data[:MASK_PREFIX_CHARS]
-    return f"{prefix}… ({n_bytes} B)" if len(data) > MASK_PREFIX_CHARS else f"{'*' * len(data)} ({n_bytes} B)"
+    if len(data) <= MASK_PREFIX_CHARS:  # a prefix would be all of it
+        return f"{'*' * len(data)} ({n_bytes} B)"
+    return f"{prefix}… ({n_bytes} B)"
 
 
 def _parse_settings(pairs: list[str]) -> dict:
@@ -220,7 +222,8 @@ def _print_tables(chain, mg, commits, weights, weight_blocks) -> None:
     )
     neurons = Table(title=f"neurons ({mg.n})")
     for column in ("uid", "hotkey", "stake", "incentive", "commitment", "committed at"):
-        neurons.add_column(column, justify="right" if column in ("uid", "stake", "incentive") else "left")
+        numeric = column in ("uid", "stake", "incentive")
+        neurons.add_column(column, justify="right" if numeric else "left")
     for uid, hk, st, inc in zip(mg.uids, mg.hotkeys, mg.stake, mg.incentive):
         data, block = commits.get(uid, (None, None))
         neurons.add_row(
