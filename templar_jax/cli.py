@@ -16,6 +16,8 @@ import sys
 COMMAND_MODULES: list[str] = [
     "chain",
     "data",
+    "convert",
+    "launch",
     "gauntlet",
 ]
 
