@@ -62,6 +62,28 @@ def _spec_of(x, name, param_specs, mesh):
     return None
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled_update(names, metas, beta, bins, sigma_range, mesh):
+    """One jitted EF+compress over all tensors; shared by equal-config transformations."""
+    plans = dict(zip(names, metas))
+
+    def run(flat_e, flat_delta):
+        payload, new_e = {}, {}
+        for name in names:
+            plan, geom = plans[name]
+            if isinstance(plan, ShardPlan):
+                payload[name], new_e[name] = ef_compress_sharded(
+                    flat_e[name], flat_delta[name], beta=beta, plan=plan, mesh=mesh,
+                    bins=bins, sigma_range=sigma_range)
+            else:
+                payload[name], new_e[name] = ef_compress_tensor(
+                    flat_e[name], flat_delta[name], beta=beta, geom=geom, bins=bins,
+                    sigma_range=sigma_range)
+        return payload, new_e
+
+    return jax.jit(run)
+
+
 def sparseloco(beta: float = 0.95, topk: int = 64, chunk: int = 64, *, bins: int = 4,
                sigma_range: float = 6.0, batch_dims: Mapping[str, int] | None = None,
                mesh: Mesh | None = None,
@@ -81,27 +103,6 @@ def sparseloco(beta: float = 0.95, topk: int = 64, chunk: int = 64, *, bins: int
 
     def init_fn(params):
         return SparseLoCoState(error=_zeros_like_tree(params))
-
-    @functools.lru_cache(maxsize=32)
-    def compiled(key):
-        names, metas = key
-        plans = {n: m for n, m in zip(names, metas)}
-
-        def run(flat_e, flat_delta):
-            payload, new_e = {}, {}
-            for name in names:
-                plan, geom = plans[name]
-                if isinstance(plan, ShardPlan):
-                    payload[name], new_e[name] = ef_compress_sharded(
-                        flat_e[name], flat_delta[name], beta=beta, plan=plan, mesh=mesh,
-                        bins=bins, sigma_range=sigma_range)
-                else:
-                    payload[name], new_e[name] = ef_compress_tensor(
-                        flat_e[name], flat_delta[name], beta=beta, geom=geom, bins=bins,
-                        sigma_range=sigma_range)
-            return payload, new_e
-
-        return jax.jit(run)
 
     def plan_key(flat_e):
         dims = dict(batch_dims) if batch_dims is not None else batch_dims_from_names(flat_e)
@@ -131,7 +132,8 @@ def sparseloco(beta: float = 0.95, topk: int = 64, chunk: int = 64, *, bins: int
             payload = {n: null_payload(flat_e[n].shape, dims.get(n, 0), chunk=chunk, topk=topk)
                        for n in names}
             return payload, SparseLoCoState(error=_zeros_like_tree(state.error))
-        payload, new_e = compiled((names, metas))(flat_e, flat_delta)
+        fn = _compiled_update(names, metas, float(beta), bins, float(sigma_range), mesh)
+        payload, new_e = fn(flat_e, flat_delta)
         return payload, SparseLoCoState(error=unflatten(new_e))
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -1,0 +1,102 @@
+"""SPEC 2.4 aggregation, densify, norms and the outer step against the NumPy reference."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sparseloco_reference import ref_aggregate
+from templar_jax.sparseloco import (
+    AggregationError, aggregate, aggregate_tensor, compress_tensor, decompress_tensor, densify,
+    median_norms, outer_step, payload_norms)
+
+SHAPE = (128, 192)
+
+
+def decoded(p):
+    return np.asarray(p.lut)[np.asarray(p.codes)] + np.asarray(p.shift)
+
+
+def layer(p, i):
+    """The i-th reference tensor of a stacked payload, as its own payload."""
+    return p._replace(**{f: np.asarray(getattr(p, f))[i] for f in p._fields})
+
+
+def peer_payloads(n_peers, shape=SHAPE, seed=0):
+    """Correlated peers (shared signal + own noise, different scales) so indices overlap a lot."""
+    rng = np.random.default_rng(seed)
+    common = rng.standard_normal(shape).astype(np.float32) * 3
+    return [compress_tensor(((common + rng.standard_normal(shape)) * (0.5 + i)).astype(np.float32))
+            for i in range(n_peers)]
+
+
+@pytest.mark.parametrize("n_peers", [1, 2, 3, 20])
+@pytest.mark.parametrize("rule", ["median_clip", "mean"])
+def test_aggregate_matches_reference(n_peers, rule):
+    payloads = peer_payloads(n_peers, seed=n_peers)
+    if n_peers > 1:  # the peers really do overlap, so the per-coordinate mean is exercised
+        a, b = np.asarray(payloads[0].idx), np.asarray(payloads[1].idx)
+        overlap = np.mean([len(np.intersect1d(a[c], b[c])) / a.shape[1] for c in range(a.shape[0])])
+        assert overlap > 0.3
+    got = np.asarray(aggregate_tensor(payloads, SHAPE, rule=rule))
+    want = ref_aggregate([(np.asarray(p.idx), decoded(p)) for p in payloads], SHAPE, rule)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("shape", [(50, 97), (2816,)])
+def test_aggregate_odd_shapes(shape):
+    payloads = peer_payloads(3, shape, seed=7)
+    got = np.asarray(aggregate_tensor(payloads, shape))
+    want = ref_aggregate([(np.asarray(p.idx), decoded(p)) for p in payloads], shape)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
+
+
+def test_non_finite_result_skips_only_that_layer():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 64, 128)).astype(np.float32)
+    good = compress_tensor(x, batch_ndim=1)
+    bad = compress_tensor(x * 2, batch_ndim=1)
+    bad = bad._replace(shift=np.array([np.nan, 0.0], np.float32))  # layer 0 poisoned
+    out = np.asarray(aggregate_tensor([good, bad], x.shape, batch_ndim=1))
+    assert np.all(out[0] == 0)
+    assert np.all(np.isfinite(out[1])) and np.any(out[1] != 0)
+
+
+def test_unknown_rule_and_empty_are_typed_errors():
+    with pytest.raises(AggregationError, match="rule"):
+        aggregate_tensor(peer_payloads(1), SHAPE, rule="sum")
+    with pytest.raises(AggregationError):
+        aggregate_tensor([], SHAPE)
+
+
+def test_tree_api_norms_densify_and_outer_step():
+    rng = np.random.default_rng(9)
+    params = {"layers": {"w": rng.standard_normal((2, 64, 128)).astype(np.float32)},
+              "final_norm": {"scale": np.ones(64, np.float32)}}
+    payloads = []
+    for i in range(3):
+        w = rng.standard_normal((2, 64, 128)).astype(np.float32) * (i + 1)
+        payloads.append({"layers/w": compress_tensor(w, batch_ndim=1),
+                         "final_norm/scale": compress_tensor(rng.standard_normal(64).astype(np.float32))})
+    agg = aggregate(payloads, params)
+    np.testing.assert_allclose(
+        np.asarray(agg["layers"]["w"][1]),
+        np.asarray(aggregate_tensor([layer(p["layers/w"], 1) for p in payloads], (64, 128))),
+        rtol=1e-6, atol=1e-7)
+    norms = payload_norms(payloads[2])
+    want = [np.linalg.norm(decoded(layer(payloads[2]["layers/w"], i))) for i in range(2)]
+    np.testing.assert_allclose(np.asarray(norms["layers/w"]), want, rtol=1e-5)
+    med = median_norms(payloads)
+    assert med["layers/w"].shape == (2,)
+    # Densify the largest peer clipped to the median norm: its norm becomes the median.
+    dense = densify(payloads[2], params, clip_norm=med)
+    dense_norms = np.linalg.norm(np.asarray(dense["layers"]["w"]).reshape(2, -1), axis=1)
+    np.testing.assert_allclose(dense_norms, np.asarray(med["layers/w"]), rtol=1e-5)
+    unclipped = densify(payloads[2], params)
+    np.testing.assert_allclose(np.asarray(unclipped["final_norm"]["scale"]),
+                               np.asarray(decompress_tensor(payloads[2]["final_norm/scale"], (64,))))
+    new = outer_step(params, agg, alpha=0.4)
+    want_w = params["layers"]["w"] - 0.4 * np.asarray(agg["layers"]["w"])
+    np.testing.assert_allclose(np.asarray(new["layers"]["w"]), want_w, rtol=1e-6, atol=1e-6)
+    assert new["final_norm"]["scale"].dtype == jnp.float32
+    with pytest.raises(AggregationError, match="lack"):
+        aggregate([payloads[0], {"layers/w": payloads[1]["layers/w"]}], params)
