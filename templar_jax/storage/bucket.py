@@ -1,0 +1,220 @@
+"""`Bucket`: one object store (file, memory, GCS, S3/R2) behind tensorstore's kvstore.
+
+Async-first (tensorstore futures are awaitable) with bounded concurrency, retries with
+exponential backoff on transient failures, a timeout per request, and a size cap checked
+against the object's metadata before any byte is downloaded. Sync wrappers call the async
+methods through asyncio.run (use the async ones inside an event loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, TypeVar
+
+import tensorstore as ts
+
+from templar_jax.storage import metadata
+from templar_jax.storage.credentials import S3Credentials
+from templar_jax.storage.errors import ObjectNotFound, ObjectTooLarge, StorageError, StorageTimeout
+from templar_jax.storage.location import Location, S3Profile, kvstore_spec, parse_url
+from templar_jax.storage.metadata import ObjectInfo
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# tensorstore reports failures as ValueError("<ABSL_STATUS>: ..."); these codes may pass on retry.
+_TRANSIENT = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL", "ABORTED", "RESOURCE_EXHAUSTED", "UNKNOWN")
+
+# memory:// stores are process-wide by name (tensorstore gives each open its own store).
+_memory_lock = threading.Lock()
+_memory_stores: dict[str, tuple[ts.KvStore, dict[str, tuple[int, float]]]] = {}
+
+
+@dataclass(frozen=True)
+class BucketConfig:
+    max_concurrency: int = 16
+    request_timeout_s: float = 30.0
+    retries: int = 3  # extra attempts after the first, on transient errors only
+    backoff_initial_s: float = 0.1
+    backoff_max_s: float = 2.0
+
+
+def _classify(op: str, key: str, err: Exception) -> StorageError:
+    if isinstance(err, StorageError):
+        return err
+    text = str(err)
+    code = text.split(":", 1)[0].strip()
+    return StorageError(f"{op} {key}: {text[:300]}", transient=code in _TRANSIENT)
+
+
+def _prefix_range(prefix: str) -> ts.KvStore.KeyRange | None:
+    if not prefix:
+        return None
+    raw = prefix.encode()
+    end = raw.rstrip(b"\xff")
+    end = end[:-1] + bytes([end[-1] + 1]) if end else b""
+    return ts.KvStore.KeyRange(inclusive_min=raw, exclusive_max=end)
+
+
+class Bucket:
+    """Open with `Bucket.open(url, credentials)`; keys are relative to the URL's prefix."""
+
+    def __init__(self, kv: ts.KvStore, loc: Location, credentials: S3Credentials | None,
+                 config: BucketConfig, profile: S3Profile | None = None):
+        self._kv = kv
+        self.location = loc
+        self._credentials = credentials
+        self.config = config
+        self._profile = profile
+        self._semaphores: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._memory_stamps = _memory_stores[loc.bucket][1] if loc.scheme == "memory" else None
+        if profile is not None:
+            weakref.finalize(self, profile.remove)
+
+    @classmethod
+    def open(cls, url: str, credentials: S3Credentials | None = None, *, endpoint: str | None = None,
+             region: str | None = None, config: BucketConfig | None = None) -> Bucket:
+        config = config or BucketConfig()
+        loc = parse_url(url, endpoint=endpoint, region=region)
+        if loc.scheme == "memory":
+            with _memory_lock:
+                if loc.bucket not in _memory_stores:
+                    _memory_stores[loc.bucket] = (ts.KvStore.open({"driver": "memory"}).result(), {})
+            return cls(_memory_stores[loc.bucket][0], loc, None, config)
+        profile = S3Profile(credentials, loc.region) if (loc.scheme == "s3" and credentials) else None
+        try:
+            kv = ts.KvStore.open(kvstore_spec(loc, profile=profile, retries=config.retries)).result()
+        except Exception:
+            if profile:
+                profile.remove()
+            raise
+        return cls(kv, loc, credentials, config, profile)
+
+    def __repr__(self) -> str:
+        loc = self.location
+        where = loc.prefix if loc.scheme == "file" else f"{loc.bucket}/{loc.prefix}"
+        return f"Bucket({loc.scheme}://{where}, endpoint={loc.endpoint}, credentials={self._credentials!r})"
+
+    def close(self) -> None:
+        if self._profile is not None:
+            self._profile.remove()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        sem = self._semaphores.get(loop)
+        if sem is None:
+            sem = self._semaphores[loop] = asyncio.Semaphore(self.config.max_concurrency)
+        return sem
+
+    async def _call(self, op: str, key: str, make: Callable[[], Awaitable[T]], timeout: float | None = None) -> T:
+        """Run one request under the concurrency bound, with timeout and retries."""
+        cfg = self.config
+        timeout = cfg.request_timeout_s if timeout is None else timeout
+        delay = cfg.backoff_initial_s
+        async with self._semaphore():
+            for attempt in range(cfg.retries + 1):
+                try:
+                    return await asyncio.wait_for(make(), timeout)
+                except (TimeoutError, asyncio.TimeoutError):
+                    err: StorageError = StorageTimeout(f"{op} {key}: no answer within {timeout:.1f} s")
+                except Exception as e:  # tensorstore ValueError, StorageError from metadata
+                    err = _classify(op, key, e)
+                if not err.transient or attempt == cfg.retries:
+                    raise err
+                log.debug("retrying %s %s after %s (attempt %d)", op, key, err.reason, attempt + 1)
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, cfg.backoff_max_s)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _run(coro: Awaitable[T]) -> T:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ async API
+
+    async def aput(self, key: str, data: bytes) -> None:
+        await self._call("put", key, lambda: self._kv.write(key, data))
+        if self._memory_stamps is not None:
+            self._memory_stamps[key] = (len(data), time.time())
+
+    async def ahead(self, key: str, *, timeout: float | None = None) -> ObjectInfo | None:
+        """Size and storage timestamp, or None when the object does not exist."""
+        loc = self.location
+        t = self.config.request_timeout_s if timeout is None else timeout
+        if loc.scheme == "memory":
+            entry = self._memory_stamps.get(key)
+            return ObjectInfo(key, *entry) if entry else None
+        if loc.scheme == "file":
+            return await self._call("head", key, lambda: asyncio.to_thread(metadata.file_head, loc.prefix, key), t)
+        full_key = loc.prefix + key
+        if loc.scheme == "s3":
+            fn: Callable[[], Any] = lambda: metadata.s3_head(loc.endpoint, loc.bucket, full_key, region=loc.region,
+                                                             credentials=self._credentials, timeout=t)
+        else:
+            fn = lambda: metadata.gcs_head(loc.bucket, full_key, timeout=t)
+        info = await self._call("head", key, lambda: asyncio.to_thread(fn), t)
+        return info._replace(key=key) if info else None
+
+    async def aget(self, key: str, *, max_bytes: int | None = None, timeout: float | None = None) -> bytes:
+        """The whole object. With max_bytes, metadata is checked first and at most that many
+        bytes (the size the metadata reported) are requested."""
+        if max_bytes is None:
+            result = await self._call("get", key, lambda: self._kv.read(key), timeout)
+            if result.state != "value":
+                raise ObjectNotFound(f"{key} not found")
+            return result.value
+        info = await self.ahead(key, timeout=timeout)
+        if info is None:
+            raise ObjectNotFound(f"{key} not found")
+        if info.size > max_bytes:
+            raise ObjectTooLarge(f"{key} is {info.size} bytes, cap {max_bytes}")
+        return await self.aget_range(key, 0, info.size, timeout=timeout)
+
+    async def aget_range(self, key: str, start: int, end: int, *, timeout: float | None = None) -> bytes:
+        """Bytes [start, end) of the object (the range must lie within it)."""
+        if end == start:
+            return b""
+        result = await self._call("get", key, lambda: self._kv.read(key, byte_range=slice(start, end)), timeout)
+        if result.state != "value":
+            raise ObjectNotFound(f"{key} not found")
+        if len(result.value) != end - start:
+            raise StorageError(f"get {key}: got {len(result.value)} bytes, asked for {end - start}")
+        return result.value
+
+    async def alist(self, prefix: str = "") -> list[str]:
+        keys = await self._call("list", prefix, lambda: self._kv.list(_prefix_range(prefix)))
+        return sorted(k.decode() for k in keys)
+
+    async def adelete(self, key: str) -> None:
+        await self._call("delete", key, lambda: self._kv.delete_range(ts.KvStore.KeyRange(
+            inclusive_min=key.encode(), exclusive_max=key.encode() + b"\x00")))
+        if self._memory_stamps is not None:
+            self._memory_stamps.pop(key, None)
+
+    # ------------------------------------------------------------------ sync API
+
+    def put(self, key: str, data: bytes) -> None:
+        self._run(self.aput(key, data))
+
+    def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
+        return self._run(self.aget(key, max_bytes=max_bytes))
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        return self._run(self.aget_range(key, start, end))
+
+    def head(self, key: str) -> ObjectInfo | None:
+        return self._run(self.ahead(key))
+
+    def list(self, prefix: str = "") -> list[str]:
+        return self._run(self.alist(prefix))
+
+    def delete(self, key: str) -> None:
+        self._run(self.adelete(key))

@@ -1,0 +1,52 @@
+"""Minimal AWS Signature Version 4 for a bodiless request (HEAD / GET on one object).
+
+tensorstore moves the bytes; it does not expose an object's Last-Modified, so storage.metadata
+sends its own HEAD and needs to sign it. Header-based signing per the AWS SigV4 documentation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+from urllib.parse import quote, urlsplit
+
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+def _hmac(key: bytes, msg: str) -> bytes:
+    return hmac.new(key, msg.encode(), hashlib.sha256).digest()
+
+
+def sign_headers(
+    method: str, url: str, *, region: str, access_key_id: str, secret_access_key: str,
+    session_token: str | None = None, now: dt.datetime | None = None, service: str = "s3",
+) -> dict[str, str]:
+    """Headers (Host, x-amz-*, Authorization) that sign `method url` with an empty body."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    amz_date = now.strftime("%Y%m%dT%H%M%SZ")
+    datestamp = now.strftime("%Y%m%d")
+    parts = urlsplit(url)
+    host = parts.netloc
+    canonical_uri = parts.path or "/"  # callers pass an already URI-encoded path (S3: no double encoding)
+    query = "&".join(sorted(
+        f"{quote(k, safe='~')}={quote(v, safe='~')}"
+        for k, _, v in (p.partition("=") for p in parts.query.split("&") if p)
+    ))
+    headers = {"host": host, "x-amz-content-sha256": EMPTY_SHA256, "x-amz-date": amz_date}
+    if session_token:
+        headers["x-amz-security-token"] = session_token
+    signed = ";".join(sorted(headers))
+    canonical_headers = "".join(f"{k}:{headers[k]}\n" for k in sorted(headers))
+    canonical_request = "\n".join([method, canonical_uri, query, canonical_headers, signed, EMPTY_SHA256])
+    scope = f"{datestamp}/{region}/{service}/aws4_request"
+    string_to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope,
+                                hashlib.sha256(canonical_request.encode()).hexdigest()])
+    key = _hmac(("AWS4" + secret_access_key).encode(), datestamp)
+    for part in (region, service, "aws4_request"):
+        key = _hmac(key, part)
+    signature = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+    out = {k: v for k, v in headers.items() if k != "host"}
+    out["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={access_key_id}/{scope}, "
+                            f"SignedHeaders={signed}, Signature={signature}")
+    return out
