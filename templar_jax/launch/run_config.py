@@ -154,8 +154,20 @@ def apply_overrides(cfg: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
             value = yaml.safe_load(raw)
         except yaml.YAMLError as err:
             raise RunConfigError(f"override '{item}': value is not valid YAML ({err})") from None
+        if isinstance(value, str):
+            value = _number_or_text(value)
         out.setdefault(section, {})[key] = value
     return out
+
+
+def _number_or_text(text: str) -> Any:
+    """YAML 1.1 reads '3e-4' (no dot) as a string; on the command line it means a number."""
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
 
 
 def resolve_path(name_or_path: str | Path) -> Path:
