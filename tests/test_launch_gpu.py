@@ -122,3 +122,9 @@ def test_rendered_sbatch_script_runs_two_processes_that_agree(tmp_path):
     assert sorted(r["process"] for r in reports) == [0, 1]
     assert {(r["processes"], r["devices"], r["local_devices"]) for r in reports} == {(2, 8, 4)}
     assert len({r["result"] for r in reports}) == 1 and all(r["matches_host"] for r in reports)
+
+
+def test_plan_that_does_not_fit_is_reported_not_raised(capsys):
+    rc = main(["launch", "gpu", "plan", "--cluster", "h200-1x8", "--run-config", "covenant-72b"])
+    assert rc == 2
+    assert "MeshPlanError: model does not fit 8 devices of 141 GB" in capsys.readouterr().err

@@ -117,6 +117,22 @@ def _plan_line(args, devices: int, per_host: int, processes: int, hbm_gb: float)
             f"{plan.budget_bytes / 1e9:.1f} GB usable per device ({plan.source})")
 
 
+def _user_errors(func):
+    """Config, hardware and plan errors (all ValueError subclasses) end the command with
+    their message and exit code 2 instead of a traceback."""
+
+    def wrapped(args) -> int:
+        try:
+            return func(args)
+        except ValueError as err:
+            print(f"templar-jax launch: {type(err).__name__}: {err}", file=sys.stderr)
+            return 2
+
+    wrapped.__name__ = func.__name__
+    return wrapped
+
+
+@_user_errors
 def _tpu(args) -> int:
     from templar_jax.launch import tpu
     from templar_jax.launch.hardware import load_tpu_slice
@@ -153,6 +169,7 @@ def _tpu(args) -> int:
     return run_steps(built, dry_run=args.dry_run)
 
 
+@_user_errors
 def _gpu(args) -> int:
     from templar_jax.launch import gpu
     from templar_jax.launch.hardware import load_gpu_cluster
