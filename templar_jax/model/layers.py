@@ -1,0 +1,142 @@
+"""Flax NNX building blocks of the LLaMA-3-style decoder.
+
+Parameters are bare `nnx.Param` arrays named as in docs/interfaces.md (`wq`, `w_gate`,
+`scale`, ...), no biases. Parameters are stored in `param_dtype` (fp32) and cast to the
+compute dtype (bf16) at use; norms and softmax statistics run in fp32.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax.sharding import Mesh
+
+from templar_jax.model.config import ModelConfig
+from templar_jax.model.sharding import constrain
+
+INIT_STD = 0.02  # LLaMA / HF initializer_range
+
+
+def _normal(rngs: nnx.Rngs, shape: tuple[int, ...], dtype) -> jax.Array:
+    return INIT_STD * jax.random.normal(rngs.params(), shape, dtype)
+
+
+class RMSNorm(nnx.Module):
+    def __init__(self, dim: int, eps: float, param_dtype):
+        self.scale = nnx.Param(jnp.ones((dim,), param_dtype))
+        self.eps = eps
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x32 = x.astype(jnp.float32)
+        normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return (normed * self.scale[...].astype(jnp.float32)).astype(x.dtype)
+
+
+def rope_tables(seq_len: int, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
+    """cos/sin [L, head_dim] for the half-split (HF `rotate_half`) RoPE convention."""
+    inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+    freqs_LxH2 = jnp.arange(seq_len, dtype=jnp.float32)[:, None] * inv_freq[None, :]
+    emb_LxH = jnp.concatenate([freqs_LxH2, freqs_LxH2], axis=-1)
+    return jnp.cos(emb_LxH), jnp.sin(emb_LxH)
+
+
+def apply_rope(x_BxLxNxH: jax.Array, cos_LxH: jax.Array, sin_LxH: jax.Array) -> jax.Array:
+    half = x_BxLxNxH.shape[-1] // 2
+    x32 = x_BxLxNxH.astype(jnp.float32)
+    rotated = jnp.concatenate([-x32[..., half:], x32[..., :half]], axis=-1)
+    cos, sin = cos_LxH[None, :, None, :], sin_LxH[None, :, None, :]
+    return (x32 * cos + rotated * sin).astype(x_BxLxNxH.dtype)
+
+
+class Attention(nnx.Module):
+    """GQA self-attention with RoPE; jax.nn.dot_product_attention picks cuDNN or XLA."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        pd = jnp.dtype(cfg.param_dtype)
+        d, hq, hkv = cfg.d_model, cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
+        self.wq = nnx.Param(_normal(rngs, (d, hq), pd))
+        self.wk = nnx.Param(_normal(rngs, (d, hkv), pd))
+        self.wv = nnx.Param(_normal(rngs, (d, hkv), pd))
+        self.wo = nnx.Param(_normal(rngs, (hq, d), pd))
+        self.cfg = cfg
+
+    def __call__(self, x_BxLxD, cos_LxH, sin_LxH, mesh: Mesh | None) -> jax.Array:
+        cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
+        b, l, _ = x_BxLxD.shape
+        x = x_BxLxD.astype(dt)
+        q = (x @ self.wq[...].astype(dt)).reshape(b, l, cfg.n_heads, cfg.head_dim)
+        k = (x @ self.wk[...].astype(dt)).reshape(b, l, cfg.n_kv_heads, cfg.head_dim)
+        v = (x @ self.wv[...].astype(dt)).reshape(b, l, cfg.n_kv_heads, cfg.head_dim)
+        q = constrain(apply_rope(q, cos_LxH, sin_LxH), mesh, "batch", "length", "act_heads", None)
+        k = constrain(apply_rope(k, cos_LxH, sin_LxH), mesh, "batch", "length", "act_kv_heads", None)
+        v = constrain(v, mesh, "batch", "length", "act_kv_heads", None)
+        out_BxLxNxH = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation=None)
+        out = out_BxLxNxH.reshape(b, l, cfg.n_heads * cfg.head_dim)
+        return out @ self.wo[...].astype(dt)
+
+
+class MLP(nnx.Module):
+    """SwiGLU: down(silu(x @ gate) * (x @ up))."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        pd = jnp.dtype(cfg.param_dtype)
+        self.w_gate = nnx.Param(_normal(rngs, (cfg.d_model, cfg.d_ff), pd))
+        self.w_up = nnx.Param(_normal(rngs, (cfg.d_model, cfg.d_ff), pd))
+        self.w_down = nnx.Param(_normal(rngs, (cfg.d_ff, cfg.d_model), pd))
+        self.dtype = jnp.dtype(cfg.dtype)
+
+    def __call__(self, x_BxLxD, mesh: Mesh | None) -> jax.Array:
+        dt = self.dtype
+        x = x_BxLxD.astype(dt)
+        gate = x @ self.w_gate[...].astype(dt)
+        up = x @ self.w_up[...].astype(dt)
+        h_BxLxF = constrain(jax.nn.silu(gate) * up, mesh, "batch", "length", "act_mlp")
+        return h_BxLxF @ self.w_down[...].astype(dt)
+
+
+class Block(nnx.Module):
+    """Pre-norm decoder layer: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        pd = jnp.dtype(cfg.param_dtype)
+        self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps, pd)
+        self.attn = Attention(cfg, rngs)
+        self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps, pd)
+        self.mlp = MLP(cfg, rngs)
+
+    def __call__(self, x_BxLxD, cos_LxH, sin_LxH, mesh: Mesh | None) -> jax.Array:
+        x = x_BxLxD + self.attn(self.attn_norm(x_BxLxD), cos_LxH, sin_LxH, mesh).astype(x_BxLxD.dtype)
+        x = constrain(x, mesh, "batch", "length", "act_embed")
+        x = x + self.mlp(self.mlp_norm(x), mesh).astype(x.dtype)
+        return constrain(x, mesh, "batch", "length", "act_embed")
+
+
+class Embed(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        pd = jnp.dtype(cfg.param_dtype)
+        self.embedding = nnx.Param(_normal(rngs, (cfg.vocab_size, cfg.d_model), pd))
+        self.dtype = jnp.dtype(cfg.dtype)
+
+    def __call__(self, tokens_BxL: jax.Array, mesh: Mesh | None = None) -> jax.Array:
+        # Gather from the whole (bf16) table, as FSDP does for every weight at use: a gather from
+        # a vocab- or embed-sharded table made the SPMD partitioner fall back to replicating
+        # the activations ("involuntary full rematerialization").
+        table_VxD = constrain(self.embedding[...].astype(self.dtype), mesh, None, None)
+        return jnp.take(table_VxD, tokens_BxL.astype(jnp.int32), axis=0)
+
+    def attend(self, x_BxLxD: jax.Array) -> jax.Array:
+        """Tied output projection: logits = x @ embedding.T (accumulated in fp32)."""
+        w = self.embedding[...].astype(self.dtype)
+        return jnp.einsum("bld,vd->blv", x_BxLxD, w, preferred_element_type=jnp.float32)
+
+
+class LMHead(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        pd = jnp.dtype(cfg.param_dtype)
+        self.kernel = nnx.Param(_normal(rngs, (cfg.d_model, cfg.vocab_size), pd))
+        self.dtype = jnp.dtype(cfg.dtype)
+
+    def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+        w = self.kernel[...].astype(self.dtype)
+        return jnp.einsum("bld,dv->blv", x_BxLxD, w, preferred_element_type=jnp.float32)
