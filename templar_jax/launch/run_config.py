@@ -90,7 +90,10 @@ SCHEMA: dict[str, dict[str, KeySpec]] = {
         "checkpoint_interval_windows": KeySpec((int,), "windows between published checkpoints"),
     },
     "storage": {
-        "bucket": KeySpec((str,), "my bucket URL: gs://..., s3://..., r2://ACCOUNT/BUCKET, file://..."),
+        "bucket": KeySpec((str,), "my bucket URL: gs://BUCKET, s3://BUCKET (also R2), file://PATH"),
+        "endpoint": KeySpec(
+            (str,), "s3:// only: endpoint URL (R2: https://ACCOUNT_ID.r2.cloudflarestorage.com)", required=False
+        ),
         "write_credentials_file": KeySpec(
             (str,), "local JSON file with write credentials (never published)", required=False
         ),
