@@ -32,7 +32,7 @@ from jax.sharding import Mesh, NamedSharding
 from templar_jax.sparseloco.compress import ef_compress_tensor, null_payload, tensor_geometry
 from templar_jax.sparseloco.payload import Payload
 from templar_jax.sparseloco.sharded import ShardPlan, ef_compress_sharded, plan_shards
-from templar_jax.sparseloco.tree import batch_dims_from_names, flatten, unflatten
+from templar_jax.sparseloco.tree import batch_dims_from_names, flatten, restructure
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def sparseloco(beta: float = 0.95, topk: int = 64, chunk: int = 64, *, bins: int
             return payload, SparseLoCoState(error=_zeros_like_tree(state.error))
         fn = _compiled_update(names, metas, float(beta), bins, float(sigma_range), mesh)
         payload, new_e = fn(flat_e, flat_delta)
-        return payload, SparseLoCoState(error=unflatten(new_e))
+        return payload, SparseLoCoState(error=restructure(state.error, new_e))
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 

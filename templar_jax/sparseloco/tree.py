@@ -44,3 +44,12 @@ def batch_dims_from_names(params: Mapping[str, Any]) -> dict[str, int]:
     """
     flat = params if all(not isinstance(v, Mapping) for v in params.values()) else flatten(params)
     return {name: int(name.startswith(STACKED_PREFIX)) for name in flat}
+
+
+def restructure(like: Mapping[str, Any], flat: Mapping[str, Any], prefix: str = "") -> dict:
+    """Values of `flat` arranged in the (nested or flat) dict structure of `like`."""
+    out: dict[str, Any] = {}
+    for key, value in like.items():
+        name = f"{prefix}{key}"
+        out[key] = restructure(value, flat, name + "/") if isinstance(value, Mapping) else flat[name]
+    return out

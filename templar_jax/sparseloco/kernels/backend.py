@@ -1,0 +1,79 @@
+"""Which Pallas backend runs a kernel, and the shapes each backend can take.
+
+`backend` names: "interpret" (any platform, Pallas interpreter: exact, slow, used by tests),
+"triton" (NVIDIA GPUs), "mosaic_tpu" (TPUs), "auto" (triton on gpu, mosaic_tpu on tpu,
+interpret on cpu). Kernels fall back to the pure-JAX path for shapes a backend cannot tile;
+`unsupported_reason` says why, so callers can log it.
+"""
+
+from __future__ import annotations
+
+import jax
+
+from templar_jax.sparseloco.geometry import ChunkGeometry
+
+BACKENDS = ("auto", "interpret", "triton", "mosaic_tpu")
+
+
+class KernelConfigError(ValueError):
+    """An unknown backend name or a kernel option that cannot work."""
+
+
+def resolve_backend(backend: str | None) -> str:
+    """Concrete backend name for `backend` ("auto"/None picks from the default device)."""
+    backend = backend or "auto"
+    if backend not in BACKENDS:
+        raise KernelConfigError(f"unknown Pallas backend {backend!r}; expected one of {BACKENDS}")
+    if backend != "auto":
+        return backend
+    platform = jax.default_backend()
+    return {"gpu": "triton", "cuda": "triton", "tpu": "mosaic_tpu"}.get(platform, "interpret")
+
+
+def default_tiles_per_block(backend: str) -> int:
+    """Chunks handled by one kernel program along the column axis.
+
+    Mosaic TPU wants 128-lane blocks and 8-row payload blocks, so 8 tiles of 64 columns; Triton
+    is happiest with one 64x64 tile (4096 values) per program.
+    """
+    return 8 if backend == "mosaic_tpu" else 1
+
+
+def pallas_call_kwargs(backend: str, *, num_warps: int = 4, num_stages: int = 1,
+                       grid_rank: int = 3) -> dict:
+    """`interpret=` / `compiler_params=` for `pl.pallas_call` on `backend`."""
+    if backend == "interpret":
+        return {"interpret": True}
+    if backend == "triton":
+        from jax.experimental.pallas import triton as pl_triton
+        return {"compiler_params": pl_triton.CompilerParams(num_warps=num_warps,
+                                                            num_stages=num_stages)}
+    if backend == "mosaic_tpu":
+        from jax.experimental.pallas import tpu as pl_tpu
+        return {"compiler_params": pl_tpu.CompilerParams(
+            dimension_semantics=("parallel",) * grid_rank)}
+    raise KernelConfigError(f"no pallas_call settings for backend {backend!r}")
+
+
+def _pow2(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+def unsupported_reason(geom: ChunkGeometry, dtype, backend: str, tiles: int) -> str | None:
+    """None when the kernel can run this chunk geometry, else a short reason."""
+    if len(geom.tile) != 2:
+        return "1-D tensors (tiny norm scales) stay on the pure-JAX path"
+    if jax.numpy.dtype(dtype) != jax.numpy.float32:
+        return f"kernels take float32 buffers, got {jax.numpy.dtype(dtype)}"
+    h, w = geom.tile
+    if geom.grid[1] % tiles:
+        return f"{geom.grid[1]} column tiles do not split into blocks of {tiles}"
+    if backend == "interpret":
+        return None
+    if not (_pow2(h) and _pow2(w) and _pow2(geom.k) and _pow2(tiles)):
+        return f"tile {h}x{w}, k={geom.k}: {backend} blocks must be powers of two"
+    if min(h, w) < 16:
+        return f"tile {h}x{w}: {backend} matmuls need both sides >= 16"
+    if backend == "mosaic_tpu" and (w * tiles) % 128:
+        return f"mosaic_tpu needs 128-lane blocks, got {w}x{tiles} columns"
+    return None

@@ -1,0 +1,117 @@
+"""Fused error feedback + per-chunk top-k as one Pallas pass over 64x64 tiles.
+
+Split of the work (one full read of e and delta, one full write of the new e):
+  pass 1 (kernel, per tile, in the tensor's own layout: no chunk transpose):
+      acc = beta*e + delta  -> written out as the new error buffer
+      top-k of |acc| (radix select, lower-index ties) -> idx_K, values_K
+  stats (XLA, on the selected values only, 1/64 of the data): `codec.quantize` (the same
+      function as the pure-JAX path, with the same psum-over-shards support), `dequantize`
+  pass 2 (XLA scatter into acc, selected positions only, unique indices, in place):
+      e_new[idx] = v - v_hat
+`ef_compress_tensor_pallas` has the signature of `sparseloco.compress.ef_compress_tensor` (plus
+`backend`/`tiles_per_block`) and returns bit-identical results; it falls back to that function
+for geometries the backend cannot tile (see `backend.unsupported_reason`).
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+
+from templar_jax.sparseloco import codec
+from templar_jax.sparseloco.compress import _unflatten_payload, ef_compress_tensor
+from templar_jax.sparseloco.geometry import ChunkGeometry
+from templar_jax.sparseloco.kernels.backend import (
+    default_tiles_per_block, pallas_call_kwargs, resolve_backend, unsupported_reason)
+from templar_jax.sparseloco.kernels.tile_select import tile_topk
+from templar_jax.sparseloco.payload import TensorPayload
+
+log = logging.getLogger(__name__)
+
+
+def _ef_select_kernel(e_ref, d_ref, acc_ref, idx_ref, val_ref, *, beta, k, w, tiles):
+    for j in range(tiles):  # static: each 64x64 chunk of the block
+        cols = pl.ds(j * w, w)
+        acc = beta * e_ref[:, cols].astype(jnp.float32) + d_ref[:, cols].astype(jnp.float32)
+        acc = acc.astype(acc_ref.dtype)
+        acc_ref[:, cols] = acc
+        idx_k, val_k = tile_topk(acc, k)
+        idx_ref[j, :] = idx_k
+        val_ref[j, :] = val_k
+
+
+def ef_select(e_BxRxC, delta_BxRxC, *, beta: float, geom: ChunkGeometry, backend: str,
+              tiles_per_block: int, num_warps: int = 4):
+    """Pass 1: (acc_BxRxC, idx_BxYxXxK int32, values_BxYxXxK) for 2-D chunk geometry."""
+    (h, w), (y, x), k = geom.tile, geom.grid, geom.k
+    b = e_BxRxC.shape[0]
+    t = tiles_per_block
+    grid = (b, y, x // t)
+    tile_spec = pl.BlockSpec((None, h, w * t), lambda bi, yi, xi: (bi, yi, xi))
+    sel_spec = pl.BlockSpec((None, None, t, k), lambda bi, yi, xi: (bi, yi, xi, 0))
+    kernel = partial(_ef_select_kernel, beta=beta, k=k, w=w, tiles=t)
+    return pl.pallas_call(
+        kernel,
+        grid=grid,
+        in_specs=[tile_spec, tile_spec],
+        out_specs=[tile_spec, sel_spec, sel_spec],
+        out_shape=[jax.ShapeDtypeStruct(e_BxRxC.shape, e_BxRxC.dtype),
+                   jax.ShapeDtypeStruct((b, y, x, k), jnp.int32),
+                   jax.ShapeDtypeStruct((b, y, x, k), e_BxRxC.dtype)],
+        name="sparseloco_ef_topk",
+        **pallas_call_kwargs(backend, num_warps=num_warps),
+    )(e_BxRxC, delta_BxRxC)
+
+
+def scatter_residual(acc_BxRxC, idx_BxCxK, res_BxCxK, geom: ChunkGeometry):
+    """Pass 2: acc[b, row, col] = res at each selected chunk-local index (unique, in place)."""
+    (h, w), (_, x) = geom.tile, geom.grid
+    b, c, k = idx_BxCxK.shape
+    chunk = jnp.arange(c, dtype=jnp.int32)[None, :, None]
+    rows = (chunk // x) * h + idx_BxCxK // w
+    cols = (chunk % x) * w + idx_BxCxK % w
+    bidx = jnp.broadcast_to(jnp.arange(b, dtype=jnp.int32)[:, None, None], idx_BxCxK.shape)
+    return acc_BxRxC.at[bidx, rows, cols].set(res_BxCxK, unique_indices=True,
+                                              mode="promise_in_bounds")
+
+
+def ef_compress_tensor_pallas(e, delta, *, beta: float, geom: ChunkGeometry, bins: int = 4,
+                              sigma_range: float = 6.0, axis_names: Sequence[str] = (),
+                              backend: str | None = "auto", tiles_per_block: int | None = None):
+    """Drop-in for `ef_compress_tensor` (same arguments and bit-identical results).
+
+    e <- beta*e + delta; payload = Q(TopK(e)); e <- e - decode(payload). Works per shard under
+    `shard_map` (pass the mesh axes that shard the tensor dims as `axis_names`, as for the
+    pure-JAX function: only the quantizer's scalar statistics are psum'ed).
+    """
+    backend = resolve_backend(backend)
+    tiles = tiles_per_block or default_tiles_per_block(backend)
+    if len(geom.tile) == 2 and geom.grid[1] % tiles:
+        tiles = 1
+    reason = unsupported_reason(geom, e.dtype, backend, tiles)
+    if reason is not None:
+        log.debug("pure-JAX compression for %s %s: %s", e.shape, e.dtype, reason)
+        return ef_compress_tensor(e, delta, beta=beta, geom=geom, bins=bins,
+                                  sigma_range=sigma_range, axis_names=axis_names)
+    batch_shape = e.shape[: e.ndim - 2]
+    b = 1
+    for s in batch_shape:
+        b *= s
+    (h, w), (y, x) = geom.tile, geom.grid
+    e3, d3 = e.reshape(b, y * h, x * w), delta.reshape(b, y * h, x * w)
+    acc, idx, vals = ef_select(e3, d3, beta=beta, geom=geom, backend=backend,
+                               tiles_per_block=tiles)
+    idx = idx.reshape(b, y * x, geom.k)
+    vals = vals.reshape(b, y * x, geom.k)
+    codes, shift, scale, lut = codec.quantize(vals, bins=bins, sigma_range=sigma_range,
+                                              axis_names=axis_names)
+    v_hat = codec.dequantize(codes, shift, lut)
+    residual = (vals.astype(jnp.float32) - v_hat).astype(e.dtype)
+    new_e = scatter_residual(acc, idx, residual, geom).reshape(e.shape)
+    payload = TensorPayload(idx, codes, shift, scale, lut)
+    return _unflatten_payload(payload, batch_shape), new_e
