@@ -9,6 +9,7 @@ methods through asyncio.run (use the async ones inside an event loop).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import random
 import threading
@@ -30,6 +31,15 @@ T = TypeVar("T")
 
 # tensorstore reports failures as ValueError("<ABSL_STATUS>: ..."); these codes may pass on retry.
 _TRANSIENT = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL", "ABORTED", "RESOURCE_EXHAUSTED", "UNKNOWN")
+
+# Blocking metadata calls (stat, HTTP HEAD) run here, not in the loop's default executor:
+# asyncio.run waits for that one at exit, so one hung HEAD would outlive a gather's deadline.
+_BLOCKING = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="tjx-storage")
+
+
+def _in_thread(fn: Callable[[], T]) -> Awaitable[T]:
+    return asyncio.get_running_loop().run_in_executor(_BLOCKING, fn)
+
 
 # memory:// stores are process-wide by name (tensorstore gives each open its own store).
 _memory_lock = threading.Lock()
@@ -153,14 +163,14 @@ class Bucket:
             entry = self._memory_stamps.get(key)
             return ObjectInfo(key, *entry) if entry else None
         if loc.scheme == "file":
-            return await self._call("head", key, lambda: asyncio.to_thread(metadata.file_head, loc.prefix, key), t)
+            return await self._call("head", key, lambda: _in_thread(lambda: metadata.file_head(loc.prefix, key)), t)
         full_key = loc.prefix + key
         if loc.scheme == "s3":
             fn: Callable[[], Any] = lambda: metadata.s3_head(loc.endpoint, loc.bucket, full_key, region=loc.region,
                                                              credentials=self._credentials, timeout=t)
         else:
             fn = lambda: metadata.gcs_head(loc.bucket, full_key, timeout=t)
-        info = await self._call("head", key, lambda: asyncio.to_thread(fn), t)
+        info = await self._call("head", key, lambda: _in_thread(fn), t)
         return info._replace(key=key) if info else None
 
     async def aget(self, key: str, *, max_bytes: int | None = None, timeout: float | None = None) -> bytes:

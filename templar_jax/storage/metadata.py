@@ -24,7 +24,7 @@ from typing import NamedTuple
 from urllib.parse import quote
 
 from templar_jax.storage.credentials import S3Credentials
-from templar_jax.storage.errors import StorageError
+from templar_jax.storage.errors import StorageError, StorageTimeout
 from templar_jax.storage.sigv4 import sign_headers
 
 
@@ -45,6 +45,8 @@ def file_head(root: str, key: str) -> ObjectInfo | None:
 
 
 def _http_error(what: str, e: Exception) -> StorageError:
+    if isinstance(e, TimeoutError) or isinstance(getattr(e, "reason", None), TimeoutError):
+        return StorageTimeout(f"{what}: no answer in time")
     if isinstance(e, urllib.error.HTTPError):
         return StorageError(f"{what}: HTTP {e.code}", transient=e.code >= 500 or e.code == 429)
     return StorageError(f"{what}: {type(e).__name__}: {e}", transient=True)
