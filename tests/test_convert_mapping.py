@@ -164,3 +164,34 @@ def test_export_from_a_params_tree_casts_to_bf16(tmp_path):
     flat["layers/attn/wq"] = flat["layers/attn/wq"][:, :, :8]
     with pytest.raises(ConversionError, match="layers/attn/wq"):
         export_hf(TreeSource(flat), cfg, tmp_path / "x")
+
+
+def test_export_from_sharded_orbax_checkpoint_equals_tree_export(tmp_path):
+    """OrbaxSource reads layer slices straight from the OCDBT store of an 8-device save."""
+    import jax
+
+    from templar_jax.checkpoint.local import CheckpointMeta, LocalCheckpoints
+    from templar_jax.convert.mapping import our_shapes
+    from templar_jax.convert.sources import OrbaxSource
+    from templar_jax.model.params import unflatten_params
+    from templar_jax.model.sharding import make_mesh, param_shardings
+
+    cfg = _tiny(tied=False)
+    rng = np.random.default_rng(2)
+    flat = {n: rng.standard_normal(s).astype(np.float32) for n, s in our_shapes(cfg).items()}
+    sharded = jax.device_put(unflatten_params(flat), param_shardings(cfg, make_mesh("fsdp=8")))
+    with LocalCheckpoints(tmp_path / "ck") as ckpts:
+        ckpts.save(4, sharded, meta=CheckpointMeta(4, 120, "v"))
+        ckpts.wait()
+    source = OrbaxSource(tmp_path / "ck")
+    assert source.step_dir.name == "4" and source.meta["window"] == 4
+    assert sorted(source.names()) == sorted(flat)
+    np.testing.assert_array_equal(source.read("layers/mlp/w_down", 2), flat["layers/mlp/w_down"][2])
+    export_hf(source, cfg, tmp_path / "a", dtype="float32", max_shard_bytes=10_000)
+    export_hf(TreeSource(sharded), cfg, tmp_path / "b", dtype="float32", max_shard_bytes=10_000)
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "b").iterdir()) and len(names) > 4
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    with pytest.raises(ConversionError, match="no step 7"):
+        OrbaxSource(tmp_path / "ck", step=7)
