@@ -41,16 +41,20 @@ def pack_uint(values_XxN: np.ndarray, width: int) -> np.ndarray:
         bits = bits.reshape(x, n * width)
         return np.packbits(bits, axis=1, bitorder="little")[:, :nbytes]
     per, gbytes = group
+    wtype = np.uint32 if gbytes <= 4 else np.uint64
     ngroups = -(-n // per)
-    padded = np.zeros((x, ngroups * per), np.uint64)
-    padded[:, :n] = values_XxN
-    padded = padded.reshape(x, ngroups, per)
-    word = np.zeros((x, ngroups), np.uint64)
+    if ngroups * per == n:
+        padded = values_XxN.astype(wtype, copy=False).reshape(x, ngroups, per)
+    else:
+        padded = np.zeros((x, ngroups * per), wtype)
+        padded[:, :n] = values_XxN
+        padded = padded.reshape(x, ngroups, per)
+    word = np.zeros((x, ngroups), wtype)
     for i in range(per):  # loop over the few values in a group, not over rows
-        word |= padded[:, :, i] << np.uint64(i * width)
+        word |= padded[:, :, i] << wtype(i * width)
     out = np.empty((x, ngroups, gbytes), np.uint8)
     for b in range(gbytes):
-        out[:, :, b] = (word >> np.uint64(8 * b)).astype(np.uint8)
+        out[:, :, b] = (word >> wtype(8 * b)).astype(np.uint8)
     return out.reshape(x, ngroups * gbytes)[:, :nbytes]
 
 
@@ -71,17 +75,21 @@ def unpack_uint(packed_XxB: np.ndarray, n: int, width: int) -> tuple[np.ndarray,
         values = (bits << np.arange(width, dtype=np.uint32)).sum(axis=-1, dtype=np.uint32)
         return values, pad_ok
     per, gbytes = group
+    wtype = np.uint32 if gbytes <= 4 else np.uint64
     ngroups = -(-n // per)
-    full = np.zeros((x, ngroups * gbytes), np.uint8)
-    full[:, :nbytes] = packed_XxB
-    full = full.reshape(x, ngroups, gbytes)
-    word = np.zeros((x, ngroups), np.uint64)
+    if ngroups * gbytes == nbytes:
+        full = packed_XxB.reshape(x, ngroups, gbytes)
+    else:
+        full = np.zeros((x, ngroups * gbytes), np.uint8)
+        full[:, :nbytes] = packed_XxB
+        full = full.reshape(x, ngroups, gbytes)
+    word = np.zeros((x, ngroups), wtype)
     for b in range(gbytes):
-        word |= full[:, :, b].astype(np.uint64) << np.uint64(8 * b)
-    mask = np.uint64((1 << width) - 1)
+        word |= full[:, :, b].astype(wtype) << wtype(8 * b)
+    mask = wtype((1 << width) - 1)
     values = np.empty((x, ngroups, per), np.uint32)
     for i in range(per):
-        values[:, :, i] = (word >> np.uint64(i * width)) & mask
+        values[:, :, i] = (word >> wtype(i * width)) & mask
     values = values.reshape(x, ngroups * per)
     pad_ok = not values[:, n:].any()
     if pad_ok and (n * width) % 8:  # stray bits in the last byte beyond the final value

@@ -45,11 +45,11 @@ def ef_params(universe: int, k: int) -> EFParams:
 
 def ef_encode(idx_XxK: np.ndarray, p: EFParams) -> np.ndarray:
     """uint8 [X, row_bytes]; idx must be sorted ascending, distinct, < universe (caller checks)."""
-    idx = np.asarray(idx_XxK, np.int64)
+    idx = np.asarray(idx_XxK, np.int32)
     x = idx.shape[0]
     low = pack_uint(idx & ((1 << p.low_bits) - 1), p.low_bits)
     bitmap = np.zeros((x, p.high_bytes * 8), np.uint8)
-    pos = (idx >> p.low_bits) + np.arange(p.k)
+    pos = (idx >> p.low_bits) + np.arange(p.k, dtype=np.int32)
     np.put_along_axis(bitmap, pos, 1, axis=1)
     high = np.packbits(bitmap, axis=1, bitorder="little")
     return np.concatenate([low, high], axis=1)
@@ -73,11 +73,13 @@ def ef_decode(code_XxB: np.ndarray, p: EFParams) -> np.ndarray:
     bad = np.flatnonzero(counts != p.k)
     if bad.size:
         raise EFDecodeError(f"chunk {int(bad[0])} has {int(counts[bad[0]])} high bits set, expected {p.k}")
-    _, cols = np.nonzero(bitmap)  # row-major, so each row's set positions come out in order
-    high = cols.reshape(x, p.k) - np.arange(p.k)
-    idx = (high << p.low_bits) | low.astype(np.int64)
+    # Each set bit's high value = number of zeros before it: a running count of zeros, read at
+    # the set bits (row-major, so each row's values come out in rank order).
+    zeros_before = np.cumsum(bitmap ^ 1, axis=1, dtype=np.uint8 if bitmap.shape[1] < 256 else np.int32)
+    high = zeros_before[bitmap.view(bool)].reshape(x, p.k).astype(np.int32)
+    idx = (high << p.low_bits) | low.astype(np.int32)
     check_sorted_in_range(idx, p.universe)
-    return idx.astype(np.int32)
+    return idx
 
 
 def check_sorted_in_range(idx_XxK: np.ndarray, universe: int) -> None:
