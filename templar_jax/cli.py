@@ -19,6 +19,7 @@ COMMAND_MODULES: list[str] = [
     "convert",
     "launch",
     "gauntlet",
+    "payload",
 ]
 
 
