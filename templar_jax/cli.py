@@ -14,6 +14,7 @@ import sys
 
 # Module names under templar_jax.commands; each adds one or more subcommands.
 COMMAND_MODULES: list[str] = [
+    "experiment",
     "chain",
     "data",
     "convert",

@@ -17,10 +17,12 @@ from templar_jax.sparseloco.kernels.backend import (
     BACKENDS, KernelConfigError, resolve_backend, unsupported_reason)
 from templar_jax.sparseloco.kernels.compress import (
     ef_compress_tensor_pallas, ef_select, scatter_residual)
+from templar_jax.sparseloco.kernels.sharded import ef_compress_sharded_pallas
 from templar_jax.sparseloco.kernels.tile_select import tile_topk
 
 __all__ = [
-    "BACKENDS", "KernelConfigError", "aggregate_tensor_pallas", "ef_compress_tensor_pallas",
+    "BACKENDS", "KernelConfigError", "aggregate_tensor_pallas", "ef_compress_sharded_pallas",
+    "ef_compress_tensor_pallas",
     "ef_select", "resolve_backend", "scatter_mean_tiles", "scatter_residual", "tile_topk",
     "unsupported_reason",
 ]
