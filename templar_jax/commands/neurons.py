@@ -1,0 +1,55 @@
+"""`templar-jax miner` and `templar-jax validator`: run one neuron against any chain + bucket."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default="tiny-local",
+                   help="run config name (configs/runs/NAME.yaml) or path (default: tiny-local)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a run-config key (repeatable), e.g. --set inner.lr=3e-4")
+    p.add_argument("--hotkey", required=True, help="hotkey name this neuron acts as")
+    p.add_argument("--run-dir", default="runs/neuron", help="folder for event logs and local state")
+    p.add_argument("--windows", type=int, default=None,
+                   help="stop after this many windows from the run's start window (default: run forever)")
+    p.add_argument("--register-stake", type=float, default=None,
+                   help="LocalChain only: register the hotkey with this stake if it is not registered")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("miner", help="run a miner: train, compress, upload, gather, outer step",
+                       description="Run one miner's window loop (SPEC sec. 1-2). Secrets come only from "
+                                   "the environment (TEMPLAR_S3_* for S3/R2 buckets).")
+    _common(p)
+    p.add_argument("--behavior", default="honest",
+                   help="honest (default) | noise | corrupt | copy:UID  (adversarial modes for demos/tests)")
+    p.set_defaults(func=_run_miner)
+    p = sub.add_parser("validator", help="run a validator: gather, score (Gauntlet), set weights",
+                       description="Run one validator's window loop (SPEC sec. 1, 3, 5).")
+    _common(p)
+    p.add_argument("--validator-seed", type=int, default=0, help="seed for the validator's evaluation samples")
+    p.set_defaults(func=_run_validator)
+
+
+def _settings(args):
+    from templar_jax.neurons.settings import load_settings
+
+    return load_settings(args.config, args.overrides)
+
+
+def _run_miner(args) -> int:
+    from templar_jax.neurons.miner import Miner
+
+    miner = Miner(_settings(args), hotkey=args.hotkey, run_dir=args.run_dir, behavior=args.behavior,
+                  register_stake=args.register_stake)
+    return miner.run(args.windows)
+
+
+def _run_validator(args) -> int:
+    from templar_jax.neurons.validator import Validator
+
+    validator = Validator(_settings(args), hotkey=args.hotkey, run_dir=args.run_dir,
+                          register_stake=args.register_stake, validator_seed=args.validator_seed)
+    return validator.run(args.windows)

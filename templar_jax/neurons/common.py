@@ -1,0 +1,71 @@
+"""Set-up shared by the miner and the validator: identity, chain, buckets, model, data."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from templar_jax.gauntlet import GauntletConfig, choose_sample_positions
+from templar_jax.neurons.engine import GlobalModel, open_datasets
+from templar_jax.neurons.events import EventLog
+from templar_jax.neurons.exchange import read_start_window
+from templar_jax.neurons.network import PeerDirectory, my_uid, open_chain, open_my_bucket, publish_access
+from templar_jax.neurons.settings import NeuronSettings
+from templar_jax.storage.bucket import Bucket
+
+log = logging.getLogger(__name__)
+
+
+class NeuronBase:
+    role = "neuron"
+
+    def __init__(self, settings: NeuronSettings, *, hotkey: str, run_dir: str | Path,
+                 register_stake: float | None = None):
+        self.settings = settings
+        self.hotkey = hotkey
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.chain = open_chain(settings.chain_backend, settings.chain_network, hotkey,
+                                netuid=settings.netuid, wallet=settings.wallet)
+        self.uid = my_uid(self.chain, register_stake=register_stake)
+        self.bucket, access = open_my_bucket(settings.bucket_url)
+        publish_access(self.chain, access)
+        self.peers = PeerDirectory(self.chain)
+        self.events = EventLog(self.run_dir, self.role, self.uid)
+        self.data = open_datasets(settings.data_path, settings.seq_len)
+        self.model = GlobalModel(settings, pad_id=self.data.pad_id)
+        self.gauntlet_cfg = GauntletConfig(burn_fraction=settings.burn_fraction, burn_uid=settings.burn_uid,
+                                           eval_uids_per_window=settings.eval_uids,
+                                           gather_peers=settings.gather_peers,
+                                           reserve_peers=settings.reserve_peers)
+        self.sample_positions = choose_sample_positions(self.model.shapes_flat, self.gauntlet_cfg)
+        log.info("%s uid %d (%s) joined: model %s, %d train samples", self.role, self.uid, hotkey,
+                 settings.model_preset, self.data.train.n_samples)
+
+    # -- network helpers --------------------------------------------------------------
+    def leader_bucket(self) -> tuple[int, Bucket | None]:
+        leader = self.chain.metagraph().leader_uid
+        if leader == self.uid:
+            return leader, self.bucket
+        return leader, self.peers.bucket(leader)
+
+    def miner_uids(self) -> list[int]:
+        """Uids without stake that committed a bucket (the gather candidates)."""
+        mg = self.chain.metagraph()
+        validators = set(mg.validator_uids)
+        return sorted(u for u in self.peers.refresh() if u not in validators)
+
+    def wait_start_window(self, poll_s: float = 0.5, timeout_s: float = 600.0) -> int:
+        deadline = time.time() + timeout_s
+        while time.time() < deadline:
+            _, leader = self.leader_bucket()
+            if leader is not None:
+                start = read_start_window(leader, self.settings.version)
+                if start is not None:
+                    return start
+            time.sleep(poll_s)
+        raise TimeoutError("the leader validator published no start window")
+
+    def is_null_round(self, window: int, start: int) -> bool:
+        return window < start + self.settings.null_rounds

@@ -1,0 +1,171 @@
+"""The miner's window loop (SPEC sec. 1-2).
+
+Per window W: train H inner steps from theta0 on the assigned data; pseudo-gradient
+delta = theta0 - theta_H; SparseLoCo compress with error feedback; encode; upload right after
+W+1 starts (plus the debug object with a few parameter values for the sync check); after the
+upload window closes, gather the leader's peer list (reserve fill-in), aggregate, and apply the
+same outer step as everyone: theta_next = theta0 - alpha * agg. A miner that falls behind skips
+training for a window but still applies that window's outer step, so it stays in sync.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from templar_jax.data import miner_pool, sample_digest, trained_indices
+from templar_jax.gauntlet import debug_object
+from templar_jax.model.params import flatten_params
+from templar_jax.neurons import clock
+from templar_jax.neurons.behaviors import Behavior, noise_payload, wait_for_object
+from templar_jax.neurons.common import NeuronBase
+from templar_jax.neurons.exchange import default_peer_list, gather_window, read_peer_list, select_contributors
+from templar_jax.neurons.trainer import InnerTrainer
+from templar_jax.sparseloco import chunk_geometry, sparseloco
+from templar_jax.storage.keys import aggregator_key, debug_key, gradient_key
+from templar_jax.wire import decode, encode
+
+log = logging.getLogger(__name__)
+
+GATHER_MARGIN_S = 0.3  # after the upload window closes, so every valid upload is visible
+
+
+class Miner(NeuronBase):
+    role = "miner"
+
+    def __init__(self, settings, *, hotkey: str, run_dir: str | Path, behavior: str = "honest",
+                 register_stake: float | None = None):
+        super().__init__(settings, hotkey=hotkey, run_dir=run_dir, register_stake=register_stake)
+        self.behavior = Behavior.parse(behavior)
+        self.trainer = InnerTrainer(self.model.cfg, settings.inner, pad_id=self.data.pad_id)
+        self.tx = sparseloco(beta=settings.error_decay, topk=settings.topk, chunk=settings.chunk,
+                             batch_dims=self.model.batch_dims)
+        self.rng = np.random.default_rng(self.uid)
+        self.chunk_sizes = {
+            name: chunk_geometry(shape[self.model.batch_dims[name]:], chunk=settings.chunk,
+                                 topk=settings.topk).chunk_size
+            for name, shape in self.model.shapes_flat.items()}
+
+    # -- one window ---------------------------------------------------------------------
+    def _train(self, params, opt_state, window: int):
+        s = self.settings
+        pool = miner_pool(self.uid, window, self.data.train.n_samples, s.inner["steps"], s.inner["target_batch"])
+        rows = trained_indices(pool, s.inner["steps"], s.inner["batch"])
+        batches = [self.data.train.samples(r) for r in rows]
+        params, opt_state, losses = self.trainer.run(params, opt_state, batches)
+        digest = sample_digest(self.data.train.ids(pool))
+        return params, opt_state, losses, digest, len(pool)
+
+    def _payload_bytes(self, payload, window: int, digest: str, count: int, global_step: int) -> bytes:
+        if self.behavior.kind == "noise":
+            payload = noise_payload(jax.device_get(payload), self.chunk_sizes, self.rng)
+        meta = {"window": window, "uid": self.uid, "global_step": global_step, "sample_digest": digest,
+                "sample_count": count, "version": self.settings.version}
+        data = encode(jax.device_get(payload), meta, expected=self.model.expected,
+                      index_coding=self.settings.index_coding, chunk=self.settings.chunk,
+                      topk=self.settings.topk)
+        if self.behavior.kind == "corrupt":
+            data = data[: len(data) // 2] + bytes(len(data) - len(data) // 2)
+        return data
+
+    def _copy_victim(self, window: int, global_step: int) -> bytes | None:
+        """The copier's upload: the target's payload re-signed as ours."""
+        victim = self.peers.bucket(self.behavior.target)
+        if victim is None:
+            return None
+        key = gradient_key(window, self.behavior.target, self.settings.version)
+        data = wait_for_object(victim.get, key, timeout_s=self.settings.upload_window_s * 0.5)
+        if data is None:
+            return None
+        payload, meta = decode(data, self.model.expected, chunk=self.settings.chunk, topk=self.settings.topk)
+        meta.update(uid=self.uid, global_step=global_step)
+        return encode(payload, meta, expected=self.model.expected, index_coding=self.settings.index_coding,
+                      chunk=self.settings.chunk, topk=self.settings.topk)
+
+    def _apply_window(self, theta0, window: int):
+        s = self.settings
+        leader_uid, leader = self.leader_bucket()
+        peers = read_peer_list(leader, window, s.version) if leader is not None else None
+        if peers is None:
+            peers = default_peer_list(window, self.miner_uids(), s.gather_peers, s.reserve_peers)
+        got = gather_window(window, peers.gather + peers.reserve, self.peers.refresh(), chain=self.chain,
+                            version=s.version, expected=self.model.expected,
+                            upload_span_s=s.upload_window_s, deadline_s=s.gather_timeout_s,
+                            chunk=s.chunk, topk=s.topk)
+        contributors = select_contributors(peers, got.valid)
+        params = self.model.outer_step(theta0, [got.valid[u] for u in contributors])
+        return params, contributors, got
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self, windows: int | None = None) -> int:
+        s = self.settings
+        start = self.wait_start_window()
+        params = self.model.init_params()
+        opt_state = self.trainer.init(params)
+        ef_state = self.tx.init(params)
+        window = max(start, self.chain.current_window())
+        if window > start:
+            params = self._catch_up(params, start, window)
+        last = start + windows - 1 if windows else None
+        self.events.emit("started", behavior=str(self.behavior), start_window=start, window=window)
+        while last is None or window <= last:
+            t0 = time.time()
+            theta0 = params
+            on_time = self.chain.current_window() == window
+            train_loss, uploaded, upload_s = None, False, 0.0
+            if on_time:
+                params_h, opt_state, losses, digest, count = self._train(theta0, opt_state, window)
+                train_loss = float(np.mean(losses))
+                delta = jax.tree.map(lambda a, b: a - b, theta0, params_h)
+                payload, ef_state = self.tx.update(delta, ef_state, null_round=self.is_null_round(window, start))
+                data = self._payload_bytes(payload, window, digest, count, window - start)
+                compute_s = time.time() - t0
+                clock.wait_for_window(self.chain, window + 1)
+                t_comm = time.time()
+                if self.behavior.kind == "copy":
+                    data = self._copy_victim(window, window - start)
+                if data is not None:
+                    self.bucket.put(gradient_key(window, self.uid, s.version), data)
+                    dbg = debug_object(flatten_params(theta0), self.sample_positions, window)
+                    self.bucket.put(debug_key(window, self.uid, s.version), json.dumps(dbg).encode())
+                    uploaded = True
+                upload_s = time.time() - t_comm
+            else:
+                compute_s = 0.0
+                log.warning("window %d: behind the chain (now %d); skipping training", window,
+                            self.chain.current_window())
+            clock.wait_until(clock.window_start_time(self.chain, window + 1) + s.upload_window_s + GATHER_MARGIN_S)
+            t_gather = time.time()
+            params, contributors, got = self._apply_window(theta0, window)
+            comm_s = upload_s + (time.time() - t_gather)  # waiting on the clock is not counted
+            self.events.emit("window", window=window, train_loss=train_loss, uploaded=uploaded,
+                             behavior=str(self.behavior), gathered=contributors,
+                             skipped=got.failed, compute_s=compute_s, comm_s=comm_s,
+                             null_round=self.is_null_round(window, start), status="ok" if on_time else "behind")
+            log.info("window %d: loss %s, applied %d peers %s, skipped %s", window,
+                     "-" if train_loss is None else f"{train_loss:.4f}", len(contributors), contributors,
+                     {u: r.split(":")[0] for u, r in got.failed.items()})
+            window += 1
+        self.events.emit("stopped", window=window - 1)
+        return 0
+
+    def _catch_up(self, params, start: int, now: int):
+        """Late join / restart: replay the leader's published aggregates of [start, now)."""
+        _, leader = self.leader_bucket()
+        applied = skipped = 0
+        for w in range(start, now):
+            try:
+                data = leader.get(aggregator_key(w, self.settings.version))
+            except Exception:
+                skipped += 1
+                continue
+            params = self.model.replay(params, w, data)
+            applied += 1
+        log.info("caught up %d windows (%d missing)", applied, skipped)
+        self.events.emit("caught_up", applied=applied, skipped=skipped, window=now)
+        return params

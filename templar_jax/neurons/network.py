@@ -1,0 +1,105 @@
+"""How a neuron reaches the network: its chain handle, its own bucket (write access stays
+local) and the other neurons' buckets, found through the read access they commit on chain."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from templar_jax.chain import Chain
+from templar_jax.storage.bucket import Bucket
+from templar_jax.storage.credentials import (
+    BucketAccess,
+    CommitmentError,
+    S3Credentials,
+    decode_commitment,
+    encode_commitment,
+)
+
+log = logging.getLogger(__name__)
+
+
+class NetworkSetupError(RuntimeError):
+    """The neuron cannot join: chain, bucket or registration is not usable (reason in message)."""
+
+
+def open_chain(backend: str, network: str, hotkey: str, *, netuid: int = 3,
+               wallet: str | None = None) -> Chain:
+    if backend == "local":
+        from templar_jax.chain.local import LocalChain
+
+        if not Path(network).exists():
+            raise NetworkSetupError(
+                f"local chain {network} does not exist (create it with `templar-jax chain init`)")
+        return LocalChain(network, hotkey=hotkey)
+    if backend == "bittensor":
+        from templar_jax.chain.bittensor_chain import BittensorChain
+
+        return BittensorChain(netuid, network=network, wallet_name=wallet, wallet_hotkey=hotkey)
+    raise NetworkSetupError(f"unknown chain backend {backend!r} (local or bittensor)")
+
+
+def my_uid(chain: Chain, *, register_stake: float | None = None) -> int:
+    """The neuron's uid; on a LocalChain it registers itself when asked (register_stake given)."""
+    from templar_jax.chain.errors import NotRegisteredError
+
+    try:
+        return chain.my_uid()
+    except NotRegisteredError:
+        if register_stake is None or not hasattr(chain, "register"):
+            raise NetworkSetupError(f"hotkey {chain.hotkey!r} is not registered on the chain") from None
+        return chain.register(chain.hotkey, stake=register_stake)
+
+
+def open_my_bucket(url: str) -> tuple[Bucket, BucketAccess]:
+    """My bucket for writing, and the read access to publish. Write credentials come from the
+    environment (TEMPLAR_S3_*) and never leave this process."""
+    creds = S3Credentials.from_env() if url.startswith(("s3://", "r2://")) else None
+    if url.startswith("file://"):
+        Path(url[len("file://"):]).mkdir(parents=True, exist_ok=True)
+    bucket = Bucket.open(url, creds)
+    read = S3Credentials.from_env("TEMPLAR_S3_READ_") if creds else None
+    return bucket, BucketAccess(url, credentials=read)
+
+
+def publish_access(chain: Chain, access: BucketAccess) -> None:
+    """Commit my bucket's read access on chain unless the same commitment is already there."""
+    text = encode_commitment(access)
+    uid = chain.my_uid()
+    if chain.commitments().get(uid) != text:
+        chain.commit(text)
+        log.info("committed read access for uid %d (%d bytes)", uid, len(text))
+
+
+class PeerDirectory:
+    """uid -> opened read-only Bucket, from the chain's commitments; refreshed on demand and
+    cached per commitment so a changed commitment reopens the bucket."""
+
+    def __init__(self, chain: Chain):
+        self.chain = chain
+        self._open: dict[int, tuple[str, Bucket]] = {}
+
+    def refresh(self) -> dict[int, Bucket]:
+        out: dict[int, Bucket] = {}
+        for uid, text in self.chain.commitments().items():
+            cached = self._open.get(uid)
+            if cached and cached[0] == text:
+                out[uid] = cached[1]
+                continue
+            try:
+                bucket = decode_commitment(text).open()
+            except (CommitmentError, ValueError) as err:
+                log.warning("uid %d: unusable commitment skipped (%s)", uid, err)
+                continue
+            except Exception as err:  # an unreachable bucket must not stop the neuron
+                log.warning("uid %d: cannot open committed bucket (%s: %s)", uid, type(err).__name__, err)
+                continue
+            self._open[uid] = (text, bucket)
+            out[uid] = bucket
+        return out
+
+    def bucket(self, uid: int) -> Bucket | None:
+        cached = self._open.get(uid)
+        if cached is None:
+            return self.refresh().get(uid)
+        return cached[1]

@@ -1,0 +1,40 @@
+"""The miner's inner loop: H AdamW steps on the assigned batches, optimizer state kept across
+windows (SPEC sec. 2). Thin glue over `templar_jax.train`."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from templar_jax.train.optimizer import TrainConfig, make_inner_optimizer
+from templar_jax.train.step import make_train_step
+
+
+def train_config_from_run(inner: Mapping[str, Any]) -> TrainConfig:
+    b1, b2 = inner["betas"]
+    return TrainConfig(lr=float(inner["lr"]), b1=float(b1), b2=float(b2), eps=float(inner["eps"]),
+                       weight_decay=float(inner["weight_decay"]), warmup_steps=int(inner["warmup_steps"]),
+                       cosine_steps=int(inner["cosine_steps"]),
+                       final_lr_ratio=float(inner["final_lr_fraction"]), grad_clip=float(inner["grad_clip"]))
+
+
+class InnerTrainer:
+    def __init__(self, model_cfg, inner: Mapping[str, Any], *, pad_id: int | None):
+        self.optimizer = make_inner_optimizer(train_config_from_run(inner))
+        accum = max(1, int(inner["batch"]) // max(1, int(inner["micro_batch"])))
+        self.step = make_train_step(model_cfg, self.optimizer, accum_steps=accum, pad_id=pad_id)
+
+    def init(self, params):
+        return self.optimizer.init(params)
+
+    def run(self, theta0, opt_state, batches: Sequence[np.ndarray]):
+        """H steps from theta0 (left untouched: the step donates its inputs, so train a copy)."""
+        params = jax.tree.map(jnp.copy, theta0)
+        losses = []
+        for tokens in batches:
+            params, opt_state, metrics = self.step(params, opt_state, jnp.asarray(tokens, jnp.int32))
+            losses.append(metrics["loss"])
+        return params, opt_state, [float(x) for x in losses]

@@ -1,0 +1,246 @@
+"""The validator's window loop (SPEC sec. 1, 3, 5).
+
+Per window W, once the upload window closed: gather every miner's payload; score up to
+`eval_uids` of them with Gauntlet (LossScore before/after applying that miner's clipped update
+alone, on its own data and on random data; sync from its debug object); copy detection,
+slashing, inactivity; apply the same outer step as the miners (the leader publishes the payloads
+it aggregated as `aggregator-W` for catch-up); publish the peer list every `refresh_windows`
+(effective two windows later, after every miner has finished with the current list); set
+weights every `weights_interval_windows`. The scoring state is saved atomically each window and
+the params are rebuilt on restart by replaying the published aggregates, so a restart resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from templar_jax.data import validator_own_indices, validator_random_indices
+from templar_jax.gauntlet import (
+    slash_invalid,
+    Evaluation,
+    apply_copy_verdicts,
+    apply_inactivity,
+    compute_weights,
+    detect_copies,
+    load_or_init,
+    observe_validator_sample,
+    parse_debug_object,
+    sample_params,
+    save_state,
+    score_window,
+    select_eval_uids,
+    select_gather_peers,
+    slash_poor_sync,
+    steps_behind,
+)
+from templar_jax.gauntlet.errors import ScoreInputError
+from templar_jax.model.params import flatten_params
+from templar_jax.neurons import clock
+from templar_jax.neurons.aggregator_object import encode_aggregator
+from templar_jax.neurons.common import NeuronBase
+from templar_jax.neurons.exchange import (
+    PeerList,
+    default_peer_list,
+    gather_window,
+    publish_peer_list,
+    read_peer_list,
+    read_start_window,
+    select_contributors,
+)
+from templar_jax.sparseloco import densify, median_norms
+from templar_jax.storage.keys import aggregator_key, debug_key, start_window_key
+
+log = logging.getLogger(__name__)
+
+GATHER_MARGIN_S = 0.3
+EVAL_STEP_FRACTION = 0.2  # SPEC 5: a single miner's update is applied with step alpha * 0.2
+START_DELAY_WINDOWS = 2  # a fresh run starts this many windows after the validator comes up
+
+
+class Validator(NeuronBase):
+    role = "validator"
+
+    def __init__(self, settings, *, hotkey: str, run_dir: str | Path, register_stake: float | None = None,
+                 validator_seed: int = 0):
+        super().__init__(settings, hotkey=hotkey, run_dir=run_dir, register_stake=register_stake)
+        self.state_path = self.run_dir / f"validator-{self.uid}-state.json"
+        self.state = load_or_init(self.state_path)
+        self.validator_seed = validator_seed
+        s = settings
+        self._densify = lambda payload, like, clip: densify(payload, like, clip_norm=clip, chunk=s.chunk,
+                                                            batch_dims=self.model.batch_dims)
+
+    # -- start window -------------------------------------------------------------------------
+    def ensure_start_window(self) -> int:
+        start = read_start_window(self.bucket, self.settings.version)
+        if start is None:
+            start = self.chain.current_window() + START_DELAY_WINDOWS
+            self.bucket.put(start_window_key(self.settings.version), json.dumps({"start_window": start}).encode())
+            log.info("published start window %d", start)
+        return start
+
+    # -- evaluation ------------------------------------------------------------------------------
+    def _tokens(self, idx) -> np.ndarray:
+        return self.data.train.samples(np.asarray(idx))
+
+    def _evaluate(self, theta0, window: int, uids, got, contributors, rand_tokens, loss_rand_before,
+                  val_sample) -> tuple[list[Evaluation], list[int], list[int], dict[int, float]]:
+        s = self.settings
+        evaluations, missing, invalid, behind = [], [], [], {}
+        pool_for_norms = [got.valid[u] for u in (contributors or sorted(got.valid))]
+        clip = median_norms(pool_for_norms) if pool_for_norms else None
+        step = s.outer_lr * EVAL_STEP_FRACTION
+        for uid in uids:
+            if uid in got.invalid:
+                invalid.append(uid)
+                continue
+            if uid not in got.valid:
+                missing.append(uid)
+                continue
+            update = self._densify(got.valid[uid], theta0, clip)
+            theta_u = jax.tree.map(lambda p, u: p - step * u, theta0, update)
+            own = self._tokens(validator_own_indices(
+                uid, window, self.data.train.n_samples, s.inner["steps"], s.inner["target_batch"],
+                s.inner["batch"], validator_seed=self.validator_seed, n=s.eval_sequences))
+            x = self._steps_behind(uid, window, val_sample)
+            if x is not None:
+                behind[uid] = x
+            evaluations.append(Evaluation(
+                uid=uid,
+                loss_own_before=self.model.loss(theta0, own),
+                loss_own_after=self.model.loss(theta_u, own),
+                loss_rand_before=loss_rand_before,
+                loss_rand_after=self.model.loss(theta_u, rand_tokens),
+                steps_behind=x))
+        return evaluations, missing, invalid, behind
+
+    def _steps_behind(self, uid: int, window: int, val_sample) -> float | None:
+        ema = self.state.sync_change_ema
+        if ema is None:
+            return None
+        bucket = self.peers.bucket(uid)
+        try:
+            raw = bucket.get(debug_key(window, uid, self.settings.version), max_bytes=1 << 20)
+            miner_sample = parse_debug_object(json.loads(raw), self.sample_positions)
+        except ScoreInputError as err:
+            log.info("uid %d: bad debug object (%s)", uid, err)
+            return float(self.gauntlet_cfg.sync_max_steps)
+        except Exception:
+            return None  # no debug object: keep its last sync score
+        return steps_behind(val_sample, miner_sample, np.asarray(ema), self.gauntlet_cfg)
+
+    # -- one window ------------------------------------------------------------------------------
+    def process_window(self, params, window: int, start: int):
+        s, cfg = self.settings, self.gauntlet_cfg
+        theta0 = params
+        miners = self.miner_uids()
+        peers = read_peer_list(self.bucket, window, s.version) or default_peer_list(
+            window, miners, s.gather_peers, s.reserve_peers)
+        t0 = time.time()
+        got = gather_window(window, miners, self.peers.refresh(), chain=self.chain, version=s.version,
+                            expected=self.model.expected, upload_span_s=s.upload_window_s,
+                            deadline_s=s.gather_timeout_s, chunk=s.chunk, topk=s.topk, keep_raw=True)
+        gather_s = time.time() - t0
+        contributors = select_contributors(peers, got.valid)
+
+        # Gauntlet
+        val_sample = sample_params(flatten_params(theta0), self.sample_positions)
+        eval_uids = select_eval_uids(self.state, miners, window, cfg)
+        rand_tokens = self._tokens(validator_random_indices(
+            window, self.data.train.n_samples, validator_seed=self.validator_seed, n=s.eval_sequences))
+        loss_rand_before = self.model.loss(theta0, rand_tokens)
+        evaluations, missing, invalid, behind = self._evaluate(
+            theta0, window, eval_uids, got, contributors, rand_tokens, loss_rand_before, val_sample)
+        state = score_window(self.state, window, evaluations, cfg, missing=missing, invalid=invalid)
+        uploads = {u: got.valid[u] for u in got.valid}
+        verdicts = detect_copies(uploads, got.stored_at, cfg)
+        state = apply_copy_verdicts(state, verdicts, window, cfg)
+        for uid in contributors:
+            if uid in behind and behind[uid] > cfg.poor_sync_steps:
+                state = slash_poor_sync(state, uid, behind[uid], cfg)
+        state = apply_inactivity(state, got.valid.keys(), cfg, skip=eval_uids)
+        for uid in sorted(got.invalid - set(eval_uids)):
+            state = slash_invalid(state, uid, cfg)
+        state = observe_validator_sample(state, val_sample, cfg)
+
+        # the same outer step as the miners; publish what was aggregated
+        params = self.model.outer_step(theta0, [got.valid[u] for u in contributors])
+        self.bucket.put(aggregator_key(window, s.version),
+                        encode_aggregator(window, {u: got.raw[u] for u in contributors}))
+        if (window - start) % s.refresh_windows == 0:
+            chosen = select_gather_peers(state, miners, window, cfg)
+            publish_peer_list(self.bucket, PeerList(window + 2, chosen.gather, chosen.reserve), s.version)
+        weights = None
+        if (window - start + 1) % s.weights_interval_windows == 0:
+            weights = compute_weights(state, window, cfg)
+            if weights.uids and sum(weights.weights) > 0:
+                self.chain.set_weights(weights.uids, weights.weights)
+        self.state = state
+        save_state(state, self.state_path)
+        heldout = self._heldout_loss(params)
+        self._report(window, state, got, eval_uids, contributors, verdicts, heldout, gather_s, weights)
+        return params
+
+    def _heldout_loss(self, params) -> float | None:
+        ds = self.data.heldout
+        if ds is None:
+            return None
+        n = min(ds.n_samples, 32)
+        return self.model.loss(params, ds.samples(np.arange(n)))
+
+    def _report(self, window, state, got, eval_uids, contributors, verdicts, heldout, gather_s, weights):
+        cfg = self.gauntlet_cfg
+        current = compute_weights(state, window, cfg)
+        wmap = dict(zip(current.uids, current.weights))
+        copied = {v.uid: v.action for v in verdicts} if verdicts else {}
+        uids = {}
+        for uid in sorted(set(self.miner_uids()) | set(got.failed) | set(got.valid)):
+            rec = state.peer(uid, cfg)
+            status = "ok" if uid in got.valid else got.failed.get(uid, "missing").split(":")[0]
+            if uid in copied:
+                status = f"copy:{copied[uid]}"
+            if rec.is_banned(window):
+                status = "banned"
+            uids[str(uid)] = {"loss_score": rec.loss_score, "final": rec.final_score, "bma": rec.bma,
+                              "sync": rec.sync, "weight": wmap.get(uid, 0.0), "status": status,
+                              "evaluated": uid in eval_uids, "gathered": uid in contributors}
+        self.events.emit("scores", window=window, heldout_loss=heldout, uids=uids, gather_s=gather_s,
+                         weights_set=weights is not None)
+        log.info("window %d: held-out loss %s, aggregated %s, evaluated %s", window,
+                 "-" if heldout is None else f"{heldout:.4f}", contributors, eval_uids)
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def run(self, windows: int | None = None) -> int:
+        s = self.settings
+        start = self.ensure_start_window()
+        params = self.model.init_params()
+        first = max(start, self.state.window + 1) if self.state.window >= start else start
+        params = self._restore_params(params, start, first)
+        last = start + windows - 1 if windows else None
+        window = first
+        self.events.emit("started", start_window=start, window=window)
+        while last is None or window <= last:
+            clock.wait_until(clock.window_start_time(self.chain, window + 1) + s.upload_window_s + GATHER_MARGIN_S)
+            params = self.process_window(params, window, start)
+            window += 1
+        self.events.emit("stopped", window=window - 1)
+        return 0
+
+    def _restore_params(self, params, start: int, first: int):
+        """After a restart: replay my own published aggregates of [start, first)."""
+        for w in range(start, first):
+            try:
+                data = self.bucket.get(aggregator_key(w, self.settings.version))
+            except Exception:
+                log.warning("no aggregate of window %d to replay; params may diverge", w)
+                continue
+            params = self.model.replay(params, w, data)
+        if first > start:
+            log.info("resumed at window %d (replayed %d windows)", first, first - start)
+        return params
