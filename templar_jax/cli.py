@@ -20,6 +20,8 @@ COMMAND_MODULES: list[str] = [
     "convert",
     "launch",
     "gauntlet",
+    "neurons",
+    "demo",
     "payload",
 ]
 
