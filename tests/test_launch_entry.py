@@ -1,6 +1,7 @@
 """Entry point: launcher env parsing, and two real processes on 127.0.0.1 (gloo) agreeing."""
 
 import json
+import re
 import os
 import socket
 import subprocess
@@ -53,8 +54,7 @@ def test_two_processes_on_localhost_run_launch_check_and_agree():
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    reports = [json.loads(line.split(" ", 1)[1]) for out in outs for line in out.splitlines()
-               if line.startswith("launch-check ")]
+    reports = [json.loads(m) for out in outs for m in re.findall(r"launch-check (\{[^}]*\})", out)]
     assert [r["process"] for r in reports] == [0, 1]
     assert all(r["processes"] == 2 and r["devices"] == 8 and r["local_devices"] == 4 for r in reports)
     assert reports[0]["result"] == reports[1]["result"] and all(r["matches_host"] for r in reports)

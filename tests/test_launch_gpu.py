@@ -2,6 +2,7 @@
 scontrol/srun on this machine, two CPU processes), and the XLA flags against real jaxlib."""
 
 import json
+import re
 import os
 import shlex
 import socket
@@ -105,7 +106,7 @@ exit $rc
 def test_rendered_sbatch_script_runs_two_processes_that_agree(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name, body in (("srun", FAKE_SRUN), ("scontrol", "#!/bin/bash\necho localhost\necho other\n")):
+    for name, body in (("srun", FAKE_SRUN), ("scontrol", "#!/bin/bash\necho localhost\nfor i in $(seq 5000); do echo other$i; done\n")):
         (bin_dir / name).write_text(body)
         (bin_dir / name).chmod(stat.S_IRWXU)
     cluster = GpuCluster("local", nodes=2, gpus_per_node=4, hbm_gb_per_gpu=1, process_per="node",
@@ -117,8 +118,7 @@ def test_rendered_sbatch_script_runs_two_processes_that_agree(tmp_path):
            "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
     proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    reports = [json.loads(line.split(" ", 1)[1]) for line in proc.stdout.splitlines()
-               if line.startswith("launch-check ")]
+    reports = [json.loads(m) for m in re.findall(r"launch-check (\{[^}]*\})", proc.stdout)]
     assert sorted(r["process"] for r in reports) == [0, 1]
     assert {(r["processes"], r["devices"], r["local_devices"]) for r in reports} == {(2, 8, 4)}
     assert len({r["result"] for r in reports}) == 1 and all(r["matches_host"] for r in reports)

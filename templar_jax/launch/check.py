@@ -9,6 +9,7 @@ jobs, a missing host, a device not seen) changes the device count or hangs at in
 from __future__ import annotations
 
 import json
+import sys
 
 
 def run_check(rows_per_device: int = 16, cols: int = 32) -> dict:
@@ -39,5 +40,7 @@ def run_check(rows_per_device: int = 16, cols: int = 32) -> dict:
 
 def main_check() -> int:
     report = run_check()
-    print("launch-check " + json.dumps(report, sort_keys=True), flush=True)
+    # One write per report: processes sharing a pipe (srun, tests) must not split each other's line.
+    sys.stdout.write("launch-check " + json.dumps(report, sort_keys=True) + "\n")
+    sys.stdout.flush()
     return 0 if report["matches_host"] else 1

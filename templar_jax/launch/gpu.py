@@ -137,8 +137,9 @@ def render_sbatch(
     per_task.append(f"exec {_entry(_remote_path(c.venv), subcommand)}")
     lines += [
         "",
-        "# Coordinator: process 0 on the first node of the allocation.",
-        'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+        "# Coordinator: process 0 on the first node of the allocation. (awk reads all input;",
+        "# `head -n 1` could end the pipe early and, under pipefail, fail the job with SIGPIPE.)",
+        'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | awk \'NR == 1\')',
         f'export JAX_COORDINATOR_ADDRESS="$head_node:{c.port}"',
         f"export JAX_NUM_PROCESSES={c.nodes * tasks_per_node}",
         "export TEMPLAR_DISTRIBUTED=env",
