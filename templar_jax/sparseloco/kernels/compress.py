@@ -108,6 +108,9 @@ def ef_compress_tensor_pallas(e, delta, *, beta: float, geom: ChunkGeometry, bin
                                tiles_per_block=tiles)
     idx = idx.reshape(b, y * x, geom.k)
     vals = vals.reshape(b, y * x, geom.k)
+    # Keep XLA from fusing the statistics reductions into the kernel's consumers: the sums then
+    # see a materialized [B, C, k] buffer, as in the pure-JAX path, and reduce in the same order.
+    idx, vals = jax.lax.optimization_barrier((idx, vals))
     codes, shift, scale, lut = codec.quantize(vals, bins=bins, sigma_range=sigma_range,
                                               axis_names=axis_names)
     v_hat = codec.dequantize(codes, shift, lut)

@@ -1,0 +1,84 @@
+"""Sort-free in-tile top-k (radix select + index tie-break) against the pure-JAX selection.
+
+Runs the tile routine as plain jitted jnp (the same code the kernels run); equality is
+bitwise for indices and values on random and adversarial tiles.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from templar_jax.sparseloco.codec import select_topk
+from templar_jax.sparseloco.kernels.tile_select import (
+    exclusive_rank, kth_largest_bits, magnitude_bits, tile_topk)
+
+_tile_topk = jax.jit(tile_topk, static_argnums=1)
+
+
+def _tiles():
+    rng = np.random.default_rng(7)
+    nonfinite = rng.standard_normal((64, 64)).astype(np.float32)
+    nonfinite[3, 4], nonfinite[5, 6], nonfinite[7, 7], nonfinite[0, 1] = np.inf, -np.inf, np.nan, -np.nan
+    many_nan = np.full((64, 64), 1.0, np.float32)
+    many_nan[::7, ::5] = np.nan
+    top_ties = rng.standard_normal((64, 64)).astype(np.float32) * 0.01
+    top_ties[rng.random((64, 64)) < 0.05] = -3.0  # ~200 entries tie for the top 64
+    return {
+        "random": rng.standard_normal((64, 64)).astype(np.float32),
+        "integer_ties": rng.integers(-3, 4, (64, 64)).astype(np.float32),
+        "top_ties": top_ties,
+        "zeros": np.zeros((64, 64), np.float32),
+        "negative_zeros": np.where(rng.random((64, 64)) < 0.5, -0.0, 0.0).astype(np.float32),
+        "smallest_denormals": (rng.integers(-5, 6, (64, 64)) * np.float32(1e-45)).astype(np.float32),
+        "denormals": (rng.standard_normal((64, 64)) * np.float32(1e-39)).astype(np.float32),
+        "constant": np.full((64, 64), -2.5, np.float32),
+        "huge": np.full((64, 64), np.finfo(np.float32).max, np.float32) * np.sign(
+            rng.standard_normal((64, 64))).astype(np.float32),
+        "inf_nan": nonfinite,
+        "many_nan": many_nan,
+    }
+
+
+@pytest.mark.parametrize("name,tile", list(_tiles().items()))
+def test_tile_topk_equals_pure_jax_bitwise(name, tile):
+    idx, vals = _tile_topk(jnp.asarray(tile), 64)
+    ref_idx, ref_vals = select_topk(jnp.asarray(tile).reshape(1, 1, -1), 64)
+    np.testing.assert_array_equal(np.asarray(idx), np.asarray(ref_idx)[0, 0])
+    np.testing.assert_array_equal(np.asarray(vals).view(np.int32),
+                                  np.asarray(ref_vals)[0, 0].view(np.int32))
+    assert np.all(np.diff(np.asarray(idx)) > 0)
+
+
+@pytest.mark.parametrize("shape,k", [((8, 8), 2), ((50, 50), 50), ((1, 64), 64), ((64, 44), 64)])
+def test_tile_topk_other_tiles_and_k(shape, k):
+    x = np.random.default_rng(shape[0] * 100 + k).integers(-4, 5, shape).astype(np.float32)
+    idx, vals = tile_topk(jnp.asarray(x), k)
+    ref_idx, ref_vals = select_topk(jnp.asarray(x).reshape(1, 1, -1), k)
+    np.testing.assert_array_equal(np.asarray(idx), np.asarray(ref_idx)[0, 0])
+    np.testing.assert_array_equal(np.asarray(vals), np.asarray(ref_vals)[0, 0])
+
+
+def test_kth_largest_bits_is_the_kth_magnitude():
+    x = np.random.default_rng(3).standard_normal(4096).astype(np.float32)
+    bits = magnitude_bits(jnp.asarray(x))
+    for k in (1, 64, 4096):
+        t = int(kth_largest_bits(bits, k))
+        expect = np.sort(np.abs(x))[::-1][k - 1]
+        assert np.float32(np.int32(t).view(np.float32)) == expect
+
+
+def test_magnitude_bits_order_matches_abs_order():
+    vals = np.array([0.0, -0.0, 1e-45, -1e-44, 1e-38, -1.0, 2.0, np.inf, -np.inf, np.nan],
+                    np.float32)
+    bits = np.asarray(magnitude_bits(jnp.asarray(vals)))
+    assert bits[0] == bits[1] == 0
+    assert bits[2] < bits[3] < bits[4] < bits[5] < bits[6] < bits[7] == bits[8] < bits[9]
+
+
+def test_exclusive_rank_is_row_major_prefix_count():
+    sel = np.random.default_rng(4).random((16, 32)) < 0.3
+    rank = np.asarray(exclusive_rank(jnp.asarray(sel)))
+    flat = sel.reshape(-1)
+    expect = (np.cumsum(flat) - flat).reshape(sel.shape)
+    np.testing.assert_array_equal(rank, expect)
