@@ -126,12 +126,13 @@ CASES = {
 
 
 def _corrupt_side(table, payload, field, value):
-    tp = payload["embed/embedding"]
-    arrays = tp._asdict()
-    arr = np.array(arrays[field])
-    arr.flat[0] = value
-    arrays[field] = arr
-    return encode({**payload, "embed/embedding": TensorPayload(**arrays)}, META, expected=table)
+    """Overwrite the first f32 of `field` in the encoded bytes (the encoder refuses NaN itself)."""
+    data = encode(payload, META, expected=table)
+    header, body = _split(data)
+    off = header["tensors"]["embed/embedding"]["arrays"][field]["offset"]
+    body = bytearray(body)
+    body[off : off + 4] = np.float32(value).tobytes()
+    return _join(header, bytes(body))
 
 
 @pytest.mark.parametrize("reason", list(CASES))
@@ -174,6 +175,8 @@ def test_encoder_rejects_its_own_bad_input(table, payload):
     unsorted[0] = unsorted[0, ::-1]
     with pytest.raises(ValueError, match="strictly increasing"):
         encode({"embed/embedding": tp._replace(idx=unsorted)}, META, expected=table)
+    with pytest.raises(ValueError, match="non-finite scale"):
+        encode({"embed/embedding": tp._replace(scale=np.float32(np.inf))}, META, expected=table)
 
 
 # --- sizes on the real 72B shapes --------------------------------------------------------------

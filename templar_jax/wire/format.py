@@ -90,6 +90,8 @@ def _tensor_arrays(name: str, tp: TensorPayload, lay: TensorLayout) -> dict[str,
         value = np.asarray(getattr(tp, array_name), np.float32)
         if value.shape != lay.arrays[array_name].shape:
             raise ValueError(f"{name}: {array_name} shape {value.shape}, expected {lay.arrays[array_name].shape}")
+        if not np.isfinite(value).all():  # every decoder would reject it; fail here, loudly
+            raise ValueError(f"{name}: non-finite {array_name}")
         side[array_name] = value.astype("<f4")
     return {
         **side,
