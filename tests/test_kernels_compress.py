@@ -131,3 +131,11 @@ def test_per_shard_under_shard_map_equals_unsharded():
     same = np.asarray(got[0].codes) == np.asarray(want[0].codes)
     assert same.mean() > 0.999
     np.testing.assert_allclose(np.asarray(got[1]), np.asarray(want[1]), rtol=1e-5, atol=1e-6)
+
+
+def test_backend_names():
+    from templar_jax.sparseloco.kernels import KernelConfigError, resolve_backend
+    assert resolve_backend("auto") == "interpret"  # tests run on CPU
+    assert resolve_backend("triton") == "triton"
+    with pytest.raises(KernelConfigError, match="unknown Pallas backend 'cuda'"):
+        resolve_backend("cuda")
