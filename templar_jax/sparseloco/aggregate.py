@@ -30,35 +30,56 @@ class AggregationError(ValueError):
     """Bad aggregation input (unknown rule, no peers, payload/parameter mismatch)."""
 
 
-def _lower_median(norms_RxB):
+def _lower_median(norms_RxB, n_valid=None):
+    """Lower median over the first axis; with `n_valid`, over the peers whose norms are finite
+    placeholders sorted last (padding rows carry +inf)."""
     r = norms_RxB.shape[0]
-    return jnp.sort(norms_RxB, axis=0)[(r - 1) // 2]
+    if n_valid is None:
+        return jnp.sort(norms_RxB, axis=0)[(r - 1) // 2]
+    return jnp.take(jnp.sort(norms_RxB, axis=0), (n_valid - 1) // 2, axis=0)
 
 
-def _stack(payloads: Sequence[TensorPayload]) -> TensorPayload:
-    """Stack R payloads on a new leading axis (host-side; NumPy or jax arrays)."""
-    return TensorPayload(*(np.stack([np.asarray(getattr(p, f)) for p in payloads])
-                           for f in TensorPayload._fields))
+def peer_bucket(r: int) -> int:
+    """Peers are padded to the next power of two so the compiled aggregation is reused as the
+    number of valid peers changes from window to window."""
+    return 1 << max(0, r - 1).bit_length()
+
+
+def _stack(payloads: Sequence[TensorPayload], pad_to: int | None = None) -> TensorPayload:
+    """Stack R payloads on a new leading axis (host-side; NumPy or jax arrays), zero-padded to
+    `pad_to` peers."""
+    fields = []
+    for f in TensorPayload._fields:
+        arr = np.stack([np.asarray(getattr(p, f)) for p in payloads])
+        if pad_to is not None and pad_to > arr.shape[0]:
+            pad = np.zeros((pad_to - arr.shape[0],) + arr.shape[1:], arr.dtype)
+            arr = np.concatenate([arr, pad])
+        fields.append(arr)
+    return TensorPayload(*fields)
 
 
 @partial(jax.jit, static_argnames=("shape", "batch_ndim", "chunk", "rule"))
-def _aggregate_stacked(stacked: TensorPayload, *, shape, batch_ndim, chunk, rule):
+def _aggregate_stacked(stacked: TensorPayload, valid_R, *, shape, batch_ndim, chunk, rule):
     batch_shape, geom = tensor_geometry(shape, batch_ndim, chunk=chunk)
     idx_RxBxCxK, vals_RxBxCxK = jax.vmap(lambda p: decode_values(p, batch_shape))(stacked)
     r, b, c, k = idx_RxBxCxK.shape
+    valid_R = valid_R.astype(jnp.float32)
+    n_valid = jnp.sum(valid_R).astype(jnp.int32)
+    vals_RxBxCxK = vals_RxBxCxK * valid_R[:, None, None, None]  # padding peers contribute nothing
     zeros = jnp.zeros((b, c, geom.chunk_size), jnp.float32)
     # Peers go on the K axis: [B, C, R*K], so one scatter handles all of them.
     idx = jnp.moveaxis(idx_RxBxCxK, 0, 2).reshape(b, c, r * k)
     if rule == "mean":
         vals = jnp.moveaxis(vals_RxBxCxK, 0, 2).reshape(b, c, r * k)
-        dense = codec.scatter_add(zeros, idx, vals) / r
+        dense = codec.scatter_add(zeros, idx, vals) / n_valid.astype(jnp.float32)
     else:
         norms_RxB = jnp.sqrt(jnp.sum(vals_RxBxCxK * vals_RxBxCxK, axis=(2, 3)))
-        m_B = _lower_median(norms_RxB)
-        factor_RxB = jnp.minimum(1.0, m_B / (norms_RxB + CLIP_EPS))
+        m_B = _lower_median(jnp.where(valid_R[:, None] > 0, norms_RxB, jnp.inf), n_valid)
+        factor_RxB = jnp.minimum(1.0, m_B / (norms_RxB + CLIP_EPS)) * valid_R[:, None]
         vals = jnp.moveaxis(vals_RxBxCxK * factor_RxB[:, :, None, None], 0, 2).reshape(b, c, r * k)
+        ones = jnp.broadcast_to(valid_R[:, None, None, None], vals_RxBxCxK.shape)
         sums = codec.scatter_add(zeros, idx, vals)
-        counts = codec.scatter_add(zeros, idx, jnp.ones_like(vals))
+        counts = codec.scatter_add(zeros, idx, jnp.moveaxis(ones, 0, 2).reshape(b, c, r * k))
         dense = jnp.where(counts > 0, sums / jnp.maximum(counts, 1.0), 0.0)
     return _finite_or_zero(from_chunks(dense, geom), shape)
 
@@ -77,8 +98,10 @@ def aggregate_tensor(payloads: Sequence[TensorPayload], shape, *, rule: str = "m
     if not payloads:
         raise AggregationError("aggregate_tensor needs at least one payload")
     shape = tuple(int(s) for s in shape)
-    return _aggregate_stacked(_stack(payloads), shape=shape, batch_ndim=batch_ndim,
-                              chunk=chunk, rule=rule)
+    padded = peer_bucket(len(payloads))
+    valid_R = np.arange(padded) < len(payloads)
+    return _aggregate_stacked(_stack(payloads, pad_to=padded), valid_R, shape=shape,
+                              batch_ndim=batch_ndim, chunk=chunk, rule=rule)
 
 
 def _flat_shapes(params_like: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
