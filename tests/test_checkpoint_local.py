@@ -183,3 +183,20 @@ def test_sigkill_during_async_save_keeps_previous_checkpoint(tmp_path):
     ckpts.wait()
     assert ckpts.all_steps() == [1, 2]
     ckpts.close()
+
+
+def test_stacked_layer_tensors_are_chunked_per_layer(tmp_path):
+    import orbax.checkpoint as ocp
+
+    mesh = _mesh(8)
+    big = jax.device_put(jnp.ones((3, 1024, 2048)), NamedSharding(mesh, P(None, "fsdp", None)))
+    tree = {"layers": {"mlp": {"w_up": big, "small": jnp.ones((3, 8))}}, "embed": jnp.ones((64, 8))}
+    with LocalCheckpoints(tmp_path / "ck") as ckpts:
+        ckpts.save(1, tree, meta=_meta(1))
+        ckpts.wait()
+        metadata = ocp.StandardCheckpointHandler().metadata(ckpts.step_dir(1) / "params").tree
+        restored = ckpts.restore(1).params
+    # One chunk per (layer, device shard): reading layer i touches only layer i's bytes.
+    assert tuple(metadata["layers"]["mlp"]["w_up"].storage.chunk_shape) == (1, 128, 2048)
+    assert tuple(metadata["layers"]["mlp"]["small"].storage.chunk_shape) == (3, 8)
+    _assert_tree_equal(restored, tree)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import re
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Optional
@@ -114,6 +115,31 @@ def _single_device_target(metadata_tree: PyTree) -> PyTree:
     )
 
 
+# Stacked layer tensors are stored one chunk per layer (per device shard), so a reader that
+# wants layer i (the HF exporter, a layer-streaming restore) reads only that layer's bytes.
+# Orbax's default chunk is the whole device shard, which spans every layer: reading one
+# layer would then decompress all of them (L-fold read amplification at export).
+_MIN_LAYER_CHUNK_BYTES = 1 << 20  # below this, per-layer chunks cost more than they save
+
+
+def layer_chunked_save_args(tree: PyTree) -> PyTree:
+    """orbax SaveArgs per leaf: per-layer chunks for >= 2-D leaves under a "layers" key."""
+
+    def one(path, leaf):
+        keys = {getattr(k, "key", None) for k in path}
+        shape = tuple(getattr(leaf, "shape", ()))
+        if "layers" not in keys or len(shape) < 2 or shape[0] < 2:
+            return ocp.SaveArgs()
+        sharding = getattr(leaf, "sharding", None)
+        shard = tuple(sharding.shard_shape(shape)) if hasattr(sharding, "shard_shape") else shape
+        per_layer = math.prod(shard[1:]) * leaf.dtype.itemsize
+        if shard[0] != shape[0] or per_layer < _MIN_LAYER_CHUNK_BYTES:
+            return ocp.SaveArgs()  # layers axis itself sharded, or too small to matter
+        return ocp.SaveArgs(chunk_byte_size=per_layer, shard_axes=(0,))
+
+    return jax.tree_util.tree_map_with_path(one, tree)
+
+
 def _check_extra_name(name: str) -> str:
     if not _EXTRA_NAME_RE.match(name):
         raise CheckpointError(f"extra item name {name!r} must match {_EXTRA_NAME_RE.pattern}")
@@ -155,11 +181,12 @@ class LocalCheckpoints:
             raise CheckpointError(f"step {step} already exists in {self.directory}")
         extras = dict(extras or {})
         items: dict[str, ocp.args.CheckpointArgs] = {
-            PARAMS_ITEM: ocp.args.StandardSave(params),
+            PARAMS_ITEM: ocp.args.StandardSave(params, save_args=layer_chunked_save_args(params)),
             META_ITEM: ocp.args.JsonSave(meta.to_json(list(extras))),
         }
         for name, tree in extras.items():
-            items[_check_extra_name(name)] = ocp.args.StandardSave(tree)
+            items[_check_extra_name(name)] = ocp.args.StandardSave(
+                tree, save_args=layer_chunked_save_args(tree))
         saved = self._manager.save(step, args=ocp.args.Composite(**items), force=force)
         log.info("checkpoint step %d: save %s (window %d, global_step %d)", step,
                  "started" if saved else "skipped", meta.window, meta.global_step)

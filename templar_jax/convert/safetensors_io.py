@@ -134,8 +134,8 @@ class StreamingSafetensorsWriter:
             self._handle = open(self.out_dir / self.files[shard], "wb")
             self._handle.write(_header_bytes(self._shards[shard], self._metadata))
             self._open_shard = shard
-        self._handle.write(np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"),
-                                                              copy=False).tobytes())
+        little = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False)
+        self._handle.write(little.reshape(-1).view(np.uint8).data)  # no bytes() copy
         self._pos += 1
 
     def close(self) -> list[str]:

@@ -52,8 +52,10 @@ def export_hf(source, cfg, out_dir: str | Path, *, dtype: str = "bfloat16",
         max_shard_bytes=max_shard_bytes)
     for i, spec in enumerate(plan):
         value = source.read(spec.our_name, spec.layer)
-        writer.write(spec.hf_name, ours_to_hf(value, spec).astype(np_dtype, copy=False))
-        del value
+        hf_value = ours_to_hf(value, spec, np_dtype)
+        del value  # free our copy before the write
+        writer.write(spec.hf_name, hf_value)
+        del hf_value
         if progress is not None:
             progress(i + 1, len(plan), spec.hf_name)
     files = writer.close()
