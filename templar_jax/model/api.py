@@ -91,7 +91,7 @@ def _graphdef(cfg: ModelConfig):
 
 
 def _to_pure(model: Decoder) -> dict:
-    return nnx.state(model, nnx.Param).to_pure_dict()
+    return nnx.to_pure_dict(nnx.state(model, nnx.Param))
 
 
 def _init_pure(cfg: ModelConfig, rng: jax.Array) -> dict:
