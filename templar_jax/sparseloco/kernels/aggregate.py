@@ -10,7 +10,8 @@ bit-identical; on GPU it is deterministic where XLA's scatter-add (atomics) is n
 written straight into the parameter's layout (no un-chunk transpose), each with a count of its
 non-finite entries so the per-tensor skip rule needs no extra pass over the output.
 Decoding and the median-norm clip run in XLA on the payload-sized arrays (the same code as the
-pure-JAX path). Out-of-range indices (which the wire decoder rejects) are dropped.
+pure-JAX path, including its power-of-two peer padding). Out-of-range indices (which the wire
+decoder rejects) are dropped, which is also how padding peers drop out.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.experimental import pallas as pl
 
 from templar_jax.sparseloco.aggregate import (
-    CLIP_EPS, RULES, AggregationError, _lower_median, _stack, aggregate_tensor)
+    CLIP_EPS, RULES, AggregationError, _lower_median, _stack, aggregate_tensor, peer_bucket)
 from templar_jax.sparseloco.compress import decode_values, tensor_geometry
 from templar_jax.sparseloco.geometry import ChunkGeometry
 from templar_jax.sparseloco.kernels.backend import (
@@ -56,63 +58,74 @@ def _tile_sums_counts(idx_ref, val_ref, j, *, peers, h, w):
     return lax.fori_loop(0, peers, add_peer, (zeros, zeros))
 
 
-def _aggregate_kernel(idx_ref, val_ref, out_ref, bad_ref, *, peers, h, w, tiles, mean_over):
+def _aggregate_kernel(idx_ref, val_ref, inv_n_ref, out_ref, bad_ref, *, peers, h, w, tiles,
+                      rule):
     bad = jnp.zeros((tiles,), jnp.int32)
     slots = lax.broadcasted_iota(jnp.int32, (tiles,), 0)
     for j in range(tiles):
         sums, counts = _tile_sums_counts(idx_ref, val_ref, j, peers=peers, h=h, w=w)
-        if mean_over is None:  # production rule: mean over the peers that selected the coordinate
+        if rule == "median_clip":  # mean over the peers that selected the coordinate
             dense = jnp.where(counts > 0, sums / jnp.maximum(counts, 1.0), 0.0)
-        else:                  # paper rule: plain 1/R average
-            dense = sums / mean_over
+        else:  # paper rule: plain average over the valid peers. XLA rewrites the pure path's
+            # `sums / n` (division by a broadcast scalar) to `sums * (1/n)`; do the same here.
+            dense = sums * inv_n_ref[0]
         out_ref[:, pl.ds(j * w, w)] = dense
         n_bad = jnp.sum((~jnp.isfinite(dense)).astype(jnp.int32))
         bad = jnp.where(slots == j, n_bad, bad)
     bad_ref[...] = bad
 
 
-def scatter_mean_tiles(idx_RxBxCxK, vals_RxBxCxK, geom: ChunkGeometry, *, rule: str,
+def scatter_mean_tiles(idx_RxBxCxK, vals_RxBxCxK, n_valid, geom: ChunkGeometry, *, rule: str,
                        backend: str, tiles_per_block: int, num_warps: int = 4):
-    """(dense_BxRowsxCols float32, nonfinite_BxYxX int32) from decoded, clipped peer values."""
+    """(dense_BxRowsxCols float32, nonfinite_BxYxX int32) from decoded, clipped peer values.
+
+    Entries with an index outside the chunk (padding peers) contribute nothing; `n_valid` is
+    the divisor of the "mean" rule.
+    """
     (h, w), (y, x), k = geom.tile, geom.grid, geom.k
     r, b = idx_RxBxCxK.shape[:2]
     t = tiles_per_block
-    xb = x // t
     idx = idx_RxBxCxK.reshape(r, b, y, x, k)
     vals = vals_RxBxCxK.astype(jnp.float32).reshape(r, b, y, x, k)
+    inv_n_1 = jnp.reshape(1.0 / n_valid.astype(jnp.float32), (1,))
     peer_spec = pl.BlockSpec((r, None, None, t, k), lambda bi, yi, xi: (0, bi, yi, xi, 0))
-    kernel = partial(_aggregate_kernel, peers=r, h=h, w=w, tiles=t,
-                     mean_over=None if rule == "median_clip" else r)
+    kernel = partial(_aggregate_kernel, peers=r, h=h, w=w, tiles=t, rule=rule)
     return pl.pallas_call(
         kernel,
-        grid=(b, y, xb),
-        in_specs=[peer_spec, peer_spec],
+        grid=(b, y, x // t),
+        in_specs=[peer_spec, peer_spec, pl.BlockSpec((1,), lambda bi, yi, xi: (0,))],
         out_specs=[pl.BlockSpec((None, h, w * t), lambda bi, yi, xi: (bi, yi, xi)),
                    pl.BlockSpec((None, None, t), lambda bi, yi, xi: (bi, yi, xi))],
         out_shape=[jax.ShapeDtypeStruct((b, y * h, x * w), jnp.float32),
                    jax.ShapeDtypeStruct((b, y, x), jnp.int32)],
         name="sparseloco_aggregate",
         **pallas_call_kwargs(backend, num_warps=num_warps),
-    )(idx, vals)
+    )(idx, vals, inv_n_1)
 
 
-def _clipped_values(stacked: TensorPayload, batch_shape, rule: str):
-    """(idx_RxBxCxK, values_RxBxCxK): dequantized, median-norm clipped for "median_clip"."""
+def _clipped_values(stacked: TensorPayload, valid_R, batch_shape, rule: str, chunk_size: int):
+    """(idx, values [R,B,C,K], n_valid): the pure path's decode, padding mask and median clip
+    (same operations, so the same bits); padding peers' indices are moved out of the chunk."""
     idx, vals = jax.vmap(lambda p: decode_values(p, batch_shape))(stacked)
+    valid_R = valid_R.astype(jnp.float32)
+    n_valid = jnp.sum(valid_R).astype(jnp.int32)
+    vals = vals * valid_R[:, None, None, None]
     if rule == "median_clip":
         norms_RxB = jnp.sqrt(jnp.sum(vals * vals, axis=(2, 3)))
-        m_B = _lower_median(norms_RxB)
-        factor_RxB = jnp.minimum(1.0, m_B / (norms_RxB + CLIP_EPS))
+        m_B = _lower_median(jnp.where(valid_R[:, None] > 0, norms_RxB, jnp.inf), n_valid)
+        factor_RxB = jnp.minimum(1.0, m_B / (norms_RxB + CLIP_EPS)) * valid_R[:, None]
         vals = vals * factor_RxB[:, :, None, None]
-    return idx, vals
+    idx = jnp.where(valid_R[:, None, None, None] > 0, idx, chunk_size)
+    return idx, vals, n_valid.astype(jnp.float32)
 
 
 @partial(jax.jit, static_argnames=("shape", "batch_ndim", "chunk", "rule", "backend", "tiles"))
-def _aggregate_stacked_pallas(stacked, *, shape, batch_ndim, chunk, rule, backend, tiles):
+def _aggregate_stacked_pallas(stacked, valid_R, *, shape, batch_ndim, chunk, rule, backend,
+                              tiles):
     batch_shape, geom = tensor_geometry(shape, batch_ndim, chunk=chunk)
-    idx, vals = _clipped_values(stacked, batch_shape, rule)
-    dense, nonfinite_BxYxX = scatter_mean_tiles(idx, vals, geom, rule=rule, backend=backend,
-                                                tiles_per_block=tiles)
+    idx, vals, n_valid = _clipped_values(stacked, valid_R, batch_shape, rule, geom.chunk_size)
+    dense, nonfinite_BxYxX = scatter_mean_tiles(idx, vals, n_valid, geom, rule=rule,
+                                                backend=backend, tiles_per_block=tiles)
     ok_B = jnp.all(nonfinite_BxYxX == 0, axis=(1, 2))
     dense = lax.cond(jnp.all(ok_B), lambda d: d,
                      lambda d: jnp.where(ok_B[:, None, None], d, 0.0), dense)
@@ -137,6 +150,9 @@ def aggregate_tensor_pallas(payloads: Sequence[TensorPayload], shape, *,
     if reason is not None:
         log.debug("pure-JAX aggregation for %s: %s", shape, reason)
         return aggregate_tensor(payloads, shape, rule=rule, chunk=chunk, batch_ndim=batch_ndim)
-    return _aggregate_stacked_pallas(_stack(payloads), shape=shape, batch_ndim=batch_ndim,
-                                     chunk=chunk, rule=rule, backend=backend, tiles=tiles)
+    padded = peer_bucket(len(payloads))  # as the pure path: one compile per power-of-two bucket
+    valid_R = np.arange(padded) < len(payloads)
+    return _aggregate_stacked_pallas(_stack(payloads, pad_to=padded), valid_R, shape=shape,
+                                     batch_ndim=batch_ndim, chunk=chunk, rule=rule,
+                                     backend=backend, tiles=tiles)
 

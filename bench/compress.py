@@ -1,0 +1,223 @@
+"""SparseLoCo compression/aggregation benchmark: pure JAX vs Pallas kernel vs the HBM floor.
+
+One 70B decoder layer (wq, wk, wv, wo, w_gate, w_up, w_down, 2 norms: 855.7M params; `--scale s`
+divides every dim by s, so params shrink by s^2). Per step it times, in the same process:
+  floor      beta*e + delta over all tensors (reads 8, writes 4 bytes/param: the least any
+             error-feedback compression step must move), with its bandwidth
+  pure       sparseloco.compress.ef_compress_tensor (EF + top-64/4096 + 2-bit quantize + residual)
+  kernel     kernels.ef_compress_tensor_pallas (same results; `match` checks it bitwise)
+  agg_pure / agg_kernel   aggregate R peers (dequantize, median-norm clip, scatter-mean)
+Prints one JSON line per measurement and a table. On CPU the kernel runs in Pallas interpret
+mode: its times there say nothing about GPU speed (interpret mode runs the grid serially).
+
+    python bench/compress.py --scale 16            # CPU smoke run
+    python bench/compress.py --scale 1 --iters 10  # one H100/H200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from templar_jax.sparseloco.aggregate import _aggregate_stacked, peer_bucket
+from templar_jax.sparseloco.compress import ef_compress_tensor, tensor_geometry
+from templar_jax.sparseloco.kernels.aggregate import _aggregate_stacked_pallas
+from templar_jax.sparseloco.kernels.backend import default_tiles_per_block, resolve_backend
+from templar_jax.sparseloco.kernels.compress import ef_compress_tensor_pallas
+from templar_jax.sparseloco.payload import TensorPayload
+
+BETA = 0.95
+
+
+def layer_shapes(scale: int) -> dict[str, tuple[int, ...]]:
+    """One Covenant-70B decoder layer (d 8192, kv 1024, ffn 28672) with dims divided by scale."""
+    d, kv, f = 8192 // scale, 1024 // scale, 28672 // scale
+    return {"attn/wq": (d, d), "attn/wk": (d, kv), "attn/wv": (d, kv), "attn/wo": (d, d),
+            "mlp/w_gate": (d, f), "mlp/w_up": (d, f), "mlp/w_down": (f, d),
+            "attn_norm/scale": (d,), "mlp_norm/scale": (d,)}
+
+
+def timed(fn, *args, iters: int, carry: bool = False):
+    """Median milliseconds of fn(*args) after one compile+warm-up call. With carry, the first
+    output feeds the first argument back (an error-feedback loop with donated buffers)."""
+    out = fn(*args)
+    jax.block_until_ready(out)
+    times = []
+    for _ in range(iters):
+        if carry:
+            args = (out[1],) + args[1:]
+        t = time.perf_counter()
+        out = fn(*args)
+        jax.block_until_ready(out)
+        times.append((time.perf_counter() - t) * 1e3)
+    return float(np.median(times)), out
+
+
+def compress_fn(shapes, impl: str, backend: str, tiles: int | None, donate: bool):
+    geoms = {n: tensor_geometry(s, 0)[1] for n, s in shapes.items()}
+
+    def run(e, d):
+        payload, new_e = {}, {}
+        for n in shapes:
+            if impl == "pure":
+                payload[n], new_e[n] = ef_compress_tensor(e[n], d[n], beta=BETA, geom=geoms[n])
+            else:
+                payload[n], new_e[n] = ef_compress_tensor_pallas(
+                    e[n], d[n], beta=BETA, geom=geoms[n], backend=backend, tiles_per_block=tiles)
+        return payload, new_e
+
+    return jax.jit(run, donate_argnums=(0,) if donate else ())
+
+
+def floor_fn(e, d):
+    return {n: BETA * e[n] + d[n] for n in e}
+
+
+def bitwise_equal(a, b) -> bool:
+    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    return len(la) == len(lb) and all(
+        x.shape == y.shape and np.array_equal(np.asarray(x).reshape(-1).view(np.uint8),
+                                              np.asarray(y).reshape(-1).view(np.uint8))
+        for x, y in zip(la, lb))
+
+
+def synthetic_peers(shape, peers: int, key):
+    """R random payloads (distinct sorted indices per chunk, random codes/side data), stacked and
+    zero-padded to the power-of-two peer bucket, as `aggregate_tensor` does."""
+    _, geom = tensor_geometry(shape, 0)
+    out = []
+    for r in range(peers):
+        k1, k2, k3, key = jax.random.split(jax.random.fold_in(key, r), 4)
+        u = jax.random.uniform(k1, (geom.num_chunks, geom.chunk_size))
+        idx = jnp.sort(jax.lax.top_k(u, geom.k)[1].astype(jnp.int32), axis=-1)
+        codes = jax.random.randint(k2, idx.shape, 0, 4).astype(jnp.uint8)
+        lut = jnp.sort(jax.random.normal(k3, (4,))) * (r + 1) * 1e-3
+        out.append(TensorPayload(idx, codes, jnp.float32(1e-5 * r), jnp.float32(1.0), lut))
+    out += [jax.tree.map(jnp.zeros_like, out[0])] * (peer_bucket(peers) - peers)
+    return TensorPayload(*(jnp.stack([getattr(p, f) for p in out]) for f in TensorPayload._fields))
+
+
+def emit(rows, **row):
+    rows.append(row)
+    print(json.dumps(row), flush=True)
+
+
+def bench_compress(args, shapes, rows, backend):
+    n_params = sum(int(np.prod(s)) for s in shapes.values())
+    rng = np.random.default_rng(0)
+    e0 = {n: jnp.asarray(rng.standard_normal(s, np.float32) * 1e-3) for n, s in shapes.items()}
+    d = {n: jnp.asarray(rng.standard_normal(s, np.float32) * 1e-3) for n, s in shapes.items()}
+    common = dict(step="compress", params=n_params, backend=backend, device=jax.devices()[0].device_kind)
+
+    ms, _ = timed(jax.jit(floor_fn), e0, d, iters=args.iters)
+    emit(rows, impl="floor", ms=ms, ns_per_param=ms * 1e6 / n_params,
+         gb_per_s=12 * n_params / ms / 1e6, **common)
+    pure = compress_fn(shapes, "pure", backend, args.tiles_per_block, donate=False)
+    want = pure(e0, d)
+    jax.block_until_ready(want)
+    pure_ms, _ = timed(compress_fn(shapes, "pure", backend, None, donate=True),
+                       jax.tree.map(jnp.copy, e0), d, iters=args.iters, carry=True)
+    emit(rows, impl="pure", ms=pure_ms, ns_per_param=pure_ms * 1e6 / n_params, **common)
+    try:
+        got = compress_fn(shapes, "kernel", backend, args.tiles_per_block, donate=False)(e0, d)
+        match = bitwise_equal(got, want)
+        del got
+        kern_ms, _ = timed(compress_fn(shapes, "kernel", backend, args.tiles_per_block, donate=True),
+                           jax.tree.map(jnp.copy, e0), d, iters=args.iters, carry=True)
+        emit(rows, impl="kernel", ms=kern_ms, ns_per_param=kern_ms * 1e6 / n_params, match=match,
+             faster_than_pure=kern_ms < pure_ms, **common)
+    except Exception as exc:  # a lowering failure on a new device must not hide the other rows
+        traceback.print_exc(file=sys.stderr)
+        emit(rows, impl="kernel", error=f"{type(exc).__name__}: {str(exc)[:300]}", **common)
+
+
+def bench_aggregate(args, shapes, rows, backend):
+    two_d = {n: s for n, s in shapes.items() if len(s) == 2}  # norms are ~0.002% of the layer
+    n_params = sum(int(np.prod(s)) for s in two_d.values())
+    key = jax.random.key(1)
+    stacked = {n: synthetic_peers(s, args.peers, jax.random.fold_in(key, i))
+               for i, (n, s) in enumerate(two_d.items())}
+    jax.block_until_ready(stacked)
+    tiles = args.tiles_per_block or default_tiles_per_block(backend)
+    valid = jnp.arange(peer_bucket(args.peers)) < args.peers
+
+    def run(impl):
+        def f(st, valid):
+            out = {}
+            for n, s in two_d.items():
+                if impl == "pure":
+                    out[n] = _aggregate_stacked(st[n], valid, shape=s, batch_ndim=0, chunk=64,
+                                                rule="median_clip")
+                else:
+                    out[n] = _aggregate_stacked_pallas(st[n], valid, shape=s, batch_ndim=0, chunk=64,
+                                                       rule="median_clip", backend=backend,
+                                                       tiles=tiles)
+            return out
+        return jax.jit(f)
+
+    common = dict(step="aggregate", peers=args.peers, params=n_params, backend=backend,
+                  device=jax.devices()[0].device_kind)
+    pure_ms, want = timed(run("pure"), stacked, valid, iters=args.iters)
+    emit(rows, impl="agg_pure", ms=pure_ms, ns_per_param=pure_ms * 1e6 / n_params, **common)
+    try:
+        kern_ms, got = timed(run("kernel"), stacked, valid, iters=args.iters)
+        emit(rows, impl="agg_kernel", ms=kern_ms, ns_per_param=kern_ms * 1e6 / n_params,
+             match=bitwise_equal(got, want),
+             max_abs_diff=float(max(jnp.max(jnp.abs(got[n] - want[n])) for n in got)),
+             faster_than_pure=kern_ms < pure_ms, **common)
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        emit(rows, impl="agg_kernel", error=f"{type(exc).__name__}: {str(exc)[:300]}", **common)
+
+
+def print_table(rows):
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:  # rich is a dependency, but the JSON lines above are the record
+        return
+    table = Table(title="SparseLoCo step per 70B decoder layer")
+    for col in ("step", "impl", "params", "ms", "ns/param", "GB/s", "match", "note"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["step"], r["impl"], f"{r['params'] / 1e6:.1f}M",
+                      f"{r['ms']:.2f}" if "ms" in r else "-",
+                      f"{r['ns_per_param']:.3f}" if "ns_per_param" in r else "-",
+                      f"{r['gb_per_s']:.0f}" if "gb_per_s" in r else "",
+                      str(r.get("match", "")), r.get("error", "")[:60])
+    Console(stderr=True).print(table)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", type=int, default=1,
+                    help="divide the 70B layer dims by this (16 or 32 for a CPU smoke run)")
+    ap.add_argument("--iters", type=int, default=5, help="timed iterations (median reported)")
+    ap.add_argument("--peers", type=int, default=20, help="peers in the aggregation benchmark")
+    ap.add_argument("--backend", default="auto",
+                    help="Pallas backend: auto|interpret|triton|mosaic_tpu (auto: from the device)")
+    ap.add_argument("--tiles-per-block", type=int, default=None,
+                    help="64x64 chunks per kernel program (default: backend's choice)")
+    ap.add_argument("--only", choices=("compress", "aggregate"), default=None)
+    args = ap.parse_args()
+    if 8192 % args.scale or 1024 % args.scale or (1024 // args.scale) < 1:
+        ap.error("--scale must divide 1024")
+    backend = resolve_backend(args.backend)
+    shapes = layer_shapes(args.scale)
+    rows: list[dict] = []
+    if args.only in (None, "compress"):
+        bench_compress(args, shapes, rows, backend)
+    if args.only in (None, "aggregate"):
+        bench_aggregate(args, shapes, rows, backend)
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
