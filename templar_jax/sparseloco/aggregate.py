@@ -58,22 +58,26 @@ def _stack(payloads: Sequence[TensorPayload], pad_to: int | None = None) -> Tens
     return TensorPayload(*fields)
 
 
-@partial(jax.jit, static_argnames=("shape", "batch_ndim", "chunk", "rule"))
-def _aggregate_stacked(stacked: TensorPayload, valid_R, *, shape, batch_ndim, chunk, rule):
-    batch_shape, geom = tensor_geometry(shape, batch_ndim, chunk=chunk)
-    idx_RxBxCxK, vals_RxBxCxK = jax.vmap(lambda p: decode_values(p, batch_shape))(stacked)
+def aggregate_chunks(idx_RxBxCxK, vals_RxBxCxK, valid_R, *, chunk_size: int, rule: str,
+                     axis_names: Sequence[str] = ()):
+    """SPEC 2.4 on chunked, decoded peer values -> dense chunks [B, C, chunk_size].
+
+    Padding peers (valid_R == 0) contribute nothing. Under shard_map, `axis_names` completes the
+    per-peer norms and the non-finite check across the shards of one reference tensor.
+    A reference tensor whose result has any non-finite value comes back as zeros (skipped).
+    """
     r, b, c, k = idx_RxBxCxK.shape
     valid_R = valid_R.astype(jnp.float32)
     n_valid = jnp.sum(valid_R).astype(jnp.int32)
     vals_RxBxCxK = vals_RxBxCxK * valid_R[:, None, None, None]  # padding peers contribute nothing
-    zeros = jnp.zeros((b, c, geom.chunk_size), jnp.float32)
+    zeros = jnp.zeros((b, c, chunk_size), jnp.float32)
     # Peers go on the K axis: [B, C, R*K], so one scatter handles all of them.
     idx = jnp.moveaxis(idx_RxBxCxK, 0, 2).reshape(b, c, r * k)
     if rule == "mean":
         vals = jnp.moveaxis(vals_RxBxCxK, 0, 2).reshape(b, c, r * k)
         dense = codec.scatter_add(zeros, idx, vals) / n_valid.astype(jnp.float32)
     else:
-        norms_RxB = jnp.sqrt(jnp.sum(vals_RxBxCxK * vals_RxBxCxK, axis=(2, 3)))
+        norms_RxB = jnp.sqrt(jax.vmap(lambda v: codec.sumsq(v, axis_names))(vals_RxBxCxK))
         m_B = _lower_median(jnp.where(valid_R[:, None] > 0, norms_RxB, jnp.inf), n_valid)
         factor_RxB = jnp.minimum(1.0, m_B / (norms_RxB + CLIP_EPS)) * valid_R[:, None]
         vals = jnp.moveaxis(vals_RxBxCxK * factor_RxB[:, :, None, None], 0, 2).reshape(b, c, r * k)
@@ -81,7 +85,18 @@ def _aggregate_stacked(stacked: TensorPayload, valid_R, *, shape, batch_ndim, ch
         sums = codec.scatter_add(zeros, idx, vals)
         counts = codec.scatter_add(zeros, idx, jnp.moveaxis(ones, 0, 2).reshape(b, c, r * k))
         dense = jnp.where(counts > 0, sums / jnp.maximum(counts, 1.0), 0.0)
-    return _finite_or_zero(from_chunks(dense, geom), shape)
+    bad_B = jnp.sum(~jnp.isfinite(dense), axis=(1, 2), dtype=jnp.float32)
+    bad_B = jax.lax.psum(bad_B, tuple(axis_names)) if axis_names else bad_B
+    return jnp.where((bad_B == 0)[:, None, None], dense, 0.0)
+
+
+@partial(jax.jit, static_argnames=("shape", "batch_ndim", "chunk", "rule"))
+def _aggregate_stacked(stacked: TensorPayload, valid_R, *, shape, batch_ndim, chunk, rule):
+    batch_shape, geom = tensor_geometry(shape, batch_ndim, chunk=chunk)
+    idx_RxBxCxK, vals_RxBxCxK = jax.vmap(lambda p: decode_values(p, batch_shape))(stacked)
+    dense = aggregate_chunks(idx_RxBxCxK, vals_RxBxCxK, valid_R, chunk_size=geom.chunk_size,
+                             rule=rule)
+    return from_chunks(dense, geom).reshape(shape)
 
 
 def _finite_or_zero(dense_BxT, shape):
