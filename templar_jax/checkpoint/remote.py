@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 MANIFEST = "_MANIFEST.json"
 MANIFEST_FORMAT = 1
 MAX_JSON_BYTES = 16 * 1024 * 1024
+_MIN_BYTES_PER_S = 5e6  # download-timeout floor rate for large files
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -177,7 +178,9 @@ async def _download_files(bucket, prefix: str, files: list[dict], dest: Path) ->
     async def one(entry: dict) -> None:
         key = prefix + entry["path"]
         try:
-            data = await bucket.aget(key, max_bytes=entry["size"])
+            # A multi-GB checkpoint file needs longer than one small request's timeout.
+            timeout = max(60.0, entry["size"] / _MIN_BYTES_PER_S)
+            data = await bucket.aget(key, max_bytes=entry["size"], timeout=timeout)
         except StorageError as err:
             raise RemoteCheckpointError(f"{key}: {err}") from err
         if len(data) != entry["size"] or _sha256(data) != entry["sha256"]:
