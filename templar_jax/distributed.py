@@ -111,12 +111,18 @@ def global_batch(local_BxL: np.ndarray, mesh, global_batch_size: int | None = No
     )
 
 
-def process_slice(global_batch_size: int) -> slice:
-    """Rows of the global batch that this process feeds."""
-    import jax
+def process_slice(mesh, global_batch_size: int) -> slice:
+    """Rows of the global batch that this process must feed (from the batch sharding).
 
-    n, i = jax.process_count(), jax.process_index()
-    if global_batch_size % n:
-        raise DistributedConfigError(f"batch {global_batch_size} not divisible by {n} processes")
-    per = global_batch_size // n
-    return slice(i * per, (i + 1) * per)
+    The rows held by this process's devices under the (data, fsdp) batch sharding; they form
+    one contiguous block for meshes built by make_mesh.
+    """
+    from templar_jax.train.step import batch_sharding
+
+    index_map = batch_sharding(mesh).addressable_devices_indices_map((global_batch_size, 1))
+    starts = sorted({(idx[0].start or 0, idx[0].stop or global_batch_size) for idx in index_map.values()})
+    lo, hi = starts[0][0], starts[-1][1]
+    covered = sum(b - a for a, b in starts)
+    if covered != hi - lo:
+        raise DistributedConfigError(f"this process's batch rows are not contiguous: {starts}")
+    return slice(lo, hi)
