@@ -128,14 +128,19 @@ def _flat_shapes(params_like: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
 
 def aggregate(payloads: Sequence[Payload], params_like: Mapping[str, Any], *,
               rule: str = "median_clip", chunk: int = 64,
-              batch_dims: Mapping[str, int] | None = None) -> dict[str, Any]:
+              batch_dims: Mapping[str, int] | None = None, mesh=None,
+              param_specs: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Dense update tree (nested like `params_like`) from R peers' whole payloads.
 
     `params_like` gives each parameter's shape (arrays, ShapeDtypeStructs or shape tuples).
     Parameters missing from every payload get zeros; a payload lacking a parameter that others
     carry is an error (the wire decoder checks completeness before this runs).
+    With `mesh` (specs from `param_specs` {flat_name: PartitionSpec} or from `params_like`'s
+    NamedShardings), parameters whose shards hold whole chunks are aggregated per shard and
+    come back sharded like the parameter (`sharded_aggregate.py`).
     """
     shapes = _flat_shapes(params_like)
+    flat_like = flatten(params_like)
     batch_dims = dict(batch_dims) if batch_dims is not None else batch_dims_from_names(shapes)
     if not payloads:
         raise AggregationError("aggregate needs at least one peer payload")
@@ -147,9 +152,28 @@ def aggregate(payloads: Sequence[Payload], params_like: Mapping[str, Any], *,
             continue
         if missing:
             raise AggregationError(f"peer payload(s) {missing} lack parameter {name}")
-        out[name] = aggregate_tensor([p[name] for p in payloads], shape, rule=rule, chunk=chunk,
-                                     batch_ndim=batch_dims.get(name, 0))
+        peers = [p[name] for p in payloads]
+        bd = batch_dims.get(name, 0)
+        plan = _plan(name, shape, bd, flat_like, mesh, param_specs, chunk) if mesh else None
+        if plan is not None:
+            from templar_jax.sparseloco.sharded_aggregate import aggregate_tensor_sharded
+
+            out[name] = aggregate_tensor_sharded(peers, shape, plan=plan, mesh=mesh, rule=rule)
+        else:
+            out[name] = aggregate_tensor(peers, shape, rule=rule, chunk=chunk, batch_ndim=bd)
     return unflatten(out)
+
+
+def _plan(name, shape, batch_ndim, flat_like, mesh, param_specs, chunk):
+    from jax.sharding import NamedSharding
+
+    from templar_jax.sparseloco.sharded import plan_shards
+
+    spec = (param_specs or {}).get(name)
+    if spec is None:
+        sharding = getattr(flat_like.get(name), "sharding", None)
+        spec = sharding.spec if isinstance(sharding, NamedSharding) else None
+    return None if spec is None else plan_shards(shape, spec, mesh, batch_ndim, chunk=chunk)
 
 
 def payload_norms(payload: Payload) -> dict[str, Any]:
