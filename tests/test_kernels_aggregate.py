@@ -1,6 +1,8 @@
 """Tile scatter-mean aggregation kernel (interpret mode) equals `aggregate_tensor` bitwise:
 both rules, batched tensors, overlapping selections, clipping, non-finite skip, fallback."""
 
+import os
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ from templar_jax.sparseloco import AggregationError, aggregate_tensor, compress_
 from templar_jax.sparseloco.kernels import aggregate_tensor_pallas
 
 SHAPE = (2, 128, 192)
+BACKEND = os.environ.get("TEMPLAR_KERNEL_BACKEND", "interpret")  # "triton" in device_check.sh
 
 
 def bits(a):
@@ -26,7 +29,7 @@ def peers():
 
 @pytest.mark.parametrize("rule", ["median_clip", "mean"])
 def test_equals_pure_jax_bitwise(peers, rule):
-    got = aggregate_tensor_pallas(peers, SHAPE, rule=rule, batch_ndim=1, backend="interpret")
+    got = aggregate_tensor_pallas(peers, SHAPE, rule=rule, batch_ndim=1, backend=BACKEND)
     want = aggregate_tensor(peers, SHAPE, rule=rule, batch_ndim=1)
     assert got.shape == SHAPE and got.dtype == jnp.float32
     np.testing.assert_array_equal(bits(got), bits(want))
@@ -40,7 +43,7 @@ def test_single_peer_and_non_64_tile():
     shape = (100, 50)  # 50x50 tiles
     ps = [compress_tensor(rng.standard_normal(shape).astype(np.float32)) for _ in range(3)]
     for group in (ps[:1], ps):
-        got = aggregate_tensor_pallas(group, shape, backend="interpret")
+        got = aggregate_tensor_pallas(group, shape, backend=BACKEND)
         np.testing.assert_array_equal(bits(got), bits(aggregate_tensor(group, shape)))
 
 
@@ -48,7 +51,7 @@ def test_non_finite_reference_tensor_is_skipped(peers):
     bad = peers[2]._replace(lut=np.asarray(peers[2].lut).copy())
     bad.lut[1, 3] = np.inf  # layer 1 of one peer decodes to inf somewhere
     group = [peers[0], peers[1], bad]
-    got = np.asarray(aggregate_tensor_pallas(group, SHAPE, batch_ndim=1, backend="interpret",
+    got = np.asarray(aggregate_tensor_pallas(group, SHAPE, batch_ndim=1, backend=BACKEND,
                                              rule="mean"))
     want = np.asarray(aggregate_tensor(group, SHAPE, batch_ndim=1, rule="mean"))
     np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
@@ -59,7 +62,7 @@ def test_fallback_1d_and_errors(peers):
     rng = np.random.default_rng(23)
     ps = [compress_tensor(rng.standard_normal((2, 256)).astype(np.float32), batch_ndim=1)
           for _ in range(3)]
-    got = aggregate_tensor_pallas(ps, (2, 256), batch_ndim=1, backend="interpret")
+    got = aggregate_tensor_pallas(ps, (2, 256), batch_ndim=1, backend=BACKEND)
     np.testing.assert_array_equal(bits(got), bits(aggregate_tensor(ps, (2, 256), batch_ndim=1)))
     with pytest.raises(AggregationError, match="unknown aggregation rule"):
         aggregate_tensor_pallas(peers, SHAPE, rule="median", batch_ndim=1)

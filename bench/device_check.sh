@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# One-command GPU check of the SparseLoCo Pallas kernels (< 5 min on one H100/H200).
+#
+#   bash bench/device_check.sh            # results in $OUT if set, else /tmp/templar_device_check/<time>/
+#   DEVICE_CHECK_CPU_SMOKE=1 bash bench/device_check.sh   # proves the script on a CPU: interpret
+#                                         # backend, bench at --scale 32 (no GPU numbers)
+#
+# Steps (each under its own timeout, so one hang cannot eat the lease; all output is kept):
+#   1. env.txt              GPU, driver, python, jax/jaxlib/triton versions, jax devices
+#   2. kernel_tests.txt     tests/test_kernels_*.py on the GPU with the Triton backend
+#                           (TEMPLAR_KERNEL_BACKEND=triton): kernel == pure JAX bitwise
+#   3. compress.jsonl       bench/compress.py at full scale (one 70B layer, 855.7M params):
+#                           floor / pure / kernel ms and ns/param, 20-peer aggregation, `match`
+#   4. train_step.txt       bench/train_step.py --model 1b --batch 16 --seq-len 2048 --remat full
+#                           --steps 5 (tokens/s, MFU; skipped when the script is absent)
+#   5. summary.txt          exit codes and the JSON lines, for pasting into a report
+# Python: $PYTHON if set, else the repo's .venv when its jax sees a GPU, else python3 (the
+# device image ships jax + jax-cuda plugins; the repo is put on PYTHONPATH).
+set -u
+cd "$(dirname "$0")/.."
+REPO=$PWD
+RESULTS="${OUT:-/tmp/templar_device_check/$(date +%Y%m%d-%H%M%S)}"
+mkdir -p "$RESULTS"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+SMOKE="${DEVICE_CHECK_CPU_SMOKE:-0}"
+if [ "$SMOKE" = 1 ]; then
+  export JAX_PLATFORMS=cpu; BACKEND=interpret; BENCH_ARGS=(--scale 32 --iters 1 --peers 4)
+  TRAIN_ARGS=(--model tiny --steps 2)
+else
+  export JAX_PLATFORMS="${JAX_PLATFORMS:-cuda}"  # tests/conftest.py would default to cpu
+  BACKEND=triton; BENCH_ARGS=(--scale 1 --iters 10 --peers 20)
+  TRAIN_ARGS=(--model 1b --batch 16 --seq-len 2048 --remat full --steps 5)
+fi
+
+PY="${PYTHON:-}"
+WANT=gpu; [ "$SMOKE" = 1 ] && WANT=cpu
+if [ -z "$PY" ] && [ -x .venv/bin/python ] && \
+   .venv/bin/python -c "import jax,sys; sys.exit(jax.default_backend()!='$WANT')" 2>/dev/null; then
+  PY=.venv/bin/python
+fi
+PY="${PY:-python3}"
+
+step() {  # step NAME SECONDS CMD... : run with a timeout, log to $RESULTS/NAME.txt, record rc
+  local name=$1 secs=$2; shift 2
+  local t0=$SECONDS
+  timeout --kill-after=10 "$secs" "$@" >"$RESULTS/$name.txt" 2>&1
+  local rc=$?
+  echo "$name rc=$rc seconds=$((SECONDS - t0))" | tee -a "$RESULTS/summary.txt"
+  return $rc
+}
+
+: >"$RESULTS/summary.txt"
+{
+  date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1
+  "$PY" -c 'import sys, jax, jaxlib; print(sys.version); print("jax", jax.__version__, "jaxlib", jaxlib.__version__); print(jax.devices())'
+  "$PY" -c 'import triton; print("triton", triton.__version__)' 2>&1
+} >"$RESULTS/env.txt" 2>&1
+if ! "$PY" -c "import jax, sys; sys.exit(jax.default_backend() != '$WANT')" 2>>"$RESULTS/env.txt"; then
+  echo "no $WANT backend visible to $PY (see env.txt); nothing to check" | tee -a "$RESULTS/summary.txt"
+  exit 2
+fi
+
+TEMPLAR_KERNEL_BACKEND=$BACKEND step kernel_tests 90 \
+  "$PY" -m pytest tests/test_kernels_tile_select.py tests/test_kernels_compress.py \
+  tests/test_kernels_aggregate.py -q -rfE -p no:cacheprovider
+
+step compress 100 "$PY" bench/compress.py --backend "$BACKEND" "${BENCH_ARGS[@]}"
+grep '^{' "$RESULTS/compress.txt" >"$RESULTS/compress.jsonl" 2>/dev/null
+
+if [ -f bench/train_step.py ]; then
+  step train_step 90 "$PY" bench/train_step.py "${TRAIN_ARGS[@]}"
+else
+  echo "train_step skipped: bench/train_step.py not in this checkout" | tee -a "$RESULTS/summary.txt"
+fi
+
+{ echo "--- compress.jsonl"; cat "$RESULTS/compress.jsonl" 2>/dev/null
+  echo "--- kernel test tail"; tail -n 15 "$RESULTS/kernel_tests.txt"
+  echo "--- train_step tail"; tail -n 15 "$RESULTS/train_step.txt" 2>/dev/null; } >>"$RESULTS/summary.txt"
+cat "$RESULTS/summary.txt"
+echo "results in $RESULTS"
