@@ -24,10 +24,13 @@ from templar_jax.sparseloco.transform import (
     payload_bytes_reference,
     sparseloco,
 )
+from templar_jax.sparseloco.sharded import ShardPlan, ef_compress_sharded, plan_shards
+from templar_jax.sparseloco.sharded_aggregate import aggregate_tensor_sharded
 from templar_jax.sparseloco.tree import batch_dims_from_names
 
 __all__ = [
-    "AggregationError", "ChunkGeometry", "CompressionConfigError", "Payload", "SparseLoCoState",
+    "AggregationError", "ChunkGeometry", "ShardPlan", "aggregate_tensor_sharded",
+    "ef_compress_sharded", "plan_shards", "CompressionConfigError", "Payload", "SparseLoCoState",
     "TensorPayload", "aggregate", "aggregate_tensor", "batch_dims_from_names", "chunk_geometry",
     "compress_tensor", "decompress_tensor", "densify", "median_norms", "null_payload",
     "outer_optimizer", "outer_step", "payload_bytes_reference", "payload_norms", "sparseloco",
