@@ -1,0 +1,49 @@
+"""Memory plan arithmetic (no allocation) and the `plan` CLI."""
+
+import json
+
+import pytest
+
+from templar_jax.cli import main
+from templar_jax.model import load_model_config, param_count
+from templar_jax.model.plan import GIB, activation_bytes, plan_memory, sharded_shape
+
+
+def test_sharded_shapes_follow_rules():
+    mesh = {"data": 1, "fsdp": 8, "tensor": 2}
+    assert sharded_shape((80, 8192, 28672), ("layers", "embed", "mlp"), mesh) == (80, 1024, 14336)
+    assert sharded_shape((262144, 8192), ("vocab", "embed"), mesh) == (131072, 1024)
+    # indivisible dimension stays whole rather than padding
+    assert sharded_shape((2, 100), ("layers", "embed"), mesh) == (2, 100)
+
+
+def test_covenant_fsdp8_state_bytes():
+    cfg = load_model_config("covenant-72b")
+    plan = plan_memory(cfg, "fsdp=8", micro_batch=1, seq_len=2048, remat="full", device_gb=80)
+    # every 72B tensor divides by 8 along its embed axis: exactly 1/8 of the params per device
+    assert plan["params_per_device"] * 8 == param_count(cfg)
+    rows = plan["rows_bytes"]
+    assert rows["params (fp32)"] == param_count(cfg) * 4 / 8
+    assert rows["adamw mu+nu (2x fp32)"] == 2 * rows["params (fp32)"]
+    assert rows["error feedback (fp32)"] == rows["theta0 copy (fp32)"] == rows["params (fp32)"]
+    assert plan["total_bytes"] == sum(rows.values())
+    assert not plan["fits"]  # 6 x 35.3 GB of fp32 state alone
+    assert plan_memory(cfg, "fsdp=64", remat="full", device_gb=80)["fits"]
+
+
+def test_activation_policies_order():
+    cfg = load_model_config("8b")
+    sizes = [activation_bytes(cfg, 1, 2048, p, 1) for p in ("none", "dots_saveable", "full")]
+    assert sizes[0] > sizes[1] > sizes[2] > 0
+    assert activation_bytes(cfg, 2, 2048, "full", 1) == pytest.approx(2 * sizes[2])
+    assert activation_bytes(cfg, 1, 2048, "none", 4) < sizes[0]
+
+
+def test_plan_cli(capsys):
+    assert main(["plan", "--model", "covenant-72b", "--mesh", "fsdp=8"]) == 0
+    out = capsys.readouterr().out
+    assert "70.6B" in out and "72.7B" in out and "does NOT fit" in out
+    assert main(["plan", "--model", "1b", "--mesh", "data=2,fsdp=4", "--json", "--device-gb", "40"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["fits"] and plan["mesh"] == {"data": 2, "fsdp": 4, "tensor": 1}
+    assert main(["plan", "--model", "1b", "--mesh", "pipe=2"]) == 2
