@@ -14,6 +14,8 @@ import sys
 
 # Module names under templar_jax.commands; each adds one or more subcommands.
 COMMAND_MODULES: list[str] = [
+    "train",
+    "plan",
     "experiment",
     "chain",
     "data",
