@@ -61,8 +61,7 @@ if ! "$PY" -c "import jax, sys; sys.exit(jax.default_backend() != '$WANT')" 2>>"
 fi
 
 TEMPLAR_KERNEL_BACKEND=$BACKEND step kernel_tests 90 \
-  "$PY" -m pytest tests/test_kernels_tile_select.py tests/test_kernels_compress.py \
-  tests/test_kernels_aggregate.py -q -rfE -p no:cacheprovider
+  "$PY" -m pytest tests/test_kernels_*.py -q -rfE -p no:cacheprovider
 
 step compress 100 "$PY" bench/compress.py --backend "$BACKEND" "${BENCH_ARGS[@]}"
 grep '^{' "$RESULTS/compress.txt" >"$RESULTS/compress.jsonl" 2>/dev/null

@@ -47,8 +47,9 @@ def _tile_sums_counts(idx_ref, val_ref, j, *, peers, h, w):
         sums, counts = carry
         idx_k = idx_ref[r, j, :]
         val_k = val_ref[r, j, :]
-        in_row_hxK = rows_hx1 == (idx_k // w)[None, :]
-        in_col_Kxw = ((idx_k % w)[:, None] == cols_1xw).astype(jnp.float32)
+        # indices are >= 0, so C-style div/rem (no sign fix-ups: cheaper, and Mosaic-friendly)
+        in_row_hxK = rows_hx1 == lax.div(idx_k, jnp.int32(w))[None, :]
+        in_col_Kxw = (lax.rem(idx_k, jnp.int32(w))[:, None] == cols_1xw).astype(jnp.float32)
         vals_hxK = jnp.where(in_row_hxK, val_k[None, :], 0.0)
         sums = sums + jnp.dot(vals_hxK, in_col_Kxw, precision=hi)
         counts = counts + jnp.dot(in_row_hxK.astype(jnp.float32), in_col_Kxw, precision=hi)
@@ -60,15 +61,15 @@ def _tile_sums_counts(idx_ref, val_ref, j, *, peers, h, w):
 
 def _aggregate_kernel(idx_ref, val_ref, inv_n_ref, out_ref, bad_ref, *, peers, h, w, tiles,
                       rule):
-    bad = jnp.zeros((tiles,), jnp.int32)
-    slots = lax.broadcasted_iota(jnp.int32, (tiles,), 0)
+    bad = jnp.zeros((tiles, 1), jnp.int32)  # (t, 1): the layout Mosaic TPU accepts as a block
+    slots = lax.broadcasted_iota(jnp.int32, (tiles, 1), 0)
     for j in range(tiles):
         sums, counts = _tile_sums_counts(idx_ref, val_ref, j, peers=peers, h=h, w=w)
         if rule == "median_clip":  # mean over the peers that selected the coordinate
             dense = jnp.where(counts > 0, sums / jnp.maximum(counts, 1.0), 0.0)
         else:  # paper rule: plain average over the valid peers. XLA rewrites the pure path's
             # `sums / n` (division by a broadcast scalar) to `sums * (1/n)`; do the same here.
-            dense = sums * inv_n_ref[0]
+            dense = sums * inv_n_ref[0, 0]
         out_ref[:, pl.ds(j * w, w)] = dense
         n_bad = jnp.sum((~jnp.isfinite(dense)).astype(jnp.int32))
         bad = jnp.where(slots == j, n_bad, bad)
@@ -77,7 +78,7 @@ def _aggregate_kernel(idx_ref, val_ref, inv_n_ref, out_ref, bad_ref, *, peers, h
 
 def scatter_mean_tiles(idx_RxBxCxK, vals_RxBxCxK, n_valid, geom: ChunkGeometry, *, rule: str,
                        backend: str, tiles_per_block: int, num_warps: int = 4):
-    """(dense_BxRowsxCols float32, nonfinite_BxYxX int32) from decoded, clipped peer values.
+    """(dense_BxRowsxCols float32, nonfinite_BxYxXx1 int32) from decoded, clipped peer values.
 
     Entries with an index outside the chunk (padding peers) contribute nothing; `n_valid` is
     the divisor of the "mean" rule.
@@ -87,20 +88,20 @@ def scatter_mean_tiles(idx_RxBxCxK, vals_RxBxCxK, n_valid, geom: ChunkGeometry, 
     t = tiles_per_block
     idx = idx_RxBxCxK.reshape(r, b, y, x, k)
     vals = vals_RxBxCxK.astype(jnp.float32).reshape(r, b, y, x, k)
-    inv_n_1 = jnp.reshape(1.0 / n_valid.astype(jnp.float32), (1,))
+    inv_n_1x1 = jnp.reshape(1.0 / n_valid.astype(jnp.float32), (1, 1))
     peer_spec = pl.BlockSpec((r, None, None, t, k), lambda bi, yi, xi: (0, bi, yi, xi, 0))
     kernel = partial(_aggregate_kernel, peers=r, h=h, w=w, tiles=t, rule=rule)
     return pl.pallas_call(
         kernel,
         grid=(b, y, x // t),
-        in_specs=[peer_spec, peer_spec, pl.BlockSpec((1,), lambda bi, yi, xi: (0,))],
+        in_specs=[peer_spec, peer_spec, pl.BlockSpec((1, 1), lambda bi, yi, xi: (0, 0))],
         out_specs=[pl.BlockSpec((None, h, w * t), lambda bi, yi, xi: (bi, yi, xi)),
-                   pl.BlockSpec((None, None, t), lambda bi, yi, xi: (bi, yi, xi))],
+                   pl.BlockSpec((None, None, t, 1), lambda bi, yi, xi: (bi, yi, xi, 0))],
         out_shape=[jax.ShapeDtypeStruct((b, y * h, x * w), jnp.float32),
-                   jax.ShapeDtypeStruct((b, y, x), jnp.int32)],
+                   jax.ShapeDtypeStruct((b, y, x, 1), jnp.int32)],
         name="sparseloco_aggregate",
         **pallas_call_kwargs(backend, num_warps=num_warps),
-    )(idx, vals, inv_n_1)
+    )(idx, vals, inv_n_1x1)
 
 
 def _clipped_values(stacked: TensorPayload, valid_R, batch_shape, rule: str, chunk_size: int):
@@ -124,9 +125,9 @@ def _aggregate_stacked_pallas(stacked, valid_R, *, shape, batch_ndim, chunk, rul
                               tiles):
     batch_shape, geom = tensor_geometry(shape, batch_ndim, chunk=chunk)
     idx, vals, n_valid = _clipped_values(stacked, valid_R, batch_shape, rule, geom.chunk_size)
-    dense, nonfinite_BxYxX = scatter_mean_tiles(idx, vals, n_valid, geom, rule=rule,
+    dense, nonfinite_BxYxXx1 = scatter_mean_tiles(idx, vals, n_valid, geom, rule=rule,
                                                 backend=backend, tiles_per_block=tiles)
-    ok_B = jnp.all(nonfinite_BxYxX == 0, axis=(1, 2))
+    ok_B = jnp.all(nonfinite_BxYxXx1 == 0, axis=(1, 2, 3))
     dense = lax.cond(jnp.all(ok_B), lambda d: d,
                      lambda d: jnp.where(ok_B[:, None, None], d, 0.0), dense)
     return dense.reshape(shape)

@@ -1,0 +1,36 @@
+"""The kernels lower for the GPU (Triton) and TPU (Mosaic) backends without such a device:
+cross-platform lowering on CPU runs Pallas' own Triton / Mosaic lowering rules, which reject
+unsupported ops and block shapes. (Compiling that IR to a binary needs the device:
+bench/device_check.sh.)"""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from templar_jax.sparseloco.compress import tensor_geometry
+from templar_jax.sparseloco.kernels import ef_select, scatter_mean_tiles
+
+_, GEOM = tensor_geometry((128, 512), 0)  # 2 x 8 tiles of 64x64
+PLATFORMS = {"triton": ("cuda", 1), "mosaic_tpu": ("tpu", 8)}
+
+
+@pytest.mark.parametrize("backend", list(PLATFORMS))
+def test_compress_kernel_lowers(backend):
+    platform, tiles = PLATFORMS[backend]
+    e = jax.ShapeDtypeStruct((2, 128, 512), jnp.float32)
+    fn = jax.jit(lambda e, d: ef_select(e, d, beta=0.95, geom=GEOM, backend=backend,
+                                        tiles_per_block=tiles))
+    text = fn.trace(e, e).lower(lowering_platforms=(platform,)).as_text()
+    assert "sparseloco_ef_topk" in text
+
+
+@pytest.mark.parametrize("backend", list(PLATFORMS))
+def test_aggregate_kernel_lowers(backend):
+    platform, tiles = PLATFORMS[backend]
+    idx = jax.ShapeDtypeStruct((32, 2, GEOM.num_chunks, 64), jnp.int32)
+    vals = jax.ShapeDtypeStruct((32, 2, GEOM.num_chunks, 64), jnp.float32)
+    fn = jax.jit(lambda i, v, n: scatter_mean_tiles(i, v, n, GEOM, rule="median_clip",
+                                                    backend=backend, tiles_per_block=tiles))
+    n = jax.ShapeDtypeStruct((), jnp.float32)
+    text = fn.trace(idx, vals, n).lower(lowering_platforms=(platform,)).as_text()
+    assert "sparseloco_aggregate" in text
