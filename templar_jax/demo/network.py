@@ -61,12 +61,16 @@ def plan_neurons(honest: int, copiers: int, noise: int, corrupt: int = 0) -> lis
     return specs
 
 
-def prepare(net: Network, settings: NeuronSettings, *, resume: bool) -> None:
-    """Fresh: wipe the run folder, create the chain and register every hotkey (validator staked)."""
+def prepare(net: Network, *, resume: bool) -> None:
+    """Fresh: wipe the run folder. Resume: keep chain, buckets, events and validator state."""
     if net.run_dir.exists() and not resume:
         shutil.rmtree(net.run_dir)
     net.run_dir.mkdir(parents=True, exist_ok=True)
     (net.run_dir / "logs").mkdir(exist_ok=True)
+
+
+def create_chain(net: Network, settings: NeuronSettings) -> None:
+    """Create the chain (unless resuming one) and register every hotkey (validator staked)."""
     if not net.chain_path.exists():
         chain = LocalChain.create(net.chain_path, block_time=settings.block_time_s,
                                   blocks_per_window=settings.blocks_per_window)
@@ -79,10 +83,20 @@ def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("JAX_PLATFORMS", "cpu")
     # Many JAX processes share few cores: one compute thread each avoids oversubscription.
-    env.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    env.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
     env.setdefault("OMP_NUM_THREADS", "1")
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def warm_up(net: Network) -> int:
+    """Compile the run's programs once into the persistent XLA cache (same env as the neurons)."""
+    cmd = [sys.executable, "-m", "templar_jax.neurons.warmup", "--config", net.config,
+           "--max-peers", str(len(net.neurons))]
+    for o in net.overrides:
+        cmd += ["--set", o]
+    with open(net.run_dir / "logs" / "warmup.log", "ab") as log:
+        return subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=_child_env()).returncode
 
 
 def start(net: Network, spec: NeuronSpec) -> subprocess.Popen:

@@ -116,6 +116,17 @@ def _fmt(x: Any, nd: int = 4) -> str:
     return str(x)
 
 
+def _failures(summary: dict) -> list[tuple[int, int, str]]:
+    """(window, uid, status) for every payload the validator did not accept."""
+    out = []
+    for w, per_uid in sorted(summary["scores"].items()):
+        for uid, s in sorted(per_uid.items()):
+            status = s.get("status", "ok")
+            if status != "ok":
+                out.append((w, uid, status))
+    return out
+
+
 def write_report(run_dir: str | os.PathLike, summary: dict, header: dict[str, Any]) -> Path:
     """Writes run_dir/report.md (and the plots next to it); returns the report path."""
     run_dir = Path(run_dir)
@@ -158,11 +169,12 @@ def write_report(run_dir: str | os.PathLike, summary: dict, header: dict[str, An
             f"{comm.mean():.2f} s (median {np.median(comm):.2f}); compute share "
             f"{comp.sum() / max(comp.sum() + comm.sum(), 1e-9):.1%}."
         )
-    if any(summary["skipped"].values()):
-        lines += ["", "## Skipped peers (as seen by miners)", ""]
-        for uid, per_w in sorted(summary["skipped"].items()):
-            for win, reasons in sorted(per_w.items()):
-                lines.append(f"- miner {uid}, window {win}: {reasons}")
+    failures = _failures(summary)
+    if failures:
+        lines += ["", "## Payloads not applied (as seen by the validator)", ""]
+        lines.append("| window | uid | reason |")
+        lines.append("| --- | --- | --- |")
+        lines += [f"| {w} | {u} | {r} |" for w, u, r in failures]
     lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     path = run_dir / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

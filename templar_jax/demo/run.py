@@ -34,7 +34,14 @@ def run_demo(*, run_dir: Path, config: str, overrides: list[str], windows: int, 
 
         with console.status("preparing the bundled corpus (first run only)"):
             ensure_bundled_dataset(seq_len=settings.seq_len)
-    netmod.prepare(net, settings, resume=resume)
+    netmod.prepare(net, resume=resume)
+    with console.status("compiling the model, optimizer and compression programs (cached after the first run)"):
+        t_warm = time.time()
+        if netmod.warm_up(net) != 0:
+            console.print(f"[red]warm-up failed; see {run_dir / 'logs' / 'warmup.log'}[/]")
+            return 1
+    console.print(f"programs ready in {time.time() - t_warm:.0f} s")
+    netmod.create_chain(net, settings)
     behaviors = {i: s.behavior for i, s in enumerate(specs) if s.role == "miner"}
     t0 = time.time()
     netmod.start_all(net)

@@ -13,6 +13,7 @@ from templar_jax.neurons.exchange import read_start_window
 from templar_jax.neurons.network import PeerDirectory, my_uid, open_chain, open_my_bucket, publish_access
 from templar_jax.neurons.settings import NeuronSettings
 from templar_jax.storage.bucket import Bucket
+from templar_jax.xla_cache import enable_compilation_cache
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ class NeuronBase:
 
     def __init__(self, settings: NeuronSettings, *, hotkey: str, run_dir: str | Path,
                  register_stake: float | None = None):
+        enable_compilation_cache()
         self.settings = settings
         self.hotkey = hotkey
         self.run_dir = Path(run_dir)

@@ -4,6 +4,7 @@ bit-identical after each window. Also the data sets the run trains and evaluates
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,18 @@ class GlobalModel:
         self.expected = expected_table(self.shapes_flat, batch_dims=self.batch_dims)
         cfg = self.cfg
         self._loss = jax.jit(lambda p, t: loss_fn(p, t, cfg, pad_id)[0])
+
+    def params_digest(self, params: dict, max_params: int = 50_000_000) -> str | None:
+        """blake2b of every parameter's bytes (sorted names): equal digests = identical models.
+        Skipped (None) above `max_params`, where pulling the model to the host costs too much."""
+        flat = flatten_params(params)
+        if sum(int(np.prod(np.shape(v))) for v in flat.values()) > max_params:
+            return None
+        h = hashlib.blake2b(digest_size=16)
+        for name in sorted(flat):
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(jax.device_get(flat[name])).tobytes())
+        return h.hexdigest()
 
     def init_params(self) -> dict:
         return init_params(self.cfg, self.settings.init_seed)

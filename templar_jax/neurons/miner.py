@@ -33,6 +33,7 @@ from templar_jax.wire import decode, encode
 log = logging.getLogger(__name__)
 
 GATHER_MARGIN_S = 0.3  # after the upload window closes, so every valid upload is visible
+TRAIN_MARGIN_S = 1.0  # inner steps stop this long before the window ends (compress + encode)
 
 
 class Miner(NeuronBase):
@@ -57,9 +58,13 @@ class Miner(NeuronBase):
         pool = miner_pool(self.uid, window, self.data.train.n_samples, s.inner["steps"], s.inner["target_batch"])
         rows = trained_indices(pool, s.inner["steps"], s.inner["batch"])
         batches = [self.data.train.samples(r) for r in rows]
-        params, opt_state, losses = self.trainer.run(params, opt_state, batches)
+        deadline = clock.window_start_time(self.chain, window + 1) - TRAIN_MARGIN_S
+        params, opt_state, losses = self.trainer.run(params, opt_state, batches, deadline=deadline)
+        if len(losses) < len(batches):
+            log.warning("window %d: trained %d of %d inner steps before the upload deadline", window,
+                        len(losses), len(batches))
         digest = sample_digest(self.data.train.ids(pool))
-        return params, opt_state, losses, digest, len(pool)
+        return params, opt_state, losses, digest, len(pool), len(losses)
 
     def _payload_bytes(self, payload, window: int, digest: str, count: int, global_step: int) -> bytes:
         if self.behavior.kind == "noise":
@@ -117,9 +122,9 @@ class Miner(NeuronBase):
             t0 = time.time()
             theta0 = params
             on_time = self.chain.current_window() == window
-            train_loss, uploaded, upload_s = None, False, 0.0
+            train_loss, uploaded, upload_s, steps = None, False, 0.0, 0
             if on_time:
-                params_h, opt_state, losses, digest, count = self._train(theta0, opt_state, window)
+                params_h, opt_state, losses, digest, count, steps = self._train(theta0, opt_state, window)
                 train_loss = float(np.mean(losses))
                 delta = jax.tree.map(lambda a, b: a - b, theta0, params_h)
                 payload, ef_state = self.tx.update(delta, ef_state, null_round=self.is_null_round(window, start))
@@ -144,6 +149,7 @@ class Miner(NeuronBase):
             params, contributors, got = self._apply_window(theta0, window)
             comm_s = upload_s + (time.time() - t_gather)  # waiting on the clock is not counted
             self.events.emit("window", window=window, train_loss=train_loss, uploaded=uploaded,
+                             inner_steps=steps, params_digest=self.model.params_digest(params),
                              behavior=str(self.behavior), gathered=contributors,
                              skipped=got.failed, compute_s=compute_s, comm_s=comm_s,
                              null_round=self.is_null_round(window, start), status="ok" if on_time else "behind")

@@ -3,6 +3,7 @@ windows (SPEC sec. 2). Thin glue over `templar_jax.train`."""
 
 from __future__ import annotations
 
+import time
 from typing import Any, Mapping, Sequence
 
 import jax
@@ -30,11 +31,18 @@ class InnerTrainer:
     def init(self, params):
         return self.optimizer.init(params)
 
-    def run(self, theta0, opt_state, batches: Sequence[np.ndarray]):
-        """H steps from theta0 (left untouched: the step donates its inputs, so train a copy)."""
+    def run(self, theta0, opt_state, batches: Sequence[np.ndarray], *, deadline: float | None = None):
+        """Up to H steps from theta0 (left untouched: the step donates its inputs, so it trains a
+        copy). With a deadline (unix time), stops early when the next step would not finish in
+        time, so a slow miner still uploads inside its window instead of missing it."""
         params = jax.tree.map(jnp.copy, theta0)
         losses = []
+        step_s = 0.0
         for tokens in batches:
+            if deadline is not None and losses and time.time() + step_s > deadline:
+                break
+            t = time.time()
             params, opt_state, metrics = self.step(params, opt_state, jnp.asarray(tokens, jnp.int32))
-            losses.append(metrics["loss"])
-        return params, opt_state, [float(x) for x in losses]
+            losses.append(float(metrics["loss"]))  # also waits for the step: honest timing
+            step_s = time.time() - t
+        return params, opt_state, losses

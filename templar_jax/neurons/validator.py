@@ -12,6 +12,7 @@ the params are rebuilt on restart by replaying the published aggregates, so a re
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -135,21 +136,9 @@ class Validator(NeuronBase):
             return None  # no debug object: keep its last sync score
         return steps_behind(val_sample, miner_sample, np.asarray(ema), self.gauntlet_cfg)
 
-    # -- one window ------------------------------------------------------------------------------
-    def process_window(self, params, window: int, start: int):
+    def _score(self, theta0, window: int, miners, got, contributors):
+        """Gauntlet for one window: evaluations, copy detection, slashing, inactivity."""
         s, cfg = self.settings, self.gauntlet_cfg
-        theta0 = params
-        miners = self.miner_uids()
-        peers = read_peer_list(self.bucket, window, s.version) or default_peer_list(
-            window, miners, s.gather_peers, s.reserve_peers)
-        t0 = time.time()
-        got = gather_window(window, miners, self.peers.refresh(), chain=self.chain, version=s.version,
-                            expected=self.model.expected, upload_span_s=s.upload_window_s,
-                            deadline_s=s.gather_timeout_s, chunk=s.chunk, topk=s.topk, keep_raw=True)
-        gather_s = time.time() - t0
-        contributors = select_contributors(peers, got.valid)
-
-        # Gauntlet
         val_sample = sample_params(flatten_params(theta0), self.sample_positions)
         eval_uids = select_eval_uids(self.state, miners, window, cfg)
         rand_tokens = self._tokens(validator_random_indices(
@@ -169,6 +158,29 @@ class Validator(NeuronBase):
             state = slash_invalid(state, uid, cfg)
         state = observe_validator_sample(state, val_sample, cfg)
 
+        return state, eval_uids, verdicts
+
+    # -- one window ------------------------------------------------------------------------------
+    def process_window(self, params, window: int, start: int):
+        s, cfg = self.settings, self.gauntlet_cfg
+        theta0 = params
+        miners = self.miner_uids()
+        peers = read_peer_list(self.bucket, window, s.version) or default_peer_list(
+            window, miners, s.gather_peers, s.reserve_peers)
+        t0 = time.time()
+        got = gather_window(window, miners, self.peers.refresh(), chain=self.chain, version=s.version,
+                            expected=self.model.expected, upload_span_s=s.upload_window_s,
+                            deadline_s=s.gather_timeout_s, chunk=s.chunk, topk=s.topk, keep_raw=True)
+        gather_s = time.time() - t0
+        contributors = select_contributors(peers, got.valid)
+
+        if self.is_null_round(window, start):
+            # Null rounds carry zeros (identical indices for everyone): nothing to score.
+            state, eval_uids, verdicts = self.state, [], []
+        else:
+            state, eval_uids, verdicts = self._score(theta0, window, miners, got, contributors)
+        state = dataclasses.replace(state, window=max(state.window, window))  # resume point
+
         # the same outer step as the miners; publish what was aggregated
         params = self.model.outer_step(theta0, [got.valid[u] for u in contributors])
         self.bucket.put(aggregator_key(window, s.version),
@@ -184,7 +196,8 @@ class Validator(NeuronBase):
         self.state = state
         save_state(state, self.state_path)
         heldout = self._heldout_loss(params)
-        self._report(window, state, got, eval_uids, contributors, verdicts, heldout, gather_s, weights)
+        self._report(window, state, got, eval_uids, contributors, verdicts, heldout, gather_s, weights,
+                     self.model.params_digest(params))
         return params
 
     def _heldout_loss(self, params) -> float | None:
@@ -194,7 +207,8 @@ class Validator(NeuronBase):
         n = min(ds.n_samples, 32)
         return self.model.loss(params, ds.samples(np.arange(n)))
 
-    def _report(self, window, state, got, eval_uids, contributors, verdicts, heldout, gather_s, weights):
+    def _report(self, window, state, got, eval_uids, contributors, verdicts, heldout, gather_s, weights,
+                digest):
         cfg = self.gauntlet_cfg
         current = compute_weights(state, window, cfg)
         wmap = dict(zip(current.uids, current.weights))
@@ -211,7 +225,7 @@ class Validator(NeuronBase):
                               "sync": rec.sync, "weight": wmap.get(uid, 0.0), "status": status,
                               "evaluated": uid in eval_uids, "gathered": uid in contributors}
         self.events.emit("scores", window=window, heldout_loss=heldout, uids=uids, gather_s=gather_s,
-                         weights_set=weights is not None)
+                         weights_set=weights is not None, aggregated=contributors, params_digest=digest)
         log.info("window %d: held-out loss %s, aggregated %s, evaluated %s", window,
                  "-" if heldout is None else f"{heldout:.4f}", contributors, eval_uids)
 

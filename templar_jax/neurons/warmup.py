@@ -1,0 +1,74 @@
+"""Compile every program a run's neurons use, once, into the persistent XLA cache.
+
+The demo runs this in one process before starting the network, so the miners and the validator
+(same programs, same flags) load them from disk instead of each compiling them on shared cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+import jax
+import numpy as np
+
+from templar_jax.neurons.engine import GlobalModel, open_datasets
+from templar_jax.neurons.settings import load_settings
+from templar_jax.neurons.trainer import InnerTrainer
+from templar_jax.sparseloco import densify, median_norms, sparseloco
+from templar_jax.sparseloco.aggregate import peer_bucket
+from templar_jax.wire import encode
+from templar_jax.xla_cache import enable_compilation_cache
+
+log = logging.getLogger(__name__)
+
+
+def warm_up(settings, *, max_peers: int, eval_batches: tuple[int, ...]) -> float:
+    t0 = time.time()
+    data = open_datasets(settings.data_path, settings.seq_len)
+    model = GlobalModel(settings, pad_id=data.pad_id)
+    params = model.init_params()
+    trainer = InnerTrainer(model.cfg, settings.inner, pad_id=data.pad_id)
+    opt = trainer.init(params)
+    batch = data.train.samples(np.arange(settings.inner["batch"]))
+    trained, opt, _ = trainer.run(params, opt, [batch])
+    tx = sparseloco(beta=settings.error_decay, topk=settings.topk, chunk=settings.chunk,
+                    batch_dims=model.batch_dims)
+    ef = tx.init(params)
+    delta = jax.tree.map(lambda a, b: a - b, params, trained)
+    for null_round in (True, False):
+        payload, ef = tx.update(delta, ef, null_round=null_round)
+    meta = {"window": 0, "uid": 0, "version": settings.version}
+    data_b = encode(jax.device_get(payload), meta, expected=model.expected, index_coding=settings.index_coding,
+                    chunk=settings.chunk, topk=settings.topk)
+    decoded = model.decode_payload(data_b, window=0, uid=0)
+    r = 1
+    while r <= peer_bucket(max_peers):
+        jax.block_until_ready(model.outer_step(params, [decoded] * r))
+        r *= 2
+    update = densify(decoded, params, clip_norm=median_norms([decoded]), chunk=settings.chunk,
+                     batch_dims=model.batch_dims)
+    jax.block_until_ready(jax.tree.map(lambda p, u: p - 0.1 * u, params, update))
+    for n in eval_batches:
+        model.loss(params, data.train.samples(np.arange(n)))
+    return time.time() - t0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--config", required=True)
+    p.add_argument("--set", dest="overrides", action="append", default=[])
+    p.add_argument("--max-peers", type=int, default=32)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    enable_compilation_cache()
+    settings = load_settings(args.config, args.overrides)
+    seconds = warm_up(settings, max_peers=args.max_peers, eval_batches=(settings.eval_sequences, 32))
+    log.info("compiled the run's programs in %.1f s", seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
