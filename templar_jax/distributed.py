@@ -19,7 +19,20 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-_CLUSTER_HINTS = ("SLURM_JOB_ID", "TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS", "OMPI_COMM_WORLD_SIZE")
+
+def _cluster_detected(env) -> bool:
+    """A multi-process cluster launch that jax.distributed.initialize() can auto-configure."""
+    def count(key: str) -> int:
+        try:
+            return int(env.get(key, "1"))
+        except ValueError:
+            return 1
+
+    if "SLURM_JOB_ID" in env and count("SLURM_NTASKS") > 1:
+        return True
+    if "," in env.get("TPU_WORKER_HOSTNAMES", "") or "MEGASCALE_COORDINATOR_ADDRESS" in env:
+        return True
+    return count("OMPI_COMM_WORLD_SIZE") > 1
 
 
 class DistributedConfigError(ValueError):
@@ -59,7 +72,7 @@ def resolve_settings(
             "multi-process needs coordinator address, process count and process id together "
             f"(got coordinator={coordinator!r}, num_processes={num_processes}, process_id={process_id})"
         )
-    if any(k in env for k in _CLUSTER_HINTS):
+    if _cluster_detected(env):
         return None, None, None, "auto"
     return None, None, None, "single"
 

@@ -70,6 +70,23 @@ def _worker(port: int, process_id: int) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
+def test_resolve_settings_from_flags_env_and_cluster_hints():
+    from templar_jax.distributed import DistributedConfigError, resolve_settings
+
+    assert resolve_settings(env={})[3] == "single"
+    assert resolve_settings("h:1", 2, 1, env={}) == ("h:1", 2, 1, "explicit")
+    env = {"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234", "JAX_NUM_PROCESSES": "4", "JAX_PROCESS_ID": "3"}
+    assert resolve_settings(env=env) == ("10.0.0.1:1234", 4, 3, "explicit")
+    assert resolve_settings(process_id=0, env=env) == ("10.0.0.1:1234", 4, 0, "explicit")  # flag wins
+    assert resolve_settings(env={"SLURM_JOB_ID": "7", "SLURM_NTASKS": "16"})[3] == "auto"
+    assert resolve_settings(env={"SLURM_JOB_ID": "7", "SLURM_NTASKS": "1"})[3] == "single"
+    assert resolve_settings(env={"TPU_WORKER_HOSTNAMES": "w0,w1"})[3] == "auto"
+    with pytest.raises(DistributedConfigError, match="together"):
+        resolve_settings("h:1", env={})
+    with pytest.raises(DistributedConfigError, match="not in"):
+        resolve_settings("h:1", 2, 2, env={})
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
