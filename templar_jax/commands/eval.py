@@ -1,0 +1,89 @@
+"""`templar-jax eval CKPT`: held-out loss, perplexity, bits per byte (and optional lm-eval tasks)."""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "eval", help="evaluate a checkpoint or a demo run: held-out loss, perplexity, bits per byte",
+        description="Evaluate a model on a shard set: loss in nats/token (pad/EOS targets masked as in "
+                    "training), perplexity = exp(loss), and bits per byte = total nats / ln 2 / total "
+                    "UTF-8 bytes of the unmasked target tokens. CKPT is an orbax checkpoint directory "
+                    "(LocalCheckpoints root or one step dir) or a demo run folder runs/<id>, whose final "
+                    "model is rebuilt from the validator's published aggregates and saved to "
+                    "runs/<id>/final_checkpoint first. Optionally runs lm-eval tasks on the Hugging Face "
+                    "export (needs `pip install lm-eval` and network access for the task data).")
+    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint directory or demo run folder")
+    p.add_argument("--model", help="model preset or YAML (default: the config stored in the checkpoint)")
+    p.add_argument("--step", type=int, help="checkpoint step (default: latest)")
+    p.add_argument("--data", help="'bundled' or a shard folder (default: the run's data, else bundled)")
+    p.add_argument("--split", default="heldout", help="split subfolder of the data (default: heldout)")
+    p.add_argument("--seq-len", type=int, help="sample length (default: checkpoint's, else manifest/model)")
+    p.add_argument("--batches", type=int, help="evaluate only the first N batches (default: all samples)")
+    p.add_argument("--batch-size", type=int, default=8, help="samples per batch (default: 8)")
+    p.add_argument("--pad-id", type=int, help="pad/EOS id to mask (default: manifest or tokenizer EOS)")
+    p.add_argument("--tasks", help="lm-eval tasks, comma separated, or 'standard' (arc_easy, arc_challenge, "
+                                   "hellaswag, piqa, winogrande, openbookqa, mmlu)")
+    p.add_argument("--lm-eval-limit", type=int, help="lm-eval: at most N examples per task")
+    p.add_argument("--config", default="demo", help="run config of a demo run folder (default: demo)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="run-config override the demo run used (only model/sparseloco/run.version matter)")
+    p.add_argument("--json", dest="json_out", metavar="OUT", help="also write the results as JSON to OUT")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    import tempfile
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from templar_jax.evaluate import (EvalError, LmEvalUnavailable, build_results, evaluate_shards,
+                                      load_for_eval, open_eval_data, results_table, write_json)
+    from templar_jax.evaluate.lm_eval_tasks import parse_tasks, require_lm_eval, run_lm_eval, write_hf_model
+    from templar_jax.xla_cache import enable_compilation_cache
+
+    console = Console()
+    if not getattr(args, "verbose", False):
+        logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every step of a restore
+    try:
+        tasks = parse_tasks(args.tasks) if args.tasks else None
+        if tasks:
+            require_lm_eval()  # before any slow work
+        if args.batch_size < 1:
+            raise EvalError(f"--batch-size must be >= 1, got {args.batch_size}")
+        enable_compilation_cache()
+        with console.status("loading the model"):
+            loaded = load_for_eval(args.checkpoint, step=args.step, model=args.model,
+                                   run_config=args.config, overrides=args.overrides)
+        data_arg = args.data or loaded.meta.extra.get("data_path") or "bundled"
+        seq_len = args.seq_len or loaded.seq_len
+        if seq_len is None and data_arg == "bundled":
+            seq_len = loaded.model_cfg.max_seq_len
+        data = open_eval_data(data_arg, split=args.split, seq_len=seq_len, pad_id=args.pad_id)
+        with Progress(transient=True, console=console) as progress:
+            bar = progress.add_task("held-out batches", total=None)
+            heldout = evaluate_shards(loaded.params, loaded.model_cfg, data, batch_size=args.batch_size,
+                                      max_batches=args.batches, split=args.split,
+                                      progress=lambda i, n: progress.update(bar, completed=i, total=n))
+        lm = None
+        if tasks:
+            with tempfile.TemporaryDirectory(prefix="templar-jax-lm-eval-") as tmp:
+                hf_dir = write_hf_model(loaded.params, loaded.model_cfg, tmp, tokenizer_path=data.tokenizer_path,
+                                        eos_id=data.pad_id)
+                lm = run_lm_eval(hf_dir, tasks, batch_size=args.batch_size, limit=args.lm_eval_limit)
+    except LmEvalUnavailable as err:
+        log.error("%s", err)
+        return 2
+    except EvalError as err:
+        log.error("eval failed: %s", err)
+        return 1
+    results = build_results(loaded, heldout, lm)
+    console.print(results_table(results))
+    if args.json_out:
+        console.print(f"results: {write_json(results, args.json_out)}")
+    return 0
