@@ -11,7 +11,7 @@ import pytest
 
 from templar_jax.sparseloco.codec import select_topk
 from templar_jax.sparseloco.kernels.tile_select import (
-    exclusive_rank, kth_largest_bits, magnitude_bits, tile_topk)
+    compact, kth_largest_bits, magnitude_bits, tile_topk)
 
 _tile_topk = jax.jit(tile_topk, static_argnums=1)
 
@@ -76,9 +76,15 @@ def test_magnitude_bits_order_matches_abs_order():
     assert bits[2] < bits[3] < bits[4] < bits[5] < bits[6] < bits[7] == bits[8] < bits[9]
 
 
-def test_exclusive_rank_is_row_major_prefix_count():
-    sel = np.random.default_rng(4).random((16, 32)) < 0.3
-    rank = np.asarray(exclusive_rank(jnp.asarray(sel)))
-    flat = sel.reshape(-1)
-    expect = (np.cumsum(flat) - flat).reshape(sel.shape)
-    np.testing.assert_array_equal(rank, expect)
+@pytest.mark.parametrize("h,w,full_rows", [(64, 64, 0), (16, 32, 1)])
+def test_compact_returns_selected_entries_in_row_major_order(h, w, full_rows):
+    """Random selections (and one with a whole row selected), random int32 payload bits."""
+    rng = np.random.default_rng(h + full_rows)
+    sel = np.zeros((h, w), bool)
+    sel[:full_rows] = True
+    sel.reshape(-1)[rng.choice(np.arange(full_rows * w, h * w), 40, replace=False)] = True
+    bits = rng.integers(-2**31, 2**31 - 1, (h, w), dtype=np.int64).astype(np.int32)
+    k = int(sel.sum())
+    idx, got_bits = compact(jnp.asarray(sel), jnp.asarray(bits), k)
+    np.testing.assert_array_equal(np.asarray(idx), np.flatnonzero(sel))
+    np.testing.assert_array_equal(np.asarray(got_bits), bits.reshape(-1)[sel.reshape(-1)])
