@@ -1,0 +1,155 @@
+"""End to end: a LocalChain, file buckets, one validator and six miners as real processes.
+
+Honest miners 1-3, a copier of uid 1 (4), a noise uploader (5) and a corrupt uploader (6).
+Miner 3 is SIGKILLed mid-run and the validator is SIGKILLed and restarted; the test then checks
+from the neurons' event logs and the chain that the protocol held.
+"""
+
+from __future__ import annotations
+
+import signal
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from templar_jax.demo import network as netmod
+from templar_jax.neurons.events import read_all_events
+from templar_jax.neurons.settings import load_settings
+
+pytestmark = pytest.mark.slow
+
+WINDOWS = 9
+OVERRIDES = [
+    "run.blocks_per_window=12",
+    "inner.steps=4",
+    "validator.eval_sequences=4",
+    "peers.upload_window_s=2",
+    "peers.gather_timeout_s=3",
+]
+
+
+def _events(run_dir, role=None, event=None, uid=None):
+    out = []
+    for ev in read_all_events(run_dir):
+        if role and ev.get("role") != role:
+            continue
+        if event and ev.get("event") != event:
+            continue
+        if uid is not None and ev.get("uid") != uid:
+            continue
+        out.append(ev)
+    return out
+
+
+def _wait_for(pred, timeout_s, what):
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def network_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("e2e") / "run"
+    settings = load_settings("demo", OVERRIDES)
+    specs = netmod.plan_neurons(honest=3, copiers=1, noise=1, corrupt=1)
+    net = netmod.Network(run_dir=run_dir, config="demo", overrides=OVERRIDES, windows=WINDOWS, neurons=specs)
+    netmod.prepare(net, resume=False)
+    assert netmod.warm_up(net) == 0, (run_dir / "logs" / "warmup.log").read_text()[-3000:]
+    netmod.create_chain(net, settings)
+    netmod.start_all(net)
+    try:
+        started = _wait_for(lambda: _events(run_dir, "validator", "started"), 120, "validator start")
+        start = started[0]["start_window"]
+
+        def scored(w):
+            return any(e["window"] >= w for e in _events(run_dir, "validator", "scores"))
+
+        # miner 3 dies in the middle of window start+3
+        _wait_for(lambda: scored(start + 2), 240, "window start+2 scored")
+        time.sleep(settings.blocks_per_window * settings.block_time_s / 2)
+        os.killpg(net.procs["miner-3"].pid, signal.SIGKILL)
+        # the validator dies after scoring start+4 and comes back
+        _wait_for(lambda: scored(start + 4), 240, "window start+4 scored")
+        os.killpg(net.procs["validator-0"].pid, signal.SIGKILL)
+        net.procs["validator-0"].wait()
+        time.sleep(3)
+        netmod.start(net, specs[0])
+        ok = netmod.wait_done(net, timeout_s=WINDOWS * 12 + 240)
+        assert ok, (run_dir / "logs" / "validator-0.log").read_text()[-3000:]
+        # let the miners finish their last window
+        for hk, proc in net.procs.items():
+            if hk != "miner-3":
+                try:
+                    proc.wait(timeout=40)
+                except Exception:
+                    pass
+    finally:
+        netmod.stop_all(net)
+    return run_dir, start
+
+
+def test_all_miners_apply_the_same_update_as_the_validator(network_run):
+    run_dir, start = network_run
+    val = {e["window"]: e["params_digest"] for e in _events(run_dir, "validator", "scores")}
+    compared = 0
+    for ev in _events(run_dir, "miner", "window"):
+        if ev["window"] in val:
+            assert ev["params_digest"] == val[ev["window"]], (ev["uid"], ev["window"])
+            compared += 1
+    assert compared >= 3 * (WINDOWS - 2)
+    # and the model actually moved
+    assert len({d for d in val.values()}) >= WINDOWS - 2
+
+
+def test_held_out_loss_falls(network_run):
+    run_dir, _ = network_run
+    series = [(e["window"], e["heldout_loss"]) for e in _events(run_dir, "validator", "scores")]
+    series.sort()
+    assert series[-1][1] < series[0][1] - 0.2, series
+
+
+def test_adversaries_end_below_every_surviving_honest_miner(network_run):
+    run_dir, _ = network_run
+    last = max(_events(run_dir, "validator", "scores"), key=lambda e: e["window"])["uids"]
+    honest = [last[str(u)]["weight"] for u in (1, 2)]  # miner 3 was killed mid-run
+    for bad in (4, 5, 6):
+        assert last[str(bad)]["weight"] < min(honest), (bad, last)
+    assert min(honest) > 0
+    assert last["4"]["status"] in ("banned", "copy:ban")
+
+
+def test_corrupt_payload_is_rejected_slashed_and_never_applied(network_run):
+    run_dir, start = network_run
+    scores = _events(run_dir, "validator", "scores")
+    assert all(6 not in e["aggregated"] for e in scores)
+    assert all(6 not in e["gathered"] for e in _events(run_dir, "miner", "window"))
+    statuses = [e["uids"]["6"]["status"] for e in scores if e["window"] > start]
+    assert statuses and all(s == "invalid" for s in statuses), statuses
+    assert scores[-1]["uids"]["6"]["final"] <= 0.0
+
+
+def test_killed_miner_does_not_stop_the_others(network_run):
+    run_dir, start = network_run
+    last_w = start + WINDOWS - 1
+    killed_last = max(e["window"] for e in _events(run_dir, "miner", "window", uid=3))
+    assert killed_last < last_w
+    for uid in (1, 2, 4, 5, 6):
+        windows = {e["window"] for e in _events(run_dir, "miner", "window", uid=uid)}
+        assert last_w in windows, (uid, sorted(windows))
+
+
+def test_validator_restart_resumes_its_state(network_run):
+    run_dir, start = network_run
+    assert len(_events(run_dir, "validator", "started")) == 2
+    restarted = _events(run_dir, "validator", "started")[1]
+    assert restarted["window"] > start + 1  # resumed past what it had scored, not from scratch
+    windows = sorted({e["window"] for e in _events(run_dir, "validator", "scores")})
+    assert windows == list(range(start, start + WINDOWS))
+    state = (Path(run_dir) / "validator-0-state.json").read_text()
+    assert f'"window": {start + WINDOWS - 1}' in state.replace("\n", " ") or f'"window":{start + WINDOWS - 1}' in state
