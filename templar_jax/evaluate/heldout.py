@@ -11,6 +11,7 @@ means "the first N * batch_size samples". The last batch is topped up with all-p
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -104,8 +105,10 @@ def open_eval_data(data: str, *, split: str = "heldout", seq_len: Optional[int] 
     return EvalData(dataset, split_dir, pad_id, lengths, tok_path)
 
 
+@functools.lru_cache(maxsize=8)
 def make_loss_sums(model_cfg, pad_id: Optional[int]) -> Callable:
-    """jit(params, tokens_BxL1) -> (loss_sum, n_targets): the training loss's own sums."""
+    """jit(params, tokens_BxL1) -> (loss_sum, n_targets): the training loss's own sums.
+    Cached per (config, pad id), so repeated evaluations compile once."""
     import jax
 
     from templar_jax.train.loss import loss_fn
