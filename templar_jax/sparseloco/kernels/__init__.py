@@ -3,7 +3,9 @@
 - `ef_compress_tensor_pallas(e, delta, *, beta, geom, bins, sigma_range, axis_names, backend)`:
   same signature and bit-identical results as `sparseloco.compress.ef_compress_tensor`.
 - `aggregate_tensor_pallas(payloads, shape, *, rule, chunk, batch_ndim, backend)`: same as
-  `sparseloco.aggregate_tensor`.
+  `sparseloco.aggregate_tensor`; `aggregate_dense_pallas(idx, vals, valid_R, *, geom, rule,
+  axis_names, backend)` is the in-jit core (as `aggregate.aggregate_chunks`, but it writes the
+  tensor layout directly, so no `from_chunks` pass follows).
 - `backend`: "auto" | "interpret" | "triton" | "mosaic_tpu"; shapes a backend cannot tile fall
   back to the pure-JAX functions. Interpret mode is verified exact on CPU; the Triton and Mosaic
   lowerings are unverified until `bench/device_check.sh` runs on a GPU/TPU.
@@ -12,16 +14,19 @@ above +Inf, as XLA's top_k on CPU does); the aggregate zeroes any reference tens
 non-finite result, exactly as the pure path.
 """
 
-from templar_jax.sparseloco.kernels.aggregate import aggregate_tensor_pallas, scatter_mean_tiles
+from templar_jax.sparseloco.kernels.aggregate import (
+    aggregate_dense_pallas, aggregate_tensor_pallas, scatter_mean_tiles)
 from templar_jax.sparseloco.kernels.backend import (
     BACKENDS, KernelConfigError, resolve_backend, unsupported_reason)
 from templar_jax.sparseloco.kernels.compress import (
     ef_compress_tensor_pallas, ef_select, scatter_residual)
-from templar_jax.sparseloco.kernels.sharded import ef_compress_sharded_pallas
+from templar_jax.sparseloco.kernels.sharded import (
+    aggregate_tensor_sharded_pallas, ef_compress_sharded_pallas)
 from templar_jax.sparseloco.kernels.tile_select import tile_topk
 
 __all__ = [
-    "BACKENDS", "KernelConfigError", "aggregate_tensor_pallas", "ef_compress_sharded_pallas",
+    "BACKENDS", "KernelConfigError", "aggregate_dense_pallas", "aggregate_tensor_pallas",
+    "aggregate_tensor_sharded_pallas", "ef_compress_sharded_pallas",
     "ef_compress_tensor_pallas",
     "ef_select", "resolve_backend", "scatter_mean_tiles", "scatter_residual", "tile_topk",
     "unsupported_reason",

@@ -26,8 +26,11 @@ import numpy as np
 from jax import lax
 from jax.experimental import pallas as pl
 
+from templar_jax.sparseloco import codec
 from templar_jax.sparseloco.aggregate import (
-    CLIP_EPS, RULES, AggregationError, _lower_median, _stack, aggregate_tensor, peer_bucket)
+    CLIP_EPS, RULES, AggregationError, _lower_median, _stack, aggregate_chunks, aggregate_tensor,
+    peer_bucket)
+from templar_jax.sparseloco.chunking import from_chunks
 from templar_jax.sparseloco.compress import decode_values, tensor_geometry
 from templar_jax.sparseloco.geometry import ChunkGeometry
 from templar_jax.sparseloco.kernels.backend import (
@@ -104,15 +107,14 @@ def scatter_mean_tiles(idx_RxBxCxK, vals_RxBxCxK, n_valid, geom: ChunkGeometry, 
     )(idx, vals, inv_n_1x1)
 
 
-def _clipped_values(stacked: TensorPayload, valid_R, batch_shape, rule: str, chunk_size: int):
-    """(idx, values [R,B,C,K], n_valid): the pure path's decode, padding mask and median clip
-    (same operations, so the same bits); padding peers' indices are moved out of the chunk."""
-    idx, vals = jax.vmap(lambda p: decode_values(p, batch_shape))(stacked)
+def _clipped_values(idx, vals, valid_R, rule: str, chunk_size: int, axis_names):
+    """The pure path's padding mask and median clip (same operations, so the same bits);
+    padding peers' indices are moved out of the chunk so the kernel drops them."""
     valid_R = valid_R.astype(jnp.float32)
     n_valid = jnp.sum(valid_R).astype(jnp.int32)
     vals = vals * valid_R[:, None, None, None]
     if rule == "median_clip":
-        norms_RxB = jnp.sqrt(jnp.sum(vals * vals, axis=(2, 3)))
+        norms_RxB = jnp.sqrt(jax.vmap(lambda v: codec.sumsq(v, axis_names))(vals))
         m_B = _lower_median(jnp.where(valid_R[:, None] > 0, norms_RxB, jnp.inf), n_valid)
         factor_RxB = jnp.minimum(1.0, m_B / (norms_RxB + CLIP_EPS)) * valid_R[:, None]
         vals = vals * factor_RxB[:, :, None, None]
@@ -120,16 +122,43 @@ def _clipped_values(stacked: TensorPayload, valid_R, batch_shape, rule: str, chu
     return idx, vals, n_valid.astype(jnp.float32)
 
 
+def aggregate_dense_pallas(idx_RxBxCxK, vals_RxBxCxK, valid_R, *, geom: ChunkGeometry,
+                           rule: str, axis_names: Sequence[str] = (), backend: str = "auto",
+                           tiles_per_block: int | None = None):
+    """SPEC 2.4 from decoded peer values straight to the tensor layout [B, *tensor_shape].
+
+    Same inputs as `sparseloco.aggregate.aggregate_chunks` (R possibly padded, `valid_R` marks
+    real peers; under shard_map `axis_names` completes norms and the non-finite check across
+    shards), but the output needs no `from_chunks`. A reference tensor with any non-finite
+    value comes back as zeros; the zeroing pass runs only when some tensor needs it.
+    Geometries the backend cannot tile run `aggregate_chunks` + `from_chunks` instead.
+    """
+    backend = resolve_backend(backend)
+    tiles = tiles_per_block or default_tiles_per_block(backend)
+    if len(geom.tile) == 2 and geom.grid[1] % tiles:
+        tiles = 1
+    if unsupported_reason(geom, jnp.float32, backend, tiles) is not None:
+        dense = aggregate_chunks(idx_RxBxCxK, vals_RxBxCxK, valid_R, chunk_size=geom.chunk_size,
+                                 rule=rule, axis_names=axis_names)
+        return from_chunks(dense, geom)
+    idx, vals, n_valid = _clipped_values(idx_RxBxCxK, vals_RxBxCxK, valid_R, rule,
+                                         geom.chunk_size, axis_names)
+    dense, nonfinite_BxYxXx1 = scatter_mean_tiles(idx, vals, n_valid, geom, rule=rule,
+                                                  backend=backend, tiles_per_block=tiles)
+    bad_B = jnp.sum(nonfinite_BxYxXx1, axis=(1, 2, 3))
+    bad_B = lax.psum(bad_B, tuple(axis_names)) if axis_names else bad_B
+    ok_B = bad_B == 0
+    return lax.cond(jnp.all(ok_B), lambda d: d,
+                    lambda d: jnp.where(ok_B[:, None, None], d, 0.0), dense)
+
+
 @partial(jax.jit, static_argnames=("shape", "batch_ndim", "chunk", "rule", "backend", "tiles"))
 def _aggregate_stacked_pallas(stacked, valid_R, *, shape, batch_ndim, chunk, rule, backend,
                               tiles):
     batch_shape, geom = tensor_geometry(shape, batch_ndim, chunk=chunk)
-    idx, vals, n_valid = _clipped_values(stacked, valid_R, batch_shape, rule, geom.chunk_size)
-    dense, nonfinite_BxYxXx1 = scatter_mean_tiles(idx, vals, n_valid, geom, rule=rule,
-                                                backend=backend, tiles_per_block=tiles)
-    ok_B = jnp.all(nonfinite_BxYxXx1 == 0, axis=(1, 2, 3))
-    dense = lax.cond(jnp.all(ok_B), lambda d: d,
-                     lambda d: jnp.where(ok_B[:, None, None], d, 0.0), dense)
+    idx, vals = jax.vmap(lambda p: decode_values(p, batch_shape))(stacked)
+    dense = aggregate_dense_pallas(idx, vals, valid_R, geom=geom, rule=rule, backend=backend,
+                                   tiles_per_block=tiles)
     return dense.reshape(shape)
 
 

@@ -1,18 +1,30 @@
-"""The fused compression kernel per shard under `jax.shard_map` (same contract as
-`sparseloco.sharded.ef_compress_sharded`, which runs the pure-JAX step).
+"""The kernels per shard under `jax.shard_map`, with the contracts of the pure-JAX
+`sparseloco.sharded.ef_compress_sharded` and `sharded_aggregate.aggregate_tensor_sharded`.
 
 Each device runs the kernel on its local block (whole 64x64 chunks, see `plan_shards`); only
-the quantizer's per-tensor scalars are psum'ed over the mesh axes in `plan.tensor_axes`.
+per-tensor scalars (quantizer statistics, peer norms, non-finite counts) are psum'ed over the
+mesh axes in `plan.tensor_axes`. check_vma=False: pallas_call outputs carry no
+varying-manual-axes annotation.
 """
 
 from __future__ import annotations
 
+import math
+from functools import partial
+from typing import Sequence
+
 import jax
+import jax.numpy as jnp
 from jax.sharding import Mesh, PartitionSpec as P
 
+from templar_jax.sparseloco import codec
+from templar_jax.sparseloco.aggregate import RULES, AggregationError
+from templar_jax.sparseloco.kernels.aggregate import aggregate_dense_pallas
+from templar_jax.sparseloco.kernels.backend import resolve_backend
 from templar_jax.sparseloco.kernels.compress import ef_compress_tensor_pallas
 from templar_jax.sparseloco.payload import TensorPayload
 from templar_jax.sparseloco.sharded import ShardPlan
+from templar_jax.sparseloco.sharded_aggregate import _specs, place_payloads
 
 
 def ef_compress_sharded_pallas(e, delta, *, beta: float, plan: ShardPlan, mesh: Mesh,
@@ -36,10 +48,45 @@ def ef_compress_sharded_pallas(e, delta, *, beta: float, plan: ShardPlan, mesh: 
 
     out_specs = (TensorPayload(block_spec, block_spec, P(*batch_entries), P(*batch_entries),
                                P(*batch_entries, None)), plan.spec)
-    # check_vma=False: pallas_call outputs carry no varying-manual-axes annotation.
     p, new_e = jax.shard_map(local, mesh=mesh, in_specs=(plan.spec, plan.spec),
                              out_specs=out_specs, check_vma=False)(e, delta)
     if two_d:
         flat_shape = p.idx.shape[: plan.batch_ndim] + (-1, geom.k)
         p = p._replace(idx=p.idx.reshape(flat_shape), codes=p.codes.reshape(flat_shape))
     return p, new_e
+
+
+def aggregate_tensor_sharded_pallas(payloads: Sequence[TensorPayload], shape, *, plan: ShardPlan,
+                                    mesh: Mesh, rule: str = "median_clip",
+                                    backend: str | None = "auto",
+                                    tiles_per_block: int | None = None):
+    """`sparseloco.sharded_aggregate.aggregate_tensor_sharded` with the tile kernel per shard:
+    the update is born with the parameter's sharding and no parameter-sized data moves."""
+    if rule not in RULES:
+        raise AggregationError(f"unknown aggregation rule {rule!r}; expected one of {RULES}")
+    if not payloads:
+        raise AggregationError("aggregate_tensor_sharded_pallas needs at least one payload")
+    placed, valid_R = place_payloads(payloads, shape, plan=plan, mesh=mesh)
+    return _aggregate_blocks_pallas(placed, valid_R, plan=plan, mesh=mesh, rule=rule,
+                                    backend=resolve_backend(backend), tiles=tiles_per_block)
+
+
+@partial(jax.jit, static_argnames=("plan", "mesh", "rule", "backend", "tiles"))
+def _aggregate_blocks_pallas(stacked: TensorPayload, valid_R, *, plan, mesh, rule, backend, tiles):
+    geom = plan.local_geom
+
+    def local(p, valid):
+        r = p.idx.shape[0]
+        batch_shape = p.shift.shape[1:]
+        b = math.prod(batch_shape)
+        idx = p.idx.reshape(r, b, geom.num_chunks, geom.k).astype(jnp.int32)
+        codes = p.codes.reshape(r, b, geom.num_chunks, geom.k)
+        vals = jax.vmap(codec.dequantize)(codes, p.shift.reshape(r, b), p.lut.reshape(r, b, -1))
+        dense = aggregate_dense_pallas(idx, vals, valid, geom=geom, rule=rule,
+                                       axis_names=plan.tensor_axes, backend=backend,
+                                       tiles_per_block=tiles)
+        tensor_local = tuple(g * t for g, t in zip(geom.grid, geom.tile))
+        return dense.reshape(batch_shape + tensor_local)
+
+    return jax.shard_map(local, mesh=mesh, in_specs=(_specs(plan), P()), out_specs=plan.spec,
+                         check_vma=False)(stacked, valid_R)
