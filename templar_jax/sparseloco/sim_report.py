@@ -23,8 +23,8 @@ def summary_table(out: dict):
                          f"H={cfg['inner_steps']}, {cfg['rounds']} rounds, "
                          f"{out['tokens_per_round'] * cfg['rounds']:,} tokens, data={cfg['data']}; "
                          f"initial loss {out['initial_loss']:.3f}"))
-    for col in ("method", "final held-out loss", "sent / replica / round", "bits/param",
-                "vs fp32 DiLoCo", "vs bf16 DiLoCo", "seconds"):
+    # ratios: one dense fp32 / bf16 pseudo-gradient divided by what the method sends per round
+    for col in ("method", "final loss", "sent/round", "bit/param", "x fp32", "x bf16", "s"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for m, r in out["results"].items():
         table.add_row(m, f"{r['final_loss']:.4f}", _fmt_bytes(r["bytes_per_replica_per_round"]),
