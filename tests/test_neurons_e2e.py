@@ -1,8 +1,9 @@
 """End to end: a LocalChain, file buckets, one validator and six miners as real processes.
 
-Honest miners 1-3, a copier of uid 1 (4), a noise uploader (5) and a corrupt uploader (6).
-Miner 3 is SIGKILLed mid-run and the validator is SIGKILLed and restarted; the test then checks
-from the neurons' event logs and the chain that the protocol held.
+Honest miners 1-3, a copier of uid 1 (4), a noise uploader (5), a corrupt uploader (6) and a
+late joiner (7). Miner 3 is SIGKILLed mid-window and restarted later (it resumes from its local
+checkpoint); the validator is SIGKILLed and restarted; miner 7 joins late from the validator's
+published checkpoint. The tests then check from the event logs that the protocol held.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ OVERRIDES = [
     "validator.eval_sequences=4",
     "peers.upload_window_s=2",
     "peers.gather_timeout_s=3",
+    "validator.checkpoint_interval_windows=3",
 ]
 
 
@@ -58,11 +60,14 @@ def network_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("e2e") / "run"
     settings = load_settings("demo", OVERRIDES)
     specs = netmod.plan_neurons(honest=3, copiers=1, noise=1, corrupt=1)
+    late = netmod.NeuronSpec("miner", "miner-7")
+    specs.append(late)
     net = netmod.Network(run_dir=run_dir, config="demo", overrides=OVERRIDES, windows=WINDOWS, neurons=specs)
     netmod.prepare(net, resume=False)
     assert netmod.warm_up(net) == 0, (run_dir / "logs" / "warmup.log").read_text()[-3000:]
     netmod.create_chain(net, settings)
-    netmod.start_all(net)
+    for spec in specs[:-1]:
+        netmod.start(net, spec)
     try:
         started = _wait_for(lambda: _events(run_dir, "validator", "started"), 120, "validator start")
         start = started[0]["start_window"]
@@ -80,15 +85,16 @@ def network_run(tmp_path_factory):
         net.procs["validator-0"].wait()
         time.sleep(3)
         netmod.start(net, specs[0])
+        netmod.start(net, specs[3])  # miner-3 comes back
+        netmod.start(net, late)  # and miner 7 joins
         ok = netmod.wait_done(net, timeout_s=WINDOWS * 12 + 240)
         assert ok, (run_dir / "logs" / "validator-0.log").read_text()[-3000:]
         # let the miners finish their last window
-        for hk, proc in net.procs.items():
-            if hk != "miner-3":
-                try:
-                    proc.wait(timeout=40)
-                except Exception:
-                    pass
+        for proc in net.procs.values():
+            try:
+                proc.wait(timeout=40)
+            except Exception:
+                pass
     finally:
         netmod.stop_all(net)
     return run_dir, start
@@ -102,7 +108,7 @@ def test_all_miners_apply_the_same_update_as_the_validator(network_run):
         if ev["window"] in val:
             assert ev["params_digest"] == val[ev["window"]], (ev["uid"], ev["window"])
             compared += 1
-    assert compared >= 3 * (WINDOWS - 2)
+    assert compared >= 4 * (WINDOWS - 2)
     # and the model actually moved
     assert len({d for d in val.values()}) >= WINDOWS - 2
 
@@ -134,14 +140,26 @@ def test_corrupt_payload_is_rejected_slashed_and_never_applied(network_run):
     assert scores[-1]["uids"]["6"]["final"] <= 0.0
 
 
-def test_killed_miner_does_not_stop_the_others(network_run):
+def test_killed_miner_does_not_stop_the_others_and_resumes(network_run):
     run_dir, start = network_run
     last_w = start + WINDOWS - 1
-    killed_last = max(e["window"] for e in _events(run_dir, "miner", "window", uid=3))
-    assert killed_last < last_w
     for uid in (1, 2, 4, 5, 6):
         windows = {e["window"] for e in _events(run_dir, "miner", "window", uid=uid)}
-        assert last_w in windows, (uid, sorted(windows))
+        assert set(range(start + 1, last_w + 1)) <= windows, (uid, sorted(windows))
+    windows3 = sorted(e["window"] for e in _events(run_dir, "miner", "window", uid=3))
+    assert last_w in windows3 and len(windows3) < WINDOWS  # a gap while it was dead
+    caught = _events(run_dir, "miner", "caught_up", uid=3)
+    assert caught and caught[0]["resumed_from"] is not None  # from its local checkpoint
+
+
+def test_late_joiner_is_bit_identical_after_bootstrap(network_run):
+    run_dir, start = network_run
+    caught = _events(run_dir, "miner", "caught_up", uid=7)
+    assert caught and caught[0]["checkpoint_window"] is not None and caught[0]["skipped"] == 0
+    val = {e["window"]: e["params_digest"] for e in _events(run_dir, "validator", "scores")}
+    mine = _events(run_dir, "miner", "window", uid=7)
+    assert len(mine) >= 2
+    assert all(e["params_digest"] == val[e["window"]] for e in mine)
 
 
 def test_validator_restart_resumes_its_state(network_run):

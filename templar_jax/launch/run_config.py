@@ -40,6 +40,9 @@ SCHEMA: dict[str, dict[str, KeySpec]] = {
         "blocks_per_window": KeySpec((int,), "chain blocks per window (window = block // this)"),
         "block_time_s": KeySpec(_NUM, "expected seconds per block (LocalChain tick, ETA logs)"),
         "null_rounds": KeySpec((int,), "windows after start_window that send zeros and reset EF"),
+        "resume_interval_windows": KeySpec(
+            (int,), "windows between a miner's local resume checkpoints (0 or absent: none)", required=False
+        ),
     },
     "model": {
         "preset": KeySpec((str,), "name of configs/models/{preset}.yaml (or a path)"),

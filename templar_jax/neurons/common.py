@@ -31,7 +31,9 @@ class NeuronBase:
         self.chain = open_chain(settings.chain_backend, settings.chain_network, hotkey,
                                 netuid=settings.netuid, wallet=settings.wallet)
         self.uid = my_uid(self.chain, register_stake=register_stake)
-        self.bucket, access = open_my_bucket(settings.bucket_url)
+        self.bucket, access = open_my_bucket(settings.bucket_url, endpoint=settings.bucket_endpoint,
+                                             write_credentials_file=settings.write_credentials_file,
+                                             read_credentials_file=settings.read_credentials_file)
         publish_access(self.chain, access)
         self.peers = PeerDirectory(self.chain)
         self.events = EventLog(self.run_dir, self.role, self.uid)

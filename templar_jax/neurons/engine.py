@@ -99,8 +99,8 @@ class GlobalModel:
             return theta0
         return outer_step(theta0, self.aggregate(payloads, theta0), self.settings.outer_lr)
 
-    def replay(self, params: dict, window: int, aggregator_bytes: bytes) -> dict:
-        """Apply the leader's published aggregate of `window` (late join, restart)."""
+    def aggregator_payloads(self, window: int, aggregator_bytes: bytes) -> list[Payload]:
+        """The validated payloads inside the leader's `aggregator-{window}` object."""
         raw = decode_aggregator(aggregator_bytes, window=window)
         payloads = []
         for uid in sorted(raw):
@@ -108,4 +108,8 @@ class GlobalModel:
                 payloads.append(self.decode_payload(raw[uid], window=window, uid=uid))
             except PayloadError as err:  # the leader only publishes payloads it validated
                 raise PayloadError(f"aggregator object of window {window}, uid {uid}: {err}") from None
-        return self.outer_step(params, payloads)
+        return payloads
+
+    def replay(self, params: dict, window: int, aggregator_bytes: bytes) -> dict:
+        """Apply the leader's published aggregate of `window` (late join, restart)."""
+        return self.outer_step(params, self.aggregator_payloads(window, aggregator_bytes))

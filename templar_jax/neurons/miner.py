@@ -18,16 +18,24 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from templar_jax.checkpoint import (
+    CheckpointError,
+    LocalCheckpoints,
+    TrainingState,
+    restore_training_state,
+    save_training_state,
+)
 from templar_jax.data import miner_pool, sample_digest, trained_indices
 from templar_jax.gauntlet import debug_object
 from templar_jax.model.params import flatten_params
 from templar_jax.neurons import clock
+from templar_jax.neurons.catchup import rebuild_params
 from templar_jax.neurons.behaviors import Behavior, noise_payload, wait_for_object
 from templar_jax.neurons.common import NeuronBase
 from templar_jax.neurons.exchange import default_peer_list, gather_window, read_peer_list, select_contributors
 from templar_jax.neurons.trainer import InnerTrainer
-from templar_jax.sparseloco import chunk_geometry, sparseloco
-from templar_jax.storage.keys import aggregator_key, debug_key, gradient_key
+from templar_jax.sparseloco import SparseLoCoState, chunk_geometry, sparseloco
+from templar_jax.storage.keys import debug_key, gradient_key
 from templar_jax.wire import decode, encode
 
 log = logging.getLogger(__name__)
@@ -47,6 +55,8 @@ class Miner(NeuronBase):
         self.tx = sparseloco(beta=settings.error_decay, topk=settings.topk, chunk=settings.chunk,
                              batch_dims=self.model.batch_dims)
         self.rng = np.random.default_rng(self.uid)
+        self.resume = (LocalCheckpoints(self._resume_dir(), max_to_keep=2)
+                       if settings.resume_interval_windows > 0 else None)
         self.chunk_sizes = {
             name: chunk_geometry(shape[self.model.batch_dims[name]:], chunk=settings.chunk,
                                  topk=settings.topk).chunk_size
@@ -92,7 +102,8 @@ class Miner(NeuronBase):
         return encode(payload, meta, expected=self.model.expected, index_coding=self.settings.index_coding,
                       chunk=self.settings.chunk, topk=self.settings.topk)
 
-    def _apply_window(self, theta0, window: int):
+    def _window_payloads(self, window: int):
+        """The payloads every honest neuron aggregates for `window` (peer list + reserves)."""
         s = self.settings
         leader_uid, leader = self.leader_bucket()
         peers = read_peer_list(leader, window, s.version) if leader is not None else None
@@ -103,19 +114,61 @@ class Miner(NeuronBase):
                             upload_span_s=s.upload_window_s, deadline_s=s.gather_timeout_s,
                             chunk=s.chunk, topk=s.topk)
         contributors = select_contributors(peers, got.valid)
-        params = self.model.outer_step(theta0, [got.valid[u] for u in contributors])
-        return params, contributors, got
+        return [got.valid[u] for u in contributors], contributors, got
+
+    def _apply_window(self, theta0, window: int):
+        payloads, contributors, got = self._window_payloads(window)
+        return self.model.outer_step(theta0, payloads), contributors, got
+
+    # -- start-up: resume, late join --------------------------------------------------------
+    def _resume_dir(self) -> Path:
+        return self.run_dir / f"miner-{self.uid}-resume"
+
+    def _start_state(self, start: int, window: int):
+        """(params at the start of `window`, inner optimizer state, error feedback).
+
+        A local resume checkpoint gives params/opt/EF as of the window it was saved after; the
+        leader's checkpoint + published aggregates fill the windows since (late join, restart).
+        """
+        params0 = self.model.init_params()
+        opt_state, ef_state = self.trainer.init(params0), self.tx.init(params0)
+        base = None
+        if self.resume is not None and self.resume.latest_step() is not None:
+            try:
+                saved = restore_training_state(self.resume, params_like=params0, opt_state_like=opt_state,
+                                               error_feedback_like=ef_state.error,
+                                               expect_version=self.settings.version)
+                base = (saved.params, saved.window)
+                opt_state, ef_state = saved.opt_state, SparseLoCoState(saved.error_feedback)
+                log.info("resumed from local checkpoint of window %d", saved.window)
+            except CheckpointError as err:
+                log.warning("local resume checkpoint unusable (%s); joining as a new peer", err)
+        if base is None and window <= start:
+            return params0, opt_state, ef_state
+        _, leader = self.leader_bucket()
+        rebuilt = rebuild_params(self.model, leader, start=start, upto=window, base=base,
+                                 cache_dir=self.run_dir / f"miner-{self.uid}-fetched",
+                                 fallback=lambda w: self._window_payloads(w)[0])
+        self.events.emit("caught_up", window=window, checkpoint_window=rebuilt.checkpoint_window,
+                         resumed_from=None if base is None else base[1], applied=len(rebuilt.applied),
+                         skipped=len(rebuilt.skipped))
+        log.info("caught up to window %d: checkpoint %s, replayed %d windows, %d missing", window,
+                 rebuilt.checkpoint_window, len(rebuilt.applied), len(rebuilt.skipped))
+        return rebuilt.params, opt_state, ef_state
+
+    def _save_resume(self, params, opt_state, ef_state, window: int, start: int) -> None:
+        interval = self.settings.resume_interval_windows
+        if self.resume is None or (window - start + 1) % interval:
+            return
+        save_training_state(self.resume, TrainingState(params, opt_state, ef_state.error, window,
+                                                       window - start + 1), version=self.settings.version)
 
     # -- the loop -------------------------------------------------------------------------
     def run(self, windows: int | None = None) -> int:
         s = self.settings
         start = self.wait_start_window()
-        params = self.model.init_params()
-        opt_state = self.trainer.init(params)
-        ef_state = self.tx.init(params)
         window = max(start, self.chain.current_window())
-        if window > start:
-            params = self._catch_up(params, start, window)
+        params, opt_state, ef_state = self._start_state(start, window)
         last = start + windows - 1 if windows else None
         self.events.emit("started", behavior=str(self.behavior), start_window=start, window=window)
         while last is None or window <= last:
@@ -147,6 +200,7 @@ class Miner(NeuronBase):
             clock.wait_until(clock.window_start_time(self.chain, window + 1) + s.upload_window_s + GATHER_MARGIN_S)
             t_gather = time.time()
             params, contributors, got = self._apply_window(theta0, window)
+            self._save_resume(params, opt_state, ef_state, window, start)
             comm_s = upload_s + (time.time() - t_gather)  # waiting on the clock is not counted
             self.events.emit("window", window=window, train_loss=train_loss, uploaded=uploaded,
                              inner_steps=steps, params_digest=self.model.params_digest(params),
@@ -159,19 +213,3 @@ class Miner(NeuronBase):
             window += 1
         self.events.emit("stopped", window=window - 1)
         return 0
-
-    def _catch_up(self, params, start: int, now: int):
-        """Late join / restart: replay the leader's published aggregates of [start, now)."""
-        _, leader = self.leader_bucket()
-        applied = skipped = 0
-        for w in range(start, now):
-            try:
-                data = leader.get(aggregator_key(w, self.settings.version))
-            except Exception:
-                skipped += 1
-                continue
-            params = self.model.replay(params, w, data)
-            applied += 1
-        log.info("caught up %d windows (%d missing)", applied, skipped)
-        self.events.emit("caught_up", applied=applied, skipped=skipped, window=now)
-        return params

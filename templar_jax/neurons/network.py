@@ -3,6 +3,7 @@ local) and the other neurons' buckets, found through the read access they commit
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -51,15 +52,30 @@ def my_uid(chain: Chain, *, register_stake: float | None = None) -> int:
         return chain.register(chain.hotkey, stake=register_stake)
 
 
-def open_my_bucket(url: str) -> tuple[Bucket, BucketAccess]:
-    """My bucket for writing, and the read access to publish. Write credentials come from the
-    environment (TEMPLAR_S3_*) and never leave this process."""
-    creds = S3Credentials.from_env() if url.startswith(("s3://", "r2://")) else None
+def load_credentials(path: str | None, env_prefix: str) -> S3Credentials | None:
+    """S3/R2 keys from a local JSON file {"access_key_id", "secret_access_key"[, "session_token"]},
+    else from the environment ({env_prefix}ACCESS_KEY_ID, ...). Never logged."""
+    if not path:
+        return S3Credentials.from_env(env_prefix)
+    try:
+        obj = json.loads(Path(path).read_text())
+        return S3Credentials(obj["access_key_id"], obj["secret_access_key"], obj.get("session_token"))
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise NetworkSetupError(f"credentials file {path}: unusable ({type(err).__name__})") from None
+
+
+def open_my_bucket(url: str, *, endpoint: str | None = None, write_credentials_file: str | None = None,
+                   read_credentials_file: str | None = None) -> tuple[Bucket, BucketAccess]:
+    """My bucket for writing, and the read access to publish. Write credentials stay in this
+    process; the read credentials are what goes on chain."""
+    s3 = url.startswith("s3://")
+    write = load_credentials(write_credentials_file, "TEMPLAR_S3_") if s3 else None
+    read = load_credentials(read_credentials_file, "TEMPLAR_S3_READ_") if s3 else None
     if url.startswith("file://"):
         Path(url[len("file://"):]).mkdir(parents=True, exist_ok=True)
-    bucket = Bucket.open(url, creds)
-    read = S3Credentials.from_env("TEMPLAR_S3_READ_") if creds else None
-    return bucket, BucketAccess(url, credentials=read)
+    region = "auto" if endpoint and "r2.cloudflarestorage.com" in endpoint else None
+    bucket = Bucket.open(url, write, endpoint=endpoint, region=region)
+    return bucket, BucketAccess(url, endpoint=endpoint, region=region, credentials=read)
 
 
 def publish_access(chain: Chain, access: BucketAccess) -> None:

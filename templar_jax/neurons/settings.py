@@ -49,6 +49,10 @@ class NeuronSettings:
     netuid: int
     wallet: str | None = None
     hotkey_name: str | None = None
+    bucket_endpoint: str | None = None
+    write_credentials_file: str | None = None
+    read_credentials_file: str | None = None
+    resume_interval_windows: int = 0  # 0: miners keep no local resume checkpoint
 
     @property
     def init_seed(self) -> int:
@@ -96,6 +100,10 @@ class NeuronSettings:
             netuid=cfg["chain"]["netuid"],
             wallet=cfg["chain"].get("wallet"),
             hotkey_name=cfg["chain"].get("hotkey"),
+            bucket_endpoint=cfg["storage"].get("endpoint"),
+            write_credentials_file=cfg["storage"].get("write_credentials_file"),
+            read_credentials_file=cfg["storage"].get("read_credentials_file"),
+            resume_interval_windows=int(cfg["run"].get("resume_interval_windows", 0)),
         )
 
     def replace(self, **changes: Any) -> "NeuronSettings":

@@ -41,7 +41,9 @@ from templar_jax.gauntlet import (
     steps_behind,
 )
 from templar_jax.gauntlet.errors import ScoreInputError
+from templar_jax.checkpoint import LocalCheckpoints, save_and_publish
 from templar_jax.model.params import flatten_params
+from templar_jax.neurons.catchup import rebuild_params
 from templar_jax.neurons import clock
 from templar_jax.neurons.aggregator_object import encode_aggregator
 from templar_jax.neurons.common import NeuronBase
@@ -62,6 +64,7 @@ log = logging.getLogger(__name__)
 GATHER_MARGIN_S = 0.3
 EVAL_STEP_FRACTION = 0.2  # SPEC 5: a single miner's update is applied with step alpha * 0.2
 START_DELAY_WINDOWS = 2  # a fresh run starts this many windows after the validator comes up
+CHECKPOINTS_KEPT = 3  # published checkpoints kept in the bucket
 
 
 class Validator(NeuronBase):
@@ -71,6 +74,7 @@ class Validator(NeuronBase):
                  validator_seed: int = 0):
         super().__init__(settings, hotkey=hotkey, run_dir=run_dir, register_stake=register_stake)
         self.state_path = self.run_dir / f"validator-{self.uid}-state.json"
+        self.ckpts = LocalCheckpoints(self.run_dir / f"validator-{self.uid}-checkpoints", max_to_keep=2)
         self.state = load_or_init(self.state_path)
         self.validator_seed = validator_seed
         s = settings
@@ -188,6 +192,11 @@ class Validator(NeuronBase):
         if (window - start) % s.refresh_windows == 0:
             chosen = select_gather_peers(state, miners, window, cfg)
             publish_peer_list(self.bucket, PeerList(window + 2, chosen.gather, chosen.reserve), s.version)
+        if s.checkpoint_interval_windows > 0 and (window - start + 1) % s.checkpoint_interval_windows == 0:
+            t = time.time()
+            save_and_publish(self.ckpts, self.bucket, version=s.version, window=window, params=params,
+                             global_step=window - start + 1, keep=CHECKPOINTS_KEPT)
+            log.info("window %d: checkpoint published in %.1f s", window, time.time() - t)
         weights = None
         if (window - start + 1) % s.weights_interval_windows == 0:
             weights = compute_weights(state, window, cfg)
@@ -233,9 +242,8 @@ class Validator(NeuronBase):
     def run(self, windows: int | None = None) -> int:
         s = self.settings
         start = self.ensure_start_window()
-        params = self.model.init_params()
         first = max(start, self.state.window + 1) if self.state.window >= start else start
-        params = self._restore_params(params, start, first)
+        params = self._restore_params(start, first)
         last = start + windows - 1 if windows else None
         window = first
         self.events.emit("started", start_window=start, window=window)
@@ -246,15 +254,11 @@ class Validator(NeuronBase):
         self.events.emit("stopped", window=window - 1)
         return 0
 
-    def _restore_params(self, params, start: int, first: int):
-        """After a restart: replay my own published aggregates of [start, first)."""
-        for w in range(start, first):
-            try:
-                data = self.bucket.get(aggregator_key(w, self.settings.version))
-            except Exception:
-                log.warning("no aggregate of window %d to replay; params may diverge", w)
-                continue
-            params = self.model.replay(params, w, data)
+    def _restore_params(self, start: int, first: int):
+        """After a restart: my latest published checkpoint, then my published aggregates."""
+        rebuilt = rebuild_params(self.model, self.bucket, start=start, upto=first,
+                                 cache_dir=self.run_dir / f"validator-{self.uid}-fetched")
         if first > start:
-            log.info("resumed at window %d (replayed %d windows)", first, first - start)
-        return params
+            log.info("resumed at window %d (checkpoint %s, replayed %d, missing %d)", first,
+                     rebuilt.checkpoint_window, len(rebuilt.applied), len(rebuilt.skipped))
+        return rebuilt.params
