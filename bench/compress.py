@@ -114,7 +114,8 @@ def bench_compress(args, shapes, rows, backend):
     rng = np.random.default_rng(0)
     e0 = {n: jnp.asarray(rng.standard_normal(s, np.float32) * 1e-3) for n, s in shapes.items()}
     d = {n: jnp.asarray(rng.standard_normal(s, np.float32) * 1e-3) for n, s in shapes.items()}
-    common = dict(step="compress", params=n_params, backend=backend, device=jax.devices()[0].device_kind)
+    common = dict(step="compress", params=n_params, backend=backend,
+                  device=jax.devices()[0].device_kind)
 
     ms, _ = timed(jax.jit(floor_fn), e0, d, iters=args.iters)
     emit(rows, impl="floor", ms=ms, ns_per_param=ms * 1e6 / n_params,
@@ -129,8 +130,8 @@ def bench_compress(args, shapes, rows, backend):
         got = compress_fn(shapes, "kernel", backend, args.tiles_per_block, donate=False)(e0, d)
         match = bitwise_equal(got, want)
         del got
-        kern_ms, _ = timed(compress_fn(shapes, "kernel", backend, args.tiles_per_block, donate=True),
-                           jax.tree.map(jnp.copy, e0), d, iters=args.iters, carry=True)
+        kernel_fn = compress_fn(shapes, "kernel", backend, args.tiles_per_block, donate=True)
+        kern_ms, _ = timed(kernel_fn, jax.tree.map(jnp.copy, e0), d, iters=args.iters, carry=True)
         emit(rows, impl="kernel", ms=kern_ms, ns_per_param=kern_ms * 1e6 / n_params, match=match,
              faster_than_pure=kern_ms < pure_ms, **common)
     except Exception as exc:  # a lowering failure on a new device must not hide the other rows
@@ -156,9 +157,9 @@ def bench_aggregate(args, shapes, rows, backend):
                     out[n] = _aggregate_stacked(st[n], valid, shape=s, batch_ndim=0, chunk=64,
                                                 rule="median_clip")
                 else:
-                    out[n] = _aggregate_stacked_pallas(st[n], valid, shape=s, batch_ndim=0, chunk=64,
-                                                       rule="median_clip", backend=backend,
-                                                       tiles=tiles)
+                    out[n] = _aggregate_stacked_pallas(
+                        st[n], valid, shape=s, batch_ndim=0, chunk=64, rule="median_clip",
+                        backend=backend, tiles=tiles)
             return out
         return jax.jit(f)
 
