@@ -62,20 +62,15 @@ def test_flop_count_formula():
     assert train_flops_per_token(cfg, 128) == 6 * n_matmul + 12 * 2 * 4 * 32 * 128
 
 
-def test_accumulation_equals_full_batch(setup):
+def test_step_counts_unmasked_targets(setup):
     cfg, optimizer, params, step, batch = setup
-    opt_state = init_opt_state(optimizer, params, cfg)
-    p1, _, m1 = step(params, opt_state, batch)
-    step4 = make_train_step(cfg, optimizer, accum_steps=4, pad_id=PAD, donate=False)
-    p4, _, m4 = step4(params, opt_state, batch)
-    np.testing.assert_allclose(m4["loss"], m1["loss"], rtol=1e-6)
-    assert float(m1["n_targets"]) == 8 * 32 - int((batch[:, 1:] == PAD).sum())
-    for a, b in zip(jax.tree.leaves(p4), jax.tree.leaves(p1)):
-        np.testing.assert_allclose(a, b, atol=1e-5)  # Adam step ~ lr = 1e-2
-    with pytest.raises(BatchShapeError):
-        step4(params, opt_state, batch[:6])
+    _, _, m = step(params, init_opt_state(optimizer, params, cfg), batch)
+    assert float(m["n_targets"]) == 8 * 32 - int((batch[:, 1:] == PAD).sum())
+    assert float(m["n_targets"]) < 8 * 32
 
 
+# the 2x2x2 case also accumulates 2 micro-batches against the unsharded single-batch step, so it
+# checks gradient accumulation too (one compile fewer than a separate test)
 @pytest.mark.parametrize("spec,accum", [("data=2,fsdp=2,tensor=2", 2), ("fsdp=8", 1)])
 def test_sharded_step_equals_unsharded(setup, spec, accum):
     cfg, optimizer, params, step, batch = setup
@@ -89,11 +84,16 @@ def test_sharded_step_equals_unsharded(setup, spec, accum):
     new_p, new_state, m = s_step(sp, s_state, jax.device_put(batch, batch_sharding(mesh)))
     np.testing.assert_allclose(m["loss"], ref_m["loss"], rtol=1e-5)
     np.testing.assert_allclose(m["grad_norm"], ref_m["grad_norm"], rtol=1e-4)
+    # Adam's first step is ~lr * sign(g) = 1e-2 per weight; weights whose gradient is near 0
+    # amplify fp32 summation-order noise, so allow 0.5% of one step (a sharding bug is O(1e-2))
     for a, b in zip(jax.tree.leaves(new_p), jax.tree.leaves(ref_params)):
-        np.testing.assert_allclose(a, b, atol=1e-5)  # Adam step ~ lr = 1e-2
+        np.testing.assert_allclose(a, b, atol=5e-5)
     assert new_p["layers"]["mlp"]["w_up"].sharding == sp["layers"]["mlp"]["w_up"].sharding
     mu = new_state[1][0].mu["layers"]["mlp"]["w_up"]
     assert mu.sharding.spec == sp["layers"]["mlp"]["w_up"].sharding.spec
+    if accum > 1:
+        with pytest.raises(BatchShapeError, match="not divisible by accum_steps"):
+            s_step(new_p, new_state, batch[:7])
 
 
 def test_loss_falls_on_markov_data(setup):
