@@ -99,6 +99,7 @@ def test_digest_mismatch_is_an_error_unless_lenient(run, tmp_path):
     log.write_text(log.read_text().replace(run["digest"], "0" * 32))
     with pytest.raises(RunReplayError, match="differs from the run's"):
         from_run(run_dir)
+    assert main(["eval", str(run_dir)]) == 1  # the CLI reports it and exits 1
     assert not (run_dir / FINAL_CHECKPOINT_DIR).exists()
     built = from_run(run_dir, strict_digest=False)
     assert not built.digest_checked and built.params_digest == run["digest"]

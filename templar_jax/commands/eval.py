@@ -32,6 +32,9 @@ def register(sub) -> None:
     p.add_argument("--config", default="demo", help="run config of a demo run folder (default: demo)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="run-config override the demo run used (only model/sparseloco/run.version matter)")
+    p.add_argument("--no-digest-check", action="store_true",
+                   help="run folder: save the replayed model even if it differs from the params digest the "
+                        "validator logged (default: that is an error, usually a wrong --config/--set)")
     p.add_argument("--json", dest="json_out", metavar="OUT", help="also write the results as JSON to OUT")
     p.set_defaults(func=_run)
 
@@ -59,7 +62,8 @@ def _run(args) -> int:
         enable_compilation_cache()
         with console.status("loading the model"):
             loaded = load_for_eval(args.checkpoint, step=args.step, model=args.model,
-                                   run_config=args.config, overrides=args.overrides)
+                                   run_config=args.config, overrides=args.overrides,
+                                   strict_digest=not args.no_digest_check)
         data_arg = args.data or loaded.meta.extra.get("data_path") or "bundled"
         seq_len = args.seq_len or loaded.seq_len
         if seq_len is None and data_arg == "bundled":

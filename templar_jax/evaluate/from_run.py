@@ -129,13 +129,18 @@ def from_run(run_dir: str | Path, *, config: str = "demo", overrides: Iterable[s
         log.info("reusing %s step %d (digest %s)", ckpt_dir, last, logged)
         return RunModel(params_digest=logged, digest_checked=True, **common)
 
-    model = GlobalModel(settings, pad_id=None)
-    params = model.init_params()
-    for i, w in enumerate(windows):
-        params = model.replay(params, w, bucket.get(aggregator_key(w, version)))
-        if progress is not None:
-            progress(i + 1, len(windows))
-    digest = model.params_digest(params)
+    import jax
+
+    # The demo's neurons run on CPU; replaying there too keeps the arithmetic (and so the
+    # digest) identical even when this process has a GPU or TPU.
+    with jax.default_device(jax.devices("cpu")[0]):
+        model = GlobalModel(settings, pad_id=None)
+        params = model.init_params()
+        for i, w in enumerate(windows):
+            params = model.replay(params, w, bucket.get(aggregator_key(w, version)))
+            if progress is not None:
+                progress(i + 1, len(windows))
+        digest = model.params_digest(params)
     checked = logged is not None and digest is not None
     if checked and digest != logged:
         msg = (f"rebuilt params of window {last} have digest {digest}, the validator logged {logged}: "

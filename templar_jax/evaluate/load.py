@@ -87,12 +87,13 @@ def load_checkpoint(path: str | Path, *, step: Optional[int] = None, model: Opti
 
 
 def load_for_eval(ckpt: str | Path, *, step: Optional[int] = None, model: Optional[str] = None,
-                  run_config: str = "demo", overrides: Iterable[str] = ()) -> LoadedModel:
+                  run_config: str = "demo", overrides: Iterable[str] = (),
+                  strict_digest: bool = True) -> LoadedModel:
     """A checkpoint, or a demo run folder (rebuilt and saved as `<run>/final_checkpoint` first)."""
     from templar_jax.evaluate.from_run import from_run, is_run_dir
 
     if is_run_dir(ckpt):
-        built = from_run(ckpt, config=run_config, overrides=overrides)
+        built = from_run(ckpt, config=run_config, overrides=overrides, strict_digest=strict_digest)
         log.info("run %s: final model of window %d in %s", ckpt, built.step, built.checkpoint_dir)
         return load_checkpoint(built.checkpoint_dir, step=built.step, model=model)
     return load_checkpoint(ckpt, step=step, model=model)
