@@ -105,11 +105,18 @@ def test_digest_mismatch_is_an_error_unless_lenient(run, tmp_path):
     assert not built.digest_checked and built.params_digest == run["digest"]
 
 
-def test_missing_window_and_wrong_version_are_errors(run, tmp_path):
+def test_bad_run_folders_are_typed_errors(run, tmp_path):
     run_dir = _copy(run, tmp_path)
     with pytest.raises(RunReplayError, match=r"start_window_vother.*found \['start_window_vdemo.json'\]"):
         from_run(run_dir, overrides=["run.version=other"])
-    (run_dir / "buckets" / "validator-0" / aggregator_key(WINDOWS[1], run["version"])).unlink()
+    with pytest.raises(RunReplayError, match="run config"):
+        from_run(run_dir, overrides=["nosuch.key=1"])
+    bucket = run_dir / "buckets" / "validator-0"
+    last = bucket / aggregator_key(WINDOWS[-1], run["version"])
+    last.write_bytes(last.read_bytes()[:-10])  # truncated object
+    with pytest.raises(RunReplayError, match=f"window {WINDOWS[-1]}"):
+        from_run(run_dir)
+    (bucket / aggregator_key(WINDOWS[1], run["version"])).unlink()
     with pytest.raises(RunReplayError, match=rf"windows \[{WINDOWS[1]}\] are missing"):
         from_run(run_dir)
     with pytest.raises(RunReplayError, match="no validator bucket"):

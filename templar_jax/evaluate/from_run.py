@@ -96,7 +96,10 @@ def from_run(run_dir: str | Path, *, config: str = "demo", overrides: Iterable[s
     from templar_jax.convert.from_hf import model_config_to_json
     from templar_jax.neurons.engine import GlobalModel
     from templar_jax.neurons.exchange import read_start_window
+    from templar_jax.launch.run_config import RunConfigError
+    from templar_jax.neurons.aggregator_object import AggregatorObjectError
     from templar_jax.neurons.settings import load_settings
+    from templar_jax.wire import PayloadError
     from templar_jax.storage.bucket import Bucket
     from templar_jax.storage.keys import aggregator_key
 
@@ -104,7 +107,10 @@ def from_run(run_dir: str | Path, *, config: str = "demo", overrides: Iterable[s
     bucket_dir = run_dir / "buckets" / validator
     if not bucket_dir.is_dir():
         raise RunReplayError(f"{run_dir}: no validator bucket {bucket_dir} (is this a demo run folder?)")
-    settings = load_settings(config, list(overrides))
+    try:
+        settings = load_settings(config, list(overrides))
+    except (RunConfigError, FileNotFoundError) as err:
+        raise RunReplayError(f"run config {config!r} with {list(overrides)}: {err}") from None
     version = settings.version
     bucket = Bucket.open(f"file://{bucket_dir.resolve()}")
     start = read_start_window(bucket, version)
@@ -137,7 +143,10 @@ def from_run(run_dir: str | Path, *, config: str = "demo", overrides: Iterable[s
         model = GlobalModel(settings, pad_id=None)
         params = model.init_params()
         for i, w in enumerate(windows):
-            params = model.replay(params, w, bucket.get(aggregator_key(w, version)))
+            try:
+                params = model.replay(params, w, bucket.get(aggregator_key(w, version)))
+            except (AggregatorObjectError, PayloadError) as err:
+                raise RunReplayError(f"{bucket_dir}: aggregator object of window {w}: {err}") from None
             if progress is not None:
                 progress(i + 1, len(windows))
         digest = model.params_digest(params)
