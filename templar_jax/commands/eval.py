@@ -29,8 +29,9 @@ def register(sub) -> None:
     p.add_argument("--tasks", help="lm-eval tasks, comma separated, or 'standard' (arc_easy, arc_challenge, "
                                    "hellaswag, piqa, winogrande, openbookqa, mmlu)")
     p.add_argument("--lm-eval-limit", type=int, help="lm-eval: at most N examples per task")
-    p.add_argument("--config", default="demo", help="run config of a demo run folder (default: demo)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+    p.add_argument("--config", default=None,
+                   help="run config of a demo run folder (default: what the demo recorded, else demo)")
+    p.add_argument("--set", dest="overrides", action="append", default=None, metavar="SECTION.KEY=VALUE",
                    help="run-config override the demo run used (only model/sparseloco/run.version matter)")
     p.add_argument("--no-digest-check", action="store_true",
                    help="run folder: save the replayed model even if it differs from the params digest the "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -42,6 +43,7 @@ def run_demo(*, run_dir: Path, config: str, overrides: list[str], windows: int, 
             return 1
     console.print(f"programs ready in {time.time() - t_warm:.0f} s")
     netmod.create_chain(net, settings)
+    (run_dir / "run_config.json").write_text(json.dumps({"config": config, "overrides": overrides}))
     behaviors = {i: s.behavior for i, s in enumerate(specs) if s.role == "miner"}
     t0 = time.time()
     netmod.start_all(net)

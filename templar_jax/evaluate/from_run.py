@@ -81,13 +81,26 @@ def _reuse(ckpt_dir: Path, step: int, digest: Optional[str]) -> bool:
     return saved == digest
 
 
-def from_run(run_dir: str | Path, *, config: str = "demo", overrides: Iterable[str] = (),
+def _recorded_config(run_dir: Path) -> tuple[str, list[str]]:
+    """The config and overrides the demo recorded in run_config.json (default: demo, none)."""
+    path = run_dir / "run_config.json"
+    if not path.exists():
+        return "demo", []
+    try:
+        obj = json.loads(path.read_text())
+        return str(obj["config"]), [str(o) for o in obj.get("overrides", [])]
+    except (ValueError, KeyError, TypeError) as err:
+        raise RunReplayError(f"{path}: unreadable ({err})") from None
+
+
+def from_run(run_dir: str | Path, *, config: str | None = None, overrides: Iterable[str] | None = None,
              out_dir: str | Path | None = None, validator: str = DEFAULT_VALIDATOR,
              strict_digest: bool = True, progress: Optional[Callable[[int, int], None]] = None) -> RunModel:
     """Rebuild the final global params of the demo run in `run_dir`; save them as a checkpoint.
 
-    config/overrides: the run config the demo ran with (`templar-jax demo --config/--set`); only
-    the keys that shape the outer step matter (run.version, model.*, sparseloco.*).
+    config/overrides: the run config the demo ran with (`templar-jax demo --config/--set`); by
+    default what the demo recorded in run_config.json. Only the keys that shape the outer step
+    matter (run.version, model.*, sparseloco.*).
     strict_digest: raise when the validator's logged digest of the last window differs from the
     rebuilt params (False: log a warning and save anyway).
     Reuses an existing checkpoint of the same step and digest instead of saving again.
@@ -104,6 +117,10 @@ def from_run(run_dir: str | Path, *, config: str = "demo", overrides: Iterable[s
     from templar_jax.storage.keys import aggregator_key
 
     run_dir = Path(run_dir)
+    if config is None:
+        config, recorded = _recorded_config(run_dir)
+        overrides = recorded if overrides is None else overrides
+    overrides = list(overrides or [])
     bucket_dir = run_dir / "buckets" / validator
     if not bucket_dir.is_dir():
         raise RunReplayError(f"{run_dir}: no validator bucket {bucket_dir} (is this a demo run folder?)")

@@ -87,7 +87,7 @@ def load_checkpoint(path: str | Path, *, step: Optional[int] = None, model: Opti
 
 
 def load_for_eval(ckpt: str | Path, *, step: Optional[int] = None, model: Optional[str] = None,
-                  run_config: str = "demo", overrides: Iterable[str] = (),
+                  run_config: Optional[str] = None, overrides: Optional[Iterable[str]] = None,
                   strict_digest: bool = True) -> LoadedModel:
     """A checkpoint, or a demo run folder (rebuilt and saved as `<run>/final_checkpoint` first)."""
     from templar_jax.evaluate.from_run import from_run, is_run_dir
