@@ -1,39 +1,24 @@
 """Flat parameter names and which parameters carry a stacked `layers` axis.
 
 Wing boundaries exchange plain nested dicts; payloads are keyed by flat names that join the
-dict keys with "/" (same convention as `templar_jax.model.params.flatten_params`). Kept local so
-the compression code does not depend on the model wing.
+dict keys with "/" (`templar_jax.tree`).
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
+from templar_jax.tree import flatten_params, unflatten_params
+
 STACKED_PREFIX = "layers/"
 
 
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dict -> {"a/b/c": leaf}. Non-dict values are leaves."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, name + "/"))
-        else:
-            flat[name] = value
-    return flat
+def flatten(tree: Mapping[str, Any]) -> dict[str, Any]:
+    """Nested (or already flat) dict -> {"a/b/c": leaf}."""
+    return flatten_params(tree, strict=False)
 
 
-def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """{"a/b/c": leaf} -> nested dict (inverse of `flatten`)."""
-    tree: dict[str, Any] = {}
-    for name, value in flat.items():
-        node = tree
-        *parents, leaf = name.split("/")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return tree
+unflatten = unflatten_params
 
 
 def batch_dims_from_names(params: Mapping[str, Any]) -> dict[str, int]:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from templar_jax.sparseloco.geometry import ChunkGeometry, chunk_geometry
+from templar_jax.tree import flatten_params
 
 LAYER_PREFIX = "layers/"
 
@@ -47,17 +48,6 @@ def default_batch_dims(name: str) -> int:
     return 1 if name.startswith(LAYER_PREFIX) else 0
 
 
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, name + "/"))
-        else:
-            flat[name] = value
-    return flat
-
-
 def _as_shape(value: Any) -> tuple[int, ...]:
     shape = getattr(value, "shape", value)
     return tuple(int(s) for s in shape)
@@ -73,7 +63,7 @@ def expected_table(
     """
     overrides = dict(batch_dims or {})
     table: ExpectedTable = {}
-    for name, value in _flatten(params_or_shapes).items():
+    for name, value in flatten_params(params_or_shapes, strict=False).items():
         if isinstance(value, ExpectedTensor):
             table[name] = value
             continue
