@@ -91,7 +91,8 @@ class GlobalModel:
 
     def aggregate(self, payloads: Sequence[Payload], params_like: Mapping[str, Any]) -> dict:
         return aggregate(list(payloads), params_like, rule=self.settings.aggregation_rule,
-                         chunk=self.settings.chunk, batch_dims=self.batch_dims)
+                         chunk=self.settings.chunk, batch_dims=self.batch_dims,
+                         impl=self.settings.sparseloco_impl)
 
     def outer_step(self, theta0: dict, payloads: Sequence[Payload]) -> dict:
         """theta0 - alpha * Aggregate(payloads); theta0 itself when there is nothing to apply."""

@@ -53,7 +53,7 @@ class Miner(NeuronBase):
         self.behavior = Behavior.parse(behavior)
         self.trainer = InnerTrainer(self.model.cfg, settings.inner, pad_id=self.data.pad_id)
         self.tx = sparseloco(beta=settings.error_decay, topk=settings.topk, chunk=settings.chunk,
-                             batch_dims=self.model.batch_dims)
+                             batch_dims=self.model.batch_dims, impl=settings.sparseloco_impl)
         self.rng = np.random.default_rng(self.uid)
         self.resume = (LocalCheckpoints(self._resume_dir(), max_to_keep=2)
                        if settings.resume_interval_windows > 0 else None)

@@ -35,7 +35,7 @@ def warm_up(settings, *, max_peers: int, eval_batches: tuple[int, ...]) -> float
     batch = data.train.samples(np.arange(settings.inner["batch"]))
     trained, opt, _ = trainer.run(params, opt, [batch])
     tx = sparseloco(beta=settings.error_decay, topk=settings.topk, chunk=settings.chunk,
-                    batch_dims=model.batch_dims)
+                    batch_dims=model.batch_dims, impl=settings.sparseloco_impl)
     ef = tx.init(params)
     delta = jax.tree.map(lambda a, b: a - b, params, trained)
     for null_round in (True, False):

@@ -129,7 +129,7 @@ def _flat_shapes(params_like: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
 def aggregate(payloads: Sequence[Payload], params_like: Mapping[str, Any], *,
               rule: str = "median_clip", chunk: int = 64,
               batch_dims: Mapping[str, int] | None = None, mesh=None,
-              param_specs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+              param_specs: Mapping[str, Any] | None = None, impl: str = "jax") -> dict[str, Any]:
     """Dense update tree (nested like `params_like`) from R peers' whole payloads.
 
     `params_like` gives each parameter's shape (arrays, ShapeDtypeStructs or shape tuples).
@@ -138,7 +138,9 @@ def aggregate(payloads: Sequence[Payload], params_like: Mapping[str, Any], *,
     With `mesh` (specs from `param_specs` {flat_name: PartitionSpec} or from `params_like`'s
     NamedShardings), parameters whose shards hold whole chunks are aggregated per shard and
     come back sharded like the parameter (`sharded_aggregate.py`).
+    `impl`: "jax" (default) or "pallas" (sparseloco/kernels; bit-identical results).
     """
+    one, sharded = _aggregate_fns(impl)
     shapes = _flat_shapes(params_like)
     flat_like = flatten(params_like)
     batch_dims = dict(batch_dims) if batch_dims is not None else batch_dims_from_names(shapes)
@@ -156,12 +158,23 @@ def aggregate(payloads: Sequence[Payload], params_like: Mapping[str, Any], *,
         bd = batch_dims.get(name, 0)
         plan = _plan(name, shape, bd, flat_like, mesh, param_specs, chunk) if mesh else None
         if plan is not None:
-            from templar_jax.sparseloco.sharded_aggregate import aggregate_tensor_sharded
-
-            out[name] = aggregate_tensor_sharded(peers, shape, plan=plan, mesh=mesh, rule=rule)
+            out[name] = sharded(peers, shape, plan=plan, mesh=mesh, rule=rule)
         else:
-            out[name] = aggregate_tensor(peers, shape, rule=rule, chunk=chunk, batch_ndim=bd)
+            out[name] = one(peers, shape, rule=rule, chunk=chunk, batch_ndim=bd)
     return unflatten(out)
+
+
+def _aggregate_fns(impl: str):
+    """(unsharded, sharded) per-tensor aggregation: pure JAX or the Pallas kernels."""
+    if impl == "pallas":
+        from templar_jax.sparseloco.kernels import aggregate_tensor_pallas, aggregate_tensor_sharded_pallas
+
+        return aggregate_tensor_pallas, aggregate_tensor_sharded_pallas
+    if impl != "jax":
+        raise AggregationError(f"unknown aggregation implementation {impl!r}; expected jax or pallas")
+    from templar_jax.sparseloco.sharded_aggregate import aggregate_tensor_sharded
+
+    return aggregate_tensor, aggregate_tensor_sharded
 
 
 def _plan(name, shape, batch_ndim, flat_like, mesh, param_specs, chunk):

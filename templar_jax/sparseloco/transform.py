@@ -62,21 +62,37 @@ def _spec_of(x, name, param_specs, mesh):
     return None
 
 
+IMPLS = ("jax", "pallas")
+
+
+def _compress_fns(impl: str):
+    """(unsharded, sharded) EF+compress functions: pure JAX, or the Pallas kernels (same
+    arguments, bit-identical results; see sparseloco/kernels)."""
+    if impl == "pallas":
+        from templar_jax.sparseloco.kernels import ef_compress_sharded_pallas, ef_compress_tensor_pallas
+
+        return ef_compress_tensor_pallas, ef_compress_sharded_pallas
+    if impl != "jax":
+        raise ValueError(f"unknown SparseLoCo implementation {impl!r}; expected one of {IMPLS}")
+    return ef_compress_tensor, ef_compress_sharded
+
+
 @functools.lru_cache(maxsize=64)
-def _compiled_update(names, metas, beta, bins, sigma_range, mesh):
+def _compiled_update(names, metas, beta, bins, sigma_range, mesh, impl="jax"):
     """One jitted EF+compress over all tensors; shared by equal-config transformations."""
     plans = dict(zip(names, metas))
+    compress_one, compress_sharded = _compress_fns(impl)
 
     def run(flat_e, flat_delta):
         payload, new_e = {}, {}
         for name in names:
             plan, geom = plans[name]
             if isinstance(plan, ShardPlan):
-                payload[name], new_e[name] = ef_compress_sharded(
+                payload[name], new_e[name] = compress_sharded(
                     flat_e[name], flat_delta[name], beta=beta, plan=plan, mesh=mesh,
                     bins=bins, sigma_range=sigma_range)
             else:
-                payload[name], new_e[name] = ef_compress_tensor(
+                payload[name], new_e[name] = compress_one(
                     flat_e[name], flat_delta[name], beta=beta, geom=geom, bins=bins,
                     sigma_range=sigma_range)
         return payload, new_e
@@ -87,7 +103,8 @@ def _compiled_update(names, metas, beta, bins, sigma_range, mesh):
 def sparseloco(beta: float = 0.95, topk: int = 64, chunk: int = 64, *, bins: int = 4,
                sigma_range: float = 6.0, batch_dims: Mapping[str, int] | None = None,
                mesh: Mesh | None = None,
-               param_specs: Mapping[str, Any] | None = None
+               param_specs: Mapping[str, Any] | None = None,
+               impl: str = "jax",
                ) -> optax.GradientTransformationExtraArgs:
     """Error feedback + chunked top-k + 2-bit quantization (see module docstring).
 
@@ -97,9 +114,13 @@ def sparseloco(beta: float = 0.95, topk: int = 64, chunk: int = 64, *, bins: int
       bins, sigma_range: quantizer levels and range (4 and 6.0).
       batch_dims: {flat_name: number of leading stacked dims}; default: 1 for "layers/..." names.
       mesh, param_specs: enable per-shard compression ({flat_name: PartitionSpec}, optional).
+      impl: "jax" (default) or "pallas" (the kernels of sparseloco/kernels; enable only where
+        bench/compress.py shows them exact and faster on the device).
     update(pseudo_grad, state, params=None, *, null_round=False) returns (flat Payload, state).
     A null round returns payloads that decode to zeros and resets the error feedback to zero.
     """
+
+    _compress_fns(impl)  # validate early
 
     def init_fn(params):
         return SparseLoCoState(error=_zeros_like_tree(params))
@@ -132,7 +153,7 @@ def sparseloco(beta: float = 0.95, topk: int = 64, chunk: int = 64, *, bins: int
             payload = {n: null_payload(flat_e[n].shape, dims.get(n, 0), chunk=chunk, topk=topk)
                        for n in names}
             return payload, SparseLoCoState(error=_zeros_like_tree(state.error))
-        fn = _compiled_update(names, metas, float(beta), bins, float(sigma_range), mesh)
+        fn = _compiled_update(names, metas, float(beta), bins, float(sigma_range), mesh, impl)
         payload, new_e = fn(flat_e, flat_delta)
         return payload, SparseLoCoState(error=restructure(state.error, new_e))
 
