@@ -16,7 +16,7 @@ import numpy as np
 
 from templar_jax.data import ShardDataset, ensure_bundled_dataset
 from templar_jax.data.tokenizer import eos_id_of, load_tokenizer
-from templar_jax.model import apply, init_params, load_model_config, param_shapes
+from templar_jax.model import init_params, load_model_config, param_shapes
 from templar_jax.model.params import flatten_params
 from templar_jax.neurons.aggregator_object import decode_aggregator
 from templar_jax.neurons.settings import NeuronSettings

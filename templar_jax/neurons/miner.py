@@ -35,8 +35,9 @@ from templar_jax.neurons.common import NeuronBase
 from templar_jax.neurons.exchange import default_peer_list, gather_window, read_peer_list, select_contributors
 from templar_jax.neurons.trainer import InnerTrainer
 from templar_jax.sparseloco import SparseLoCoState, chunk_geometry, sparseloco
+from templar_jax.storage.errors import StorageError
 from templar_jax.storage.keys import debug_key, gradient_key
-from templar_jax.wire import decode, encode
+from templar_jax.wire import PayloadError, decode, encode
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,32 @@ class Miner(NeuronBase):
         save_training_state(self.resume, TrainingState(params, opt_state, ef_state.error, window,
                                                        window - start + 1), version=self.settings.version)
 
+    def _contribute(self, theta0, opt_state, ef_state, window: int, start: int):
+        """Train, compress and encode during `window`; upload once `window + 1` begins."""
+        t0 = time.time()
+        params_h, opt_state, losses, digest, count, steps = self._train(theta0, opt_state, window)
+        delta = jax.tree.map(lambda a, b: a - b, theta0, params_h)
+        payload, ef_state = self.tx.update(delta, ef_state, null_round=self.is_null_round(window, start))
+        data = self._payload_bytes(payload, window, digest, count, window - start)
+        compute_s = time.time() - t0
+        clock.wait_for_window(self.chain, window + 1)
+        t_up = time.time()
+        uploaded = False
+        try:
+            if self.behavior.kind == "copy":
+                data = self._copy_victim(window, window - start)
+            if data is not None:
+                key = gradient_key(window, self.uid, self.settings.version)
+                self.bucket.put(key, data)
+                dbg = debug_object(flatten_params(theta0), self.sample_positions, window)
+                self.bucket.put(debug_key(window, self.uid, self.settings.version), json.dumps(dbg).encode())
+                uploaded = True
+        except (StorageError, PayloadError) as err:  # this window's upload is lost; the loop goes on
+            log.error("window %d: upload failed (%s)", window, err)
+        return opt_state, ef_state, {"train_loss": float(np.mean(losses)), "inner_steps": steps,
+                                     "uploaded": uploaded, "compute_s": compute_s,
+                                     "upload_s": time.time() - t_up}
+
     # -- the loop -------------------------------------------------------------------------
     def run(self, windows: int | None = None) -> int:
         s = self.settings
@@ -172,44 +199,27 @@ class Miner(NeuronBase):
         last = start + windows - 1 if windows else None
         self.events.emit("started", behavior=str(self.behavior), start_window=start, window=window)
         while last is None or window <= last:
-            t0 = time.time()
             theta0 = params
             on_time = self.chain.current_window() == window
-            train_loss, uploaded, upload_s, steps = None, False, 0.0, 0
             if on_time:
-                params_h, opt_state, losses, digest, count, steps = self._train(theta0, opt_state, window)
-                train_loss = float(np.mean(losses))
-                delta = jax.tree.map(lambda a, b: a - b, theta0, params_h)
-                payload, ef_state = self.tx.update(delta, ef_state, null_round=self.is_null_round(window, start))
-                data = self._payload_bytes(payload, window, digest, count, window - start)
-                compute_s = time.time() - t0
-                clock.wait_for_window(self.chain, window + 1)
-                t_comm = time.time()
-                if self.behavior.kind == "copy":
-                    data = self._copy_victim(window, window - start)
-                if data is not None:
-                    self.bucket.put(gradient_key(window, self.uid, s.version), data)
-                    dbg = debug_object(flatten_params(theta0), self.sample_positions, window)
-                    self.bucket.put(debug_key(window, self.uid, s.version), json.dumps(dbg).encode())
-                    uploaded = True
-                upload_s = time.time() - t_comm
+                opt_state, ef_state, stats = self._contribute(theta0, opt_state, ef_state, window, start)
             else:
-                compute_s = 0.0
+                stats = {"train_loss": None, "inner_steps": 0, "uploaded": False, "compute_s": 0.0,
+                         "upload_s": 0.0}
                 log.warning("window %d: behind the chain (now %d); skipping training", window,
                             self.chain.current_window())
             clock.wait_until(clock.window_start_time(self.chain, window + 1) + s.upload_window_s + GATHER_MARGIN_S)
             t_gather = time.time()
             params, contributors, got = self._apply_window(theta0, window)
             self._save_resume(params, opt_state, ef_state, window, start)
-            comm_s = upload_s + (time.time() - t_gather)  # waiting on the clock is not counted
-            self.events.emit("window", window=window, train_loss=train_loss, uploaded=uploaded,
-                             inner_steps=steps, params_digest=self.model.params_digest(params),
-                             behavior=str(self.behavior), gathered=contributors,
-                             skipped=got.failed, compute_s=compute_s, comm_s=comm_s,
+            comm_s = stats.pop("upload_s") + (time.time() - t_gather)  # clock waits are not counted
+            self.events.emit("window", window=window, **stats, comm_s=comm_s,
+                             params_digest=self.model.params_digest(params), behavior=str(self.behavior),
+                             gathered=contributors, skipped=got.failed,
                              null_round=self.is_null_round(window, start), status="ok" if on_time else "behind")
             log.info("window %d: loss %s, applied %d peers %s, skipped %s", window,
-                     "-" if train_loss is None else f"{train_loss:.4f}", len(contributors), contributors,
-                     {u: r.split(":")[0] for u, r in got.failed.items()})
+                     "-" if stats["train_loss"] is None else f"{stats['train_loss']:.4f}", len(contributors),
+                     contributors, {u: r.split(":")[0] for u, r in got.failed.items()})
             window += 1
         self.events.emit("stopped", window=window - 1)
         return 0

@@ -166,7 +166,7 @@ class Validator(NeuronBase):
 
     # -- one window ------------------------------------------------------------------------------
     def process_window(self, params, window: int, start: int):
-        s, cfg = self.settings, self.gauntlet_cfg
+        s = self.settings
         theta0 = params
         miners = self.miner_uids()
         peers = read_peer_list(self.bucket, window, s.version) or default_peer_list(
@@ -185,29 +185,40 @@ class Validator(NeuronBase):
             state, eval_uids, verdicts = self._score(theta0, window, miners, got, contributors)
         state = dataclasses.replace(state, window=max(state.window, window))  # resume point
 
-        # the same outer step as the miners; publish what was aggregated
+        # the same outer step as the miners; then publish (a failed publication is logged and
+        # never stops scoring)
         params = self.model.outer_step(theta0, [got.valid[u] for u in contributors])
-        self.bucket.put(aggregator_key(window, s.version),
-                        encode_aggregator(window, {u: got.raw[u] for u in contributors}))
-        if (window - start) % s.refresh_windows == 0:
-            chosen = select_gather_peers(state, miners, window, cfg)
-            publish_peer_list(self.bucket, PeerList(window + 2, chosen.gather, chosen.reserve), s.version)
-        if s.checkpoint_interval_windows > 0 and (window - start + 1) % s.checkpoint_interval_windows == 0:
-            t = time.time()
-            save_and_publish(self.ckpts, self.bucket, version=s.version, window=window, params=params,
-                             global_step=window - start + 1, keep=CHECKPOINTS_KEPT)
-            log.info("window %d: checkpoint published in %.1f s", window, time.time() - t)
-        weights = None
-        if (window - start + 1) % s.weights_interval_windows == 0:
-            weights = compute_weights(state, window, cfg)
-            if weights.uids and sum(weights.weights) > 0:
-                self.chain.set_weights(weights.uids, weights.weights)
+        weights = self._publish(params, window, start, state, miners, contributors, got)
         self.state = state
         save_state(state, self.state_path)
         heldout = self._heldout_loss(params)
         self._report(window, state, got, eval_uids, contributors, verdicts, heldout, gather_s, weights,
                      self.model.params_digest(params))
         return params
+
+    def _publish(self, params, window: int, start: int, state, miners, contributors, got):
+        """aggregator-W, the peer list, a checkpoint and the weights, each when due."""
+        s, cfg = self.settings, self.gauntlet_cfg
+        step = window - start + 1
+        weights = None
+        try:
+            self.bucket.put(aggregator_key(window, s.version),
+                            encode_aggregator(window, {u: got.raw[u] for u in contributors}))
+            if (window - start) % s.refresh_windows == 0:
+                chosen = select_gather_peers(state, miners, window, cfg)
+                publish_peer_list(self.bucket, PeerList(window + 2, chosen.gather, chosen.reserve), s.version)
+            if s.checkpoint_interval_windows > 0 and step % s.checkpoint_interval_windows == 0:
+                t = time.time()
+                save_and_publish(self.ckpts, self.bucket, version=s.version, window=window, params=params,
+                                 global_step=step, keep=CHECKPOINTS_KEPT)
+                log.info("window %d: checkpoint published in %.1f s", window, time.time() - t)
+            if step % s.weights_interval_windows == 0:
+                weights = compute_weights(state, window, cfg)
+                if weights.uids and sum(weights.weights) > 0:
+                    self.chain.set_weights(weights.uids, weights.weights)
+        except Exception as err:  # storage, checkpoint or chain trouble: keep validating
+            log.error("window %d: publishing failed (%s: %s)", window, type(err).__name__, err)
+        return weights
 
     def _heldout_loss(self, params) -> float | None:
         ds = self.data.heldout
