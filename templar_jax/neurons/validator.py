@@ -6,8 +6,10 @@ alone, on its own data and on random data; sync from its debug object); copy det
 slashing, inactivity; apply the same outer step as the miners (the leader publishes the payloads
 it aggregated as `aggregator-W` for catch-up); publish the peer list every `refresh_windows`
 (effective two windows later, after every miner has finished with the current list); set
-weights every `weights_interval_windows`. The scoring state is saved atomically each window and
-the params are rebuilt on restart by replaying the published aggregates, so a restart resumes.
+weights every `weights_interval_windows`; publish an orbax checkpoint every
+`checkpoint_interval_windows`. The scoring state is saved atomically each window and the params
+are rebuilt on restart from the latest published checkpoint plus the published aggregates, so a
+restart resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import numpy as np
 
 from templar_jax.data import validator_own_indices, validator_random_indices
 from templar_jax.gauntlet import (
-    slash_invalid,
     Evaluation,
     apply_copy_verdicts,
     apply_inactivity,
@@ -37,15 +38,16 @@ from templar_jax.gauntlet import (
     score_window,
     select_eval_uids,
     select_gather_peers,
+    slash_invalid,
     slash_poor_sync,
     steps_behind,
 )
-from templar_jax.gauntlet.errors import ScoreInputError
 from templar_jax.checkpoint import LocalCheckpoints, save_and_publish
+from templar_jax.gauntlet.errors import ScoreInputError
 from templar_jax.model.params import flatten_params
-from templar_jax.neurons.catchup import rebuild_params
 from templar_jax.neurons import clock
 from templar_jax.neurons.aggregator_object import encode_aggregator
+from templar_jax.neurons.catchup import rebuild_params
 from templar_jax.neurons.common import NeuronBase
 from templar_jax.neurons.exchange import (
     PeerList,
