@@ -10,7 +10,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="run config name (configs/runs/NAME.yaml) or path (default: tiny-local)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a run-config key (repeatable), e.g. --set inner.lr=3e-4")
-    p.add_argument("--hotkey", required=True, help="hotkey name this neuron acts as")
+    p.add_argument("--hotkey", default=None,
+                   help="hotkey this neuron acts as (default: the run config's chain.hotkey)")
     p.add_argument("--run-dir", default="runs/neuron", help="folder for event logs and local state")
     p.add_argument("--windows", type=int, default=None,
                    help="stop after this many windows from the run's start window (default: run forever)")
@@ -34,15 +35,37 @@ def register(sub) -> None:
 
 
 def _settings(args):
+    """(settings, hotkey) or a one-line error for the user."""
+    import sys
+
+    from templar_jax.launch.run_config import RunConfigError
     from templar_jax.neurons.settings import load_settings
 
-    return load_settings(args.config, args.overrides)
+    try:
+        settings = load_settings(args.config, args.overrides)
+    except RunConfigError as err:
+        print(f"templar-jax: {err}", file=sys.stderr)
+        return None, None
+    hotkey = args.hotkey or settings.hotkey_name
+    if not hotkey:
+        print("templar-jax: no hotkey: pass --hotkey or set chain.hotkey in the run config", file=sys.stderr)
+        return None, None
+    return settings, hotkey
 
 
 def _run_miner(args) -> int:
+    from templar_jax.neurons.behaviors import Behavior, BehaviorError
     from templar_jax.neurons.miner import Miner
 
-    miner = Miner(_settings(args), hotkey=args.hotkey, run_dir=args.run_dir, behavior=args.behavior,
+    settings, hotkey = _settings(args)
+    if settings is None:
+        return 1
+    try:
+        Behavior.parse(args.behavior)
+    except BehaviorError as err:
+        print(f"templar-jax: {err}")
+        return 1
+    miner = Miner(settings, hotkey=hotkey, run_dir=args.run_dir, behavior=args.behavior,
                   register_stake=args.register_stake)
     return miner.run(args.windows)
 
@@ -50,6 +73,9 @@ def _run_miner(args) -> int:
 def _run_validator(args) -> int:
     from templar_jax.neurons.validator import Validator
 
-    validator = Validator(_settings(args), hotkey=args.hotkey, run_dir=args.run_dir,
+    settings, hotkey = _settings(args)
+    if settings is None:
+        return 1
+    validator = Validator(settings, hotkey=hotkey, run_dir=args.run_dir,
                           register_stake=args.register_stake, validator_seed=args.validator_seed)
     return validator.run(args.windows)
