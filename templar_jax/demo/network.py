@@ -81,6 +81,12 @@ def create_chain(net: Network, settings: NeuronSettings) -> None:
 
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
+    # One device per neuron: drop fake-device flags a test runner may have set for itself.
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if "force_host_platform_device_count" not in f]
+    if flags:
+        env["XLA_FLAGS"] = " ".join(flags)
+    else:
+        env.pop("XLA_FLAGS", None)
     env.setdefault("JAX_PLATFORMS", "cpu")
     # Many JAX processes share few cores: one compute thread each avoids oversubscription.
     env.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")

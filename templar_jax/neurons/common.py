@@ -9,6 +9,7 @@ from pathlib import Path
 from templar_jax.gauntlet import GauntletConfig, choose_sample_positions
 from templar_jax.neurons.engine import GlobalModel, open_datasets
 from templar_jax.neurons.events import EventLog
+from templar_jax.neurons.mesh import neuron_mesh
 from templar_jax.neurons.exchange import read_start_window
 from templar_jax.neurons.network import PeerDirectory, my_uid, open_chain, open_my_bucket, publish_access
 from templar_jax.neurons.settings import NeuronSettings
@@ -38,7 +39,7 @@ class NeuronBase:
         self.peers = PeerDirectory(self.chain)
         self.events = EventLog(self.run_dir, self.role, self.uid)
         self.data = open_datasets(settings.data_path, settings.seq_len)
-        self.model = GlobalModel(settings, pad_id=self.data.pad_id)
+        self.model = GlobalModel(settings, pad_id=self.data.pad_id, mesh=neuron_mesh(settings.mesh_spec))
         self.gauntlet_cfg = GauntletConfig(burn_fraction=settings.burn_fraction, burn_uid=settings.burn_uid,
                                            eval_uids_per_window=settings.eval_uids,
                                            gather_peers=settings.gather_peers,

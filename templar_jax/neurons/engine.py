@@ -16,7 +16,10 @@ import numpy as np
 
 from templar_jax.data import ShardDataset, ensure_bundled_dataset
 from templar_jax.data.tokenizer import eos_id_of, load_tokenizer
+from jax.sharding import Mesh
+
 from templar_jax.model import init_params, load_model_config, param_shapes
+from templar_jax.model.sharding import param_shardings
 from templar_jax.model.params import flatten_params
 from templar_jax.neurons.aggregator_object import decode_aggregator
 from templar_jax.neurons.settings import NeuronSettings
@@ -50,16 +53,18 @@ def open_datasets(data_path: str, seq_len: int) -> DataSets:
 class GlobalModel:
     """Config, params table and the deterministic functions of the outer loop."""
 
-    def __init__(self, settings: NeuronSettings, *, pad_id: int | None):
+    def __init__(self, settings: NeuronSettings, *, pad_id: int | None, mesh: Mesh | None = None):
         self.settings = settings
         self.pad_id = pad_id
+        self.mesh = mesh
         self.cfg = load_model_config(settings.model_preset, **dict(settings.model_overrides))
         shapes = param_shapes(self.cfg)
         self.shapes_flat = {k: tuple(v) for k, v in flatten_params(shapes).items()}
         self.batch_dims = batch_dims_from_names(self.shapes_flat)
         self.expected = expected_table(self.shapes_flat, batch_dims=self.batch_dims)
         cfg = self.cfg
-        self._loss = jax.jit(lambda p, t: loss_fn(p, t, cfg, pad_id)[0])
+        self._loss = jax.jit(lambda p, t: loss_fn(p, t, cfg, pad_id, mesh)[0])
+        self.shardings = param_shardings(cfg, mesh) if mesh is not None else None
 
     def params_digest(self, params: dict, max_params: int = 50_000_000) -> str | None:
         """blake2b of every parameter's bytes (sorted names): equal digests = identical models.
@@ -74,7 +79,7 @@ class GlobalModel:
         return h.hexdigest()
 
     def init_params(self) -> dict:
-        return init_params(self.cfg, self.settings.init_seed)
+        return init_params(self.cfg, self.settings.init_seed, mesh=self.mesh)
 
     def loss(self, params: dict, tokens_BxL: np.ndarray) -> float:
         return float(self._loss(params, jnp.asarray(tokens_BxL, jnp.int32)))
@@ -92,13 +97,15 @@ class GlobalModel:
     def aggregate(self, payloads: Sequence[Payload], params_like: Mapping[str, Any]) -> dict:
         return aggregate(list(payloads), params_like, rule=self.settings.aggregation_rule,
                          chunk=self.settings.chunk, batch_dims=self.batch_dims,
-                         impl=self.settings.sparseloco_impl)
+                         impl=self.settings.sparseloco_impl, mesh=self.mesh)
 
     def outer_step(self, theta0: dict, payloads: Sequence[Payload]) -> dict:
-        """theta0 - alpha * Aggregate(payloads); theta0 itself when there is nothing to apply."""
+        """theta0 - alpha * Aggregate(payloads); theta0 itself when there is nothing to apply.
+        On a mesh the result keeps the params' shardings."""
         if not payloads:
             return theta0
-        return outer_step(theta0, self.aggregate(payloads, theta0), self.settings.outer_lr)
+        params = outer_step(theta0, self.aggregate(payloads, theta0), self.settings.outer_lr)
+        return params if self.shardings is None else jax.device_put(params, self.shardings)
 
     def aggregator_payloads(self, window: int, aggregator_bytes: bytes) -> list[Payload]:
         """The validated payloads inside the leader's `aggregator-{window}` object."""

@@ -52,9 +52,10 @@ class Miner(NeuronBase):
                  register_stake: float | None = None):
         super().__init__(settings, hotkey=hotkey, run_dir=run_dir, register_stake=register_stake)
         self.behavior = Behavior.parse(behavior)
-        self.trainer = InnerTrainer(self.model.cfg, settings.inner, pad_id=self.data.pad_id)
+        self.trainer = InnerTrainer(self.model.cfg, settings.inner, pad_id=self.data.pad_id, mesh=self.model.mesh)
         self.tx = sparseloco(beta=settings.error_decay, topk=settings.topk, chunk=settings.chunk,
-                             batch_dims=self.model.batch_dims, impl=settings.sparseloco_impl)
+                             batch_dims=self.model.batch_dims, impl=settings.sparseloco_impl,
+                             mesh=self.model.mesh)
         self.rng = np.random.default_rng(self.uid)
         self.resume = (LocalCheckpoints(self._resume_dir(), max_to_keep=2)
                        if settings.resume_interval_windows > 0 else None)

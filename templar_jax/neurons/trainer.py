@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from templar_jax.train.optimizer import TrainConfig, make_inner_optimizer
-from templar_jax.train.step import make_train_step
+from templar_jax.train.step import init_opt_state, make_train_step
 
 
 def train_config_from_run(inner: Mapping[str, Any]) -> TrainConfig:
@@ -23,13 +23,14 @@ def train_config_from_run(inner: Mapping[str, Any]) -> TrainConfig:
 
 
 class InnerTrainer:
-    def __init__(self, model_cfg, inner: Mapping[str, Any], *, pad_id: int | None):
+    def __init__(self, model_cfg, inner: Mapping[str, Any], *, pad_id: int | None, mesh=None):
+        self.model_cfg, self.mesh = model_cfg, mesh
         self.optimizer = make_inner_optimizer(train_config_from_run(inner))
         accum = max(1, int(inner["batch"]) // max(1, int(inner["micro_batch"])))
-        self.step = make_train_step(model_cfg, self.optimizer, accum_steps=accum, pad_id=pad_id)
+        self.step = make_train_step(model_cfg, self.optimizer, mesh=mesh, accum_steps=accum, pad_id=pad_id)
 
     def init(self, params):
-        return self.optimizer.init(params)
+        return init_opt_state(self.optimizer, params, self.model_cfg, self.mesh)
 
     def run(self, theta0, opt_state, batches: Sequence[np.ndarray], *, deadline: float | None = None):
         """Up to H steps from theta0 (left untouched: the step donates its inputs, so it trains a

@@ -15,6 +15,7 @@ import jax
 import numpy as np
 
 from templar_jax.neurons.engine import GlobalModel, open_datasets
+from templar_jax.neurons.mesh import neuron_mesh
 from templar_jax.neurons.settings import load_settings
 from templar_jax.neurons.trainer import InnerTrainer
 from templar_jax.sparseloco import densify, median_norms, sparseloco
@@ -28,14 +29,14 @@ log = logging.getLogger(__name__)
 def warm_up(settings, *, max_peers: int, eval_batches: tuple[int, ...]) -> float:
     t0 = time.time()
     data = open_datasets(settings.data_path, settings.seq_len)
-    model = GlobalModel(settings, pad_id=data.pad_id)
+    model = GlobalModel(settings, pad_id=data.pad_id, mesh=neuron_mesh(settings.mesh_spec))
     params = model.init_params()
-    trainer = InnerTrainer(model.cfg, settings.inner, pad_id=data.pad_id)
+    trainer = InnerTrainer(model.cfg, settings.inner, pad_id=data.pad_id, mesh=model.mesh)
     opt = trainer.init(params)
     batch = data.train.samples(np.arange(settings.inner["batch"]))
     trained, opt, _ = trainer.run(params, opt, [batch])
     tx = sparseloco(beta=settings.error_decay, topk=settings.topk, chunk=settings.chunk,
-                    batch_dims=model.batch_dims, impl=settings.sparseloco_impl)
+                    batch_dims=model.batch_dims, impl=settings.sparseloco_impl, mesh=model.mesh)
     ef = tx.init(params)
     delta = jax.tree.map(lambda a, b: a - b, params, trained)
     for null_round in (True, False):
