@@ -10,7 +10,7 @@ from templar_jax.gauntlet import GauntletConfig, choose_sample_positions
 from templar_jax.neurons.engine import GlobalModel, open_datasets
 from templar_jax.neurons.events import EventLog
 from templar_jax.neurons.mesh import neuron_mesh
-from templar_jax.neurons.exchange import read_start_window
+from templar_jax.neurons.exchange import PeerList, default_peer_list, read_peer_list, read_start_window
 from templar_jax.neurons.network import PeerDirectory, my_uid, open_chain, open_my_bucket, publish_access
 from templar_jax.neurons.settings import NeuronSettings
 from templar_jax.storage.bucket import Bucket
@@ -55,11 +55,19 @@ class NeuronBase:
             return leader, self.bucket
         return leader, self.peers.bucket(leader)
 
-    def miner_uids(self) -> list[int]:
-        """Uids without stake that committed a bucket (the gather candidates)."""
-        mg = self.chain.metagraph()
-        validators = set(mg.validator_uids)
-        return sorted(u for u in self.peers.refresh() if u not in validators)
+    def peer_view(self) -> tuple[list[int], dict[int, Bucket]]:
+        """(miner uids, every committed bucket) from one read of the chain's commitments.
+        Miners are the uids without stake that committed a bucket (the gather candidates)."""
+        buckets = self.peers.refresh()
+        validators = set(self.chain.metagraph().validator_uids)
+        return sorted(u for u in buckets if u not in validators), buckets
+
+    def peer_list(self, window: int, miners: list[int]) -> PeerList:
+        """The leader's peer list effective at `window`; before its first one, miners by uid."""
+        s = self.settings
+        _, leader = self.leader_bucket()
+        peers = read_peer_list(leader, window, s.version) if leader is not None else None
+        return peers or default_peer_list(window, miners, s.gather_peers, s.reserve_peers)
 
     def wait_start_window(self, poll_s: float = 0.5, timeout_s: float = 600.0) -> int:
         deadline = time.time() + timeout_s

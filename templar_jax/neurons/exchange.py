@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from templar_jax.chain import Chain
+from templar_jax.neurons.clock import window_start_time
 from templar_jax.sparseloco import Payload
 from templar_jax.storage.bucket import Bucket
 from templar_jax.storage.gather import GatherStatus, PeerSource, gather
@@ -47,7 +48,6 @@ class WindowPayloads:
 
     window: int
     valid: dict[int, Payload] = field(default_factory=dict)
-    meta: dict[int, dict] = field(default_factory=dict)
     stored_at: dict[int, float] = field(default_factory=dict)
     failed: dict[int, str] = field(default_factory=dict)  # uid -> reason
     invalid: set[int] = field(default_factory=set)  # failed because the bytes were bad
@@ -56,8 +56,7 @@ class WindowPayloads:
 
 def upload_window(chain: Chain, window: int, span_s: float) -> UploadWindow:
     """Uploads for `window` are accepted in [timestamp(first block of window+1), +span_s]."""
-    first_block = (window + 1) * chain.blocks_per_window
-    return UploadWindow.after_block(chain.block_timestamp(first_block), late_grace_s=span_s)
+    return UploadWindow.after_block(window_start_time(chain, window + 1), late_grace_s=span_s)
 
 
 def read_start_window(leader: Bucket, version: str) -> int | None:
@@ -136,14 +135,13 @@ def gather_window(
             out.failed[oc.uid] = f"{oc.status.value}: {oc.reason}" if oc.reason else oc.status.value
             continue
         try:
-            payload, meta = decode(oc.data, expected, chunk=chunk, topk=topk,
+            payload, _ = decode(oc.data, expected, chunk=chunk, topk=topk,
                                    expected_meta={"window": window, "uid": oc.uid, "version": version})
         except PayloadError as err:
             out.failed[oc.uid] = f"invalid: {err}"
             out.invalid.add(oc.uid)
             continue
         out.valid[oc.uid] = payload
-        out.meta[oc.uid] = meta
         out.stored_at[oc.uid] = oc.stored_at or 0.0
         if keep_raw:
             out.raw[oc.uid] = oc.data

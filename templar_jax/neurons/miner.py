@@ -32,7 +32,7 @@ from templar_jax.neurons import clock
 from templar_jax.neurons.catchup import rebuild_params
 from templar_jax.neurons.behaviors import Behavior, noise_payload, wait_for_object
 from templar_jax.neurons.common import NeuronBase
-from templar_jax.neurons.exchange import default_peer_list, gather_window, read_peer_list, select_contributors
+from templar_jax.neurons.exchange import gather_window, select_contributors
 from templar_jax.neurons.trainer import InnerTrainer
 from templar_jax.sparseloco import SparseLoCoState, chunk_geometry, sparseloco
 from templar_jax.storage.errors import StorageError
@@ -107,11 +107,9 @@ class Miner(NeuronBase):
     def _window_payloads(self, window: int):
         """The payloads every honest neuron aggregates for `window` (peer list + reserves)."""
         s = self.settings
-        leader_uid, leader = self.leader_bucket()
-        peers = read_peer_list(leader, window, s.version) if leader is not None else None
-        if peers is None:
-            peers = default_peer_list(window, self.miner_uids(), s.gather_peers, s.reserve_peers)
-        got = gather_window(window, peers.gather + peers.reserve, self.peers.refresh(), chain=self.chain,
+        miners, buckets = self.peer_view()
+        peers = self.peer_list(window, miners)
+        got = gather_window(window, peers.gather + peers.reserve, buckets, chain=self.chain,
                             version=s.version, expected=self.model.expected,
                             upload_span_s=s.upload_window_s, deadline_s=s.gather_timeout_s,
                             chunk=s.chunk, topk=s.topk)

@@ -51,10 +51,8 @@ from templar_jax.neurons.catchup import rebuild_params
 from templar_jax.neurons.common import NeuronBase
 from templar_jax.neurons.exchange import (
     PeerList,
-    default_peer_list,
     gather_window,
     publish_peer_list,
-    read_peer_list,
     read_start_window,
     select_contributors,
 )
@@ -170,11 +168,10 @@ class Validator(NeuronBase):
     def process_window(self, params, window: int, start: int):
         s = self.settings
         theta0 = params
-        miners = self.miner_uids()
-        peers = read_peer_list(self.bucket, window, s.version) or default_peer_list(
-            window, miners, s.gather_peers, s.reserve_peers)
+        miners, buckets = self.peer_view()
+        peers = self.peer_list(window, miners)
         t0 = time.time()
-        got = gather_window(window, miners, self.peers.refresh(), chain=self.chain, version=s.version,
+        got = gather_window(window, miners, buckets, chain=self.chain, version=s.version,
                             expected=self.model.expected, upload_span_s=s.upload_window_s,
                             deadline_s=s.gather_timeout_s, chunk=s.chunk, topk=s.topk, keep_raw=True)
         gather_s = time.time() - t0
@@ -194,8 +191,8 @@ class Validator(NeuronBase):
         self.state = state
         save_state(state, self.state_path)
         heldout = self._heldout_loss(params)
-        self._report(window, state, got, eval_uids, contributors, verdicts, heldout, gather_s, weights,
-                     self.model.params_digest(params))
+        self._report(window, state, miners, got, eval_uids, contributors, verdicts, heldout, gather_s,
+                     weights, self.model.params_digest(params))
         return params
 
     def _publish(self, params, window: int, start: int, state, miners, contributors, got):
@@ -229,14 +226,14 @@ class Validator(NeuronBase):
         n = min(ds.n_samples, 32)
         return self.model.loss(params, ds.samples(np.arange(n)))
 
-    def _report(self, window, state, got, eval_uids, contributors, verdicts, heldout, gather_s, weights,
-                digest):
+    def _report(self, window, state, miners, got, eval_uids, contributors, verdicts, heldout, gather_s,
+                weights, digest):
         cfg = self.gauntlet_cfg
         current = compute_weights(state, window, cfg)
         wmap = dict(zip(current.uids, current.weights))
         copied = {v.uid: v.action for v in verdicts} if verdicts else {}
         uids = {}
-        for uid in sorted(set(self.miner_uids()) | set(got.failed) | set(got.valid)):
+        for uid in sorted(set(miners) | set(got.failed) | set(got.valid)):
             rec = state.peer(uid, cfg)
             status = "ok" if uid in got.valid else got.failed.get(uid, "missing").split(":")[0]
             if uid in copied:
