@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import traceback
@@ -29,7 +30,8 @@ import numpy as np
 from templar_jax.sparseloco.aggregate import _aggregate_stacked, peer_bucket
 from templar_jax.sparseloco.compress import ef_compress_tensor, tensor_geometry
 from templar_jax.sparseloco.kernels.aggregate import _aggregate_stacked_pallas
-from templar_jax.sparseloco.kernels.backend import default_tiles_per_block, resolve_backend
+from templar_jax.sparseloco.kernels.backend import (
+    TRITON_NUM_WARPS_ENV, default_tiles_per_block, resolve_backend)
 from templar_jax.sparseloco.kernels.compress import ef_compress_tensor_pallas
 from templar_jax.sparseloco.payload import TensorPayload
 
@@ -104,6 +106,13 @@ def synthetic_peers(shape, peers: int, key):
     return TensorPayload(*(jnp.stack([getattr(p, f) for p in out]) for f in TensorPayload._fields))
 
 
+def warp_sweep(args):
+    """Yield each --num-warps value with it set for the kernels traced next (Triton only)."""
+    for warps in args.num_warps:
+        os.environ[TRITON_NUM_WARPS_ENV] = str(warps)
+        yield warps
+
+
 def emit(rows, **row):
     rows.append(row)
     print(json.dumps(row), flush=True)
@@ -111,9 +120,11 @@ def emit(rows, **row):
 
 def bench_compress(args, shapes, rows, backend):
     n_params = sum(int(np.prod(s)) for s in shapes.values())
-    rng = np.random.default_rng(0)
-    e0 = {n: jnp.asarray(rng.standard_normal(s, np.float32) * 1e-3) for n, s in shapes.items()}
-    d = {n: jnp.asarray(rng.standard_normal(s, np.float32) * 1e-3) for n, s in shapes.items()}
+    key = jax.random.key(0)  # drawn on the device: host RNG for 2 x 856M floats takes ~20 s
+    e0 = {n: jax.random.normal(jax.random.fold_in(key, 2 * i), s) * 1e-3
+          for i, (n, s) in enumerate(shapes.items())}
+    d = {n: jax.random.normal(jax.random.fold_in(key, 2 * i + 1), s) * 1e-3
+         for i, (n, s) in enumerate(shapes.items())}
     common = dict(step="compress", params=n_params, backend=backend,
                   device=jax.devices()[0].device_kind)
 
@@ -126,17 +137,20 @@ def bench_compress(args, shapes, rows, backend):
     pure_ms, _ = timed(compress_fn(shapes, "pure", backend, None, donate=True),
                        jax.tree.map(jnp.copy, e0), d, iters=args.iters, carry=True)
     emit(rows, impl="pure", ms=pure_ms, ns_per_param=pure_ms * 1e6 / n_params, **common)
-    try:
-        got = compress_fn(shapes, "kernel", backend, args.tiles_per_block, donate=False)(e0, d)
-        match = bitwise_equal(got, want)
-        del got
-        kernel_fn = compress_fn(shapes, "kernel", backend, args.tiles_per_block, donate=True)
-        kern_ms, _ = timed(kernel_fn, jax.tree.map(jnp.copy, e0), d, iters=args.iters, carry=True)
-        emit(rows, impl="kernel", ms=kern_ms, ns_per_param=kern_ms * 1e6 / n_params, match=match,
-             faster_than_pure=kern_ms < pure_ms, **common)
-    except Exception as exc:  # a lowering failure on a new device must not hide the other rows
-        traceback.print_exc(file=sys.stderr)
-        emit(rows, impl="kernel", error=f"{type(exc).__name__}: {str(exc)[:300]}", **common)
+    for warps in warp_sweep(args):
+        try:
+            got = compress_fn(shapes, "kernel", backend, args.tiles_per_block, donate=False)(e0, d)
+            match = bitwise_equal(got, want)
+            del got
+            kernel_fn = compress_fn(shapes, "kernel", backend, args.tiles_per_block, donate=True)
+            kern_ms, _ = timed(kernel_fn, jax.tree.map(jnp.copy, e0), d, iters=args.iters,
+                               carry=True)
+            emit(rows, impl="kernel", ms=kern_ms, ns_per_param=kern_ms * 1e6 / n_params,
+                 match=match, faster_than_pure=kern_ms < pure_ms, num_warps=warps, **common)
+        except Exception as exc:  # a lowering failure on a new device must not hide other rows
+            traceback.print_exc(file=sys.stderr)
+            emit(rows, impl="kernel", error=f"{type(exc).__name__}: {str(exc)[:300]}",
+                 num_warps=warps, **common)
 
 
 def bench_aggregate(args, shapes, rows, backend):
@@ -167,15 +181,17 @@ def bench_aggregate(args, shapes, rows, backend):
                   device=jax.devices()[0].device_kind)
     pure_ms, want = timed(run("pure"), stacked, valid, iters=args.iters)
     emit(rows, impl="agg_pure", ms=pure_ms, ns_per_param=pure_ms * 1e6 / n_params, **common)
-    try:
-        kern_ms, got = timed(run("kernel"), stacked, valid, iters=args.iters)
-        emit(rows, impl="agg_kernel", ms=kern_ms, ns_per_param=kern_ms * 1e6 / n_params,
-             match=bitwise_equal(got, want),
-             max_abs_diff=float(max(jnp.max(jnp.abs(got[n] - want[n])) for n in got)),
-             faster_than_pure=kern_ms < pure_ms, **common)
-    except Exception as exc:
-        traceback.print_exc(file=sys.stderr)
-        emit(rows, impl="agg_kernel", error=f"{type(exc).__name__}: {str(exc)[:300]}", **common)
+    for warps in warp_sweep(args):
+        try:
+            kern_ms, got = timed(run("kernel"), stacked, valid, iters=args.iters)
+            emit(rows, impl="agg_kernel", ms=kern_ms, ns_per_param=kern_ms * 1e6 / n_params,
+                 match=bitwise_equal(got, want),
+                 max_abs_diff=float(max(jnp.max(jnp.abs(got[n] - want[n])) for n in got)),
+                 faster_than_pure=kern_ms < pure_ms, num_warps=warps, **common)
+        except Exception as exc:
+            traceback.print_exc(file=sys.stderr)
+            emit(rows, impl="agg_kernel", error=f"{type(exc).__name__}: {str(exc)[:300]}",
+                 num_warps=warps, **common)
 
 
 def print_table(rows):
@@ -185,10 +201,10 @@ def print_table(rows):
     except ImportError:  # rich is a dependency, but the JSON lines above are the record
         return
     table = Table(title="SparseLoCo step per 70B decoder layer")
-    for col in ("step", "impl", "params", "ms", "ns/param", "GB/s", "match", "note"):
+    for col in ("step", "impl", "warps", "params", "ms", "ns/param", "GB/s", "match", "note"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["step"], r["impl"], f"{r['params'] / 1e6:.1f}M",
+        table.add_row(r["step"], r["impl"], str(r.get("num_warps", "")), f"{r['params'] / 1e6:.1f}M",
                       f"{r['ms']:.2f}" if "ms" in r else "-",
                       f"{r['ns_per_param']:.3f}" if "ns_per_param" in r else "-",
                       f"{r['gb_per_s']:.0f}" if "gb_per_s" in r else "",
@@ -206,6 +222,8 @@ def main() -> None:
                     help="Pallas backend: auto|interpret|triton|mosaic_tpu (auto: from the device)")
     ap.add_argument("--tiles-per-block", type=int, default=None,
                     help="64x64 chunks per kernel program (default: backend's choice)")
+    ap.add_argument("--num-warps", type=lambda v: [int(w) for w in v.split(",")], default=[4],
+                    help="Triton warps per kernel program; a comma list sweeps them (e.g. 4,8)")
     ap.add_argument("--only", choices=("compress", "aggregate"), default=None)
     args = ap.parse_args()
     if 8192 % args.scale or 1024 % args.scale or (1024 // args.scale) < 1:

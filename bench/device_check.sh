@@ -5,14 +5,17 @@
 #   DEVICE_CHECK_CPU_SMOKE=1 bash bench/device_check.sh   # proves the script on a CPU: interpret
 #                                         # backend, bench at --scale 32 (no GPU numbers)
 #
-# Steps (each under its own timeout, so one hang cannot eat the lease; all output is kept):
+# Steps (each under its own timeout and all under one deadline, DEVICE_CHECK_BUDGET_S, default
+# 480 s, so one hang cannot eat the lease; all output is kept, in at most 5 files):
 #   1. env.txt              GPU, driver, python, jax/jaxlib/triton versions, jax devices
 #   2. kernel_tests.txt     tests/test_kernels_*.py on the GPU with the Triton backend
 #                           (TEMPLAR_KERNEL_BACKEND=triton): kernel == pure JAX bitwise
-#   3. compress.jsonl       bench/compress.py at full scale (one 70B layer, 855.7M params):
-#                           floor / pure / kernel ms and ns/param, 20-peer aggregation, `match`
-#   4. train_step.txt       bench/train_step.py --model 1b --batch 16 --seq-len 2048 --remat full
-#                           --steps 5 (tokens/s, MFU; skipped when the script is absent)
+#   3. compress.txt         bench/compress.py at full scale (one 70B layer, 855.7M params):
+#                           floor / pure / kernel ms and ns/param, 20-peer aggregation, `match`,
+#                           kernels at 4 and 8 Triton warps
+#   4. train_step.txt       bench/train_step.py --model 1b --batch 16 --seq-len 2048, 5 steps:
+#                           remat full with XLA attention (the baseline), then cuDNN attention
+#                           with remat full, dots_saveable and none (tokens/s, MFU)
 #   5. summary.txt          exit codes and the JSON lines, for pasting into a report
 # Python: $PYTHON if set, else the repo's .venv when its jax sees a GPU, else python3 (the
 # device image ships jax + jax-cuda plugins; the repo is put on PYTHONPATH).
@@ -25,11 +28,12 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 SMOKE="${DEVICE_CHECK_CPU_SMOKE:-0}"
 if [ "$SMOKE" = 1 ]; then
   export JAX_PLATFORMS=cpu; BACKEND=interpret; BENCH_ARGS=(--scale 32 --iters 1 --peers 4)
-  TRAIN_ARGS=(--model tiny --steps 2)
+  TRAIN_ARGS=(--model tiny --steps 2); TRAIN_SWEEP=("none xla" "none auto")
 else
   export JAX_PLATFORMS="${JAX_PLATFORMS:-cuda}"  # tests/conftest.py would default to cpu
-  BACKEND=triton; BENCH_ARGS=(--scale 1 --iters 10 --peers 20)
-  TRAIN_ARGS=(--model 1b --batch 16 --seq-len 2048 --remat full --steps 5)
+  BACKEND=triton; BENCH_ARGS=(--scale 1 --iters 10 --peers 20 --num-warps 4,8)
+  TRAIN_ARGS=(--model 1b --batch 16 --seq-len 2048 --steps 5)
+  TRAIN_SWEEP=("full xla" "full cudnn" "dots_saveable cudnn" "none cudnn")  # "remat attention"
 fi
 
 PY="${PYTHON:-}"
@@ -40,12 +44,20 @@ if [ -z "$PY" ] && [ -x .venv/bin/python ] && \
 fi
 PY="${PY:-python3}"
 
-step() {  # step NAME SECONDS CMD... : run with a timeout, log to $RESULTS/NAME.txt, record rc
-  local name=$1 secs=$2; shift 2
+BUDGET="${DEVICE_CHECK_BUDGET_S:-480}"
+step() {  # step NAME SECONDS CMD... : run with a timeout (cut to the time left), append the log
+  local name=$1 secs=$2; shift 2          # to $RESULTS/NAME.txt, record rc
+  local left=$((BUDGET - SECONDS))
+  if [ "$left" -lt 30 ]; then
+    echo "$name skipped: ${left}s left of the ${BUDGET}s budget" | tee -a "$RESULTS/summary.txt"
+    return 124
+  fi
+  [ "$secs" -gt "$left" ] && secs=$left
   local t0=$SECONDS
-  timeout --kill-after=10 "$secs" "$@" >"$RESULTS/$name.txt" 2>&1
+  echo "=== $*" >>"$RESULTS/$name.txt"
+  timeout --kill-after=10 "$secs" "$@" >>"$RESULTS/$name.txt" 2>&1
   local rc=$?
-  echo "$name rc=$rc seconds=$((SECONDS - t0))" | tee -a "$RESULTS/summary.txt"
+  echo "$name rc=$rc seconds=$((SECONDS - t0)) ${STEP_NOTE:-}" | tee -a "$RESULTS/summary.txt"
   return $rc
 }
 
@@ -61,20 +73,21 @@ if ! "$PY" -c "import jax, sys; sys.exit(jax.default_backend() != '$WANT')" 2>>"
 fi
 
 export TEMPLAR_KERNEL_BACKEND=$BACKEND  # the kernel tests run the real backend, not interpret
-step kernel_tests 80 \
+step kernel_tests 120 \
   "$PY" -m pytest tests/test_kernels_*.py -q -rfE -p no:cacheprovider
 
-step compress 130 "$PY" bench/compress.py --backend "$BACKEND" "${BENCH_ARGS[@]}"
-grep '^{' "$RESULTS/compress.txt" >"$RESULTS/compress.jsonl" 2>/dev/null
+step compress 150 "$PY" bench/compress.py --backend "$BACKEND" "${BENCH_ARGS[@]}"
 
-if [ -f bench/train_step.py ]; then
-  step train_step 80 "$PY" bench/train_step.py "${TRAIN_ARGS[@]}"
-else
-  echo "train_step skipped: bench/train_step.py not in this checkout" | tee -a "$RESULTS/summary.txt"
-fi
+for combo in "${TRAIN_SWEEP[@]}"; do
+  set -- $combo
+  STEP_NOTE="remat=$1 attention=$2" step train_step 100 \
+    "$PY" bench/train_step.py "${TRAIN_ARGS[@]}" --remat "$1" --attention "$2"
+done
 
-{ echo "--- compress.jsonl"; cat "$RESULTS/compress.jsonl" 2>/dev/null
+{ echo "--- compress JSON"; grep '^{' "$RESULTS/compress.txt" 2>/dev/null
   echo "--- kernel test tail"; tail -n 15 "$RESULTS/kernel_tests.txt"
-  echo "--- train_step tail"; tail -n 15 "$RESULTS/train_step.txt" 2>/dev/null; } >>"$RESULTS/summary.txt"
+  echo "--- train_step JSON"; grep '^JSON' "$RESULTS/train_step.txt" 2>/dev/null
+  echo "--- train_step errors"; grep -iE 'error|Traceback' "$RESULTS/train_step.txt" | head -n 20
+} >>"$RESULTS/summary.txt"
 cat "$RESULTS/summary.txt"
 echo "results in $RESULTS"

@@ -43,6 +43,7 @@ def main(argv=None) -> int:
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--accum-steps", type=int, default=1)
     p.add_argument("--remat", default=None, help="none, full, dots_saveable, nothing_saveable, ...")
+    p.add_argument("--attention", default=None, help="attention_impl: xla, cudnn or auto")
     p.add_argument("--dtype", default=None, help="compute dtype (default bfloat16)")
     p.add_argument("--n-layers", type=int, default=None, help="override layer count (fit a big preset)")
     p.add_argument("--no-scan", action="store_true")
@@ -57,6 +58,7 @@ def main(argv=None) -> int:
     from rich.table import Table
 
     from templar_jax.model import init_params, load_model_config, param_count
+    from templar_jax.model.layers import attention_backend
     from templar_jax.model.sharding import make_mesh
     from templar_jax.train import (
         TrainConfig, batch_sharding, init_opt_state, make_inner_optimizer, make_train_step, mfu,
@@ -64,7 +66,7 @@ def main(argv=None) -> int:
     )
 
     cfg = load_model_config(
-        args.model, remat_policy=args.remat, dtype=args.dtype, n_layers=args.n_layers,
+        args.model, remat_policy=args.remat, attention_impl=args.attention, dtype=args.dtype, n_layers=args.n_layers,
         scan_layers=False if args.no_scan else None,
     )
     devices = jax.devices()
@@ -94,7 +96,7 @@ def main(argv=None) -> int:
         "model": args.model, "params": param_count(cfg), "n_layers": cfg.n_layers,
         "device_kind": kind, "devices": len(devices), "mesh": dict(mesh.shape),
         "batch": args.batch, "seq_len": args.seq_len, "accum_steps": args.accum_steps,
-        "remat": cfg.remat_policy, "dtype": cfg.dtype, "scan": cfg.scan_layers,
+        "remat": cfg.remat_policy, "attention": attention_backend(cfg), "dtype": cfg.dtype, "scan": cfg.scan_layers,
         "step_s": step_s, "compile_s": compile_s, "tokens_per_s": tps,
         "tokens_per_s_per_device": tps / len(devices),
         "flops_per_token": train_flops_per_token(cfg, args.seq_len - 1),
@@ -104,7 +106,7 @@ def main(argv=None) -> int:
     table = Table(title=f"train step: {args.model} on {len(devices)} x {kind}")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in ("params", "batch", "seq_len", "remat", "dtype", "step_s", "compile_s",
+    for key in ("params", "batch", "seq_len", "remat", "attention", "dtype", "step_s", "compile_s",
                 "tokens_per_s", "tokens_per_s_per_device", "peak_tflops", "mfu"):
         value = result[key]
         table.add_row(key, f"{value:,.4g}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else str(value))

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+ATTENTION_IMPLS = ("xla", "cudnn", "auto")
 REMAT_POLICIES = (
     "none",
     "full",
@@ -45,6 +46,9 @@ class ModelConfig:
     param_dtype: str = "float32"  # storage dtype of the parameters
     scan_layers: bool = True  # lax.scan over the stacked layers (one compiled layer body)
     remat_policy: str = "none"  # see REMAT_POLICIES
+    # jax.nn.dot_product_attention backend: "xla" (any device), "cudnn" (NVIDIA, fused flash
+    # attention, bf16/fp16 only), "auto" (cudnn on a GPU when the compute dtype allows, else xla)
+    attention_impl: str = "xla"
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "d_ff"):
@@ -62,6 +66,10 @@ class ModelConfig:
         if self.remat_policy not in REMAT_POLICIES:
             raise ModelConfigError(
                 f"unknown remat_policy {self.remat_policy!r}; choose from {REMAT_POLICIES}"
+            )
+        if self.attention_impl not in ATTENTION_IMPLS:
+            raise ModelConfigError(
+                f"unknown attention_impl {self.attention_impl!r}; choose from {ATTENTION_IMPLS}"
             )
         if not (self.rope_theta > 0 and self.norm_eps > 0):
             raise ModelConfigError("rope_theta and norm_eps must be positive")

@@ -49,8 +49,18 @@ def apply_rope(x_BxLxNxH: jax.Array, cos_LxH: jax.Array, sin_LxH: jax.Array) -> 
     return (x32 * cos + rotated * sin).astype(x_BxLxNxH.dtype)
 
 
+def attention_backend(cfg: ModelConfig) -> str:
+    """"xla" or "cudnn" for `jax.nn.dot_product_attention` ("auto": cuDNN's flash attention on
+    NVIDIA GPUs for 16-bit compute, which it requires; XLA's einsum attention elsewhere)."""
+    if cfg.attention_impl != "auto":
+        return cfg.attention_impl
+    on_gpu = jax.default_backend() in ("gpu", "cuda")
+    return "cudnn" if on_gpu and cfg.dtype in ("bfloat16", "float16") else "xla"
+
+
 class Attention(nnx.Module):
-    """GQA self-attention with RoPE; jax.nn.dot_product_attention picks cuDNN or XLA."""
+    """GQA self-attention with RoPE; the fused kernel is `cfg.attention_impl` (see
+    `attention_backend`)."""
 
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         pd = jnp.dtype(cfg.param_dtype)
@@ -71,7 +81,8 @@ class Attention(nnx.Module):
         q = constrain(apply_rope(q, cos_LxH, sin_LxH), mesh, "batch", "length", "act_heads", None)
         k = constrain(apply_rope(k, cos_LxH, sin_LxH), mesh, "batch", "length", "act_kv_heads", None)
         v = constrain(v, mesh, "batch", "length", "act_kv_heads", None)
-        out_BxLxNxH = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation=None)
+        out_BxLxNxH = jax.nn.dot_product_attention(
+            q, k, v, is_causal=True, implementation=attention_backend(cfg))
         out = out_BxLxNxH.reshape(b, l, cfg.n_heads * cfg.head_dim)
         return out @ self.wo[...].astype(dt)
 

@@ -80,7 +80,7 @@ def _aggregate_kernel(idx_ref, val_ref, inv_n_ref, out_ref, bad_ref, *, peers, h
 
 
 def scatter_mean_tiles(idx_RxBxCxK, vals_RxBxCxK, n_valid, geom: ChunkGeometry, *, rule: str,
-                       backend: str, tiles_per_block: int, num_warps: int = 4):
+                       backend: str, tiles_per_block: int, num_warps: int | None = None):
     """(dense_BxRowsxCols float32, nonfinite_BxYxXx1 int32) from decoded, clipped peer values.
 
     Entries with an index outside the chunk (padding peers) contribute nothing; `n_valid` is

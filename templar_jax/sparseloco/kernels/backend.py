@@ -8,6 +8,8 @@ interpret on cpu). Kernels fall back to the pure-JAX path for shapes a backend c
 
 from __future__ import annotations
 
+import os
+
 import jax
 
 from templar_jax.sparseloco.geometry import ChunkGeometry
@@ -39,12 +41,24 @@ def default_tiles_per_block(backend: str) -> int:
     return 8 if backend == "mosaic_tpu" else 1
 
 
-def pallas_call_kwargs(backend: str, *, num_warps: int = 4, num_stages: int = 1,
+# Warps per Triton program; 4 unless set (bench/compress.py --num-warps sweeps it on a GPU).
+TRITON_NUM_WARPS_ENV = "TEMPLAR_TRITON_NUM_WARPS"
+
+
+def triton_num_warps() -> int:
+    raw = os.environ.get(TRITON_NUM_WARPS_ENV, "4")
+    if not raw.isdigit() or not _pow2(int(raw)) or int(raw) > 32:
+        raise KernelConfigError(f"{TRITON_NUM_WARPS_ENV}={raw!r}: expected a power of two <= 32")
+    return int(raw)
+
+
+def pallas_call_kwargs(backend: str, *, num_warps: int | None = None, num_stages: int = 1,
                        grid_rank: int = 3) -> dict:
     """`interpret=` / `compiler_params=` for `pl.pallas_call` on `backend`."""
     if backend == "interpret":
         return {"interpret": True}
     if backend == "triton":
+        num_warps = num_warps or triton_num_warps()
         from jax.experimental.pallas import triton as pl_triton
         return {"compiler_params": pl_triton.CompilerParams(num_warps=num_warps,
                                                             num_stages=num_stages)}

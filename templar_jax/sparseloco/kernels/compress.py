@@ -46,7 +46,7 @@ def _ef_select_kernel(e_ref, d_ref, acc_ref, idx_ref, val_ref, *, beta, k, w, ti
 
 
 def ef_select(e_BxRxC, delta_BxRxC, *, beta: float, geom: ChunkGeometry, backend: str,
-              tiles_per_block: int, num_warps: int = 4):
+              tiles_per_block: int, num_warps: int | None = None):
     """Pass 1: (acc_BxRxC, idx_BxYxXxK int32, values_BxYxXxK) for 2-D chunk geometry."""
     (h, w), (y, x), k = geom.tile, geom.grid, geom.k
     b = e_BxRxC.shape[0]
