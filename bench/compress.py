@@ -31,7 +31,7 @@ from templar_jax.sparseloco.aggregate import _aggregate_stacked, peer_bucket
 from templar_jax.sparseloco.compress import ef_compress_tensor, tensor_geometry
 from templar_jax.sparseloco.kernels.aggregate import _aggregate_stacked_pallas
 from templar_jax.sparseloco.kernels.backend import (
-    TRITON_NUM_WARPS_ENV, default_tiles_per_block, resolve_backend)
+    KERNEL_DOTS, KERNEL_DOTS_ENV, TRITON_NUM_WARPS_ENV, default_tiles_per_block, resolve_backend)
 from templar_jax.sparseloco.kernels.compress import ef_compress_tensor_pallas
 from templar_jax.sparseloco.payload import TensorPayload
 
@@ -106,11 +106,13 @@ def synthetic_peers(shape, peers: int, key):
     return TensorPayload(*(jnp.stack([getattr(p, f) for p in out]) for f in TensorPayload._fields))
 
 
-def warp_sweep(args):
-    """Yield each --num-warps value with it set for the kernels traced next (Triton only)."""
-    for warps in args.num_warps:
-        os.environ[TRITON_NUM_WARPS_ENV] = str(warps)
-        yield warps
+def variant_sweep(args):
+    """Yield each --variants entry ({"dots", "num_warps"}) with it set for the kernels traced
+    next (the dots mode runs on every backend; warps matter to Triton only)."""
+    for variant in args.variants:
+        dots, warps = variant.split(":")
+        os.environ[KERNEL_DOTS_ENV], os.environ[TRITON_NUM_WARPS_ENV] = dots, warps
+        yield {"dots": dots, "num_warps": int(warps)}
 
 
 def emit(rows, **row):
@@ -137,7 +139,7 @@ def bench_compress(args, shapes, rows, backend):
     pure_ms, _ = timed(compress_fn(shapes, "pure", backend, None, donate=True),
                        jax.tree.map(jnp.copy, e0), d, iters=args.iters, carry=True)
     emit(rows, impl="pure", ms=pure_ms, ns_per_param=pure_ms * 1e6 / n_params, **common)
-    for warps in warp_sweep(args):
+    for variant in variant_sweep(args):
         try:
             got = compress_fn(shapes, "kernel", backend, args.tiles_per_block, donate=False)(e0, d)
             match = bitwise_equal(got, want)
@@ -146,11 +148,11 @@ def bench_compress(args, shapes, rows, backend):
             kern_ms, _ = timed(kernel_fn, jax.tree.map(jnp.copy, e0), d, iters=args.iters,
                                carry=True)
             emit(rows, impl="kernel", ms=kern_ms, ns_per_param=kern_ms * 1e6 / n_params,
-                 match=match, faster_than_pure=kern_ms < pure_ms, num_warps=warps, **common)
+                 match=match, faster_than_pure=kern_ms < pure_ms, **variant, **common)
         except Exception as exc:  # a lowering failure on a new device must not hide other rows
             traceback.print_exc(file=sys.stderr)
             emit(rows, impl="kernel", error=f"{type(exc).__name__}: {str(exc)[:300]}",
-                 num_warps=warps, **common)
+                 **variant, **common)
 
 
 def bench_aggregate(args, shapes, rows, backend):
@@ -179,19 +181,24 @@ def bench_aggregate(args, shapes, rows, backend):
 
     common = dict(step="aggregate", peers=args.peers, params=n_params, backend=backend,
                   device=jax.devices()[0].device_kind)
-    pure_ms, want = timed(run("pure"), stacked, valid, iters=args.iters)
-    emit(rows, impl="agg_pure", ms=pure_ms, ns_per_param=pure_ms * 1e6 / n_params, **common)
-    for warps in warp_sweep(args):
+    pure = run("pure")
+    pure_ms, want = timed(pure, stacked, valid, iters=args.iters)
+    # a GPU's scatter-add uses atomics: its sums can differ in the last bits from run to run
+    emit(rows, impl="agg_pure", ms=pure_ms, ns_per_param=pure_ms * 1e6 / n_params,
+         deterministic=bitwise_equal(pure(stacked, valid), want), **common)
+    for variant in variant_sweep(args):
         try:
-            kern_ms, got = timed(run("kernel"), stacked, valid, iters=args.iters)
+            kernel = run("kernel")
+            kern_ms, got = timed(kernel, stacked, valid, iters=args.iters)
             emit(rows, impl="agg_kernel", ms=kern_ms, ns_per_param=kern_ms * 1e6 / n_params,
                  match=bitwise_equal(got, want),
+                 deterministic=bitwise_equal(kernel(stacked, valid), got),
                  max_abs_diff=float(max(jnp.max(jnp.abs(got[n] - want[n])) for n in got)),
-                 faster_than_pure=kern_ms < pure_ms, num_warps=warps, **common)
+                 faster_than_pure=kern_ms < pure_ms, **variant, **common)
         except Exception as exc:
             traceback.print_exc(file=sys.stderr)
             emit(rows, impl="agg_kernel", error=f"{type(exc).__name__}: {str(exc)[:300]}",
-                 num_warps=warps, **common)
+                 **variant, **common)
 
 
 def print_table(rows):
@@ -201,15 +208,27 @@ def print_table(rows):
     except ImportError:  # rich is a dependency, but the JSON lines above are the record
         return
     table = Table(title="SparseLoCo step per 70B decoder layer")
-    for col in ("step", "impl", "warps", "params", "ms", "ns/param", "GB/s", "match", "note"):
+    for col in ("step", "impl", "dots", "warps", "params", "ms", "ns/param", "GB/s", "match",
+                "note"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["step"], r["impl"], str(r.get("num_warps", "")), f"{r['params'] / 1e6:.1f}M",
+        table.add_row(r["step"], r["impl"], r.get("dots", ""), str(r.get("num_warps", "")),
+                      f"{r['params'] / 1e6:.1f}M",
                       f"{r['ms']:.2f}" if "ms" in r else "-",
                       f"{r['ns_per_param']:.3f}" if "ns_per_param" in r else "-",
                       f"{r['gb_per_s']:.0f}" if "gb_per_s" in r else "",
                       str(r.get("match", "")), r.get("error", "")[:60])
     Console(stderr=True).print(table)
+
+
+def parse_variants(text: str) -> list[str]:
+    variants = text.split(",")
+    for v in variants:
+        dots, _, warps = v.partition(":")
+        if dots not in KERNEL_DOTS or not warps.isdigit():
+            raise argparse.ArgumentTypeError(f"bad variant {v!r}: expected DOTS:WARPS, "
+                                             f"DOTS one of {KERNEL_DOTS}, e.g. bf16:8")
+    return variants
 
 
 def main() -> None:
@@ -222,8 +241,9 @@ def main() -> None:
                     help="Pallas backend: auto|interpret|triton|mosaic_tpu (auto: from the device)")
     ap.add_argument("--tiles-per-block", type=int, default=None,
                     help="64x64 chunks per kernel program (default: backend's choice)")
-    ap.add_argument("--num-warps", type=lambda v: [int(w) for w in v.split(",")], default=[4],
-                    help="Triton warps per kernel program; a comma list sweeps them (e.g. 4,8)")
+    ap.add_argument("--variants", type=parse_variants, default=["f32:4"],
+                    help="kernel variants as DOTS:WARPS, comma-separated (DOTS f32|bf16: how "
+                         "the exact one-hot matmuls run; WARPS: Triton warps per program)")
     ap.add_argument("--only", choices=("compress", "aggregate"), default=None)
     args = ap.parse_args()
     if 8192 % args.scale or 1024 % args.scale or (1024 // args.scale) < 1:

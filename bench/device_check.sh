@@ -8,14 +8,15 @@
 # Steps (each under its own timeout and all under one deadline, DEVICE_CHECK_BUDGET_S, default
 # 480 s, so one hang cannot eat the lease; all output is kept, in at most 5 files):
 #   1. env.txt              GPU, driver, python, jax/jaxlib/triton versions, jax devices
-#   2. kernel_tests.txt     tests/test_kernels_*.py on the GPU with the Triton backend
-#                           (TEMPLAR_KERNEL_BACKEND=triton): kernel == pure JAX bitwise
+#   2. kernel_tests.txt     the compress/aggregate kernel tests on the GPU with the Triton
+#                           backend (TEMPLAR_KERNEL_BACKEND=triton), bf16 and f32 dots
+#                           (TEMPLAR_KERNEL_DOTS): kernel == the in-order reference
 #   3. compress.txt         bench/compress.py at full scale (one 70B layer, 855.7M params):
 #                           floor / pure / kernel ms and ns/param, 20-peer aggregation, `match`,
-#                           kernels at 4 and 8 Triton warps
+#                           kernel variants DOTS:WARPS (see bench/compress.py --variants)
 #   4. train_step.txt       bench/train_step.py --model 1b --batch 16 --seq-len 2048, 5 steps:
-#                           remat full with XLA attention (the baseline), then cuDNN attention
-#                           with remat full, dots_saveable and none (tokens/s, MFU)
+#                           cuDNN attention with remat full, dots_saveable and none, then XLA
+#                           attention with remat none (tokens/s, MFU)
 #   5. summary.txt          exit codes and the JSON lines, for pasting into a report
 # Python: $PYTHON if set, else the repo's .venv when its jax sees a GPU, else python3 (the
 # device image ships jax + jax-cuda plugins; the repo is put on PYTHONPATH).
@@ -27,13 +28,15 @@ mkdir -p "$RESULTS"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 SMOKE="${DEVICE_CHECK_CPU_SMOKE:-0}"
 if [ "$SMOKE" = 1 ]; then
-  export JAX_PLATFORMS=cpu; BACKEND=interpret; BENCH_ARGS=(--scale 32 --iters 1 --peers 4)
+  export JAX_PLATFORMS=cpu; BACKEND=interpret; BENCH_ARGS=(--scale 32 --iters 1 --peers 4 --variants f32:4,bf16:4)
   TRAIN_ARGS=(--model tiny --steps 2); TRAIN_SWEEP=("none xla" "none auto")
 else
-  export JAX_PLATFORMS="${JAX_PLATFORMS:-cuda}"  # tests/conftest.py would default to cpu
-  BACKEND=triton; BENCH_ARGS=(--scale 1 --iters 10 --peers 20 --num-warps 4,8)
+  # cuda first (the default device); cpu too, where the kernel tests compute their in-order
+  # reference (tests/conftest.py would default to cpu alone)
+  export JAX_PLATFORMS="${JAX_PLATFORMS:-cuda,cpu}"
+  BACKEND=triton; BENCH_ARGS=(--scale 1 --iters 10 --peers 20 --variants f32:8,bf16:4,bf16:8,bf16:16)
   TRAIN_ARGS=(--model 1b --batch 16 --seq-len 2048 --steps 5)
-  TRAIN_SWEEP=("full xla" "full cudnn" "dots_saveable cudnn" "none cudnn")  # "remat attention"
+  TRAIN_SWEEP=("full cudnn" "dots_saveable cudnn" "none cudnn" "none xla")  # "remat attention"
 fi
 
 PY="${PYTHON:-}"
@@ -73,8 +76,11 @@ if ! "$PY" -c "import jax, sys; sys.exit(jax.default_backend() != '$WANT')" 2>>"
 fi
 
 export TEMPLAR_KERNEL_BACKEND=$BACKEND  # the kernel tests run the real backend, not interpret
-step kernel_tests 120 \
-  "$PY" -m pytest tests/test_kernels_*.py -q -rfE -p no:cacheprovider
+# the Pallas kernels on the device in both dot modes, bitwise against the in-order reference
+for dots in bf16 f32; do
+  TEMPLAR_KERNEL_DOTS=$dots STEP_NOTE="dots=$dots" step kernel_tests 90 "$PY" -m pytest \
+    tests/test_kernels_compress.py tests/test_kernels_aggregate.py -q -rfE -p no:cacheprovider
+done
 
 step compress 150 "$PY" bench/compress.py --backend "$BACKEND" "${BENCH_ARGS[@]}"
 

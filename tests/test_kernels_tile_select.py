@@ -13,7 +13,7 @@ from templar_jax.sparseloco.codec import select_topk
 from templar_jax.sparseloco.kernels.tile_select import (
     compact, kth_largest_bits, magnitude_bits, tile_topk)
 
-_tile_topk = jax.jit(tile_topk, static_argnums=1)
+_tile_topk = jax.jit(tile_topk, static_argnums=(1, 2))
 
 
 def _tiles():
@@ -42,9 +42,10 @@ def _tiles():
     }
 
 
+@pytest.mark.parametrize("bf16", [False, True], ids=["f32_dots", "bf16_dots"])
 @pytest.mark.parametrize("name,tile", list(_tiles().items()))
-def test_tile_topk_equals_pure_jax_bitwise(name, tile):
-    idx, vals = _tile_topk(jnp.asarray(tile), 64)
+def test_tile_topk_equals_pure_jax_bitwise(name, tile, bf16):
+    idx, vals = _tile_topk(jnp.asarray(tile), 64, bf16)
     ref_idx, ref_vals = select_topk(jnp.asarray(tile).reshape(1, 1, -1), 64)
     np.testing.assert_array_equal(np.asarray(idx), np.asarray(ref_idx)[0, 0])
     np.testing.assert_array_equal(np.asarray(vals).view(np.int32),
@@ -78,8 +79,9 @@ def test_magnitude_bits_order_matches_abs_order():
     assert bits[2] < bits[3] < bits[4] < bits[5] < bits[6] < bits[7] == bits[8] < bits[9]
 
 
+@pytest.mark.parametrize("bf16", [False, True], ids=["f32_dots", "bf16_dots"])
 @pytest.mark.parametrize("h,w,full_rows", [(64, 64, 0), (16, 32, 1)])
-def test_compact_returns_selected_entries_in_row_major_order(h, w, full_rows):
+def test_compact_returns_selected_entries_in_row_major_order(h, w, full_rows, bf16):
     """Random selections (and one with a whole row selected), random int32 payload bits."""
     rng = np.random.default_rng(h + full_rows)
     sel = np.zeros((h, w), bool)
@@ -87,6 +89,6 @@ def test_compact_returns_selected_entries_in_row_major_order(h, w, full_rows):
     sel.reshape(-1)[rng.choice(np.arange(full_rows * w, h * w), 40, replace=False)] = True
     bits = rng.integers(-2**31, 2**31 - 1, (h, w), dtype=np.int64).astype(np.int32)
     k = int(sel.sum())
-    idx, got_bits = compact(jnp.asarray(sel), jnp.asarray(bits), k)
+    idx, got_bits = compact(jnp.asarray(sel), jnp.asarray(bits), k, bf16)
     np.testing.assert_array_equal(np.asarray(idx), np.flatnonzero(sel))
     np.testing.assert_array_equal(np.asarray(got_bits), bits.reshape(-1)[sel.reshape(-1)])

@@ -58,6 +58,23 @@ def attention_backend(cfg: ModelConfig) -> str:
     return "cudnn" if on_gpu and cfg.dtype in ("bfloat16", "float16") else "xla"
 
 
+CUDNN_LENGTH_MULTIPLE = 64  # cuDNN's fused kernel rejects odd lengths (inputs are seq_len - 1)
+
+
+def causal_attention(q_BxLxNxH, k_BxLxKxH, v_BxLxKxH, impl: str) -> jax.Array:
+    """Causal GQA attention. For cuDNN the length is padded at the end to a multiple of 64:
+    causal masking keeps every real query off the padded keys, so the result is unchanged."""
+    length = q_BxLxNxH.shape[1]
+    pad = -length % CUDNN_LENGTH_MULTIPLE if impl == "cudnn" else 0
+    if pad:
+        widths = ((0, 0), (0, pad), (0, 0), (0, 0))
+        q_BxLxNxH, k_BxLxKxH, v_BxLxKxH = (jnp.pad(t, widths)
+                                           for t in (q_BxLxNxH, k_BxLxKxH, v_BxLxKxH))
+    out = jax.nn.dot_product_attention(q_BxLxNxH, k_BxLxKxH, v_BxLxKxH, is_causal=True,
+                                       implementation=impl)
+    return out[:, :length] if pad else out
+
+
 class Attention(nnx.Module):
     """GQA self-attention with RoPE; the fused kernel is `cfg.attention_impl` (see
     `attention_backend`)."""
@@ -81,8 +98,7 @@ class Attention(nnx.Module):
         q = constrain(apply_rope(q, cos_LxH, sin_LxH), mesh, "batch", "length", "act_heads", None)
         k = constrain(apply_rope(k, cos_LxH, sin_LxH), mesh, "batch", "length", "act_kv_heads", None)
         v = constrain(v, mesh, "batch", "length", "act_kv_heads", None)
-        out_BxLxNxH = jax.nn.dot_product_attention(
-            q, k, v, is_causal=True, implementation=attention_backend(cfg))
+        out_BxLxNxH = causal_attention(q, k, v, attention_backend(cfg))
         out = out_BxLxNxH.reshape(b, l, cfg.n_heads * cfg.head_dim)
         return out @ self.wo[...].astype(dt)
 

@@ -4,7 +4,9 @@ Per tile, the R peers' (index, value) lists of that chunk become dense sums and 
 atomics, sorting or scatter: a peer's k indices in one chunk are distinct, so with
 row one-hot A_hxK[r, j] = (idx_j // w == r) and column one-hot B_Kxw[j, c] = (idx_j % w == c)
     sums_hxw   += where(A, v_j, 0) @ B         counts_hxw += A @ B
-(matmuls at HIGHEST precision: each output is one exact product plus exact zeros). Peers are
+(each output is one exact product plus exact zeros: float32 matmuls at HIGHEST precision, or
+with bf16 dots (`TEMPLAR_KERNEL_DOTS=bf16`) each value split into three exact bf16 pieces
+that tensor cores multiply and the kernel sums back to the same float32). Peers are
 added in order 0..R-1 from +0.0, the order of the pure-JAX scatter-add on CPU, so the result is
 bit-identical; on GPU it is deterministic where XLA's scatter-add (atomics) is not. Tiles are
 written straight into the parameter's layout (no un-chunk transpose), each with a count of its
@@ -34,15 +36,28 @@ from templar_jax.sparseloco.chunking import from_chunks
 from templar_jax.sparseloco.compress import decode_values, tensor_geometry
 from templar_jax.sparseloco.geometry import ChunkGeometry
 from templar_jax.sparseloco.kernels.backend import (
-    default_tiles_per_block, pallas_call_kwargs, resolve_backend, unsupported_reason)
+    default_tiles_per_block, kernel_dots_bf16, pallas_call_kwargs, resolve_backend,
+    unsupported_reason)
+from templar_jax.sparseloco.kernels.tile_select import onehot_dot
 from templar_jax.sparseloco.payload import TensorPayload
 
 log = logging.getLogger(__name__)
 
 
-def _tile_sums_counts(idx_ref, val_ref, j, *, peers, h, w):
-    """(sums_hxw, counts_hxw) of chunk j of the block over all peers, peer order 0..R-1."""
-    hi = lax.Precision.HIGHEST
+def _split_bf16(v_f32):
+    """(hi, mid, lo) bfloat16 with (hi + mid) + lo == v exactly in float32: each takes the next
+    8 significant bits. Holds for finite |v| >= 2^-100 and +0; below, lo may be denormal and a
+    flush-to-zero device drops v's last bits (an absolute error under 1e-37), and -0 sums to +0
+    (as it does when the pure path adds it to its +0 start)."""
+    hi = v_f32.astype(jnp.bfloat16)
+    r1 = v_f32 - hi.astype(jnp.float32)
+    mid = r1.astype(jnp.bfloat16)
+    lo = (r1 - mid.astype(jnp.float32)).astype(jnp.bfloat16)
+    return hi, mid, lo
+
+
+def _tile_sums_counts(idx_ref, val_ref, j, n_loop, *, h, w, bf16):
+    """(sums_hxw, counts_hxw) of chunk j of the block over peers 0..n_loop-1, in that order."""
     rows_hx1 = lax.broadcasted_iota(jnp.int32, (h, 1), 0)
     cols_1xw = lax.broadcasted_iota(jnp.int32, (1, w), 1)
 
@@ -53,21 +68,27 @@ def _tile_sums_counts(idx_ref, val_ref, j, *, peers, h, w):
         # indices are >= 0, so C-style div/rem (no sign fix-ups: cheaper, and Mosaic-friendly)
         in_row_hxK = rows_hx1 == lax.div(idx_k, jnp.int32(w))[None, :]
         in_col_Kxw = (lax.rem(idx_k, jnp.int32(w))[:, None] == cols_1xw).astype(jnp.float32)
-        vals_hxK = jnp.where(in_row_hxK, val_k[None, :], 0.0)
-        sums = sums + jnp.dot(vals_hxK, in_col_Kxw, precision=hi)
-        counts = counts + jnp.dot(in_row_hxK.astype(jnp.float32), in_col_Kxw, precision=hi)
+        if bf16:  # three exact bf16 pieces per value, summed back to the float32 value
+            hi, mid, lo = (onehot_dot(jnp.where(in_row_hxK, part[None, :], 0.0), in_col_Kxw, True)
+                           for part in _split_bf16(val_k))
+            peer_hxw = (hi + mid) + lo
+        else:
+            peer_hxw = onehot_dot(jnp.where(in_row_hxK, val_k[None, :], 0.0), in_col_Kxw, False)
+        sums = sums + peer_hxw
+        counts = counts + onehot_dot(in_row_hxK.astype(jnp.float32), in_col_Kxw, bf16)
         return sums, counts
 
     zeros = jnp.zeros((h, w), jnp.float32)
-    return lax.fori_loop(0, peers, add_peer, (zeros, zeros))
+    return lax.fori_loop(0, n_loop, add_peer, (zeros, zeros))
 
 
-def _aggregate_kernel(idx_ref, val_ref, inv_n_ref, out_ref, bad_ref, *, peers, h, w, tiles,
-                      rule):
+def _aggregate_kernel(idx_ref, val_ref, inv_n_ref, n_loop_ref, out_ref, bad_ref, *, h, w, tiles,
+                      rule, bf16):
     bad = jnp.zeros((tiles, 1), jnp.int32)  # (t, 1): the layout Mosaic TPU accepts as a block
     slots = lax.broadcasted_iota(jnp.int32, (tiles, 1), 0)
     for j in range(tiles):
-        sums, counts = _tile_sums_counts(idx_ref, val_ref, j, peers=peers, h=h, w=w)
+        sums, counts = _tile_sums_counts(idx_ref, val_ref, j, n_loop_ref[0, 0], h=h, w=w,
+                                         bf16=bf16)
         if rule == "median_clip":  # mean over the peers that selected the coordinate
             dense = jnp.where(counts > 0, sums / jnp.maximum(counts, 1.0), 0.0)
         else:  # paper rule: plain average over the valid peers. XLA rewrites the pure path's
@@ -80,11 +101,13 @@ def _aggregate_kernel(idx_ref, val_ref, inv_n_ref, out_ref, bad_ref, *, peers, h
 
 
 def scatter_mean_tiles(idx_RxBxCxK, vals_RxBxCxK, n_valid, geom: ChunkGeometry, *, rule: str,
-                       backend: str, tiles_per_block: int, num_warps: int | None = None):
+                       backend: str, tiles_per_block: int, num_warps: int | None = None,
+                       n_loop=None):
     """(dense_BxRowsxCols float32, nonfinite_BxYxXx1 int32) from decoded, clipped peer values.
 
     Entries with an index outside the chunk (padding peers) contribute nothing; `n_valid` is
-    the divisor of the "mean" rule.
+    the divisor of the "mean" rule. Only peers 0..n_loop-1 are read (default: all R), so the
+    padding after the last real peer costs nothing.
     """
     (h, w), (y, x), k = geom.tile, geom.grid, geom.k
     r, b = idx_RxBxCxK.shape[:2]
@@ -92,19 +115,21 @@ def scatter_mean_tiles(idx_RxBxCxK, vals_RxBxCxK, n_valid, geom: ChunkGeometry, 
     idx = idx_RxBxCxK.reshape(r, b, y, x, k)
     vals = vals_RxBxCxK.astype(jnp.float32).reshape(r, b, y, x, k)
     inv_n_1x1 = jnp.reshape(1.0 / n_valid.astype(jnp.float32), (1, 1))
+    n_loop_1x1 = jnp.reshape(jnp.asarray(r if n_loop is None else n_loop, jnp.int32), (1, 1))
+    scalar_spec = pl.BlockSpec((1, 1), lambda bi, yi, xi: (0, 0))
     peer_spec = pl.BlockSpec((r, None, None, t, k), lambda bi, yi, xi: (0, bi, yi, xi, 0))
-    kernel = partial(_aggregate_kernel, peers=r, h=h, w=w, tiles=t, rule=rule)
+    kernel = partial(_aggregate_kernel, h=h, w=w, tiles=t, rule=rule, bf16=kernel_dots_bf16())
     return pl.pallas_call(
         kernel,
         grid=(b, y, x // t),
-        in_specs=[peer_spec, peer_spec, pl.BlockSpec((1, 1), lambda bi, yi, xi: (0, 0))],
+        in_specs=[peer_spec, peer_spec, scalar_spec, scalar_spec],
         out_specs=[pl.BlockSpec((None, h, w * t), lambda bi, yi, xi: (bi, yi, xi)),
                    pl.BlockSpec((None, None, t, 1), lambda bi, yi, xi: (bi, yi, xi, 0))],
         out_shape=[jax.ShapeDtypeStruct((b, y * h, x * w), jnp.float32),
                    jax.ShapeDtypeStruct((b, y, x, 1), jnp.int32)],
         name="sparseloco_aggregate",
         **pallas_call_kwargs(backend, num_warps=num_warps),
-    )(idx, vals, inv_n_1x1)
+    )(idx, vals, inv_n_1x1, n_loop_1x1)
 
 
 def _clipped_values(idx, vals, valid_R, rule: str, chunk_size: int, axis_names):
@@ -143,8 +168,10 @@ def aggregate_dense_pallas(idx_RxBxCxK, vals_RxBxCxK, valid_R, *, geom: ChunkGeo
         return from_chunks(dense, geom)
     idx, vals, n_valid = _clipped_values(idx_RxBxCxK, vals_RxBxCxK, valid_R, rule,
                                          geom.chunk_size, axis_names)
+    n_loop = jnp.max(jnp.where(valid_R, jnp.arange(1, valid_R.shape[0] + 1), 0))
     dense, nonfinite_BxYxXx1 = scatter_mean_tiles(idx, vals, n_valid, geom, rule=rule,
-                                                  backend=backend, tiles_per_block=tiles)
+                                                  backend=backend, tiles_per_block=tiles,
+                                                  n_loop=n_loop)
     bad_B = jnp.sum(nonfinite_BxYxXx1, axis=(1, 2, 3))
     bad_B = lax.psum(bad_B, tuple(axis_names)) if axis_names else bad_B
     ok_B = bad_B == 0

@@ -52,6 +52,20 @@ def triton_num_warps() -> int:
     return int(raw)
 
 
+# How the kernels' exact one-hot matmuls run: "f32" (float32 at HIGHEST precision: CUDA-core
+# FMAs on a GPU) or "bf16" (bfloat16 operands split so every product stays exact, float32
+# accumulation: tensor cores / the MXU's native path). Same bits either way.
+KERNEL_DOTS_ENV = "TEMPLAR_KERNEL_DOTS"
+KERNEL_DOTS = ("f32", "bf16")
+
+
+def kernel_dots_bf16() -> bool:
+    raw = os.environ.get(KERNEL_DOTS_ENV, "f32")
+    if raw not in KERNEL_DOTS:
+        raise KernelConfigError(f"{KERNEL_DOTS_ENV}={raw!r}: expected one of {KERNEL_DOTS}")
+    return raw == "bf16"
+
+
 def pallas_call_kwargs(backend: str, *, num_warps: int | None = None, num_stages: int = 1,
                        grid_rank: int = 3) -> dict:
     """`interpret=` / `compiler_params=` for `pl.pallas_call` on `backend`."""

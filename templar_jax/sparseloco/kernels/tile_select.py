@@ -11,9 +11,11 @@ bodies (it is also plain jnp, so it runs anywhere). Top-k by |x| with the lower-
    select over the index, ceil(log2 S) count passes) so exactly k entries are chosen.
 4. `compact`: out[j] = the selected element of row-major rank j, via row one-hots and small
    matmuls (a few tile passes instead of k; exact for every bit pattern: values travel as
-   int32 bits in 16-bit halves, so -0.0, NaN payloads and denormals survive untouched).
+   int32 bits in 16-bit halves, or bytes with bfloat16 dots, so -0.0, NaN payloads and
+   denormals survive untouched).
 No sort, no cumsum, no gather/scatter, no slicing of loaded values. Per 64x64 tile: 31 + 12
-count passes of the radix select, ~6 passes and five 64x64x64 matmuls for the compaction.
+count passes of the radix select, ~6 passes and five 64x64x64 float32 matmuls (seven bf16
+ones) for the compaction.
 """
 
 from __future__ import annotations
@@ -67,21 +69,39 @@ def _prefix_matrices(h: int, w: int):
     return rows_before_hxh, cols_before_wxw
 
 
-def compact(sel_hxw, bits_hxw, k: int):
+def onehot_dot(a, b, bf16: bool):
+    """a @ b, exact, for 0/1 `a` whose rows pick at most one term per output, and `b` of small
+    integers (< 256 when `bf16`) or, with `bf16`, bfloat16-exact values. bf16=True runs on
+    tensor cores / the MXU's native path; bf16=False is float32 at HIGHEST precision."""
+    if bf16:
+        return jnp.dot(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16),
+                       preferred_element_type=jnp.float32)
+    return jnp.dot(a, b, precision=lax.Precision.HIGHEST)
+
+
+def _int_parts(bits_hxw, bf16: bool):
+    """(shift, float part) pieces of int32 bits that `onehot_dot` carries exactly: 16-bit
+    halves for float32 dots, bytes for bfloat16 dots (8 significant bits)."""
+    width = 8 if bf16 else 16
+    mask = jnp.int32((1 << width) - 1)
+    return [(s, (lax.shift_right_logical(bits_hxw, jnp.int32(s)) & mask).astype(jnp.float32))
+            for s in range(0, 32, width)]
+
+
+def compact(sel_hxw, bits_hxw, k: int, bf16: bool = False):
     """(idx_K int32 ascending, bits_K int32) of the k selected entries of a tile, in row-major
     order, via row one-hots instead of k full-tile passes:
 
       slot j lies in row r when rowoff[r] <= j < rowoff[r] + rowcnt[r]   (one-hot RowSel_Kxh)
-      RowSel @ sel, RowSel @ within-row-rank, RowSel @ bit halves         (that row, per slot)
+      RowSel @ sel, RowSel @ within-row-rank, RowSel @ bit pieces         (that row, per slot)
       its column is the one whose within-row rank is j - rowoff[r]
-    Matmuls have exactly one 1 per row of RowSel and integer data < 2^16 (bits split in 16-bit
-    halves), so at HIGHEST precision every product sum is exact.
+    RowSel has exactly one 1 per row and the other operands are small integers (bits travel in
+    16-bit halves, or bytes for bf16 dots), so every product sum is exact (`onehot_dot`).
     """
     h, w = sel_hxw.shape
-    hi = lax.Precision.HIGHEST
     sel = sel_hxw.astype(jnp.float32)
     rows_before_hxh, cols_before_wxw = _prefix_matrices(h, w)
-    within_hxw = jnp.dot(sel, cols_before_wxw, precision=hi)     # exclusive rank within row
+    within_hxw = onehot_dot(sel, cols_before_wxw, bf16)     # exclusive rank within row (< w)
     rowcnt_h = jnp.sum(sel, axis=1)
     rowoff_h = jnp.sum(rows_before_hxh * rowcnt_h[None, :], axis=1)
     rowend_h = rowoff_h + rowcnt_h
@@ -89,26 +109,25 @@ def compact(sel_hxw, bits_hxw, k: int):
     in_row_Kxh = (rowoff_h[None, :] <= slot_Kx1) & (slot_Kx1 < rowend_h[None, :])
     row_sel_Kxh = in_row_Kxh.astype(jnp.float32)
     target_K = slot_Kx1[:, 0] - jnp.sum(jnp.where(in_row_Kxh, rowoff_h[None, :], 0.0), axis=1)
-    sel_row_Kxw = jnp.dot(row_sel_Kxh, sel, precision=hi)
-    within_row_Kxw = jnp.dot(row_sel_Kxh, within_hxw, precision=hi)
+    sel_row_Kxw = onehot_dot(row_sel_Kxh, sel, bf16)
+    within_row_Kxw = onehot_dot(row_sel_Kxh, within_hxw, bf16)
     hit_Kxw = (sel_row_Kxw > 0.5) & (within_row_Kxw == target_K[:, None])
-    hi16 = lax.shift_right_logical(bits_hxw, jnp.int32(16)).astype(jnp.float32)
-    lo16 = (bits_hxw & jnp.int32(0xFFFF)).astype(jnp.float32)
-    hi_row_Kxw = jnp.dot(row_sel_Kxh, hi16, precision=hi)
-    lo_row_Kxw = jnp.dot(row_sel_Kxh, lo16, precision=hi)
     row_K = jnp.sum(jnp.where(in_row_Kxh, lax.broadcasted_iota(jnp.int32, (k, h), 1), 0), axis=1)
     col_K = jnp.sum(jnp.where(hit_Kxw, lax.broadcasted_iota(jnp.int32, (k, w), 1), 0), axis=1)
-    hi_K = jnp.sum(jnp.where(hit_Kxw, hi_row_Kxw, 0.0), axis=1).astype(jnp.int32)
-    lo_K = jnp.sum(jnp.where(hit_Kxw, lo_row_Kxw, 0.0), axis=1).astype(jnp.int32)
-    return row_K * w + col_K, jnp.left_shift(hi_K, jnp.int32(16)) | lo_K
+    bits_K = jnp.zeros((k,), jnp.int32)
+    for shift, part_hxw in _int_parts(bits_hxw, bf16):
+        part_row_Kxw = onehot_dot(row_sel_Kxh, part_hxw, bf16)
+        part_K = jnp.sum(jnp.where(hit_Kxw, part_row_Kxw, 0.0), axis=1).astype(jnp.int32)
+        bits_K = bits_K | jnp.left_shift(part_K, jnp.int32(shift))
+    return row_K * w + col_K, bits_K
 
 
-def tile_topk(x_hxw_f32, k: int):
+def tile_topk(x_hxw_f32, k: int, bf16: bool = False):
     """Top-k of one float32 tile: (idx_K ascending row-major, values_K float32, bit-exact)."""
     h, w = x_hxw_f32.shape
     flat_idx = (lax.broadcasted_iota(jnp.int32, (h, w), 0) * w
                 + lax.broadcasted_iota(jnp.int32, (h, w), 1))
     bits = lax.bitcast_convert_type(x_hxw_f32, jnp.int32)
     sel = topk_mask(bits & jnp.int32(_ABS_MASK), flat_idx, k)
-    idx_k, bits_k = compact(sel, bits, k)
+    idx_k, bits_k = compact(sel, bits, k, bf16)
     return idx_k, lax.bitcast_convert_type(bits_k, jnp.float32)
