@@ -15,7 +15,7 @@
 #                           floor / pure / kernel ms and ns/param, 20-peer aggregation, `match`,
 #                           kernel variants DOTS:WARPS (see bench/compress.py --variants)
 #   4. train_step.txt       bench/train_step.py --model 1b --batch 16 --seq-len 2048, 5 steps:
-#                           cuDNN attention with remat full, dots_saveable and none, then XLA
+#                           cuDNN attention with remat none, full and dots_saveable, then XLA
 #                           attention with remat none (tokens/s, MFU)
 #   5. summary.txt          exit codes and the JSON lines, for pasting into a report
 # Python: $PYTHON if set, else the repo's .venv when its jax sees a GPU, else python3 (the
@@ -36,7 +36,7 @@ else
   export JAX_PLATFORMS="${JAX_PLATFORMS:-cuda,cpu}"
   BACKEND=triton; BENCH_ARGS=(--scale 1 --iters 10 --peers 20 --variants f32:8,bf16:4,bf16:8,bf16:16)
   TRAIN_ARGS=(--model 1b --batch 16 --seq-len 2048 --steps 5)
-  TRAIN_SWEEP=("full cudnn" "dots_saveable cudnn" "none cudnn" "none xla")  # "remat attention"
+  TRAIN_SWEEP=("none cudnn" "full cudnn" "dots_saveable cudnn" "none xla")  # "remat attention"
 fi
 
 PY="${PYTHON:-}"
@@ -77,7 +77,7 @@ fi
 
 export TEMPLAR_KERNEL_BACKEND=$BACKEND  # the kernel tests run the real backend, not interpret
 # the Pallas kernels on the device in both dot modes, bitwise against the in-order reference
-for dots in bf16 f32; do
+for dots in ${KERNEL_TEST_DOTS:-bf16 f32}; do
   TEMPLAR_KERNEL_DOTS=$dots STEP_NOTE="dots=$dots" step kernel_tests 90 "$PY" -m pytest \
     tests/test_kernels_compress.py tests/test_kernels_aggregate.py -q -rfE -p no:cacheprovider
 done
