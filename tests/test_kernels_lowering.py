@@ -14,13 +14,24 @@ _, GEOM = tensor_geometry((128, 512), 0)  # 2 x 8 tiles of 64x64
 PLATFORMS = {"triton": ("cuda", 1), "mosaic_tpu": ("tpu", 8)}
 
 
+def lower_text(fn, args, platform):
+    """Lowered module text; skips where this jax's Triton lowering wants a real GPU (jax 0.11
+    reads the GPU's properties while lowering; 0.10 lowers for an abstract one)."""
+    try:
+        return fn.trace(*args).lower(lowering_platforms=(platform,)).as_text()
+    except RuntimeError as exc:
+        if "No supported GPU devices" in str(exc):
+            pytest.skip(f"jax {jax.__version__} lowers Triton kernels only on a GPU")
+        raise
+
+
 @pytest.mark.parametrize("backend", list(PLATFORMS))
 def test_compress_kernel_lowers(backend):
     platform, tiles = PLATFORMS[backend]
     e = jax.ShapeDtypeStruct((2, 128, 512), jnp.float32)
     fn = jax.jit(lambda e, d: ef_select(e, d, beta=0.95, geom=GEOM, backend=backend,
                                         tiles_per_block=tiles))
-    text = fn.trace(e, e).lower(lowering_platforms=(platform,)).as_text()
+    text = lower_text(fn, (e, e), platform)
     assert "sparseloco_ef_topk" in text
 
 
@@ -32,5 +43,5 @@ def test_aggregate_kernel_lowers(backend):
     fn = jax.jit(lambda i, v, n: scatter_mean_tiles(i, v, n, GEOM, rule="median_clip",
                                                     backend=backend, tiles_per_block=tiles))
     n = jax.ShapeDtypeStruct((), jnp.float32)
-    text = fn.trace(idx, vals, n).lower(lowering_platforms=(platform,)).as_text()
+    text = lower_text(fn, (idx, vals, n), platform)
     assert "sparseloco_aggregate" in text

@@ -1,11 +1,14 @@
 """The `impl="pallas"` switch of the transformation and the aggregation (interpret mode on CPU)
-gives the same payloads, error feedback and aggregate as the default pure-JAX path."""
+gives the same payloads, error feedback and aggregate as the default pure-JAX path; "auto"
+and the kernels' dot mode resolve as measured."""
 
 import jax
 import numpy as np
 import pytest
 
-from templar_jax.sparseloco import aggregate, sparseloco
+from templar_jax.sparseloco import AggregationError, aggregate, sparseloco
+from templar_jax.sparseloco.impl import resolve_impl
+from templar_jax.sparseloco.kernels.backend import KERNEL_DOTS_ENV, KernelConfigError, kernel_dots_bf16
 
 
 def _tree(seed):
@@ -34,3 +37,24 @@ def test_pallas_switch_matches_pure_jax():
 def test_unknown_impl_is_a_clear_error():
     with pytest.raises(ValueError, match="implementation"):
         sparseloco(impl="cuda")
+    with pytest.raises(AggregationError, match="implementation"):
+        aggregate([], _tree(0), impl="cuda")
+
+
+def test_auto_picks_what_was_measured_faster(monkeypatch):
+    """CPU: pure JAX for both. GPU: the compression kernel, pure-JAX aggregation."""
+    assert resolve_impl("auto", "compress") == resolve_impl("auto", "aggregate") == "jax"
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert resolve_impl("auto", "compress") == "pallas"
+    assert resolve_impl("auto", "aggregate") == "jax"
+    assert resolve_impl("pallas", "aggregate") == "pallas" and resolve_impl("x", "compress") is None
+
+
+def test_dots_mode_auto_is_bf16_on_triton_only(monkeypatch):
+    monkeypatch.delenv(KERNEL_DOTS_ENV, raising=False)
+    assert kernel_dots_bf16("triton") and not kernel_dots_bf16("interpret")
+    monkeypatch.setenv(KERNEL_DOTS_ENV, "f32")
+    assert not kernel_dots_bf16("triton")
+    monkeypatch.setenv(KERNEL_DOTS_ENV, "fp8")
+    with pytest.raises(KernelConfigError, match=KERNEL_DOTS_ENV):
+        kernel_dots_bf16("triton")

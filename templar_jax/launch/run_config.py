@@ -76,7 +76,10 @@ SCHEMA: dict[str, dict[str, KeySpec]] = {
         "outer_lr": KeySpec(_NUM, "outer SGD step alpha"),
         "aggregation": KeySpec((str,), "'median_clip_mean' (SPEC 2.4, default) or 'sum' (paper 1/R sum)"),
         "index_coding": KeySpec((str,), "wire index code: 'elias-fano' or '12bit'"),
-        "impl": KeySpec((str,), "'jax' (default) or 'pallas': compression/aggregation kernels", required=False),
+        "impl": KeySpec(
+            (str,), "'auto' (default: the Pallas compression kernel on GPUs, pure JAX elsewhere), 'jax' or 'pallas'",
+            required=False,
+        ),
     },
     "peers": {
         "gather": KeySpec((int,), "peers aggregated per window"),

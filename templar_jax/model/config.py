@@ -47,8 +47,9 @@ class ModelConfig:
     scan_layers: bool = True  # lax.scan over the stacked layers (one compiled layer body)
     remat_policy: str = "none"  # see REMAT_POLICIES
     # jax.nn.dot_product_attention backend: "xla" (any device), "cudnn" (NVIDIA, fused flash
-    # attention, bf16/fp16 only), "auto" (cudnn on a GPU when the compute dtype allows, else xla)
-    attention_impl: str = "xla"
+    # attention, bf16/fp16 only), "auto" (cudnn on a GPU when the compute dtype allows, else
+    # xla). 1b on an H200: 45.8% MFU with cudnn vs 29.5% with xla (remat full).
+    attention_impl: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "d_ff"):

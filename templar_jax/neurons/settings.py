@@ -53,7 +53,7 @@ class NeuronSettings:
     write_credentials_file: str | None = None
     read_credentials_file: str | None = None
     resume_interval_windows: int = 0  # 0: miners keep no local resume checkpoint
-    sparseloco_impl: str = "jax"  # or "pallas" (templar_jax/sparseloco/kernels)
+    sparseloco_impl: str = "auto"  # "jax", "pallas" or "auto" (templar_jax/sparseloco/impl.py)
 
     @property
     def init_seed(self) -> int:
@@ -105,7 +105,7 @@ class NeuronSettings:
             write_credentials_file=cfg["storage"].get("write_credentials_file"),
             read_credentials_file=cfg["storage"].get("read_credentials_file"),
             resume_interval_windows=int(cfg["run"].get("resume_interval_windows", 0)),
-            sparseloco_impl=cfg["sparseloco"].get("impl", "jax"),
+            sparseloco_impl=cfg["sparseloco"].get("impl", "auto"),
         )
 
     def replace(self, **changes: Any) -> "NeuronSettings":

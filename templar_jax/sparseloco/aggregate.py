@@ -19,6 +19,7 @@ import numpy as np
 from templar_jax.sparseloco import codec
 from templar_jax.sparseloco.chunking import from_chunks
 from templar_jax.sparseloco.compress import decode_values, tensor_geometry
+from templar_jax.sparseloco.impl import IMPLS, resolve_impl
 from templar_jax.sparseloco.payload import Payload, TensorPayload
 from templar_jax.sparseloco.tree import batch_dims_from_names, flatten, unflatten
 
@@ -138,7 +139,8 @@ def aggregate(payloads: Sequence[Payload], params_like: Mapping[str, Any], *,
     With `mesh` (specs from `param_specs` {flat_name: PartitionSpec} or from `params_like`'s
     NamedShardings), parameters whose shards hold whole chunks are aggregated per shard and
     come back sharded like the parameter (`sharded_aggregate.py`).
-    `impl`: "jax" (default) or "pallas" (sparseloco/kernels; bit-identical results).
+    `impl`: "jax" (default), "pallas" (sparseloco/kernels; bit-identical results on CPU) or
+    "auto" (sparseloco/impl.py).
     """
     one, sharded = _aggregate_fns(impl)
     shapes = _flat_shapes(params_like)
@@ -165,13 +167,15 @@ def aggregate(payloads: Sequence[Payload], params_like: Mapping[str, Any], *,
 
 
 def _aggregate_fns(impl: str):
-    """(unsharded, sharded) per-tensor aggregation: pure JAX or the Pallas kernels."""
-    if impl == "pallas":
+    """(unsharded, sharded) per-tensor aggregation: pure JAX or the Pallas kernels ("auto":
+    pure JAX, the faster on every device measured; sparseloco/impl.py)."""
+    resolved = resolve_impl(impl, "aggregate")
+    if resolved is None:
+        raise AggregationError(f"unknown aggregation implementation {impl!r}; expected one of {IMPLS}")
+    if resolved == "pallas":
         from templar_jax.sparseloco.kernels import aggregate_tensor_pallas, aggregate_tensor_sharded_pallas
 
         return aggregate_tensor_pallas, aggregate_tensor_sharded_pallas
-    if impl != "jax":
-        raise AggregationError(f"unknown aggregation implementation {impl!r}; expected jax or pallas")
     from templar_jax.sparseloco.sharded_aggregate import aggregate_tensor_sharded
 
     return aggregate_tensor, aggregate_tensor_sharded

@@ -30,6 +30,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 
 from templar_jax.sparseloco.compress import ef_compress_tensor, null_payload, tensor_geometry
+from templar_jax.sparseloco.impl import IMPLS, resolve_impl
 from templar_jax.sparseloco.payload import Payload
 from templar_jax.sparseloco.sharded import ShardPlan, ef_compress_sharded, plan_shards
 from templar_jax.sparseloco.tree import batch_dims_from_names, flatten, restructure
@@ -62,18 +63,16 @@ def _spec_of(x, name, param_specs, mesh):
     return None
 
 
-IMPLS = ("jax", "pallas")
-
-
 def _compress_fns(impl: str):
     """(unsharded, sharded) EF+compress functions: pure JAX, or the Pallas kernels (same
-    arguments, bit-identical results; see sparseloco/kernels)."""
-    if impl == "pallas":
+    arguments, bit-identical results; see sparseloco/kernels). "auto": see sparseloco/impl.py."""
+    resolved = resolve_impl(impl, "compress")
+    if resolved is None:
+        raise ValueError(f"unknown SparseLoCo implementation {impl!r}; expected one of {IMPLS}")
+    if resolved == "pallas":
         from templar_jax.sparseloco.kernels import ef_compress_sharded_pallas, ef_compress_tensor_pallas
 
         return ef_compress_tensor_pallas, ef_compress_sharded_pallas
-    if impl != "jax":
-        raise ValueError(f"unknown SparseLoCo implementation {impl!r}; expected one of {IMPLS}")
     return ef_compress_tensor, ef_compress_sharded
 
 
@@ -114,8 +113,8 @@ def sparseloco(beta: float = 0.95, topk: int = 64, chunk: int = 64, *, bins: int
       bins, sigma_range: quantizer levels and range (4 and 6.0).
       batch_dims: {flat_name: number of leading stacked dims}; default: 1 for "layers/..." names.
       mesh, param_specs: enable per-shard compression ({flat_name: PartitionSpec}, optional).
-      impl: "jax" (default) or "pallas" (the kernels of sparseloco/kernels; enable only where
-        bench/compress.py shows them exact and faster on the device).
+      impl: "jax" (default), "pallas" (the kernels of sparseloco/kernels; bit-identical) or
+        "auto" (the kernel where bench/compress.py measured it faster: GPUs; sparseloco/impl.py).
     update(pseudo_grad, state, params=None, *, null_round=False) returns (flat Payload, state).
     A null round returns payloads that decode to zeros and resets the error feedback to zero.
     """

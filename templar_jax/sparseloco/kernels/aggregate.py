@@ -118,7 +118,8 @@ def scatter_mean_tiles(idx_RxBxCxK, vals_RxBxCxK, n_valid, geom: ChunkGeometry, 
     n_loop_1x1 = jnp.reshape(jnp.asarray(r if n_loop is None else n_loop, jnp.int32), (1, 1))
     scalar_spec = pl.BlockSpec((1, 1), lambda bi, yi, xi: (0, 0))
     peer_spec = pl.BlockSpec((r, None, None, t, k), lambda bi, yi, xi: (0, bi, yi, xi, 0))
-    kernel = partial(_aggregate_kernel, h=h, w=w, tiles=t, rule=rule, bf16=kernel_dots_bf16())
+    kernel = partial(_aggregate_kernel, h=h, w=w, tiles=t, rule=rule,
+                     bf16=kernel_dots_bf16(backend))
     return pl.pallas_call(
         kernel,
         grid=(b, y, x // t),

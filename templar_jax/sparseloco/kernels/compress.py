@@ -55,7 +55,8 @@ def ef_select(e_BxRxC, delta_BxRxC, *, beta: float, geom: ChunkGeometry, backend
     grid = (b, y, x // t)
     tile_spec = pl.BlockSpec((None, h, w * t), lambda bi, yi, xi: (bi, yi, xi))
     sel_spec = pl.BlockSpec((None, None, t, k), lambda bi, yi, xi: (bi, yi, xi, 0))
-    kernel = partial(_ef_select_kernel, beta=beta, k=k, w=w, tiles=t, bf16=kernel_dots_bf16())
+    kernel = partial(_ef_select_kernel, beta=beta, k=k, w=w, tiles=t,
+                     bf16=kernel_dots_bf16(backend))
     return pl.pallas_call(
         kernel,
         grid=grid,
