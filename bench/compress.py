@@ -6,12 +6,15 @@ divides every dim by s, so params shrink by s^2). Per step it times, in the same
              error-feedback compression step must move), with its bandwidth
   pure       sparseloco.compress.ef_compress_tensor (EF + top-64/4096 + 2-bit quantize + residual)
   kernel     kernels.ef_compress_tensor_pallas (same results; `match` checks it bitwise)
-  agg_pure / agg_kernel   aggregate R peers (dequantize, median-norm clip, scatter-mean)
-Prints one JSON line per measurement and a table. On CPU the kernel runs in Pallas interpret
+  agg_pure / agg_kernel   aggregate R peers (dequantize, median-norm clip, scatter-mean),
+             with `deterministic` (a second run gives the same bits)
+Kernel rows repeat for each --variants entry (dot mode and Triton warps). Prints one JSON line
+per measurement and a table. On CPU the kernel runs in Pallas interpret
 mode: its times there say nothing about GPU speed (interpret mode runs the grid serially).
 
     python bench/compress.py --scale 16            # CPU smoke run
     python bench/compress.py --scale 1 --iters 10  # one H100/H200
+    python bench/compress.py --scale 1 --variants f32:8,bf16:4,bf16:8   # sweep kernel variants
 """
 
 from __future__ import annotations
@@ -241,9 +244,10 @@ def main() -> None:
                     help="Pallas backend: auto|interpret|triton|mosaic_tpu (auto: from the device)")
     ap.add_argument("--tiles-per-block", type=int, default=None,
                     help="64x64 chunks per kernel program (default: backend's choice)")
-    ap.add_argument("--variants", type=parse_variants, default=["f32:4"],
-                    help="kernel variants as DOTS:WARPS, comma-separated (DOTS f32|bf16: how "
-                         "the exact one-hot matmuls run; WARPS: Triton warps per program)")
+    ap.add_argument("--variants", type=parse_variants, default=["auto:4"],
+                    help="kernel variants as DOTS:WARPS, comma-separated (DOTS auto|f32|bf16: how "
+                         "the exact one-hot matmuls run, auto = bf16 on Triton; WARPS: Triton "
+                         "warps per program)")
     ap.add_argument("--only", choices=("compress", "aggregate"), default=None)
     args = ap.parse_args()
     if 8192 % args.scale or 1024 % args.scale or (1024 // args.scale) < 1:
