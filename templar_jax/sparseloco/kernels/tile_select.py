@@ -70,9 +70,9 @@ def _prefix_matrices(h: int, w: int):
 
 
 def onehot_dot(a, b, bf16: bool):
-    """a @ b, exact, for 0/1 `a` whose rows pick at most one term per output, and `b` of small
-    integers (< 256 when `bf16`) or, with `bf16`, bfloat16-exact values. bf16=True runs on
-    tensor cores / the MXU's native path; bf16=False is float32 at HIGHEST precision."""
+    """a @ b for 0/1 `a`, exact when each output sums small integers (< 2^24 in all; each `b`
+    entry < 256 when `bf16`) or a single nonzero product (any bf16-exact `b`). bf16=True runs
+    on tensor cores / the MXU's native path; bf16=False is float32 at HIGHEST precision."""
     if bf16:
         return jnp.dot(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16),
                        preferred_element_type=jnp.float32)
