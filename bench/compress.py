@@ -6,8 +6,9 @@ divides every dim by s, so params shrink by s^2). Per step it times, in the same
              error-feedback compression step must move), with its bandwidth
   pure       sparseloco.compress.ef_compress_tensor (EF + top-64/4096 + 2-bit quantize + residual)
   kernel     kernels.ef_compress_tensor_pallas (same results; `match` checks it bitwise)
-  agg_pure / agg_kernel   aggregate R peers (dequantize, median-norm clip, scatter-mean),
-             with `deterministic` (a second run gives the same bits)
+  agg_pure / agg_ordered / agg_kernel   aggregate R peers (dequantize, median-norm clip,
+             scatter-mean): one scatter for all peers / one per peer in order / the Pallas
+             kernel, with `deterministic` (a second run gives the same bits)
 Kernel rows repeat for each --variants entry (dot mode and Triton warps). Prints one JSON line
 per measurement and a table. On CPU the kernel runs in Pallas interpret
 mode: its times there say nothing about GPU speed (interpret mode runs the grid serially).
@@ -172,9 +173,9 @@ def bench_aggregate(args, shapes, rows, backend):
         def f(st, valid):
             out = {}
             for n, s in two_d.items():
-                if impl == "pure":
+                if impl in ("pure", "ordered"):
                     out[n] = _aggregate_stacked(st[n], valid, shape=s, batch_ndim=0, chunk=64,
-                                                rule="median_clip")
+                                                rule="median_clip", ordered=impl == "ordered")
                 else:
                     out[n] = _aggregate_stacked_pallas(
                         st[n], valid, shape=s, batch_ndim=0, chunk=64, rule="median_clip",
@@ -189,6 +190,13 @@ def bench_aggregate(args, shapes, rows, backend):
     # a GPU's scatter-add uses atomics: its sums can differ in the last bits from run to run
     emit(rows, impl="agg_pure", ms=pure_ms, ns_per_param=pure_ms * 1e6 / n_params,
          deterministic=bitwise_equal(pure(stacked, valid), want), **common)
+    # one unique-index scatter per peer, in peer order: deterministic wherever it runs
+    ordered = run("ordered")
+    ord_ms, ord_out = timed(ordered, stacked, valid, iters=args.iters)
+    emit(rows, impl="agg_ordered", ms=ord_ms, ns_per_param=ord_ms * 1e6 / n_params,
+         match=bitwise_equal(ord_out, want),
+         deterministic=bitwise_equal(ordered(stacked, valid), ord_out),
+         faster_than_pure=ord_ms < pure_ms, **common)
     for variant in variant_sweep(args):
         try:
             kernel = run("kernel")
@@ -197,6 +205,7 @@ def bench_aggregate(args, shapes, rows, backend):
                  match=bitwise_equal(got, want),
                  deterministic=bitwise_equal(kernel(stacked, valid), got),
                  max_abs_diff=float(max(jnp.max(jnp.abs(got[n] - want[n])) for n in got)),
+                 match_ordered=bitwise_equal(got, ord_out),
                  faster_than_pure=kern_ms < pure_ms, **variant, **common)
         except Exception as exc:
             traceback.print_exc(file=sys.stderr)

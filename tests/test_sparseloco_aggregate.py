@@ -100,3 +100,20 @@ def test_tree_api_norms_densify_and_outer_step():
     assert new["final_norm"]["scale"].dtype == jnp.float32
     with pytest.raises(AggregationError, match="lack"):
         aggregate([payloads[0], {"layers/w": payloads[1]["layers/w"]}], params)
+
+
+@pytest.mark.parametrize("rule", ["median_clip", "mean"])
+def test_ordered_peer_sums_equal_the_one_scatter_path_bitwise(rule):
+    """`ordered=True` (one unique-index scatter per peer, stopping at the last valid peer) gives
+    the default path's bits on CPU, with padding peers after and an invalid peer among them."""
+    from templar_jax.sparseloco.aggregate import _aggregate_stacked, _stack, peer_bucket
+
+    payloads = peer_payloads(5, seed=9)
+    stacked = _stack(payloads, pad_to=peer_bucket(5))  # 8 slots: 5 peers + 3 zero payloads
+    valid = np.arange(8) < 5
+    valid[2] = False  # an invalid peer before valid ones: dropped in both paths
+    kw = dict(shape=SHAPE, batch_ndim=0, chunk=64, rule=rule)
+    want = np.asarray(_aggregate_stacked(stacked, valid, **kw))
+    got = np.asarray(_aggregate_stacked(stacked, valid, ordered=True, **kw))
+    np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
+    assert np.count_nonzero(got) > 0

@@ -59,44 +59,63 @@ def _stack(payloads: Sequence[TensorPayload], pad_to: int | None = None) -> Tens
     return TensorPayload(*fields)
 
 
+def _peer_sums(zeros_BxCxS, idx_RxBxCxK, vals_RxBxCxK, ordered_upto=None):
+    """zeros + every peer's values scattered in (duplicates accumulate in peer order 0..R-1 on
+    CPU). Default: one scatter with the peers on the K axis ([B, C, R*K]); a GPU's scatter-add
+    then adds colliding peers with atomics, in any order. With `ordered_upto` (a traced peer
+    count): one scatter per peer 0..ordered_upto-1, each with unique indices, so the order is
+    fixed on every device (a candidate for deterministic GPU aggregation, bench/compress.py)."""
+    r, b, c, k = idx_RxBxCxK.shape
+    if ordered_upto is None:
+        idx = jnp.moveaxis(idx_RxBxCxK, 0, 2).reshape(b, c, r * k)
+        return codec.scatter_add(zeros_BxCxS, idx, jnp.moveaxis(vals_RxBxCxK, 0, 2).reshape(b, c, r * k))
+
+    def add_peer(i, acc):
+        return codec.scatter_add(acc, idx_RxBxCxK[i], vals_RxBxCxK[i], unique_indices=True)
+
+    return jax.lax.fori_loop(0, ordered_upto, add_peer, zeros_BxCxS)
+
+
 def aggregate_chunks(idx_RxBxCxK, vals_RxBxCxK, valid_R, *, chunk_size: int, rule: str,
-                     axis_names: Sequence[str] = ()):
+                     axis_names: Sequence[str] = (), ordered: bool = False):
     """SPEC 2.4 on chunked, decoded peer values -> dense chunks [B, C, chunk_size].
 
     Padding peers (valid_R == 0) contribute nothing. Under shard_map, `axis_names` completes the
     per-peer norms and the non-finite check across the shards of one reference tensor.
     A reference tensor whose result has any non-finite value comes back as zeros (skipped).
+    `ordered`: add the peers one scatter at a time up to the last valid one (`_peer_sums`).
     """
     r, b, c, k = idx_RxBxCxK.shape
     valid_R = valid_R.astype(jnp.float32)
     n_valid = jnp.sum(valid_R).astype(jnp.int32)
+    upto = None
+    if ordered:  # stop after the last valid peer; invalid ones inside are dropped (mode="drop")
+        upto = jnp.max(jnp.where(valid_R > 0, jnp.arange(1, r + 1), 0))
+        idx_RxBxCxK = jnp.where(valid_R[:, None, None, None] > 0, idx_RxBxCxK, chunk_size)
     vals_RxBxCxK = vals_RxBxCxK * valid_R[:, None, None, None]  # padding peers contribute nothing
     zeros = jnp.zeros((b, c, chunk_size), jnp.float32)
-    # Peers go on the K axis: [B, C, R*K], so one scatter handles all of them.
-    idx = jnp.moveaxis(idx_RxBxCxK, 0, 2).reshape(b, c, r * k)
     if rule == "mean":
-        vals = jnp.moveaxis(vals_RxBxCxK, 0, 2).reshape(b, c, r * k)
-        dense = codec.scatter_add(zeros, idx, vals) / n_valid.astype(jnp.float32)
+        dense = _peer_sums(zeros, idx_RxBxCxK, vals_RxBxCxK, upto) / n_valid.astype(jnp.float32)
     else:
         norms_RxB = jnp.sqrt(jax.vmap(lambda v: codec.sumsq(v, axis_names))(vals_RxBxCxK))
         m_B = _lower_median(jnp.where(valid_R[:, None] > 0, norms_RxB, jnp.inf), n_valid)
         factor_RxB = jnp.minimum(1.0, m_B / (norms_RxB + CLIP_EPS)) * valid_R[:, None]
-        vals = jnp.moveaxis(vals_RxBxCxK * factor_RxB[:, :, None, None], 0, 2).reshape(b, c, r * k)
         ones = jnp.broadcast_to(valid_R[:, None, None, None], vals_RxBxCxK.shape)
-        sums = codec.scatter_add(zeros, idx, vals)
-        counts = codec.scatter_add(zeros, idx, jnp.moveaxis(ones, 0, 2).reshape(b, c, r * k))
+        sums = _peer_sums(zeros, idx_RxBxCxK, vals_RxBxCxK * factor_RxB[:, :, None, None], upto)
+        counts = _peer_sums(zeros, idx_RxBxCxK, ones, upto)
         dense = jnp.where(counts > 0, sums / jnp.maximum(counts, 1.0), 0.0)
     bad_B = jnp.sum(~jnp.isfinite(dense), axis=(1, 2), dtype=jnp.float32)
     bad_B = jax.lax.psum(bad_B, tuple(axis_names)) if axis_names else bad_B
     return jnp.where((bad_B == 0)[:, None, None], dense, 0.0)
 
 
-@partial(jax.jit, static_argnames=("shape", "batch_ndim", "chunk", "rule"))
-def _aggregate_stacked(stacked: TensorPayload, valid_R, *, shape, batch_ndim, chunk, rule):
+@partial(jax.jit, static_argnames=("shape", "batch_ndim", "chunk", "rule", "ordered"))
+def _aggregate_stacked(stacked: TensorPayload, valid_R, *, shape, batch_ndim, chunk, rule,
+                       ordered=False):
     batch_shape, geom = tensor_geometry(shape, batch_ndim, chunk=chunk)
     idx_RxBxCxK, vals_RxBxCxK = jax.vmap(lambda p: decode_values(p, batch_shape))(stacked)
     dense = aggregate_chunks(idx_RxBxCxK, vals_RxBxCxK, valid_R, chunk_size=geom.chunk_size,
-                             rule=rule)
+                             rule=rule, ordered=ordered)
     return from_chunks(dense, geom).reshape(shape)
 
 

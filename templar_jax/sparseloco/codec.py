@@ -65,12 +65,14 @@ def dequantize(codes_BxCxK, shift_B, lut_BxN):
     return vals + jnp.asarray(shift_B, jnp.float32).reshape(b, 1, 1)
 
 
-def scatter_add(base_BxCxS, idx_BxCxK, vals_BxCxK):
-    """base[b, c, idx[b, c, j]] += vals[b, c, j] (duplicates accumulate)."""
+def scatter_add(base_BxCxS, idx_BxCxK, vals_BxCxK, unique_indices: bool = False):
+    """base[b, c, idx[b, c, j]] += vals[b, c, j] (duplicates accumulate; `unique_indices`
+    promises there are none, which lets a GPU skip atomics)."""
     b, c, _ = idx_BxCxK.shape
     rows_b = jnp.arange(b)[:, None, None]
     rows_c = jnp.arange(c)[None, :, None]
-    return base_BxCxS.at[rows_b, rows_c, idx_BxCxK].add(vals_BxCxK, mode="drop")
+    return base_BxCxS.at[rows_b, rows_c, idx_BxCxK].add(vals_BxCxK, mode="drop",
+                                                         unique_indices=unique_indices)
 
 
 def scatter_set(base_BxCxS, idx_BxCxK, vals_BxCxK):
