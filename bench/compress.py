@@ -9,13 +9,13 @@ divides every dim by s, so params shrink by s^2). Per step it times, in the same
   agg_pure / agg_ordered / agg_kernel   aggregate R peers (dequantize, median-norm clip,
              scatter-mean): one scatter for all peers / one per peer in order / the Pallas
              kernel, with `deterministic` (a second run gives the same bits)
-Kernel rows repeat for each --variants entry (dot mode and Triton warps). Prints one JSON line
+Kernel rows repeat for each --variants entry (dot mode, Triton warps, radix-select bits). Prints one JSON line
 per measurement and a table. On CPU the kernel runs in Pallas interpret
 mode: its times there say nothing about GPU speed (interpret mode runs the grid serially).
 
     python bench/compress.py --scale 16            # CPU smoke run
     python bench/compress.py --scale 1 --iters 10  # one H100/H200
-    python bench/compress.py --scale 1 --variants f32:8,bf16:4,bf16:8   # sweep kernel variants
+    python bench/compress.py --scale 1 --variants bf16:4,bf16:8,bf16:4:2   # sweep kernel variants
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from templar_jax.sparseloco.aggregate import _aggregate_stacked, peer_bucket
 from templar_jax.sparseloco.compress import ef_compress_tensor, tensor_geometry
 from templar_jax.sparseloco.kernels.aggregate import _aggregate_stacked_pallas
 from templar_jax.sparseloco.kernels.backend import (
-    KERNEL_DOTS, KERNEL_DOTS_ENV, TRITON_NUM_WARPS_ENV, default_tiles_per_block, resolve_backend)
+    KERNEL_DOTS, KERNEL_DOTS_ENV, KERNEL_RADIX_BITS_ENV, TRITON_NUM_WARPS_ENV,
+    default_tiles_per_block, resolve_backend)
 from templar_jax.sparseloco.kernels.compress import ef_compress_tensor_pallas
 from templar_jax.sparseloco.payload import TensorPayload
 
@@ -111,12 +112,13 @@ def synthetic_peers(shape, peers: int, key):
 
 
 def variant_sweep(args):
-    """Yield each --variants entry ({"dots", "num_warps"}) with it set for the kernels traced
-    next (the dots mode runs on every backend; warps matter to Triton only)."""
+    """Yield each --variants entry ({"dots", "num_warps", "radix_bits"}) with it set for the
+    kernels traced next (dots and radix bits apply on every backend; warps to Triton only)."""
     for variant in args.variants:
-        dots, warps = variant.split(":")
+        dots, warps, radix = (variant.split(":") + ["1"])[:3]
         os.environ[KERNEL_DOTS_ENV], os.environ[TRITON_NUM_WARPS_ENV] = dots, warps
-        yield {"dots": dots, "num_warps": int(warps)}
+        os.environ[KERNEL_RADIX_BITS_ENV] = radix
+        yield {"dots": dots, "num_warps": int(warps), "radix_bits": int(radix)}
 
 
 def emit(rows, **row):
@@ -197,7 +199,11 @@ def bench_aggregate(args, shapes, rows, backend):
          match=bitwise_equal(ord_out, want),
          deterministic=bitwise_equal(ordered(stacked, valid), ord_out),
          faster_than_pure=ord_ms < pure_ms, **common)
+    seen = set()
     for variant in variant_sweep(args):
+        if (variant["dots"], variant["num_warps"]) in seen:
+            continue  # radix bits change the compression kernel only
+        seen.add((variant["dots"], variant["num_warps"]))
         try:
             kernel = run("kernel")
             kern_ms, got = timed(kernel, stacked, valid, iters=args.iters)
@@ -220,11 +226,12 @@ def print_table(rows):
     except ImportError:  # rich is a dependency, but the JSON lines above are the record
         return
     table = Table(title="SparseLoCo step per 70B decoder layer")
-    for col in ("step", "impl", "dots", "warps", "params", "ms", "ns/param", "GB/s", "match",
-                "note"):
+    for col in ("step", "impl", "dots", "warps", "radix", "params", "ms", "ns/param", "GB/s",
+                "match", "note"):
         table.add_column(col)
     for r in rows:
         table.add_row(r["step"], r["impl"], r.get("dots", ""), str(r.get("num_warps", "")),
+                      str(r.get("radix_bits", "")),
                       f"{r['params'] / 1e6:.1f}M",
                       f"{r['ms']:.2f}" if "ms" in r else "-",
                       f"{r['ns_per_param']:.3f}" if "ns_per_param" in r else "-",
@@ -236,10 +243,11 @@ def print_table(rows):
 def parse_variants(text: str) -> list[str]:
     variants = text.split(",")
     for v in variants:
-        dots, _, warps = v.partition(":")
-        if dots not in KERNEL_DOTS or not warps.isdigit():
-            raise argparse.ArgumentTypeError(f"bad variant {v!r}: expected DOTS:WARPS, "
-                                             f"DOTS one of {KERNEL_DOTS}, e.g. bf16:8")
+        parts = v.split(":")
+        if (len(parts) not in (2, 3) or parts[0] not in KERNEL_DOTS
+                or not all(p.isdigit() for p in parts[1:])):
+            raise argparse.ArgumentTypeError(f"bad variant {v!r}: expected DOTS:WARPS[:RADIX], "
+                                             f"DOTS one of {KERNEL_DOTS}, e.g. bf16:4:2")
     return variants
 
 
@@ -254,9 +262,10 @@ def main() -> None:
     ap.add_argument("--tiles-per-block", type=int, default=None,
                     help="64x64 chunks per kernel program (default: backend's choice)")
     ap.add_argument("--variants", type=parse_variants, default=["auto:4"],
-                    help="kernel variants as DOTS:WARPS, comma-separated (DOTS auto|f32|bf16: how "
-                         "the exact one-hot matmuls run, auto = bf16 on Triton; WARPS: Triton "
-                         "warps per program)")
+                    help="kernel variants as DOTS:WARPS[:RADIX], comma-separated (DOTS "
+                         "auto|f32|bf16: how the exact one-hot matmuls run, auto = bf16 on "
+                         "Triton; WARPS: Triton warps per program; RADIX: bits per radix-select "
+                         "step, default 1)")
     ap.add_argument("--only", choices=("compress", "aggregate"), default=None)
     args = ap.parse_args()
     if 8192 % args.scale or 1024 % args.scale or (1024 // args.scale) < 1:

@@ -9,12 +9,13 @@
 # 480 s, so one hang cannot eat the lease; all output is kept, in at most 5 files):
 #   1. env.txt              GPU, driver, python, jax/jaxlib/triton versions, jax devices
 #   2. kernel_tests.txt     the compress/aggregate kernel tests on the GPU with the Triton
-#                           backend (TEMPLAR_KERNEL_BACKEND=triton), bf16 and f32 dots
-#                           (TEMPLAR_KERNEL_DOTS): kernel == the in-order reference
+#                           backend (TEMPLAR_KERNEL_BACKEND=triton), bf16 dots with a radix-2
+#                           select and f32 dots with radix 1 (TEMPLAR_KERNEL_DOTS,
+#                           TEMPLAR_KERNEL_RADIX_BITS): kernel == the in-order reference
 #   3. compress.txt         bench/compress.py at full scale (one 70B layer, 855.7M params):
 #                           floor / pure / kernel ms and ns/param, 20-peer aggregation (one
 #                           scatter, ordered scatters, kernel), `match`, `deterministic`,
-#                           kernel variants DOTS:WARPS (see bench/compress.py --variants)
+#                           kernel variants DOTS:WARPS[:RADIX] (bench/compress.py --variants)
 #   4. train_step.txt       bench/train_step.py --model 1b --batch 16 --seq-len 2048, 5 steps:
 #                           cuDNN attention with remat dots_saveable, full and none, then XLA
 #                           attention with remat full (tokens/s, MFU; README has the H200 run)
@@ -35,7 +36,7 @@ else
   # cuda first (the default device); cpu too, where the kernel tests compute their in-order
   # reference (tests/conftest.py would default to cpu alone)
   export JAX_PLATFORMS="${JAX_PLATFORMS:-cuda,cpu}"
-  BACKEND=triton; BENCH_ARGS=(--scale 1 --iters 10 --peers 20 --variants bf16:2,bf16:4,bf16:8)
+  BACKEND=triton; BENCH_ARGS=(--scale 1 --iters 10 --peers 20 --variants bf16:4,bf16:8,bf16:4:2,bf16:4:3,bf16:8:2)
   TRAIN_ARGS=(--model 1b --batch 16 --seq-len 2048 --steps 5)
   TRAIN_SWEEP=("dots_saveable cudnn" "full cudnn" "none cudnn" "full xla")  # "remat attention"
 fi
@@ -78,12 +79,14 @@ fi
 
 export TEMPLAR_KERNEL_BACKEND=$BACKEND  # the kernel tests run the real backend, not interpret
 # the Pallas kernels on the device in both dot modes, bitwise against the in-order reference
-for dots in ${KERNEL_TEST_DOTS:-bf16 f32}; do
-  TEMPLAR_KERNEL_DOTS=$dots STEP_NOTE="dots=$dots" step kernel_tests 90 "$PY" -m pytest \
+for dots in ${KERNEL_TEST_DOTS:-bf16 f32}; do  # bf16 with radix-2 select, f32 with radix 1
+  radix=1; [ "$dots" = bf16 ] && radix=2
+  TEMPLAR_KERNEL_DOTS=$dots TEMPLAR_KERNEL_RADIX_BITS=$radix STEP_NOTE="dots=$dots radix=$radix" \
+    step kernel_tests 90 "$PY" -m pytest \
     tests/test_kernels_compress.py tests/test_kernels_aggregate.py -q -rfE -p no:cacheprovider
 done
 
-step compress 150 "$PY" bench/compress.py --backend "$BACKEND" "${BENCH_ARGS[@]}"
+step compress 200 "$PY" bench/compress.py --backend "$BACKEND" "${BENCH_ARGS[@]}"
 
 for combo in "${TRAIN_SWEEP[@]}"; do
   set -- $combo

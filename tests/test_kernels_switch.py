@@ -8,7 +8,8 @@ import pytest
 
 from templar_jax.sparseloco import AggregationError, aggregate, sparseloco
 from templar_jax.sparseloco.impl import resolve_impl
-from templar_jax.sparseloco.kernels.backend import KERNEL_DOTS_ENV, KernelConfigError, kernel_dots_bf16
+from templar_jax.sparseloco.kernels.backend import (
+    KERNEL_DOTS_ENV, KERNEL_RADIX_BITS_ENV, KernelConfigError, kernel_dots_bf16, kernel_radix_bits)
 
 
 def _tree(seed):
@@ -58,3 +59,13 @@ def test_dots_mode_auto_is_bf16_on_triton_only(monkeypatch):
     monkeypatch.setenv(KERNEL_DOTS_ENV, "fp8")
     with pytest.raises(KernelConfigError, match=KERNEL_DOTS_ENV):
         kernel_dots_bf16("triton")
+
+
+def test_radix_bits_knob(monkeypatch):
+    monkeypatch.delenv(KERNEL_RADIX_BITS_ENV, raising=False)
+    assert kernel_radix_bits() == 1
+    monkeypatch.setenv(KERNEL_RADIX_BITS_ENV, "2")
+    assert kernel_radix_bits() == 2
+    monkeypatch.setenv(KERNEL_RADIX_BITS_ENV, "8")
+    with pytest.raises(KernelConfigError, match=KERNEL_RADIX_BITS_ENV):
+        kernel_radix_bits()

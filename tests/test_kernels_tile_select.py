@@ -13,7 +13,7 @@ from templar_jax.sparseloco.codec import select_topk
 from templar_jax.sparseloco.kernels.tile_select import (
     compact, kth_largest_bits, magnitude_bits, tile_topk)
 
-_tile_topk = jax.jit(tile_topk, static_argnums=(1, 2))
+_tile_topk = jax.jit(tile_topk, static_argnums=(1, 2, 3))
 
 
 def _tiles():
@@ -42,10 +42,11 @@ def _tiles():
     }
 
 
-@pytest.mark.parametrize("bf16", [False, True], ids=["f32_dots", "bf16_dots"])
+@pytest.mark.parametrize("bf16,radix_bits", [(False, 1), (True, 1), (True, 2), (False, 3)],
+                         ids=["f32_dots", "bf16_dots", "bf16_radix2", "f32_radix3"])
 @pytest.mark.parametrize("name,tile", list(_tiles().items()))
-def test_tile_topk_equals_pure_jax_bitwise(name, tile, bf16):
-    idx, vals = _tile_topk(jnp.asarray(tile), 64, bf16)
+def test_tile_topk_equals_pure_jax_bitwise(name, tile, bf16, radix_bits):
+    idx, vals = _tile_topk(jnp.asarray(tile), 64, bf16, radix_bits)
     ref_idx, ref_vals = select_topk(jnp.asarray(tile).reshape(1, 1, -1), 64)
     np.testing.assert_array_equal(np.asarray(idx), np.asarray(ref_idx)[0, 0])
     np.testing.assert_array_equal(np.asarray(vals).view(np.int32),
@@ -53,20 +54,22 @@ def test_tile_topk_equals_pure_jax_bitwise(name, tile, bf16):
     assert np.all(np.diff(np.asarray(idx)) > 0)
 
 
+@pytest.mark.parametrize("radix_bits", [1, 2, 4])
 @pytest.mark.parametrize("shape,k", [((8, 8), 2), ((50, 50), 50), ((1, 64), 64), ((64, 44), 64)])
-def test_tile_topk_other_tiles_and_k(shape, k):
+def test_tile_topk_other_tiles_and_k(shape, k, radix_bits):
     x = np.random.default_rng(shape[0] * 100 + k).integers(-4, 5, shape).astype(np.float32)
-    idx, vals = _tile_topk(jnp.asarray(x), k)
+    idx, vals = _tile_topk(jnp.asarray(x), k, False, radix_bits)
     ref_idx, ref_vals = select_topk(jnp.asarray(x).reshape(1, 1, -1), k)
     np.testing.assert_array_equal(np.asarray(idx), np.asarray(ref_idx)[0, 0])
     np.testing.assert_array_equal(np.asarray(vals), np.asarray(ref_vals)[0, 0])
 
 
-def test_kth_largest_bits_is_the_kth_magnitude():
+@pytest.mark.parametrize("radix_bits", [1, 2, 3, 5])
+def test_kth_largest_bits_is_the_kth_magnitude(radix_bits):
     x = np.random.default_rng(3).standard_normal(4096).astype(np.float32)
     bits = magnitude_bits(jnp.asarray(x))
     for k in (1, 64, 4096):
-        t = int(kth_largest_bits(bits, k))
+        t = int(kth_largest_bits(bits, k, radix_bits))
         expect = np.sort(np.abs(x))[::-1][k - 1]
         assert np.float32(np.int32(t).view(np.float32)) == expect
 

@@ -67,6 +67,19 @@ def kernel_dots_bf16(backend: str) -> bool:
     return raw == "bf16" or (raw == "auto" and backend == "triton")
 
 
+# Bits per radix-select step in the compression kernel: 1 (31 + 12 dependent count passes per
+# tile) unless set; 2 or 3 trade more independent counts for fewer dependent steps. Unmeasured
+# on a device so far (bench/compress.py --variants DOTS:WARPS:RADIX sweeps it).
+KERNEL_RADIX_BITS_ENV = "TEMPLAR_KERNEL_RADIX_BITS"
+
+
+def kernel_radix_bits() -> int:
+    raw = os.environ.get(KERNEL_RADIX_BITS_ENV, "1")
+    if raw not in ("1", "2", "3", "4"):
+        raise KernelConfigError(f"{KERNEL_RADIX_BITS_ENV}={raw!r}: expected 1, 2, 3 or 4")
+    return int(raw)
+
+
 def pallas_call_kwargs(backend: str, *, num_warps: int | None = None, num_stages: int = 1,
                        grid_rank: int = 3) -> dict:
     """`interpret=` / `compiler_params=` for `pl.pallas_call` on `backend`."""

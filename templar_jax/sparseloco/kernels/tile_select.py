@@ -6,7 +6,8 @@ bodies (it is also plain jnp, so it runs anywhere). Top-k by |x| with the lower-
 1. `magnitude_bits`: the int32 bit pattern of |x| (sign bit cleared). For IEEE floats this
    order equals the |x| order, including denormals, with +0 == -0 and NaN above +inf.
 2. `kth_largest_bits`: radix select, 31 count passes: the largest t with #(bits >= t) >= k,
-   i.e. the k-th largest magnitude.
+   i.e. the k-th largest magnitude (with `radix_bits` r > 1: 31/r dependent steps of 2^r - 1
+   independent counts each).
 3. `topk_mask`: everything above t, plus the lowest-index entries equal to t (a 2nd radix
    select over the index, ceil(log2 S) count passes) so exactly k entries are chosen.
 4. `compact`: out[j] = the selected element of row-major rank j, via row one-hots and small
@@ -14,7 +15,7 @@ bodies (it is also plain jnp, so it runs anywhere). Top-k by |x| with the lower-
    int32 bits in 16-bit halves, or bytes with bfloat16 dots, so -0.0, NaN payloads and
    denormals survive untouched).
 No sort, no cumsum, no gather/scatter, no slicing of loaded values. Per 64x64 tile: 31 + 12
-count passes of the radix select, ~6 passes and five 64x64x64 float32 matmuls (seven bf16
+count passes of the radix select (in 31 + 12 dependent steps, or 16 + 6 with radix_bits=2), ~6 passes and five 64x64x64 float32 matmuls (seven bf16
 ones) for the compaction.
 """
 
@@ -35,28 +36,42 @@ def _count(mask):
     return jnp.sum(mask.astype(jnp.int32))
 
 
-def kth_largest_bits(mag_bits, k: int):
-    """Largest t such that at least k entries have bits >= t (31-step radix select)."""
-    def step(i, t):
-        cand = t | jnp.left_shift(jnp.int32(1), jnp.int32(30) - i)
-        return jnp.where(_count(mag_bits >= cand) >= k, cand, t)
-    return lax.fori_loop(0, 31, step, jnp.int32(0))
+def _largest_passing(pred, nbits: int, radix_bits: int):
+    """Largest t in [0, 2^nbits) with pred(t), for pred true on a prefix of the integers
+    (pred(0) true). Greedy over bit groups from the top: with the higher bits fixed and the
+    lower ones zero, pred holds for digits 1..D, so the group's digit is how many candidates
+    pass. radix_bits > 1 evaluates 2^radix_bits - 1 independent counts per step instead of one,
+    in nbits/radix_bits dependent steps instead of nbits (fewer serial reductions)."""
+    def group(t, shift, width):
+        digit = jnp.int32(0)
+        for d in range(1, 1 << width):  # static: independent counts, summed
+            cand = t | jnp.left_shift(jnp.int32(d), shift)
+            digit = digit + pred(cand).astype(jnp.int32)
+        return t | jnp.left_shift(digit, shift)
+
+    width = min(radix_bits, nbits)
+    steps, rest = divmod(nbits, width)
+    t = lax.fori_loop(0, steps, lambda i, t: group(t, jnp.int32(nbits - width) - i * width,
+                                                     width), jnp.int32(0))
+    return group(t, jnp.int32(0), rest) if rest else t
 
 
-def topk_mask(mag_bits, flat_idx, k: int):
+def kth_largest_bits(mag_bits, k: int, radix_bits: int = 1):
+    """Largest t such that at least k entries have bits >= t (radix select over 31 bits)."""
+    return _largest_passing(lambda cand: _count(mag_bits >= cand) >= k, 31, radix_bits)
+
+
+def topk_mask(mag_bits, flat_idx, k: int, radix_bits: int = 1):
     """Boolean mask of exactly k entries: top-k magnitudes, ties to the lower flat index."""
     size = mag_bits.size
-    t = kth_largest_bits(mag_bits, k)
+    t = kth_largest_bits(mag_bits, k, radix_bits)
     above = mag_bits > t
     tied = mag_bits == t
     need = k - _count(above)  # >= 1 by the definition of t
     index_bits = max(1, (size - 1).bit_length())
-
-    def step(i, m):  # largest m with #(tied & idx < m) < need: the need-th tie sits at m
-        cand = m | jnp.left_shift(jnp.int32(1), jnp.int32(index_bits - 1) - i)
-        return jnp.where(_count(tied & (flat_idx < cand)) < need, cand, m)
-
-    last_tie = lax.fori_loop(0, index_bits, step, jnp.int32(0))
+    # largest m with #(tied & idx < m) < need: the need-th tie sits at m
+    last_tie = _largest_passing(lambda cand: _count(tied & (flat_idx < cand)) < need,
+                                index_bits, radix_bits)
     return above | (tied & (flat_idx <= last_tie))
 
 
@@ -122,12 +137,12 @@ def compact(sel_hxw, bits_hxw, k: int, bf16: bool = False):
     return row_K * w + col_K, bits_K
 
 
-def tile_topk(x_hxw_f32, k: int, bf16: bool = False):
+def tile_topk(x_hxw_f32, k: int, bf16: bool = False, radix_bits: int = 1):
     """Top-k of one float32 tile: (idx_K ascending row-major, values_K float32, bit-exact)."""
     h, w = x_hxw_f32.shape
     flat_idx = (lax.broadcasted_iota(jnp.int32, (h, w), 0) * w
                 + lax.broadcasted_iota(jnp.int32, (h, w), 1))
     bits = lax.bitcast_convert_type(x_hxw_f32, jnp.int32)
-    sel = topk_mask(bits & jnp.int32(_ABS_MASK), flat_idx, k)
+    sel = topk_mask(bits & jnp.int32(_ABS_MASK), flat_idx, k, radix_bits)
     idx_k, bits_k = compact(sel, bits, k, bf16)
     return idx_k, lax.bitcast_convert_type(bits_k, jnp.float32)
