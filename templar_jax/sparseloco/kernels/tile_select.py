@@ -15,8 +15,8 @@ bodies (it is also plain jnp, so it runs anywhere). Top-k by |x| with the lower-
    int32 bits in 16-bit halves, or bytes with bfloat16 dots, so -0.0, NaN payloads and
    denormals survive untouched).
 No sort, no cumsum, no gather/scatter, no slicing of loaded values. Per 64x64 tile: 31 + 12
-count passes of the radix select (in 31 + 12 dependent steps, or 16 + 6 with radix_bits=2), ~6 passes and five 64x64x64 float32 matmuls (seven bf16
-ones) for the compaction.
+count passes of the radix select (in 31 + 12 dependent steps, or 16 + 6 with radix_bits=2),
+~6 passes and five 64x64x64 float32 matmuls (seven bf16 ones) for the compaction.
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ def _largest_passing(pred, nbits: int, radix_bits: int):
     pass. radix_bits > 1 evaluates 2^radix_bits - 1 independent counts per step instead of one,
     in nbits/radix_bits dependent steps instead of nbits (fewer serial reductions)."""
     def group(t, shift, width):
+        if width == 1:  # one candidate: keep it if it passes (the form measured on the H200)
+            cand = t | jnp.left_shift(jnp.int32(1), shift)
+            return jnp.where(pred(cand), cand, t)
         digit = jnp.int32(0)
         for d in range(1, 1 << width):  # static: independent counts, summed
             cand = t | jnp.left_shift(jnp.int32(d), shift)
@@ -51,8 +54,10 @@ def _largest_passing(pred, nbits: int, radix_bits: int):
 
     width = min(radix_bits, nbits)
     steps, rest = divmod(nbits, width)
-    t = lax.fori_loop(0, steps, lambda i, t: group(t, jnp.int32(nbits - width) - i * width,
-                                                     width), jnp.int32(0))
+    def step(i, t):
+        return group(t, jnp.int32(nbits - width) - i * width, width)
+
+    t = lax.fori_loop(0, steps, step, jnp.int32(0))
     return group(t, jnp.int32(0), rest) if rest else t
 
 
