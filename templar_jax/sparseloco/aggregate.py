@@ -59,6 +59,12 @@ def _stack(payloads: Sequence[TensorPayload], pad_to: int | None = None) -> Tens
     return TensorPayload(*fields)
 
 
+def peers_upto(valid_R):
+    """1 + the index of the last valid peer (0 if none): loops over peers stop there, so the
+    padding after the real peers costs nothing."""
+    return jnp.max(jnp.where(valid_R > 0, jnp.arange(1, valid_R.shape[0] + 1), 0))
+
+
 def _peer_sums(zeros_BxCxS, idx_RxBxCxK, vals_RxBxCxK, ordered_upto=None):
     """zeros + every peer's values scattered in (duplicates accumulate in peer order 0..R-1 on
     CPU). Default: one scatter with the peers on the K axis ([B, C, R*K]); a GPU's scatter-add
@@ -90,7 +96,7 @@ def aggregate_chunks(idx_RxBxCxK, vals_RxBxCxK, valid_R, *, chunk_size: int, rul
     n_valid = jnp.sum(valid_R).astype(jnp.int32)
     upto = None
     if ordered:  # stop after the last valid peer; invalid ones inside are dropped (mode="drop")
-        upto = jnp.max(jnp.where(valid_R > 0, jnp.arange(1, r + 1), 0))
+        upto = peers_upto(valid_R)
         idx_RxBxCxK = jnp.where(valid_R[:, None, None, None] > 0, idx_RxBxCxK, chunk_size)
     vals_RxBxCxK = vals_RxBxCxK * valid_R[:, None, None, None]  # padding peers contribute nothing
     zeros = jnp.zeros((b, c, chunk_size), jnp.float32)

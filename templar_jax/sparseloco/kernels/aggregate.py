@@ -31,7 +31,7 @@ from jax.experimental import pallas as pl
 from templar_jax.sparseloco import codec
 from templar_jax.sparseloco.aggregate import (
     CLIP_EPS, RULES, AggregationError, _lower_median, _stack, aggregate_chunks, aggregate_tensor,
-    peer_bucket)
+    peer_bucket, peers_upto)
 from templar_jax.sparseloco.chunking import from_chunks
 from templar_jax.sparseloco.compress import decode_values, tensor_geometry
 from templar_jax.sparseloco.geometry import ChunkGeometry
@@ -169,10 +169,9 @@ def aggregate_dense_pallas(idx_RxBxCxK, vals_RxBxCxK, valid_R, *, geom: ChunkGeo
         return from_chunks(dense, geom)
     idx, vals, n_valid = _clipped_values(idx_RxBxCxK, vals_RxBxCxK, valid_R, rule,
                                          geom.chunk_size, axis_names)
-    n_loop = jnp.max(jnp.where(valid_R, jnp.arange(1, valid_R.shape[0] + 1), 0))
     dense, nonfinite_BxYxXx1 = scatter_mean_tiles(idx, vals, n_valid, geom, rule=rule,
                                                   backend=backend, tiles_per_block=tiles,
-                                                  n_loop=n_loop)
+                                                  n_loop=peers_upto(valid_R))
     bad_B = jnp.sum(nonfinite_BxYxXx1, axis=(1, 2, 3))
     bad_B = lax.psum(bad_B, tuple(axis_names)) if axis_names else bad_B
     ok_B = bad_B == 0

@@ -41,15 +41,20 @@ def default_tiles_per_block(backend: str) -> int:
     return 8 if backend == "mosaic_tpu" else 1
 
 
+def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """A tuning knob read from the environment when a kernel is traced; a typed error names it."""
+    raw = os.environ.get(name, default)
+    if raw not in choices:
+        raise KernelConfigError(f"{name}={raw!r}: expected one of {choices}")
+    return raw
+
+
 # Warps per Triton program; 4 unless set (bench/compress.py --variants sweeps it on a GPU).
 TRITON_NUM_WARPS_ENV = "TEMPLAR_TRITON_NUM_WARPS"
 
 
 def triton_num_warps() -> int:
-    raw = os.environ.get(TRITON_NUM_WARPS_ENV, "4")
-    if not raw.isdigit() or not _pow2(int(raw)) or int(raw) > 32:
-        raise KernelConfigError(f"{TRITON_NUM_WARPS_ENV}={raw!r}: expected a power of two <= 32")
-    return int(raw)
+    return int(_env_choice(TRITON_NUM_WARPS_ENV, "4", ("1", "2", "4", "8", "16", "32")))
 
 
 # How the kernels' exact one-hot matmuls run: "f32" (float32 at HIGHEST precision: CUDA-core
@@ -61,9 +66,7 @@ KERNEL_DOTS = ("auto", "f32", "bf16")
 
 
 def kernel_dots_bf16(backend: str) -> bool:
-    raw = os.environ.get(KERNEL_DOTS_ENV, "auto")
-    if raw not in KERNEL_DOTS:
-        raise KernelConfigError(f"{KERNEL_DOTS_ENV}={raw!r}: expected one of {KERNEL_DOTS}")
+    raw = _env_choice(KERNEL_DOTS_ENV, "auto", KERNEL_DOTS)
     return raw == "bf16" or (raw == "auto" and backend == "triton")
 
 
@@ -74,10 +77,7 @@ KERNEL_RADIX_BITS_ENV = "TEMPLAR_KERNEL_RADIX_BITS"
 
 
 def kernel_radix_bits() -> int:
-    raw = os.environ.get(KERNEL_RADIX_BITS_ENV, "1")
-    if raw not in ("1", "2", "3", "4"):
-        raise KernelConfigError(f"{KERNEL_RADIX_BITS_ENV}={raw!r}: expected 1, 2, 3 or 4")
-    return int(raw)
+    return int(_env_choice(KERNEL_RADIX_BITS_ENV, "1", ("1", "2", "3", "4")))
 
 
 def pallas_call_kwargs(backend: str, *, num_warps: int | None = None, num_stages: int = 1,
