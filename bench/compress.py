@@ -7,15 +7,18 @@ divides every dim by s, so params shrink by s^2). Per step it times, in the same
   pure       sparseloco.compress.ef_compress_tensor (EF + top-64/4096 + 2-bit quantize + residual)
   kernel     kernels.ef_compress_tensor_pallas (same results; `match` checks it bitwise)
   agg_pure / agg_ordered / agg_kernel   aggregate R peers (dequantize, median-norm clip,
-             scatter-mean): one scatter for all peers / one per peer in order / the Pallas
+             scatter-mean): one scatter for all peers / one per peer in order / a Pallas
              kernel, with `deterministic` (a second run gives the same bits)
-Kernel rows repeat for each --variants entry (dot mode, Triton warps, radix-select bits). Prints one JSON line
-per measurement and a table. On CPU the kernel runs in Pallas interpret
-mode: its times there say nothing about GPU speed (interpret mode runs the grid serially).
+Compression kernel rows repeat for each --variants entry (dot mode, Triton warps, radix-select
+bits), aggregation kernel rows for each --agg-variants entry (one-hot or scatter kernel, warps,
+chunks per program, dot mode). jax caches are cleared between variants: the knobs are read
+when a kernel is traced. Prints one JSON line per measurement and a table. On CPU the kernels
+run in Pallas interpret mode: their times there say nothing about GPU speed.
 
     python bench/compress.py --scale 16            # CPU smoke run
     python bench/compress.py --scale 1 --iters 10  # one H100/H200
     python bench/compress.py --scale 1 --variants bf16:4,bf16:8,bf16:4:2   # sweep kernel variants
+    python bench/compress.py --scale 1 --only aggregate --agg-variants onehot:4:1,scatter:8:4
 """
 
 from __future__ import annotations
@@ -35,8 +38,8 @@ from templar_jax.sparseloco.aggregate import _aggregate_stacked, peer_bucket
 from templar_jax.sparseloco.compress import ef_compress_tensor, tensor_geometry
 from templar_jax.sparseloco.kernels.aggregate import _aggregate_stacked_pallas
 from templar_jax.sparseloco.kernels.backend import (
-    KERNEL_DOTS, KERNEL_DOTS_ENV, KERNEL_RADIX_BITS_ENV, TRITON_NUM_WARPS_ENV,
-    default_tiles_per_block, resolve_backend)
+    AGG_KERNELS, KERNEL_DOTS, KERNEL_DOTS_ENV, KERNEL_RADIX_BITS_ENV, TRITON_NUM_WARPS_ENV,
+    resolve_backend)
 from templar_jax.sparseloco.kernels.compress import ef_compress_tensor_pallas
 from templar_jax.sparseloco.payload import TensorPayload
 
@@ -111,14 +114,29 @@ def synthetic_peers(shape, peers: int, key):
     return TensorPayload(*(jnp.stack([getattr(p, f) for p in out]) for f in TensorPayload._fields))
 
 
+def _set_knobs(dots: str, warps: str, radix: str = "1"):
+    """Set the kernel knobs for what is traced next; cached traces (inner jits) would keep the
+    previous ones, so the caches go."""
+    os.environ[KERNEL_DOTS_ENV], os.environ[TRITON_NUM_WARPS_ENV] = dots, warps
+    os.environ[KERNEL_RADIX_BITS_ENV] = radix
+    jax.clear_caches()
+
+
 def variant_sweep(args):
     """Yield each --variants entry ({"dots", "num_warps", "radix_bits"}) with it set for the
     kernels traced next (dots and radix bits apply on every backend; warps to Triton only)."""
     for variant in args.variants:
         dots, warps, radix = (variant.split(":") + ["1"])[:3]
-        os.environ[KERNEL_DOTS_ENV], os.environ[TRITON_NUM_WARPS_ENV] = dots, warps
-        os.environ[KERNEL_RADIX_BITS_ENV] = radix
+        _set_knobs(dots, warps, radix)
         yield {"dots": dots, "num_warps": int(warps), "radix_bits": int(radix)}
+
+
+def agg_variant_sweep(args):
+    """Yield each --agg-variants entry ({"kernel", "num_warps", "tiles", "dots"}), knobs set."""
+    for variant in args.agg_variants:
+        kernel, warps, tiles, dots = (variant.split(":") + ["auto"])[:4]
+        _set_knobs(dots, warps)
+        yield {"kernel": kernel, "num_warps": int(warps), "tiles": int(tiles), "dots": dots}
 
 
 def emit(rows, **row):
@@ -168,10 +186,9 @@ def bench_aggregate(args, shapes, rows, backend):
     stacked = {n: synthetic_peers(s, args.peers, jax.random.fold_in(key, i))
                for i, (n, s) in enumerate(two_d.items())}
     jax.block_until_ready(stacked)
-    tiles = args.tiles_per_block or default_tiles_per_block(backend)
     valid = jnp.arange(peer_bucket(args.peers)) < args.peers
 
-    def run(impl):
+    def run(impl, kernel=None, tiles=None):
         def f(st, valid):
             out = {}
             for n, s in two_d.items():
@@ -181,7 +198,7 @@ def bench_aggregate(args, shapes, rows, backend):
                 else:
                     out[n] = _aggregate_stacked_pallas(
                         st[n], valid, shape=s, batch_ndim=0, chunk=64, rule="median_clip",
-                        backend=backend, tiles=tiles)
+                        backend=backend, tiles=tiles, kernel=kernel)
             return out
         return jax.jit(f)
 
@@ -199,13 +216,9 @@ def bench_aggregate(args, shapes, rows, backend):
          match=bitwise_equal(ord_out, want),
          deterministic=bitwise_equal(ordered(stacked, valid), ord_out),
          faster_than_pure=ord_ms < pure_ms, **common)
-    seen = set()
-    for variant in variant_sweep(args):
-        if (variant["dots"], variant["num_warps"]) in seen:
-            continue  # radix bits change the compression kernel only
-        seen.add((variant["dots"], variant["num_warps"]))
+    for variant in agg_variant_sweep(args):
         try:
-            kernel = run("kernel")
+            kernel = run("kernel", variant["kernel"], variant["tiles"])
             kern_ms, got = timed(kernel, stacked, valid, iters=args.iters)
             emit(rows, impl="agg_kernel", ms=kern_ms, ns_per_param=kern_ms * 1e6 / n_params,
                  match=bitwise_equal(got, want),
@@ -226,18 +239,32 @@ def print_table(rows):
     except ImportError:  # rich is a dependency, but the JSON lines above are the record
         return
     table = Table(title="SparseLoCo step per 70B decoder layer")
-    for col in ("step", "impl", "dots", "warps", "radix", "params", "ms", "ns/param", "GB/s",
-                "match", "note"):
+    for col in ("step", "impl", "kernel", "dots", "warps", "radix", "tiles", "params", "ms",
+                "ns/param", "GB/s", "match", "note"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["step"], r["impl"], r.get("dots", ""), str(r.get("num_warps", "")),
-                      str(r.get("radix_bits", "")),
+        table.add_row(r["step"], r["impl"], r.get("kernel", ""), r.get("dots", ""),
+                      str(r.get("num_warps", "")), str(r.get("radix_bits", "")),
+                      str(r.get("tiles", "")),
                       f"{r['params'] / 1e6:.1f}M",
                       f"{r['ms']:.2f}" if "ms" in r else "-",
                       f"{r['ns_per_param']:.3f}" if "ns_per_param" in r else "-",
                       f"{r['gb_per_s']:.0f}" if "gb_per_s" in r else "",
                       str(r.get("match", "")), r.get("error", "")[:60])
-    Console(stderr=True).print(table)
+    Console(stderr=True, width=200).print(table)  # wide even when not a terminal
+
+
+def parse_agg_variants(text: str) -> list[str]:
+    variants = text.split(",")
+    for v in variants:
+        parts = v.split(":")
+        if (len(parts) not in (3, 4) or parts[0] not in AGG_KERNELS[1:]
+                or not all(p.isdigit() for p in parts[1:3])
+                or (len(parts) == 4 and parts[3] not in KERNEL_DOTS)):
+            raise argparse.ArgumentTypeError(
+                f"bad aggregation variant {v!r}: expected KERNEL:WARPS:TILES[:DOTS], KERNEL one "
+                f"of {AGG_KERNELS[1:]}, DOTS one of {KERNEL_DOTS}, e.g. scatter:8:4")
+    return variants
 
 
 def parse_variants(text: str) -> list[str]:
@@ -260,12 +287,16 @@ def main() -> None:
     ap.add_argument("--backend", default="auto",
                     help="Pallas backend: auto|interpret|triton|mosaic_tpu (auto: from the device)")
     ap.add_argument("--tiles-per-block", type=int, default=None,
-                    help="64x64 chunks per kernel program (default: backend's choice)")
+                    help="64x64 chunks per compression kernel program (default: backend's choice)")
     ap.add_argument("--variants", type=parse_variants, default=["auto:4"],
                     help="kernel variants as DOTS:WARPS[:RADIX], comma-separated (DOTS "
                          "auto|f32|bf16: how the exact one-hot matmuls run, auto = bf16 on "
                          "Triton; WARPS: Triton warps per program; RADIX: bits per radix-select "
                          "step, default 1)")
+    ap.add_argument("--agg-variants", type=parse_agg_variants, default=["onehot:4:1", "scatter:4:1"],
+                    help="aggregation kernel variants as KERNEL:WARPS:TILES[:DOTS] (KERNEL "
+                         "onehot|scatter; TILES: 64x64 chunks per program; DOTS for onehot, "
+                         "default auto)")
     ap.add_argument("--only", choices=("compress", "aggregate"), default=None)
     args = ap.parse_args()
     if 8192 % args.scale or 1024 % args.scale or (1024 // args.scale) < 1:

@@ -1,5 +1,6 @@
-"""Tile scatter-mean aggregation kernel (interpret mode) equals `aggregate_tensor` bitwise:
-both rules, batched tensors, overlapping selections, clipping, non-finite skip, fallback."""
+"""Both aggregation kernels (one-hot tiles and in-chunk scatter; interpret mode) equal
+`aggregate_tensor` bitwise: both rules, batched tensors, overlapping selections, clipping,
+non-finite skip, fallback, several chunks per program, more than 127 peers."""
 
 import os
 
@@ -10,6 +11,7 @@ import pytest
 
 from templar_jax.sparseloco import AggregationError, aggregate_tensor, compress_tensor
 from templar_jax.sparseloco.kernels import aggregate_tensor_pallas
+from templar_jax.sparseloco.kernels.backend import AGG_KERNEL_ENV
 
 SHAPE = (2, 128, 192)
 BACKEND = os.environ.get("TEMPLAR_KERNEL_BACKEND", "interpret")  # "triton" in device_check.sh
@@ -34,6 +36,13 @@ def reference(*args, **kwargs):
     kernel's order; a GPU's scatter-add atomics add them in any order, run to run)."""
     with jax.default_device(jax.devices("cpu")[0]):
         return aggregate_tensor(*args, **kwargs)
+
+
+@pytest.fixture(autouse=True, params=["onehot", "scatter"])
+def agg_kernel(request, monkeypatch):
+    """Every test runs with each kernel (the choice is a static argument of the jitted path)."""
+    monkeypatch.setenv(AGG_KERNEL_ENV, request.param)
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +142,30 @@ def test_bf16_split_is_exact():
     hi, mid, lo = _split_bf16(jnp.asarray(v))
     back = (hi.astype(jnp.float32) + mid.astype(jnp.float32)) + lo.astype(jnp.float32)
     np.testing.assert_array_equal(np.asarray(back).view(np.int32), v.view(np.int32))
+
+
+@pytest.mark.parametrize("tiles", [2, 4])
+def test_several_chunks_per_program(peers, tiles, agg_kernel):
+    """Blocks of several chunks (the scatter kernel's column offsets, per-block bad counts)."""
+    for rule in ("median_clip", "mean"):
+        got = aggregate_tensor_pallas(peers, SHAPE, rule=rule, batch_ndim=1, backend=BACKEND,
+                                      tiles_per_block=tiles)
+        assert_same(got, reference(peers, SHAPE, rule=rule, batch_ndim=1), rule)
+
+
+def test_more_than_127_peers_use_wide_counts(agg_kernel):
+    """130 peers (bucket 256): the scatter kernel's per-coordinate counts switch to int32."""
+    from templar_jax.sparseloco.kernels.aggregate_scatter import counts_dtype
+    from templar_jax.wire.synthetic import random_sorted_indices
+
+    assert counts_dtype(127) == jnp.int8 and counts_dtype(256) == jnp.int32
+    shape = (64, 64)
+    rng = np.random.default_rng(25)
+    proto = compress_tensor(rng.standard_normal(shape).astype(np.float32))
+    # 130 peers on the same 64 coordinates: every count is 130, past int8 (an overflow would
+    # zero them); the other 4032 get nothing
+    ps = [proto._replace(idx=random_sorted_indices(rng, 1, 64, 64), shift=np.float32(i * 1e-3))
+          for i in range(130)]
+    got = aggregate_tensor_pallas(ps, shape, backend=BACKEND)
+    assert_same(got, reference(ps, shape))
+    assert np.count_nonzero(np.asarray(got)) == 64

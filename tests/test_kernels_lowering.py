@@ -45,3 +45,16 @@ def test_aggregate_kernel_lowers(backend):
     n = jax.ShapeDtypeStruct((), jnp.float32)
     text = lower_text(fn, (idx, vals, n), platform)
     assert "sparseloco_aggregate" in text
+
+
+@pytest.mark.parametrize("rule", ["median_clip", "mean"])
+def test_scatter_aggregate_kernel_lowers_for_triton(rule):
+    """The in-chunk scatter kernel is Triton-only (Mosaic TPU has no vector scatter)."""
+    from templar_jax.sparseloco.kernels.aggregate_scatter import scatter_sum_tiles
+
+    idx = jax.ShapeDtypeStruct((32, 2, GEOM.num_chunks, 64), jnp.int32)
+    vals = jax.ShapeDtypeStruct((32, 2, GEOM.num_chunks, 64), jnp.float32)
+    fn = jax.jit(lambda i, v, n: scatter_sum_tiles(i, v, n, GEOM, rule=rule, backend="triton",
+                                                   tiles_per_block=2))
+    n = jax.ShapeDtypeStruct((), jnp.float32)
+    assert "sparseloco_aggregate_scatter" in lower_text(fn, (idx, vals, n), "cuda")

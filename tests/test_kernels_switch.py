@@ -9,7 +9,8 @@ import pytest
 from templar_jax.sparseloco import AggregationError, aggregate, sparseloco
 from templar_jax.sparseloco.impl import resolve_impl
 from templar_jax.sparseloco.kernels.backend import (
-    KERNEL_DOTS_ENV, KERNEL_RADIX_BITS_ENV, KernelConfigError, kernel_dots_bf16, kernel_radix_bits)
+    AGG_KERNEL_ENV, KERNEL_DOTS_ENV, KERNEL_RADIX_BITS_ENV, KernelConfigError, aggregation_kernel,
+    kernel_dots_bf16, kernel_radix_bits)
 
 
 def _tree(seed):
@@ -69,3 +70,16 @@ def test_radix_bits_knob(monkeypatch):
     monkeypatch.setenv(KERNEL_RADIX_BITS_ENV, "8")
     with pytest.raises(KernelConfigError, match=KERNEL_RADIX_BITS_ENV):
         kernel_radix_bits()
+
+
+def test_aggregation_kernel_knob(monkeypatch):
+    """auto keeps the measured one-hot kernel; scatter is refused on Mosaic TPU by name."""
+    monkeypatch.delenv(AGG_KERNEL_ENV, raising=False)
+    assert aggregation_kernel("triton") == aggregation_kernel("mosaic_tpu") == "onehot"
+    monkeypatch.setenv(AGG_KERNEL_ENV, "scatter")
+    assert aggregation_kernel("triton") == aggregation_kernel("interpret") == "scatter"
+    with pytest.raises(KernelConfigError, match="Mosaic TPU"):
+        aggregation_kernel("mosaic_tpu")
+    monkeypatch.setenv(AGG_KERNEL_ENV, "sort")
+    with pytest.raises(KernelConfigError, match=AGG_KERNEL_ENV):
+        aggregation_kernel("triton")

@@ -35,9 +35,10 @@ from templar_jax.sparseloco.aggregate import (
 from templar_jax.sparseloco.chunking import from_chunks
 from templar_jax.sparseloco.compress import decode_values, tensor_geometry
 from templar_jax.sparseloco.geometry import ChunkGeometry
+from templar_jax.sparseloco.kernels.aggregate_scatter import scatter_sum_tiles
 from templar_jax.sparseloco.kernels.backend import (
-    default_tiles_per_block, kernel_dots_bf16, pallas_call_kwargs, resolve_backend,
-    unsupported_reason)
+    aggregation_kernel, default_tiles_per_block, kernel_dots_bf16, pallas_call_kwargs,
+    resolve_backend, unsupported_reason)
 from templar_jax.sparseloco.kernels.tile_select import onehot_dot
 from templar_jax.sparseloco.payload import TensorPayload
 
@@ -150,7 +151,7 @@ def _clipped_values(idx, vals, valid_R, rule: str, chunk_size: int, axis_names):
 
 def aggregate_dense_pallas(idx_RxBxCxK, vals_RxBxCxK, valid_R, *, geom: ChunkGeometry,
                            rule: str, axis_names: Sequence[str] = (), backend: str = "auto",
-                           tiles_per_block: int | None = None):
+                           tiles_per_block: int | None = None, kernel: str | None = None):
     """SPEC 2.4 from decoded peer values straight to the tensor layout [B, *tensor_shape].
 
     Same inputs as `sparseloco.aggregate.aggregate_chunks` (R possibly padded, `valid_R` marks
@@ -158,6 +159,7 @@ def aggregate_dense_pallas(idx_RxBxCxK, vals_RxBxCxK, valid_R, *, geom: ChunkGeo
     shards), but the output needs no `from_chunks`. A reference tensor with any non-finite
     value comes back as zeros; the zeroing pass runs only when some tensor needs it.
     Geometries the backend cannot tile run `aggregate_chunks` + `from_chunks` instead.
+    `kernel`: "onehot" | "scatter" (None: `backend.aggregation_kernel`, TEMPLAR_AGG_KERNEL).
     """
     backend = resolve_backend(backend)
     tiles = tiles_per_block or default_tiles_per_block(backend)
@@ -169,9 +171,10 @@ def aggregate_dense_pallas(idx_RxBxCxK, vals_RxBxCxK, valid_R, *, geom: ChunkGeo
         return from_chunks(dense, geom)
     idx, vals, n_valid = _clipped_values(idx_RxBxCxK, vals_RxBxCxK, valid_R, rule,
                                          geom.chunk_size, axis_names)
-    dense, nonfinite_BxYxXx1 = scatter_mean_tiles(idx, vals, n_valid, geom, rule=rule,
-                                                  backend=backend, tiles_per_block=tiles,
-                                                  n_loop=peers_upto(valid_R))
+    kernel = kernel or aggregation_kernel(backend)
+    tiles_fn = scatter_sum_tiles if kernel == "scatter" else scatter_mean_tiles
+    dense, nonfinite_BxYxXx1 = tiles_fn(idx, vals, n_valid, geom, rule=rule, backend=backend,
+                                        tiles_per_block=tiles, n_loop=peers_upto(valid_R))
     bad_B = jnp.sum(nonfinite_BxYxXx1, axis=(1, 2, 3))
     bad_B = lax.psum(bad_B, tuple(axis_names)) if axis_names else bad_B
     ok_B = bad_B == 0
@@ -179,13 +182,14 @@ def aggregate_dense_pallas(idx_RxBxCxK, vals_RxBxCxK, valid_R, *, geom: ChunkGeo
                     lambda d: jnp.where(ok_B[:, None, None], d, 0.0), dense)
 
 
-@partial(jax.jit, static_argnames=("shape", "batch_ndim", "chunk", "rule", "backend", "tiles"))
+@partial(jax.jit, static_argnames=("shape", "batch_ndim", "chunk", "rule", "backend", "tiles",
+                                   "kernel"))
 def _aggregate_stacked_pallas(stacked, valid_R, *, shape, batch_ndim, chunk, rule, backend,
-                              tiles):
+                              tiles, kernel=None):
     batch_shape, geom = tensor_geometry(shape, batch_ndim, chunk=chunk)
     idx, vals = jax.vmap(lambda p: decode_values(p, batch_shape))(stacked)
     dense = aggregate_dense_pallas(idx, vals, valid_R, geom=geom, rule=rule, backend=backend,
-                                   tiles_per_block=tiles)
+                                   tiles_per_block=tiles, kernel=kernel)
     return dense.reshape(shape)
 
 
@@ -211,5 +215,6 @@ def aggregate_tensor_pallas(payloads: Sequence[TensorPayload], shape, *,
     valid_R = np.arange(padded) < len(payloads)
     return _aggregate_stacked_pallas(_stack(payloads, pad_to=padded), valid_R, shape=shape,
                                      batch_ndim=batch_ndim, chunk=chunk, rule=rule,
-                                     backend=backend, tiles=tiles)
+                                     backend=backend, tiles=tiles,
+                                     kernel=aggregation_kernel(backend))
 

@@ -80,6 +80,22 @@ def kernel_radix_bits() -> int:
     return int(_env_choice(KERNEL_RADIX_BITS_ENV, "1", ("1", "2", "3", "4")))
 
 
+# Which Pallas aggregation kernel runs: "onehot" (dense per-peer tiles from one-hot matmuls;
+# measured on an H200, and on Mosaic TPU the only one), "scatter" (per-peer gather/add/scatter
+# inside each chunk, Triton and the interpreter: O(k) instead of O(k * chunk) work per peer and
+# chunk; not yet timed on a GPU), or "auto" (onehot until scatter has been measured).
+AGG_KERNEL_ENV = "TEMPLAR_AGG_KERNEL"
+AGG_KERNELS = ("auto", "onehot", "scatter")
+
+
+def aggregation_kernel(backend: str) -> str:
+    raw = _env_choice(AGG_KERNEL_ENV, "auto", AGG_KERNELS)
+    if raw == "scatter" and backend == "mosaic_tpu":
+        raise KernelConfigError(f"{AGG_KERNEL_ENV}=scatter: Mosaic TPU has no vector scatter; "
+                                "use onehot or auto")
+    return "onehot" if raw == "auto" else raw
+
+
 def pallas_call_kwargs(backend: str, *, num_warps: int | None = None, num_stages: int = 1,
                        grid_rank: int = 3) -> dict:
     """`interpret=` / `compiler_params=` for `pl.pallas_call` on `backend`."""

@@ -20,7 +20,7 @@ from jax.sharding import Mesh, PartitionSpec as P
 from templar_jax.sparseloco import codec
 from templar_jax.sparseloco.aggregate import RULES, AggregationError
 from templar_jax.sparseloco.kernels.aggregate import aggregate_dense_pallas
-from templar_jax.sparseloco.kernels.backend import resolve_backend
+from templar_jax.sparseloco.kernels.backend import aggregation_kernel, resolve_backend
 from templar_jax.sparseloco.kernels.compress import ef_compress_tensor_pallas
 from templar_jax.sparseloco.payload import TensorPayload
 from templar_jax.sparseloco.sharded import ShardPlan
@@ -67,12 +67,15 @@ def aggregate_tensor_sharded_pallas(payloads: Sequence[TensorPayload], shape, *,
     if not payloads:
         raise AggregationError("aggregate_tensor_sharded_pallas needs at least one payload")
     placed, valid_R = place_payloads(payloads, shape, plan=plan, mesh=mesh)
+    backend = resolve_backend(backend)
     return _aggregate_blocks_pallas(placed, valid_R, plan=plan, mesh=mesh, rule=rule,
-                                    backend=resolve_backend(backend), tiles=tiles_per_block)
+                                    backend=backend, tiles=tiles_per_block,
+                                    kernel=aggregation_kernel(backend))
 
 
-@partial(jax.jit, static_argnames=("plan", "mesh", "rule", "backend", "tiles"))
-def _aggregate_blocks_pallas(stacked: TensorPayload, valid_R, *, plan, mesh, rule, backend, tiles):
+@partial(jax.jit, static_argnames=("plan", "mesh", "rule", "backend", "tiles", "kernel"))
+def _aggregate_blocks_pallas(stacked: TensorPayload, valid_R, *, plan, mesh, rule, backend, tiles,
+                             kernel):
     geom = plan.local_geom
 
     def local(p, valid):
@@ -84,7 +87,7 @@ def _aggregate_blocks_pallas(stacked: TensorPayload, valid_R, *, plan, mesh, rul
         vals = jax.vmap(codec.dequantize)(codes, p.shift.reshape(r, b), p.lut.reshape(r, b, -1))
         dense = aggregate_dense_pallas(idx, vals, valid, geom=geom, rule=rule,
                                        axis_names=plan.tensor_axes, backend=backend,
-                                       tiles_per_block=tiles)
+                                       tiles_per_block=tiles, kernel=kernel)
         tensor_local = tuple(g * t for g, t in zip(geom.grid, geom.tile))
         return dense.reshape(batch_shape + tensor_local)
 
