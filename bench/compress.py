@@ -38,8 +38,8 @@ from templar_jax.sparseloco.aggregate import _aggregate_stacked, peer_bucket
 from templar_jax.sparseloco.compress import ef_compress_tensor, tensor_geometry
 from templar_jax.sparseloco.kernels.aggregate import _aggregate_stacked_pallas
 from templar_jax.sparseloco.kernels.backend import (
-    AGG_KERNELS, KERNEL_DOTS, KERNEL_DOTS_ENV, KERNEL_RADIX_BITS_ENV, TRITON_NUM_WARPS_ENV,
-    resolve_backend)
+    AGG_KERNELS, KERNEL_COMPACT_ENV, KERNEL_COMPACTS, KERNEL_DOTS, KERNEL_DOTS_ENV,
+    KERNEL_RADIX_BITS_ENV, TRITON_NUM_WARPS_ENV, resolve_backend)
 from templar_jax.sparseloco.kernels.compress import ef_compress_tensor_pallas
 from templar_jax.sparseloco.payload import TensorPayload
 
@@ -114,21 +114,22 @@ def synthetic_peers(shape, peers: int, key):
     return TensorPayload(*(jnp.stack([getattr(p, f) for p in out]) for f in TensorPayload._fields))
 
 
-def _set_knobs(dots: str, warps: str, radix: str = "1"):
+def _set_knobs(dots: str, warps: str, radix: str = "1", compact: str = "auto"):
     """Set the kernel knobs for what is traced next; cached traces (inner jits) would keep the
     previous ones, so the caches go."""
     os.environ[KERNEL_DOTS_ENV], os.environ[TRITON_NUM_WARPS_ENV] = dots, warps
-    os.environ[KERNEL_RADIX_BITS_ENV] = radix
+    os.environ[KERNEL_RADIX_BITS_ENV], os.environ[KERNEL_COMPACT_ENV] = radix, compact
     jax.clear_caches()
 
 
 def variant_sweep(args):
-    """Yield each --variants entry ({"dots", "num_warps", "radix_bits"}) with it set for the
-    kernels traced next (dots and radix bits apply on every backend; warps to Triton only)."""
+    """Yield each --variants entry ({"dots", "num_warps", "radix_bits", "compact"}) with it set
+    for the kernels traced next (warps apply to Triton only)."""
     for variant in args.variants:
-        dots, warps, radix = (variant.split(":") + ["1"])[:3]
-        _set_knobs(dots, warps, radix)
-        yield {"dots": dots, "num_warps": int(warps), "radix_bits": int(radix)}
+        parts = variant.split(":")
+        dots, warps, radix, compact = parts + ["1", "auto"][len(parts) - 2:]  # defaults fill in
+        _set_knobs(dots, warps, radix, compact)
+        yield {"dots": dots, "num_warps": int(warps), "radix_bits": int(radix), "compact": compact}
 
 
 def agg_variant_sweep(args):
@@ -243,7 +244,7 @@ def print_table(rows):
                 "ns/param", "GB/s", "match", "note"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["step"], r["impl"], r.get("kernel", ""), r.get("dots", ""),
+        table.add_row(r["step"], r["impl"], r.get("kernel", r.get("compact", "")), r.get("dots", ""),
                       str(r.get("num_warps", "")), str(r.get("radix_bits", "")),
                       str(r.get("tiles", "")),
                       f"{r['params'] / 1e6:.1f}M",
@@ -271,10 +272,12 @@ def parse_variants(text: str) -> list[str]:
     variants = text.split(",")
     for v in variants:
         parts = v.split(":")
-        if (len(parts) not in (2, 3) or parts[0] not in KERNEL_DOTS
-                or not all(p.isdigit() for p in parts[1:])):
-            raise argparse.ArgumentTypeError(f"bad variant {v!r}: expected DOTS:WARPS[:RADIX], "
-                                             f"DOTS one of {KERNEL_DOTS}, e.g. bf16:4:2")
+        if (len(parts) not in (2, 3, 4) or parts[0] not in KERNEL_DOTS
+                or not all(p.isdigit() for p in parts[1:3])
+                or (len(parts) == 4 and parts[3] not in KERNEL_COMPACTS)):
+            raise argparse.ArgumentTypeError(
+                f"bad variant {v!r}: expected DOTS:WARPS[:RADIX[:COMPACT]], DOTS one of "
+                f"{KERNEL_DOTS}, COMPACT one of {KERNEL_COMPACTS}, e.g. bf16:4:2:scatter")
     return variants
 
 
@@ -289,10 +292,10 @@ def main() -> None:
     ap.add_argument("--tiles-per-block", type=int, default=None,
                     help="64x64 chunks per compression kernel program (default: backend's choice)")
     ap.add_argument("--variants", type=parse_variants, default=["auto:4"],
-                    help="kernel variants as DOTS:WARPS[:RADIX], comma-separated (DOTS "
-                         "auto|f32|bf16: how the exact one-hot matmuls run, auto = bf16 on "
-                         "Triton; WARPS: Triton warps per program; RADIX: bits per radix-select "
-                         "step, default 1)")
+                    help="kernel variants as DOTS:WARPS[:RADIX[:COMPACT]], comma-separated "
+                         "(DOTS auto|f32|bf16: how the exact one-hot matmuls run, auto = bf16 "
+                         "on Triton; WARPS: Triton warps per program; RADIX: bits per "
+                         "radix-select step, default 1; COMPACT auto|onehot|scatter)")
     ap.add_argument("--agg-variants", type=parse_agg_variants, default=["onehot:4:1", "scatter:4:1"],
                     help="aggregation kernel variants as KERNEL:WARPS:TILES[:DOTS] (KERNEL "
                          "onehot|scatter; TILES: 64x64 chunks per program; DOTS for onehot, "

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One-command GPU check of the SparseLoCo Pallas kernels (< 5 min on one H100/H200).
+# One-command GPU check of the SparseLoCo Pallas kernels (< 8 min on one H100/H200).
 #
 #   bash bench/device_check.sh            # results in $OUT if set, else /tmp/templar_device_check/<time>/
 #   DEVICE_CHECK_CPU_SMOKE=1 bash bench/device_check.sh   # proves the script on a CPU: interpret
@@ -8,17 +8,19 @@
 # Steps (each under its own timeout and all under one deadline, DEVICE_CHECK_BUDGET_S, default
 # 480 s, so one hang cannot eat the lease; all output is kept, in at most 5 files):
 #   1. env.txt              GPU, driver, python, jax/jaxlib/triton versions, jax devices
-#   2. kernel_tests.txt     the compress/aggregate kernel tests on the GPU with the Triton
-#                           backend (TEMPLAR_KERNEL_BACKEND=triton), bf16 dots with a radix-2
-#                           select and f32 dots with radix 1 (TEMPLAR_KERNEL_DOTS,
-#                           TEMPLAR_KERNEL_RADIX_BITS): kernel == the in-order reference
-#   3. compress.txt         bench/compress.py at full scale (one 70B layer, 855.7M params):
+#   2. compress.txt         bench/compress.py at full scale (one 70B layer, 855.7M params):
 #                           floor / pure / kernel ms and ns/param, 20-peer aggregation (one
-#                           scatter, ordered scatters, kernel), `match`, `deterministic`,
-#                           kernel variants DOTS:WARPS[:RADIX] (bench/compress.py --variants)
-#   4. train_step.txt       bench/train_step.py --model 1b --batch 16 --seq-len 2048, 5 steps:
-#                           cuDNN attention with remat dots_saveable, full and none, then XLA
-#                           attention with remat full (tokens/s, MFU; README has the H200 run)
+#                           scatter, ordered scatters, kernels), `match`, `deterministic`;
+#                           compression variants DOTS:WARPS[:RADIX[:COMPACT]] (--variants),
+#                           aggregation variants KERNEL:WARPS:TILES[:DOTS] (--agg-variants)
+#   3. kernel_tests.txt     the compress/aggregate kernel tests on the GPU with the Triton
+#                           backend (TEMPLAR_KERNEL_BACKEND=triton), bf16 dots with a radix-2
+#                           select (KERNEL_TEST_DOTS="bf16 f32" adds f32 dots with radix 1);
+#                           the tests run both compactions and both aggregation kernels
+#                           (one-hot and scatter): kernel == the in-order reference
+#   4. train_step.txt       bench/train_step.py --model 1b --batch 16 --seq-len 2048, 5 steps,
+#                           remat dots_saveable + cuDNN attention (the H200's best, 51.5% MFU;
+#                           TRAIN_SWEEP_ALL=1 adds full/none cuDNN and full XLA)
 #   5. summary.txt          exit codes and the JSON lines, for pasting into a report
 # Python: $PYTHON if set, else the repo's .venv when its jax sees a GPU, else python3 (the
 # device image ships jax + jax-cuda plugins; the repo is put on PYTHONPATH).
@@ -30,15 +32,20 @@ mkdir -p "$RESULTS"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 SMOKE="${DEVICE_CHECK_CPU_SMOKE:-0}"
 if [ "$SMOKE" = 1 ]; then
-  export JAX_PLATFORMS=cpu; BACKEND=interpret; BENCH_ARGS=(--scale 32 --iters 1 --peers 4 --variants f32:4,bf16:4)
+  export JAX_PLATFORMS=cpu; BACKEND=interpret
+  BENCH_ARGS=(--scale 32 --iters 1 --peers 4 --variants f32:4,bf16:4:2:scatter --agg-variants onehot:4:1,scatter:4:2)
   TRAIN_ARGS=(--model tiny --steps 2); TRAIN_SWEEP=("none xla" "none auto")
 else
   # cuda first (the default device); cpu too, where the kernel tests compute their in-order
   # reference (tests/conftest.py would default to cpu alone)
   export JAX_PLATFORMS="${JAX_PLATFORMS:-cuda,cpu}"
-  BACKEND=triton; BENCH_ARGS=(--scale 1 --iters 10 --peers 20 --variants bf16:4,bf16:8,bf16:4:2,bf16:4:3,bf16:8:2)
+  BACKEND=triton
+  BENCH_ARGS=(--scale 1 --iters 10 --peers 20
+              --variants bf16:4,bf16:4:2,bf16:4:3,bf16:4:1:scatter,bf16:4:2:scatter,bf16:8:2:scatter
+              --agg-variants onehot:4:1,onehot:4:1:f32,scatter:4:1,scatter:4:2,scatter:4:4,scatter:8:4,scatter:8:8)
   TRAIN_ARGS=(--model 1b --batch 16 --seq-len 2048 --steps 5)
-  TRAIN_SWEEP=("dots_saveable cudnn" "full cudnn" "none cudnn" "full xla")  # "remat attention"
+  TRAIN_SWEEP=("dots_saveable cudnn")  # "remat attention"
+  [ "${TRAIN_SWEEP_ALL:-0}" = 1 ] && TRAIN_SWEEP+=("full cudnn" "none cudnn" "full xla")
 fi
 
 PY="${PYTHON:-}"
@@ -77,16 +84,18 @@ if ! "$PY" -c "import jax, sys; sys.exit(jax.default_backend() != '$WANT')" 2>>"
   exit 2
 fi
 
+# the bench first: it is the measurement still missing, and it checks every variant bitwise
+# against the pure path (`match`) or the in-order aggregation (`match_ordered`) on a full layer
+step compress 240 "$PY" bench/compress.py --backend "$BACKEND" "${BENCH_ARGS[@]}"
+
 export TEMPLAR_KERNEL_BACKEND=$BACKEND  # the kernel tests run the real backend, not interpret
-# the Pallas kernels on the device in both dot modes, bitwise against the in-order reference
-for dots in ${KERNEL_TEST_DOTS:-bf16 f32}; do  # bf16 with radix-2 select, f32 with radix 1
+# the Pallas kernels on the device, bitwise against the in-order reference on adversarial input
+for dots in ${KERNEL_TEST_DOTS:-bf16}; do  # bf16 with radix-2 select, f32 with radix 1
   radix=1; [ "$dots" = bf16 ] && radix=2
   TEMPLAR_KERNEL_DOTS=$dots TEMPLAR_KERNEL_RADIX_BITS=$radix STEP_NOTE="dots=$dots radix=$radix" \
-    step kernel_tests 90 "$PY" -m pytest \
+    step kernel_tests 120 "$PY" -m pytest \
     tests/test_kernels_compress.py tests/test_kernels_aggregate.py -q -rfE -p no:cacheprovider
 done
-
-step compress 200 "$PY" bench/compress.py --backend "$BACKEND" "${BENCH_ARGS[@]}"
 
 for combo in "${TRAIN_SWEEP[@]}"; do
   set -- $combo

@@ -58,3 +58,15 @@ def test_scatter_aggregate_kernel_lowers_for_triton(rule):
                                                    tiles_per_block=2))
     n = jax.ShapeDtypeStruct((), jnp.float32)
     assert "sparseloco_aggregate_scatter" in lower_text(fn, (idx, vals, n), "cuda")
+
+
+def test_scatter_compaction_lowers_for_triton(monkeypatch):
+    """The compression kernel with TEMPLAR_KERNEL_COMPACT=scatter (prefix sums + a masked
+    pointer scatter) is Triton-only, like the scatter aggregation."""
+    from templar_jax.sparseloco.kernels.backend import KERNEL_COMPACT_ENV
+
+    monkeypatch.setenv(KERNEL_COMPACT_ENV, "scatter")
+    e = jax.ShapeDtypeStruct((2, 128, 512), jnp.float32)
+    fn = jax.jit(lambda e, d: ef_select(e, d, beta=0.95, geom=GEOM, backend="triton",
+                                        tiles_per_block=2))
+    assert "sparseloco_ef_topk" in lower_text(fn, (e, e), "cuda")

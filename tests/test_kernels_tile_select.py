@@ -95,3 +95,14 @@ def test_compact_returns_selected_entries_in_row_major_order(h, w, full_rows, bf
     idx, got_bits = compact(jnp.asarray(sel), jnp.asarray(bits), k, bf16)
     np.testing.assert_array_equal(np.asarray(idx), np.flatnonzero(sel))
     np.testing.assert_array_equal(np.asarray(got_bits), bits.reshape(-1)[sel.reshape(-1)])
+
+
+@pytest.mark.parametrize("density", [0.0, 0.02, 0.5, 1.0])
+def test_row_major_ranks_count_the_selected_entries_before(density):
+    from templar_jax.sparseloco.kernels.tile_select import row_major_ranks
+
+    rng = np.random.default_rng(int(density * 100))
+    sel = rng.random((16, 32)) < density
+    flat = sel.reshape(-1).astype(np.int32)
+    want = (np.cumsum(flat) - flat).reshape(sel.shape)
+    np.testing.assert_array_equal(np.asarray(row_major_ranks(jnp.asarray(sel))), want)

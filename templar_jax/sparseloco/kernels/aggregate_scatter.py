@@ -41,10 +41,13 @@ def _barrier(backend: str):
 
 
 def _masked_rmw(ref, rows, cols, ok, update):
-    """ref[rows, cols] = update(ref[rows, cols]) where ok (distinct positions), nothing elsewhere."""
+    """ref[rows, cols] = update(ref[rows, cols]) where ok (distinct positions), nothing elsewhere.
+    Masked lanes point one row past the block: Triton never touches them, and the interpreter
+    (which emulates a masked store as a store of the old value) drops out-of-range writes, so
+    they cannot collide with a real lane's write."""
     from jax.experimental.pallas import triton as pl_triton  # masked load/store: any backend
 
-    at = ref.at[rows, cols]
+    at = ref.at[jnp.where(ok, rows, ref.shape[0]), cols]
     pl_triton.store(at, update(pl_triton.load(at, mask=ok, other=0)), mask=ok)
 
 

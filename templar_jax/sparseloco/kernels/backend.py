@@ -80,6 +80,22 @@ def kernel_radix_bits() -> int:
     return int(_env_choice(KERNEL_RADIX_BITS_ENV, "1", ("1", "2", "3", "4")))
 
 
+# How the compression kernel compacts a tile's k selected entries into its output rows:
+# "onehot" (row one-hots and small exact matmuls, every backend; measured on an H200), "scatter"
+# (each selected entry stored at its row-major rank from two prefix sums; Triton and the
+# interpreter; not yet timed on a GPU), or "auto" (onehot until scatter has been measured).
+KERNEL_COMPACT_ENV = "TEMPLAR_KERNEL_COMPACT"
+KERNEL_COMPACTS = ("auto", "onehot", "scatter")
+
+
+def kernel_compaction(backend: str) -> str:
+    raw = _env_choice(KERNEL_COMPACT_ENV, "auto", KERNEL_COMPACTS)
+    if raw == "scatter" and backend == "mosaic_tpu":
+        raise KernelConfigError(f"{KERNEL_COMPACT_ENV}=scatter: Mosaic TPU has no vector "
+                                "scatter; use onehot or auto")
+    return "onehot" if raw == "auto" else raw
+
+
 # Which Pallas aggregation kernel runs: "onehot" (dense per-peer tiles from one-hot matmuls;
 # measured on an H200, and on Mosaic TPU the only one), "scatter" (per-peer gather/add/scatter
 # inside each chunk, Triton and the interpreter: O(k) instead of O(k * chunk) work per peer and

@@ -14,7 +14,8 @@ bodies (it is also plain jnp, so it runs anywhere). Top-k by |x| with the lower-
    matmuls (a few tile passes instead of k; exact for every bit pattern: values travel as
    int32 bits in 16-bit halves, or bytes with bfloat16 dots, so -0.0, NaN payloads and
    denormals survive untouched).
-No sort, no cumsum, no gather/scatter, no slicing of loaded values. Per 64x64 tile: 31 + 12
+No sort, no cumsum, no gather/scatter, no slicing of loaded values (a backend with scatter can
+instead store each selected entry at its `row_major_ranks` slot). Per 64x64 tile: 31 + 12
 count passes of the radix select (in 31 + 12 dependent steps, or 16 + 6 with radix_bits=2),
 ~6 passes and five 64x64x64 float32 matmuls (seven bf16 ones) for the compaction.
 """
@@ -142,12 +143,26 @@ def compact(sel_hxw, bits_hxw, k: int, bf16: bool = False):
     return row_K * w + col_K, bits_K
 
 
-def tile_topk(x_hxw_f32, k: int, bf16: bool = False, radix_bits: int = 1):
-    """Top-k of one float32 tile: (idx_K ascending row-major, values_K float32, bit-exact)."""
+def row_major_ranks(sel_hxw):
+    """int32 [h, w]: how many selected entries precede each entry in row-major order (its
+    output slot when selected), from two prefix sums (a scatter kernel's compaction)."""
+    s = sel_hxw.astype(jnp.int32)
+    rowcnt_h = jnp.sum(s, axis=1)
+    return (jnp.cumsum(s, axis=1) - s) + (jnp.cumsum(rowcnt_h) - rowcnt_h)[:, None]
+
+
+def tile_selection(x_hxw_f32, k: int, radix_bits: int = 1):
+    """(sel_hxw bool, flat_idx_hxw int32): the top-k mask of one float32 tile (ties to the lower
+    row-major index) and each entry's row-major index."""
     h, w = x_hxw_f32.shape
     flat_idx = (lax.broadcasted_iota(jnp.int32, (h, w), 0) * w
                 + lax.broadcasted_iota(jnp.int32, (h, w), 1))
     bits = lax.bitcast_convert_type(x_hxw_f32, jnp.int32)
-    sel = topk_mask(bits & jnp.int32(_ABS_MASK), flat_idx, k, radix_bits)
-    idx_k, bits_k = compact(sel, bits, k, bf16)
+    return topk_mask(bits & jnp.int32(_ABS_MASK), flat_idx, k, radix_bits), flat_idx
+
+
+def tile_topk(x_hxw_f32, k: int, bf16: bool = False, radix_bits: int = 1):
+    """Top-k of one float32 tile: (idx_K ascending row-major, values_K float32, bit-exact)."""
+    sel, _ = tile_selection(x_hxw_f32, k, radix_bits)
+    idx_k, bits_k = compact(sel, lax.bitcast_convert_type(x_hxw_f32, jnp.int32), k, bf16)
     return idx_k, lax.bitcast_convert_type(bits_k, jnp.float32)
