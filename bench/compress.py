@@ -10,8 +10,9 @@ divides every dim by s, so params shrink by s^2). Per step it times, in the same
              scatter-mean): one scatter for all peers / one per peer in order / a Pallas
              kernel, with `deterministic` (a second run gives the same bits)
 Compression kernel rows repeat for each --variants entry (dot mode, Triton warps, radix-select
-bits), aggregation kernel rows for each --agg-variants entry (one-hot or scatter kernel, warps,
-chunks per program, dot mode). jax caches are cleared between variants: the knobs are read
+bits, compaction); `stage_*` rows profile the --stage-variants entries (kernel pass 1 alone, and
+cut after the EF update / after the top-k mask); aggregation kernel rows repeat for each
+--agg-variants entry (one-hot or scatter kernel, warps, chunks per program, dot mode). jax caches are cleared between variants: the knobs are read
 when a kernel is traced. Prints one JSON line per measurement and a table. On CPU the kernels
 run in Pallas interpret mode: their times there say nothing about GPU speed.
 
@@ -39,8 +40,8 @@ from templar_jax.sparseloco.compress import ef_compress_tensor, tensor_geometry
 from templar_jax.sparseloco.kernels.aggregate import _aggregate_stacked_pallas
 from templar_jax.sparseloco.kernels.backend import (
     AGG_KERNELS, KERNEL_COMPACT_ENV, KERNEL_COMPACTS, KERNEL_DOTS, KERNEL_DOTS_ENV,
-    KERNEL_RADIX_BITS_ENV, TRITON_NUM_WARPS_ENV, resolve_backend)
-from templar_jax.sparseloco.kernels.compress import ef_compress_tensor_pallas
+    KERNEL_RADIX_BITS_ENV, TRITON_NUM_WARPS_ENV, default_tiles_per_block, resolve_backend)
+from templar_jax.sparseloco.kernels.compress import ef_compress_tensor_pallas, ef_select
 from templar_jax.sparseloco.payload import TensorPayload
 
 BETA = 0.95
@@ -86,6 +87,21 @@ def compress_fn(shapes, impl: str, backend: str, tiles: int | None, donate: bool
     return jax.jit(run, donate_argnums=(0,) if donate else ())
 
 
+def stage_fn(shapes, backend: str, tiles: int | None, cut: str | None):
+    """The compression kernel's pass 1 alone over the layer's 2-D tensors (cut=None: EF + top-k
+    + compaction, no XLA quantize/residual), or cut short (kernels.compress.STAGE_CUTS)."""
+    two_d = {n: s for n, s in shapes.items() if len(s) == 2}
+    geoms = {n: tensor_geometry(s, 0)[1] for n, s in two_d.items()}
+    tiles = tiles or default_tiles_per_block(backend)
+
+    def run(e, d):
+        return {n: ef_select(e[n].reshape((1,) + s), d[n].reshape((1,) + s), beta=BETA,
+                             geom=geoms[n], backend=backend, tiles_per_block=tiles, cut=cut)
+                for n, s in two_d.items()}
+
+    return jax.jit(run)
+
+
 def floor_fn(e, d):
     return {n: BETA * e[n] + d[n] for n in e}
 
@@ -122,19 +138,20 @@ def _set_knobs(dots: str, warps: str, radix: str = "1", compact: str = "auto"):
     jax.clear_caches()
 
 
-def variant_sweep(args):
-    """Yield each --variants entry ({"dots", "num_warps", "radix_bits", "compact"}) with it set
-    for the kernels traced next (warps apply to Triton only)."""
-    for variant in args.variants:
+def variant_sweep(variants: list[str]):
+    """Yield each DOTS:WARPS[:RADIX[:COMPACT]] entry as {"dots", "num_warps", "radix_bits",
+    "compact"}, with it set for the kernels traced next (warps apply to Triton only)."""
+    for variant in variants:
         parts = variant.split(":")
         dots, warps, radix, compact = parts + ["1", "auto"][len(parts) - 2:]  # defaults fill in
         _set_knobs(dots, warps, radix, compact)
         yield {"dots": dots, "num_warps": int(warps), "radix_bits": int(radix), "compact": compact}
 
 
-def agg_variant_sweep(args):
-    """Yield each --agg-variants entry ({"kernel", "num_warps", "tiles", "dots"}), knobs set."""
-    for variant in args.agg_variants:
+def agg_variant_sweep(variants: list[str]):
+    """Yield each KERNEL:WARPS:TILES[:DOTS] entry as {"kernel", "num_warps", "tiles", "dots"},
+    knobs set."""
+    for variant in variants:
         kernel, warps, tiles, dots = (variant.split(":") + ["auto"])[:4]
         _set_knobs(dots, warps)
         yield {"kernel": kernel, "num_warps": int(warps), "tiles": int(tiles), "dots": dots}
@@ -164,12 +181,12 @@ def bench_compress(args, shapes, rows, backend):
     pure_ms, _ = timed(compress_fn(shapes, "pure", backend, None, donate=True),
                        jax.tree.map(jnp.copy, e0), d, iters=args.iters, carry=True)
     emit(rows, impl="pure", ms=pure_ms, ns_per_param=pure_ms * 1e6 / n_params, **common)
-    for variant in variant_sweep(args):
-        try:
-            got = compress_fn(shapes, "kernel", backend, args.tiles_per_block, donate=False)(e0, d)
+    for variant in variant_sweep(args.variants):
+        try:  # one compile per variant: the donating function checks `match`, then is timed
+            kernel_fn = compress_fn(shapes, "kernel", backend, args.tiles_per_block, donate=True)
+            got = kernel_fn(jax.tree.map(jnp.copy, e0), d)
             match = bitwise_equal(got, want)
             del got
-            kernel_fn = compress_fn(shapes, "kernel", backend, args.tiles_per_block, donate=True)
             kern_ms, _ = timed(kernel_fn, jax.tree.map(jnp.copy, e0), d, iters=args.iters,
                                carry=True)
             emit(rows, impl="kernel", ms=kern_ms, ns_per_param=kern_ms * 1e6 / n_params,
@@ -178,6 +195,27 @@ def bench_compress(args, shapes, rows, backend):
             traceback.print_exc(file=sys.stderr)
             emit(rows, impl="kernel", error=f"{type(exc).__name__}: {str(exc)[:300]}",
                  **variant, **common)
+    bench_stages(args, shapes, rows, backend, e0, d, common)
+
+
+def bench_stages(args, shapes, rows, backend, e0, d, common):
+    """Where a kernel variant's time goes: pass 1 alone and cut after the EF update / after the
+    top-k mask (the EF-only cut once: it does not depend on the variant)."""
+    two_d_params = sum(int(np.prod(s)) for s in shapes.values() if len(s) == 2)
+    cuts = ["ef"]
+    for variant in variant_sweep(args.stage_variants):
+        for cut in cuts + ["select", None]:
+            try:
+                ms, _ = timed(stage_fn(shapes, backend, args.tiles_per_block, cut), e0, d,
+                              iters=args.iters)
+                emit(rows, impl=f"stage_{cut or 'pass1'}", ms=ms,
+                     ns_per_param=ms * 1e6 / two_d_params, **variant,
+                     **dict(common, params=two_d_params))
+            except Exception as exc:
+                traceback.print_exc(file=sys.stderr)
+                emit(rows, impl=f"stage_{cut or 'pass1'}", error=f"{type(exc).__name__}: "
+                     f"{str(exc)[:300]}", **variant, **common)
+        cuts = []
 
 
 def bench_aggregate(args, shapes, rows, backend):
@@ -217,7 +255,7 @@ def bench_aggregate(args, shapes, rows, backend):
          match=bitwise_equal(ord_out, want),
          deterministic=bitwise_equal(ordered(stacked, valid), ord_out),
          faster_than_pure=ord_ms < pure_ms, **common)
-    for variant in agg_variant_sweep(args):
+    for variant in agg_variant_sweep(args.agg_variants):
         try:
             kernel = run("kernel", variant["kernel"], variant["tiles"])
             kern_ms, got = timed(kernel, stacked, valid, iters=args.iters)
@@ -296,6 +334,9 @@ def main() -> None:
                          "(DOTS auto|f32|bf16: how the exact one-hot matmuls run, auto = bf16 "
                          "on Triton; WARPS: Triton warps per program; RADIX: bits per "
                          "radix-select step, default 1; COMPACT auto|onehot|scatter)")
+    ap.add_argument("--stage-variants", type=parse_variants, default=["auto:4"],
+                    help="compression variants (as --variants) to profile by stage: the "
+                         "kernel's pass 1 alone, and cut after EF / after the top-k mask")
     ap.add_argument("--agg-variants", type=parse_agg_variants, default=["onehot:4:1", "scatter:4:1"],
                     help="aggregation kernel variants as KERNEL:WARPS:TILES[:DOTS] (KERNEL "
                          "onehot|scatter; TILES: 64x64 chunks per program; DOTS for onehot, "

@@ -12,7 +12,9 @@
 #                           floor / pure / kernel ms and ns/param, 20-peer aggregation (one
 #                           scatter, ordered scatters, kernels), `match`, `deterministic`;
 #                           compression variants DOTS:WARPS[:RADIX[:COMPACT]] (--variants),
-#                           aggregation variants KERNEL:WARPS:TILES[:DOTS] (--agg-variants)
+#                           a stage profile of two of them (--stage-variants: pass 1 alone,
+#                           cut after EF / after the top-k mask), aggregation variants
+#                           KERNEL:WARPS:TILES[:DOTS] (--agg-variants)
 #   3. kernel_tests.txt     the compress/aggregate kernel tests on the GPU with the Triton
 #                           backend (TEMPLAR_KERNEL_BACKEND=triton), bf16 dots with a radix-2
 #                           select (KERNEL_TEST_DOTS="bf16 f32" adds f32 dots with radix 1);
@@ -33,7 +35,8 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 SMOKE="${DEVICE_CHECK_CPU_SMOKE:-0}"
 if [ "$SMOKE" = 1 ]; then
   export JAX_PLATFORMS=cpu; BACKEND=interpret
-  BENCH_ARGS=(--scale 32 --iters 1 --peers 4 --variants f32:4,bf16:4:2:scatter --agg-variants onehot:4:1,scatter:4:2)
+  BENCH_ARGS=(--scale 32 --iters 1 --peers 4 --variants f32:4,bf16:4:2:scatter
+              --stage-variants bf16:4:2:scatter --agg-variants onehot:4:1,scatter:4:2)
   TRAIN_ARGS=(--model tiny --steps 2); TRAIN_SWEEP=("none xla" "none auto")
 else
   # cuda first (the default device); cpu too, where the kernel tests compute their in-order
@@ -42,6 +45,7 @@ else
   BACKEND=triton
   BENCH_ARGS=(--scale 1 --iters 10 --peers 20
               --variants bf16:4,bf16:4:2,bf16:4:3,bf16:4:1:scatter,bf16:4:2:scatter,bf16:8:2:scatter
+              --stage-variants bf16:4,bf16:4:2:scatter
               --agg-variants onehot:4:1,onehot:4:1:f32,scatter:4:1,scatter:4:2,scatter:4:4,scatter:8:4,scatter:8:8)
   TRAIN_ARGS=(--model 1b --batch 16 --seq-len 2048 --steps 5)
   TRAIN_SWEEP=("dots_saveable cudnn")  # "remat attention"
@@ -86,7 +90,9 @@ fi
 
 # the bench first: it is the measurement still missing, and it checks every variant bitwise
 # against the pure path (`match`) or the in-order aggregation (`match_ordered`) on a full layer
-step compress 240 "$PY" bench/compress.py --backend "$BACKEND" "${BENCH_ARGS[@]}"
+# (two runs, each under its own timeout, so a slow compile sweep cannot starve the other)
+step compress 220 "$PY" bench/compress.py --backend "$BACKEND" "${BENCH_ARGS[@]}" --only compress
+step compress 150 "$PY" bench/compress.py --backend "$BACKEND" "${BENCH_ARGS[@]}" --only aggregate
 
 export TEMPLAR_KERNEL_BACKEND=$BACKEND  # the kernel tests run the real backend, not interpret
 # the Pallas kernels on the device, bitwise against the in-order reference on adversarial input

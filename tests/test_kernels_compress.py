@@ -153,3 +153,23 @@ def test_backend_names():
     assert resolve_backend("triton") == "triton"
     with pytest.raises(KernelConfigError, match="unknown Pallas backend 'cuda'"):
         resolve_backend("cuda")
+
+
+def test_stage_cuts_stop_where_they_say():
+    """bench/compress.py's stage profile: "ef" writes only the EF update, "select" also the
+    size of each tile's top-k mask (k); an unknown cut is a clear error."""
+    from templar_jax.sparseloco.kernels import ef_select
+
+    rng = np.random.default_rng(15)
+    e = jnp.asarray(rng.standard_normal((1, 64, 128)).astype(np.float32))
+    d = jnp.asarray(rng.standard_normal((1, 64, 128)).astype(np.float32))
+    _, geom = tensor_geometry((64, 128), 0)
+    full_acc, full_idx, _ = ef_select(e, d, beta=BETA, geom=geom, backend=BACKEND,
+                                      tiles_per_block=1)
+    for cut in ("ef", "select"):
+        acc, idx, _ = ef_select(e, d, beta=BETA, geom=geom, backend=BACKEND, tiles_per_block=1,
+                                cut=cut)
+        np.testing.assert_array_equal(np.asarray(acc), np.asarray(full_acc))
+    assert np.all(np.asarray(idx) == geom.k) and not np.all(np.asarray(full_idx) == geom.k)
+    with pytest.raises(ValueError, match="stage cut"):
+        ef_select(e, d, beta=BETA, geom=geom, backend=BACKEND, tiles_per_block=1, cut="all")

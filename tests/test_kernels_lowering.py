@@ -70,3 +70,11 @@ def test_scatter_compaction_lowers_for_triton(monkeypatch):
     fn = jax.jit(lambda e, d: ef_select(e, d, beta=0.95, geom=GEOM, backend="triton",
                                         tiles_per_block=2))
     assert "sparseloco_ef_topk" in lower_text(fn, (e, e), "cuda")
+
+
+@pytest.mark.parametrize("cut", ["ef", "select"])
+def test_stage_cuts_lower_for_triton(cut):
+    e = jax.ShapeDtypeStruct((2, 128, 512), jnp.float32)
+    fn = jax.jit(lambda e, d: ef_select(e, d, beta=0.95, geom=GEOM, backend="triton",
+                                        tiles_per_block=1, cut=cut))
+    assert "sparseloco_ef_topk" in lower_text(fn, (e, e), "cuda")

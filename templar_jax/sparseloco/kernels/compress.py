@@ -48,13 +48,25 @@ def _scatter_selected(idx_ref, val_ref, j, acc_hxw, k, radix_bits):
     pl_triton.store(val_ref.at[row, slot], acc_hxw, mask=sel)
 
 
+# Diagnostic cuts of the kernel for bench/compress.py's stage profile (results are NOT the
+# compression's): "ef" stops after the error-feedback update; "select" also finds each tile's
+# top-k mask but writes only its size (so the mask is not optimized away), no compaction.
+STAGE_CUTS = ("ef", "select")
+
+
 def _ef_select_kernel(e_ref, d_ref, acc_ref, idx_ref, val_ref, *, beta, k, w, tiles, bf16,
-                      radix_bits, compact):
+                      radix_bits, compact, cut=None):
     for j in range(tiles):  # static: each 64x64 chunk of the block
         cols = pl.ds(j * w, w)
         acc = beta * e_ref[:, cols].astype(jnp.float32) + d_ref[:, cols].astype(jnp.float32)
         acc = acc.astype(acc_ref.dtype)
         acc_ref[:, cols] = acc
+        if cut == "ef":
+            continue
+        if cut == "select":
+            sel, _ = tile_selection(acc, k, radix_bits)
+            idx_ref[j, :] = jnp.full((k,), jnp.sum(sel.astype(jnp.int32)))
+            continue
         if compact == "scatter":
             _scatter_selected(idx_ref, val_ref, j, acc, k, radix_bits)
             continue
@@ -64,8 +76,11 @@ def _ef_select_kernel(e_ref, d_ref, acc_ref, idx_ref, val_ref, *, beta, k, w, ti
 
 
 def ef_select(e_BxRxC, delta_BxRxC, *, beta: float, geom: ChunkGeometry, backend: str,
-              tiles_per_block: int, num_warps: int | None = None):
-    """Pass 1: (acc_BxRxC, idx_BxYxXxK int32, values_BxYxXxK) for 2-D chunk geometry."""
+              tiles_per_block: int, num_warps: int | None = None, cut: str | None = None):
+    """Pass 1: (acc_BxRxC, idx_BxYxXxK int32, values_BxYxXxK) for 2-D chunk geometry.
+    `cut` (one of STAGE_CUTS) times a prefix of the kernel; its outputs are not a selection."""
+    if cut is not None and cut not in STAGE_CUTS:
+        raise ValueError(f"unknown stage cut {cut!r}; expected one of {STAGE_CUTS}")
     (h, w), (y, x), k = geom.tile, geom.grid, geom.k
     b = e_BxRxC.shape[0]
     t = tiles_per_block
@@ -74,7 +89,7 @@ def ef_select(e_BxRxC, delta_BxRxC, *, beta: float, geom: ChunkGeometry, backend
     sel_spec = pl.BlockSpec((None, None, t, k), lambda bi, yi, xi: (bi, yi, xi, 0))
     kernel = partial(_ef_select_kernel, beta=beta, k=k, w=w, tiles=t,
                      bf16=kernel_dots_bf16(backend), radix_bits=kernel_radix_bits(),
-                     compact=kernel_compaction(backend))
+                     compact=kernel_compaction(backend), cut=cut)
     return pl.pallas_call(
         kernel,
         grid=grid,
