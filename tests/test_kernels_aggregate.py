@@ -85,6 +85,19 @@ def test_non_finite_reference_tensor_is_skipped(peers):
     assert np.all(got[1] == 0) and np.count_nonzero(got[0]) > 0
 
 
+def test_out_of_range_code_skips_the_tensor(peers):
+    """A code past the LUT decodes to NaN in the pure path (take_along_axis fills), so that
+    reference tensor is skipped; the scatter kernel decodes codes itself and must agree."""
+    bad = peers[1]._replace(codes=np.asarray(peers[1].codes).copy())
+    bad.codes[0, 2, 5] = 9
+    group = [peers[0], bad, peers[2]]
+    for rule in ("median_clip", "mean"):
+        got = np.asarray(aggregate_tensor_pallas(group, SHAPE, rule=rule, batch_ndim=1,
+                                                 backend=BACKEND))
+        assert_same(got, reference(group, SHAPE, rule=rule, batch_ndim=1), rule)
+        assert np.all(got[0] == 0) and np.count_nonzero(got[1]) > 0
+
+
 def test_fallback_1d_and_errors(peers):
     rng = np.random.default_rng(23)
     ps = [compress_tensor(rng.standard_normal((2, 256)).astype(np.float32), batch_ndim=1)

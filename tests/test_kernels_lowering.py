@@ -47,13 +47,20 @@ def test_aggregate_kernel_lowers(backend):
     assert "sparseloco_aggregate" in text
 
 
+@pytest.mark.parametrize("coded", [False, True], ids=["decoded", "coded"])
 @pytest.mark.parametrize("rule", ["median_clip", "mean"])
-def test_scatter_aggregate_kernel_lowers_for_triton(rule):
-    """The in-chunk scatter kernel is Triton-only (Mosaic TPU has no vector scatter)."""
-    from templar_jax.sparseloco.kernels.aggregate_scatter import scatter_sum_tiles
+def test_scatter_aggregate_kernel_lowers_for_triton(rule, coded):
+    """The in-chunk scatter kernel is Triton-only (Mosaic TPU has no vector scatter), with
+    decoded values or with codes and per-peer code tables."""
+    from templar_jax.sparseloco.kernels.aggregate_scatter import Coded, scatter_sum_tiles
 
-    idx = jax.ShapeDtypeStruct((32, 2, GEOM.num_chunks, 64), jnp.int32)
-    vals = jax.ShapeDtypeStruct((32, 2, GEOM.num_chunks, 64), jnp.float32)
+    shape = (32, 2, GEOM.num_chunks, 64)
+    idx = jax.ShapeDtypeStruct(shape, jnp.int32)
+    if coded:
+        vals = Coded(jax.ShapeDtypeStruct(shape, jnp.uint8),
+                     jax.ShapeDtypeStruct((32, 2, 4), jnp.float32))
+    else:
+        vals = jax.ShapeDtypeStruct(shape, jnp.float32)
     fn = jax.jit(lambda i, v, n: scatter_sum_tiles(i, v, n, GEOM, rule=rule, backend="triton",
                                                    tiles_per_block=2))
     n = jax.ShapeDtypeStruct((), jnp.float32)

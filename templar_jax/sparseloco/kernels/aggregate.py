@@ -33,9 +33,9 @@ from templar_jax.sparseloco.aggregate import (
     CLIP_EPS, RULES, AggregationError, _lower_median, _stack, aggregate_chunks, aggregate_tensor,
     peer_bucket, peers_upto)
 from templar_jax.sparseloco.chunking import from_chunks
-from templar_jax.sparseloco.compress import decode_values, tensor_geometry
+from templar_jax.sparseloco.compress import flat_payload, tensor_geometry
 from templar_jax.sparseloco.geometry import ChunkGeometry
-from templar_jax.sparseloco.kernels.aggregate_scatter import scatter_sum_tiles
+from templar_jax.sparseloco.kernels.aggregate_scatter import Coded, scatter_sum_tiles
 from templar_jax.sparseloco.kernels.backend import (
     aggregation_kernel, default_tiles_per_block, kernel_dots_bf16, pallas_call_kwargs,
     resolve_backend, unsupported_reason)
@@ -134,19 +134,46 @@ def scatter_mean_tiles(idx_RxBxCxK, vals_RxBxCxK, n_valid, geom: ChunkGeometry, 
     )(idx, vals, inv_n_1x1, n_loop_1x1)
 
 
-def _clipped_values(idx, vals, valid_R, rule: str, chunk_size: int, axis_names):
-    """The pure path's padding mask and median clip (same operations, so the same bits);
-    padding peers' indices are moved out of the chunk so the kernel drops them."""
+def _masked_factors(vals, valid_R, rule: str, axis_names):
+    """(vals with padding peers zeroed, clip factors [R, B] or None for "mean", n_valid): the
+    pure path's operations, so the same bits."""
     valid_R = valid_R.astype(jnp.float32)
     n_valid = jnp.sum(valid_R).astype(jnp.int32)
     vals = vals * valid_R[:, None, None, None]
+    factor_RxB = None
     if rule == "median_clip":
         norms_RxB = jnp.sqrt(jax.vmap(lambda v: codec.sumsq(v, axis_names))(vals))
         m_B = _lower_median(jnp.where(valid_R[:, None] > 0, norms_RxB, jnp.inf), n_valid)
         factor_RxB = jnp.minimum(1.0, m_B / (norms_RxB + CLIP_EPS)) * valid_R[:, None]
+    return vals, factor_RxB, n_valid.astype(jnp.float32)
+
+
+def _clipped_values(idx, vals, valid_R, rule: str, chunk_size: int, axis_names):
+    """The pure path's padding mask and median clip; padding peers' indices are moved out of
+    the chunk so the kernel drops them."""
+    vals, factor_RxB, n_valid = _masked_factors(vals, valid_R, rule, axis_names)
+    if factor_RxB is not None:
         vals = vals * factor_RxB[:, :, None, None]
     idx = jnp.where(valid_R[:, None, None, None] > 0, idx, chunk_size)
-    return idx, vals, n_valid.astype(jnp.float32)
+    return idx, vals, n_valid
+
+
+def _zero_bad_tensors(dense, nonfinite, axis_names):
+    """Zero each reference tensor with a non-finite entry (counts per tile or block, summed
+    across shards); the zeroing pass runs only when some tensor needs it."""
+    bad_B = jnp.sum(nonfinite, axis=(1, 2, 3))
+    bad_B = lax.psum(bad_B, tuple(axis_names)) if axis_names else bad_B
+    ok_B = bad_B == 0
+    return lax.cond(jnp.all(ok_B), lambda d: d,
+                    lambda d: jnp.where(ok_B[:, None, None], d, 0.0), dense)
+
+
+def _kernel_tiles(geom: ChunkGeometry, backend: str, tiles_per_block: int | None):
+    """(chunks per program, None) or (_, why the backend cannot tile this geometry)."""
+    tiles = tiles_per_block or default_tiles_per_block(backend)
+    if len(geom.tile) == 2 and geom.grid[1] % tiles:
+        tiles = 1
+    return tiles, unsupported_reason(geom, jnp.float32, backend, tiles)
 
 
 def aggregate_dense_pallas(idx_RxBxCxK, vals_RxBxCxK, valid_R, *, geom: ChunkGeometry,
@@ -162,10 +189,8 @@ def aggregate_dense_pallas(idx_RxBxCxK, vals_RxBxCxK, valid_R, *, geom: ChunkGeo
     `kernel`: "onehot" | "scatter" (None: `backend.aggregation_kernel`, TEMPLAR_AGG_KERNEL).
     """
     backend = resolve_backend(backend)
-    tiles = tiles_per_block or default_tiles_per_block(backend)
-    if len(geom.tile) == 2 and geom.grid[1] % tiles:
-        tiles = 1
-    if unsupported_reason(geom, jnp.float32, backend, tiles) is not None:
+    tiles, reason = _kernel_tiles(geom, backend, tiles_per_block)
+    if reason is not None:
         dense = aggregate_chunks(idx_RxBxCxK, vals_RxBxCxK, valid_R, chunk_size=geom.chunk_size,
                                  rule=rule, axis_names=axis_names)
         return from_chunks(dense, geom)
@@ -173,13 +198,36 @@ def aggregate_dense_pallas(idx_RxBxCxK, vals_RxBxCxK, valid_R, *, geom: ChunkGeo
                                          geom.chunk_size, axis_names)
     kernel = kernel or aggregation_kernel(backend)
     tiles_fn = scatter_sum_tiles if kernel == "scatter" else scatter_mean_tiles
-    dense, nonfinite_BxYxXx1 = tiles_fn(idx, vals, n_valid, geom, rule=rule, backend=backend,
-                                        tiles_per_block=tiles, n_loop=peers_upto(valid_R))
-    bad_B = jnp.sum(nonfinite_BxYxXx1, axis=(1, 2, 3))
-    bad_B = lax.psum(bad_B, tuple(axis_names)) if axis_names else bad_B
-    ok_B = bad_B == 0
-    return lax.cond(jnp.all(ok_B), lambda d: d,
-                    lambda d: jnp.where(ok_B[:, None, None], d, 0.0), dense)
+    dense, nonfinite = tiles_fn(idx, vals, n_valid, geom, rule=rule, backend=backend,
+                                tiles_per_block=tiles, n_loop=peers_upto(valid_R))
+    return _zero_bad_tensors(dense, nonfinite, axis_names)
+
+
+def aggregate_payload_pallas(flat_R: TensorPayload, valid_R, *, geom: ChunkGeometry, rule: str,
+                             axis_names: Sequence[str] = (), backend: str = "auto",
+                             tiles_per_block: int | None = None, kernel: str | None = None):
+    """`aggregate_dense_pallas` from the peers' payload arrays ([R, B, ...] as
+    `compress.flat_payload` gives per peer). The scatter kernel decodes the 2-bit codes itself,
+    so the decoded values are never written out (XLA reads them once, fused, for the clip
+    norms); the one-hot kernel and the fallbacks decode in XLA first."""
+    backend = resolve_backend(backend)
+    kernel = kernel or aggregation_kernel(backend)
+    vals = jax.vmap(codec.dequantize)(flat_R.codes, flat_R.shift, flat_R.lut)
+    tiles, reason = _kernel_tiles(geom, backend, tiles_per_block)
+    if kernel != "scatter" or reason is not None:
+        return aggregate_dense_pallas(flat_R.idx, vals, valid_R, geom=geom, rule=rule,
+                                      axis_names=axis_names, backend=backend,
+                                      tiles_per_block=tiles_per_block, kernel=kernel)
+    _, factor_RxB, n_valid = _masked_factors(vals, valid_R, rule, axis_names)
+    # each code's value, with the operations `_masked_factors` + clip apply to every entry
+    table = (flat_R.lut + flat_R.shift[:, :, None]) * valid_R.astype(jnp.float32)[:, None, None]
+    if factor_RxB is not None:
+        table = table * factor_RxB[:, :, None]
+    coded = Coded(flat_R.codes, table)
+    dense, nonfinite = scatter_sum_tiles(flat_R.idx, coded, n_valid, geom, rule=rule,
+                                         backend=backend, tiles_per_block=tiles,
+                                         n_loop=peers_upto(valid_R), valid_R=valid_R)
+    return _zero_bad_tensors(dense, nonfinite, axis_names)
 
 
 @partial(jax.jit, static_argnames=("shape", "batch_ndim", "chunk", "rule", "backend", "tiles",
@@ -187,9 +235,9 @@ def aggregate_dense_pallas(idx_RxBxCxK, vals_RxBxCxK, valid_R, *, geom: ChunkGeo
 def _aggregate_stacked_pallas(stacked, valid_R, *, shape, batch_ndim, chunk, rule, backend,
                               tiles, kernel=None):
     batch_shape, geom = tensor_geometry(shape, batch_ndim, chunk=chunk)
-    idx, vals = jax.vmap(lambda p: decode_values(p, batch_shape))(stacked)
-    dense = aggregate_dense_pallas(idx, vals, valid_R, geom=geom, rule=rule, backend=backend,
-                                   tiles_per_block=tiles, kernel=kernel)
+    flat_R = jax.vmap(lambda p: flat_payload(p, batch_shape))(stacked)
+    dense = aggregate_payload_pallas(flat_R, valid_R, geom=geom, rule=rule, backend=backend,
+                                     tiles_per_block=tiles, kernel=kernel)
     return dense.reshape(shape)
 
 

@@ -15,12 +15,16 @@ peers. Each coordinate therefore sums its peers in order 0..R-1 from +0.0, as th
 scatter-add does on CPU: bit-identical results, deterministic on a GPU. The read-modify-write
 traffic stays inside a 16 KB chunk, so it runs from cache; HBM sees the block's zeroing, the
 finalize pass and the payload reads (plus the counts buffer, int8 when R <= 127, for
-median_clip). Triton only (Mosaic TPU has no vector scatter); the interpreter runs it on CPU.
+median_clip). Values come either decoded or as the payload's 1-byte codes plus a per-peer table
+of what each code decodes to (`Coded`, built by `aggregate.aggregate_payload_pallas`): the
+kernel then reads 5 bytes per entry instead of 8 and XLA writes no decoded copy. Triton only
+(Mosaic TPU has no vector scatter); the interpreter runs it on CPU.
 """
 
 from __future__ import annotations
 
 from functools import partial
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -51,8 +55,36 @@ def _masked_rmw(ref, rows, cols, ok, update):
     pl_triton.store(at, update(pl_triton.load(at, mask=ok, other=0)), mask=ok)
 
 
-def _scatter_kernel(idx_ref, val_ref, inv_n_ref, n_loop_ref, out_ref, *rest, w, tiles,
-                    chunk_size, rule, barrier):
+class Coded(NamedTuple):
+    """Peers' values as codes plus, per peer and reference tensor, the value each code decodes
+    to, padding mask and clip factor included: code_values[r, b, i] = ((lut[i] + shift) * valid)
+    * factor, the pure path's per-entry operations in its order. Selecting from that table is
+    exact, and the kernel's only arithmetic on a value is the add into the sum (a multiply
+    there could be contracted with that add into a fused multiply-add, as XLA on CPU does,
+    where the pure path's scatter-add adds the rounded product)."""
+    codes: Any        # [R, B, C, K] uint8
+    code_values: Any  # [R, B, N] float32
+
+
+def _coded_values(code_ref, table_ref, n_codes: int):
+    """peer p -> table[p, code] per entry; codes >= n_codes decode to NaN, as
+    `codec.dequantize`'s take_along_axis fills them."""
+    def values(p):
+        codes = code_ref[p].astype(jnp.int32)
+        v = jnp.full(codes.shape, jnp.nan, jnp.float32)
+        for i in range(n_codes):
+            v = jnp.where(codes == i, table_ref[p, i], v)
+        return v
+    return values
+
+
+def _scatter_kernel(idx_ref, *refs, n_codes, w, tiles, chunk_size, rule, barrier):
+    if n_codes:
+        code_ref, table_ref, valid_ref, inv_n_ref, n_loop_ref, out_ref, *rest = refs
+        values = _coded_values(code_ref, table_ref, n_codes)
+    else:  # values decoded and clipped by the caller
+        val_ref, valid_ref, inv_n_ref, n_loop_ref, out_ref, *rest = refs
+        values = lambda p: val_ref[p]  # noqa: E731
     cnt_ref, bad_ref = rest if rule == "median_clip" else (None, rest[0])
     out_ref[...] = jnp.zeros(out_ref.shape, out_ref.dtype)
     if cnt_ref is not None:
@@ -63,11 +95,12 @@ def _scatter_kernel(idx_ref, val_ref, inv_n_ref, n_loop_ref, out_ref, *rest, w, 
 
     def add_peer(p, carry):
         idx = idx_ref[p]
-        ok = (idx >= 0) & (idx < chunk_size)  # padding peers were moved out of the chunk
+        # padding peers drop out, as do indices outside the chunk (the wire decoder rejects them)
+        ok = (valid_ref[p] > 0) & (idx >= 0) & (idx < chunk_size)
         safe = jnp.where(ok, idx, 0)
         rows = lax.div(safe, jnp.int32(w))
         cols = slot_txk * w + lax.rem(safe, jnp.int32(w))
-        vals = val_ref[p]
+        vals = values(p)
         _masked_rmw(out_ref, rows, cols, ok, lambda s: s + vals)
         if cnt_ref is not None:
             _masked_rmw(cnt_ref, rows, cols, ok, lambda c: c + jnp.ones((), c.dtype))
@@ -90,21 +123,42 @@ def counts_dtype(peers: int):
     return jnp.int8 if peers <= 127 else jnp.int32
 
 
-def scatter_sum_tiles(idx_RxBxCxK, vals_RxBxCxK, n_valid, geom: ChunkGeometry, *, rule: str,
+def _pow2_table(table_RxBxN):
+    """The code table padded to a power-of-two length (Triton blocks); never read past N."""
+    n = table_RxBxN.shape[-1]
+    pad = (1 << max(0, n - 1).bit_length()) - n
+    return jnp.pad(table_RxBxN, ((0, 0), (0, 0), (0, pad)), constant_values=jnp.nan)
+
+
+def scatter_sum_tiles(idx_RxBxCxK, values, n_valid, geom: ChunkGeometry, *, rule: str,
                       backend: str, tiles_per_block: int, num_warps: int | None = None,
-                      n_loop=None):
-    """(dense_BxRowsxCols float32, nonfinite_BxYxBlocksx1 int32); same contract as
+                      n_loop=None, valid_R=None):
+    """(dense_BxRowsxCols float32, nonfinite_BxYxBlocksx1 int32); the contract of
     `aggregate.scatter_mean_tiles` (which counts non-finite entries per tile, this per block).
-    Each peer's indices within a chunk must be distinct."""
+
+    `values`: decoded, clipped values [R, B, C, K], or `Coded` codes and per-peer code tables
+    that the kernel decodes itself (so XLA never writes the decoded values out). `valid_R`
+    (default: all peers) drops padding peers. Each peer's indices within a chunk must be
+    distinct.
+    """
     (h, w), (y, x), k = geom.tile, geom.grid, geom.k
     r, b = idx_RxBxCxK.shape[:2]
     t = tiles_per_block
-    idx = idx_RxBxCxK.reshape(r, b, y, x, k)
-    vals = vals_RxBxCxK.astype(jnp.float32).reshape(r, b, y, x, k)
+    grid_5d = (r, b, y, x, k)
+    peer_spec = pl.BlockSpec((r, None, None, t, k), lambda bi, yi, xi: (0, bi, yi, xi, 0))
+    if isinstance(values, Coded):
+        table = _pow2_table(jnp.asarray(values.code_values, jnp.float32))
+        value_args = [values.codes.reshape(grid_5d), table]
+        value_specs = [peer_spec, pl.BlockSpec((r, None, table.shape[-1]),
+                                               lambda bi, yi, xi: (0, bi, 0))]
+        n_codes = values.code_values.shape[-1]
+    else:
+        value_args = [values.astype(jnp.float32).reshape(grid_5d)]
+        value_specs, n_codes = [peer_spec], 0
+    valid = jnp.ones((r,), jnp.int32) if valid_R is None else (valid_R > 0).astype(jnp.int32)
     inv_n_1x1 = jnp.reshape(1.0 / n_valid.astype(jnp.float32), (1, 1))
     n_loop_1x1 = jnp.reshape(jnp.asarray(r if n_loop is None else n_loop, jnp.int32), (1, 1))
     scalar_spec = pl.BlockSpec((1, 1), lambda bi, yi, xi: (0, 0))
-    peer_spec = pl.BlockSpec((r, None, None, t, k), lambda bi, yi, xi: (0, bi, yi, xi, 0))
     dense_spec = pl.BlockSpec((None, h, w * t), lambda bi, yi, xi: (bi, yi, xi))
     out_specs = [dense_spec]
     out_shape = [jax.ShapeDtypeStruct((b, y * h, x * w), jnp.float32)]
@@ -113,15 +167,16 @@ def scatter_sum_tiles(idx_RxBxCxK, vals_RxBxCxK, n_valid, geom: ChunkGeometry, *
         out_shape.append(jax.ShapeDtypeStruct((b, y * h, x * w), counts_dtype(r)))
     out_specs.append(pl.BlockSpec((None, None, 1, 1), lambda bi, yi, xi: (bi, yi, xi, 0)))
     out_shape.append(jax.ShapeDtypeStruct((b, y, x // t, 1), jnp.int32))
-    kernel = partial(_scatter_kernel, w=w, tiles=t, chunk_size=geom.chunk_size, rule=rule,
-                     barrier=_barrier(backend))
+    kernel = partial(_scatter_kernel, n_codes=n_codes, w=w, tiles=t,
+                     chunk_size=geom.chunk_size, rule=rule, barrier=_barrier(backend))
     outs = pl.pallas_call(
         kernel,
         grid=(b, y, x // t),
-        in_specs=[peer_spec, peer_spec, scalar_spec, scalar_spec],
+        in_specs=[peer_spec, *value_specs, pl.BlockSpec((r,), lambda bi, yi, xi: (0,)),
+                  scalar_spec, scalar_spec],
         out_specs=out_specs,
         out_shape=out_shape,
         name="sparseloco_aggregate_scatter",
         **pallas_call_kwargs(backend, num_warps=num_warps),
-    )(idx, vals, inv_n_1x1, n_loop_1x1)
+    )(idx_RxBxCxK.reshape(grid_5d), *value_args, valid, inv_n_1x1, n_loop_1x1)
     return outs[0], outs[-1]

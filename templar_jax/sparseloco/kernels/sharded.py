@@ -17,9 +17,8 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, PartitionSpec as P
 
-from templar_jax.sparseloco import codec
 from templar_jax.sparseloco.aggregate import RULES, AggregationError
-from templar_jax.sparseloco.kernels.aggregate import aggregate_dense_pallas
+from templar_jax.sparseloco.kernels.aggregate import aggregate_payload_pallas
 from templar_jax.sparseloco.kernels.backend import aggregation_kernel, resolve_backend
 from templar_jax.sparseloco.kernels.compress import ef_compress_tensor_pallas
 from templar_jax.sparseloco.payload import TensorPayload
@@ -82,12 +81,14 @@ def _aggregate_blocks_pallas(stacked: TensorPayload, valid_R, *, plan, mesh, rul
         r = p.idx.shape[0]
         batch_shape = p.shift.shape[1:]
         b = math.prod(batch_shape)
-        idx = p.idx.reshape(r, b, geom.num_chunks, geom.k).astype(jnp.int32)
-        codes = p.codes.reshape(r, b, geom.num_chunks, geom.k)
-        vals = jax.vmap(codec.dequantize)(codes, p.shift.reshape(r, b), p.lut.reshape(r, b, -1))
-        dense = aggregate_dense_pallas(idx, vals, valid, geom=geom, rule=rule,
-                                       axis_names=plan.tensor_axes, backend=backend,
-                                       tiles_per_block=tiles, kernel=kernel)
+        flat_R = TensorPayload(
+            idx=p.idx.reshape(r, b, geom.num_chunks, geom.k).astype(jnp.int32),
+            codes=p.codes.reshape(r, b, geom.num_chunks, geom.k),
+            shift=p.shift.reshape(r, b), scale=p.scale.reshape(r, b),
+            lut=p.lut.reshape(r, b, -1))
+        dense = aggregate_payload_pallas(flat_R, valid, geom=geom, rule=rule,
+                                         axis_names=plan.tensor_axes, backend=backend,
+                                         tiles_per_block=tiles, kernel=kernel)
         tensor_local = tuple(g * t for g, t in zip(geom.grid, geom.tile))
         return dense.reshape(batch_shape + tensor_local)
 
