@@ -6,6 +6,8 @@ divides every dim by s, so params shrink by s^2). Per step it times, in the same
              error-feedback compression step must move), with its bandwidth
   pure       sparseloco.compress.ef_compress_tensor (EF + top-64/4096 + 2-bit quantize + residual)
   kernel     kernels.ef_compress_tensor_pallas (same results; `match` checks it bitwise)
+  agg_floor  read every peer's indices and codes once, write the dense result (the least any
+             aggregation moves), with its bandwidth
   agg_pure / agg_ordered / agg_kernel   aggregate R peers (dequantize, median-norm clip,
              scatter-mean): one scatter for all peers / one per peer in order / a Pallas
              kernel, with `deterministic` (a second run gives the same bits)
@@ -30,6 +32,7 @@ import os
 import sys
 import time
 import traceback
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -104,6 +107,26 @@ def stage_fn(shapes, backend: str, tiles: int | None, cut: str | None):
 
 def floor_fn(e, d):
     return {n: BETA * e[n] + d[n] for n in e}
+
+
+def agg_floor_fn(shapes, peers: int, stacked):
+    """The least an aggregation moves: read every real peer's indices and codes once, write
+    the dense float32 result (here a fill with a value that depends on all of them)."""
+    out = {}
+    for n, s in shapes.items():
+        idx, codes = stacked[n].idx[:peers], stacked[n].codes[:peers]
+        out[n] = jnp.full(s, jnp.sum(idx) + jnp.sum(codes.astype(jnp.int32)), jnp.float32)
+    return out
+
+
+def agg_floor_bytes(shapes, stacked, peers: int) -> int:
+    """Bytes `agg_floor_fn` moves."""
+    total = 0
+    for n, s in shapes.items():
+        p = stacked[n]
+        per_peer = (p.idx[0].size * p.idx.dtype.itemsize + p.codes[0].size * p.codes.dtype.itemsize)
+        total += 4 * int(np.prod(s)) + peers * per_peer
+    return total
 
 
 def bitwise_equal(a, b) -> bool:
@@ -243,6 +266,10 @@ def bench_aggregate(args, shapes, rows, backend):
 
     common = dict(step="aggregate", peers=args.peers, params=n_params, backend=backend,
                   device=jax.devices()[0].device_kind)
+    floor_ms, _ = timed(jax.jit(partial(agg_floor_fn, two_d, args.peers)), stacked, iters=args.iters)
+    moved = agg_floor_bytes(two_d, stacked, args.peers)
+    emit(rows, impl="agg_floor", ms=floor_ms, ns_per_param=floor_ms * 1e6 / n_params,
+         gb_per_s=moved / floor_ms / 1e6, **common)
     pure = run("pure")
     pure_ms, want = timed(pure, stacked, valid, iters=args.iters)
     # a GPU's scatter-add uses atomics: its sums can differ in the last bits from run to run
