@@ -12,7 +12,7 @@ divides every dim by s, so params shrink by s^2). Per step it times, in the same
              scatter-mean): one scatter for all peers / one per peer in order / a Pallas
              kernel, with `deterministic` (a second run gives the same bits)
 Compression kernel rows repeat for each --variants entry (dot mode, Triton warps, radix-select
-bits, compaction); `stage_*` rows profile the --stage-variants entries (kernel pass 1 alone, and
+bits, compaction, select mode; grammar in templar_jax/sparseloco/kernels/variants.py); `stage_*` rows profile the --stage-variants entries (kernel pass 1 alone, and
 cut after the EF update / after the top-k mask); aggregation kernel rows repeat for each
 --agg-variants entry (one-hot or scatter kernel, warps, chunks per program, dot mode). jax caches are cleared between variants: the knobs are read
 when a kernel is traced. Prints one JSON line per measurement and a table. On CPU the kernels
@@ -42,9 +42,10 @@ from templar_jax.sparseloco.aggregate import _aggregate_stacked, peer_bucket
 from templar_jax.sparseloco.compress import ef_compress_tensor, tensor_geometry
 from templar_jax.sparseloco.kernels.aggregate import _aggregate_stacked_pallas
 from templar_jax.sparseloco.kernels.backend import (
-    AGG_KERNELS, KERNEL_COMPACT_ENV, KERNEL_COMPACTS, KERNEL_DOTS, KERNEL_DOTS_ENV,
-    KERNEL_RADIX_BITS_ENV, TRITON_NUM_WARPS_ENV, default_tiles_per_block, resolve_backend)
+    KernelConfigError, default_tiles_per_block, resolve_backend)
 from templar_jax.sparseloco.kernels.compress import ef_compress_tensor_pallas, ef_select
+from templar_jax.sparseloco.kernels.variants import (
+    knob_env, parse_aggregate_variant, parse_compress_variant)
 from templar_jax.sparseloco.payload import TensorPayload
 
 BETA = 0.95
@@ -153,31 +154,28 @@ def synthetic_peers(shape, peers: int, key):
     return TensorPayload(*(jnp.stack([getattr(p, f) for p in out]) for f in TensorPayload._fields))
 
 
-def _set_knobs(dots: str, warps: str, radix: str = "1", compact: str = "auto"):
+def _set_knobs(env: dict[str, str]):
     """Set the kernel knobs for what is traced next; cached traces (inner jits) would keep the
     previous ones, so the caches go."""
-    os.environ[KERNEL_DOTS_ENV], os.environ[TRITON_NUM_WARPS_ENV] = dots, warps
-    os.environ[KERNEL_RADIX_BITS_ENV], os.environ[KERNEL_COMPACT_ENV] = radix, compact
+    os.environ.update(env)
     jax.clear_caches()
 
 
 def variant_sweep(variants: list[str]):
-    """Yield each DOTS:WARPS[:RADIX[:COMPACT]] entry as {"dots", "num_warps", "radix_bits",
-    "compact"}, with it set for the kernels traced next (warps apply to Triton only)."""
-    for variant in variants:
-        parts = variant.split(":")
-        dots, warps, radix, compact = parts + ["1", "auto"][len(parts) - 2:]  # defaults fill in
-        _set_knobs(dots, warps, radix, compact)
-        yield {"dots": dots, "num_warps": int(warps), "radix_bits": int(radix), "compact": compact}
+    """Yield each compression variant (kernels/variants.py) as {"dots", "num_warps",
+    "radix_bits", "compact", "select"}, set for the kernels traced next."""
+    for spec in variants:
+        v = parse_compress_variant(spec)
+        _set_knobs(knob_env(v))
+        yield dict(v, num_warps=int(v["num_warps"]), radix_bits=int(v["radix_bits"]))
 
 
 def agg_variant_sweep(variants: list[str]):
-    """Yield each KERNEL:WARPS:TILES[:DOTS] entry as {"kernel", "num_warps", "tiles", "dots"},
-    knobs set."""
-    for variant in variants:
-        kernel, warps, tiles, dots = (variant.split(":") + ["auto"])[:4]
-        _set_knobs(dots, warps)
-        yield {"kernel": kernel, "num_warps": int(warps), "tiles": int(tiles), "dots": dots}
+    """Yield each aggregation variant as {"kernel", "num_warps", "tiles", "dots"}, knobs set."""
+    for spec in variants:
+        v = parse_aggregate_variant(spec)
+        _set_knobs(knob_env(v))
+        yield dict(v, num_warps=int(v["num_warps"]), tiles=int(v["tiles"]))
 
 
 def emit(rows, **row):
@@ -305,12 +303,13 @@ def print_table(rows):
     except ImportError:  # rich is a dependency, but the JSON lines above are the record
         return
     table = Table(title="SparseLoCo step per 70B decoder layer")
-    for col in ("step", "impl", "kernel", "dots", "warps", "radix", "tiles", "params", "ms",
-                "ns/param", "GB/s", "match", "note"):
+    for col in ("step", "impl", "kernel", "dots", "warps", "radix", "select", "tiles", "params",
+                "ms", "ns/param", "GB/s", "match", "note"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["step"], r["impl"], r.get("kernel", r.get("compact", "")), r.get("dots", ""),
-                      str(r.get("num_warps", "")), str(r.get("radix_bits", "")),
+        table.add_row(r["step"], r["impl"], r.get("kernel", r.get("compact", "")),
+                      r.get("dots", ""), str(r.get("num_warps", "")),
+                      str(r.get("radix_bits", "")), r.get("select", ""),
                       str(r.get("tiles", "")),
                       f"{r['params'] / 1e6:.1f}M",
                       f"{r['ms']:.2f}" if "ms" in r else "-",
@@ -320,30 +319,16 @@ def print_table(rows):
     Console(stderr=True, width=200).print(table)  # wide even when not a terminal
 
 
-def parse_agg_variants(text: str) -> list[str]:
-    variants = text.split(",")
-    for v in variants:
-        parts = v.split(":")
-        if (len(parts) not in (3, 4) or parts[0] not in AGG_KERNELS[1:]
-                or not all(p.isdigit() for p in parts[1:3])
-                or (len(parts) == 4 and parts[3] not in KERNEL_DOTS)):
-            raise argparse.ArgumentTypeError(
-                f"bad aggregation variant {v!r}: expected KERNEL:WARPS:TILES[:DOTS], KERNEL one "
-                f"of {AGG_KERNELS[1:]}, DOTS one of {KERNEL_DOTS}, e.g. scatter:8:4")
-    return variants
-
-
-def parse_variants(text: str) -> list[str]:
-    variants = text.split(",")
-    for v in variants:
-        parts = v.split(":")
-        if (len(parts) not in (2, 3, 4) or parts[0] not in KERNEL_DOTS
-                or not all(p.isdigit() for p in parts[1:3])
-                or (len(parts) == 4 and parts[3] not in KERNEL_COMPACTS)):
-            raise argparse.ArgumentTypeError(
-                f"bad variant {v!r}: expected DOTS:WARPS[:RADIX[:COMPACT]], DOTS one of "
-                f"{KERNEL_DOTS}, COMPACT one of {KERNEL_COMPACTS}, e.g. bf16:4:2:scatter")
-    return variants
+def _variant_list(parse):
+    def check(text: str) -> list[str]:
+        specs = text.split(",")
+        try:
+            for spec in specs:
+                parse(spec)
+        except KernelConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return specs
+    return check
 
 
 def main() -> None:
@@ -356,15 +341,19 @@ def main() -> None:
                     help="Pallas backend: auto|interpret|triton|mosaic_tpu (auto: from the device)")
     ap.add_argument("--tiles-per-block", type=int, default=None,
                     help="64x64 chunks per compression kernel program (default: backend's choice)")
-    ap.add_argument("--variants", type=parse_variants, default=["auto:4"],
-                    help="kernel variants as DOTS:WARPS[:RADIX[:COMPACT]], comma-separated "
-                         "(DOTS auto|f32|bf16: how the exact one-hot matmuls run, auto = bf16 "
-                         "on Triton; WARPS: Triton warps per program; RADIX: bits per "
-                         "radix-select step, default 1; COMPACT auto|onehot|scatter)")
-    ap.add_argument("--stage-variants", type=parse_variants, default=["auto:4"],
+    ap.add_argument("--variants", type=_variant_list(parse_compress_variant),
+                    default=["auto:4"],
+                    help="kernel variants as DOTS:WARPS[:RADIX[:COMPACT[:SELECT]]], "
+                         "comma-separated (DOTS auto|f32|bf16: how the exact one-hot matmuls "
+                         "run, auto = bf16 on Triton; WARPS: Triton warps per program; RADIX: "
+                         "bits per radix-select step, default 1; COMPACT auto|onehot|scatter; "
+                         "SELECT auto|full|early)")
+    ap.add_argument("--stage-variants", type=_variant_list(parse_compress_variant),
+                    default=["auto:4"],
                     help="compression variants (as --variants) to profile by stage: the "
                          "kernel's pass 1 alone, and cut after EF / after the top-k mask")
-    ap.add_argument("--agg-variants", type=parse_agg_variants, default=["onehot:4:1", "scatter:4:1"],
+    ap.add_argument("--agg-variants", type=_variant_list(parse_aggregate_variant),
+                    default=["onehot:4:1", "scatter:4:1"],
                     help="aggregation kernel variants as KERNEL:WARPS:TILES[:DOTS] (KERNEL "
                          "onehot|scatter; TILES: 64x64 chunks per program; DOTS for onehot, "
                          "default auto)")

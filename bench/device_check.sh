@@ -11,15 +11,17 @@
 #   2. compress.txt         bench/compress.py at full scale (one 70B layer, 855.7M params):
 #                           floor / pure / kernel ms and ns/param, 20-peer aggregation (one
 #                           scatter, ordered scatters, kernels), `match`, `deterministic`;
-#                           compression variants DOTS:WARPS[:RADIX[:COMPACT]] (--variants),
-#                           a stage profile of two of them (--stage-variants: pass 1 alone,
+#                           compression variants DOTS:WARPS[:RADIX[:COMPACT[:SELECT]]]
+#                           (--variants, most informative first; bench/kernel_resources.py
+#                           ranks them by registers and occupancy without a GPU), a stage
+#                           profile of two of them (--stage-variants: pass 1 alone,
 #                           cut after EF / after the top-k mask), aggregation variants
 #                           KERNEL:WARPS:TILES[:DOTS] (--agg-variants)
 #   3. kernel_tests.txt     the compress/aggregate kernel tests on the GPU with the Triton
 #                           backend (TEMPLAR_KERNEL_BACKEND=triton), bf16 dots with a radix-2
 #                           select (KERNEL_TEST_DOTS="bf16 f32" adds f32 dots with radix 1);
-#                           the tests run both compactions and both aggregation kernels
-#                           (one-hot and scatter): kernel == the in-order reference
+#                           the tests run both compactions, the early-exit select and both
+#                           aggregation kernels: kernel == the in-order reference
 #   4. train_step.txt       bench/train_step.py --model 1b --batch 16 --seq-len 2048, 5 steps,
 #                           remat dots_saveable + cuDNN attention (the H200's best, 51.5% MFU;
 #                           TRAIN_SWEEP_ALL=1 adds full/none cuDNN and full XLA)
@@ -35,8 +37,8 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 SMOKE="${DEVICE_CHECK_CPU_SMOKE:-0}"
 if [ "$SMOKE" = 1 ]; then
   export JAX_PLATFORMS=cpu; BACKEND=interpret
-  BENCH_ARGS=(--scale 32 --iters 1 --peers 4 --variants f32:4,bf16:4:2:scatter
-              --stage-variants bf16:4:2:scatter --agg-variants onehot:4:1,scatter:4:2)
+  BENCH_ARGS=(--scale 32 --iters 1 --peers 4 --variants f32:4,bf16:4:2:scatter:early
+              --stage-variants bf16:4:1:scatter:early --agg-variants onehot:4:1,scatter:4:2)
   TRAIN_ARGS=(--model tiny --steps 2); TRAIN_SWEEP=("none xla" "none auto")
 else
   # cuda first (the default device); cpu too, where the kernel tests compute their in-order
@@ -44,9 +46,9 @@ else
   export JAX_PLATFORMS="${JAX_PLATFORMS:-cuda,cpu}"
   BACKEND=triton
   BENCH_ARGS=(--scale 1 --iters 10 --peers 20
-              --variants bf16:4,bf16:4:2,bf16:4:3,bf16:4:1:scatter,bf16:4:2:scatter,bf16:8:2:scatter
-              --stage-variants bf16:4,bf16:4:2:scatter
-              --agg-variants onehot:4:1,onehot:4:1:f32,scatter:4:1,scatter:4:2,scatter:4:4,scatter:8:4,scatter:8:8)
+              --variants bf16:4,bf16:4:1:scatter:early,bf16:8:1:scatter:early,bf16:4:1:onehot:early,bf16:4:1:scatter,bf16:16:1:scatter:early,bf16:4:2
+              --stage-variants bf16:4,bf16:8:1:scatter:early
+              --agg-variants onehot:4:1,scatter:8:1,scatter:4:1,scatter:8:2,scatter:16:4)
   TRAIN_ARGS=(--model 1b --batch 16 --seq-len 2048 --steps 5)
   TRAIN_SWEEP=("dots_saveable cudnn")  # "remat attention"
   [ "${TRAIN_SWEEP_ALL:-0}" = 1 ] && TRAIN_SWEEP+=("full cudnn" "none cudnn" "full xla")

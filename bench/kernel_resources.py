@@ -30,8 +30,9 @@ import tempfile
 # memory (1 KB of it reserved per CTA); registers go to warps in 256-register units.
 SM90 = {"regs": 65536, "warps": 64, "ctas": 32, "smem": 228 * 1024, "smem_per_cta_reserved": 1024}
 
-DEFAULT_COMPRESS = ["bf16:4", "bf16:8", "bf16:16", "f32:4", "f32:8", "bf16:4:2", "bf16:4:1:scatter",
-                    "bf16:8:1:scatter", "bf16:16:1:scatter", "bf16:4:2:scatter", "bf16:8:2:scatter"]
+DEFAULT_COMPRESS = ["bf16:4", "bf16:8", "bf16:16", "f32:4", "f32:8", "bf16:4:2", "bf16:4:1:onehot:early",
+                    "bf16:4:1:scatter", "bf16:8:1:scatter", "bf16:16:1:scatter",
+                    "bf16:4:1:scatter:early", "bf16:8:1:scatter:early", "bf16:8:2:scatter"]
 DEFAULT_CUTS = ["ef:4", "select:4", "select:8"]
 DEFAULT_AGG = ["onehot:4:1", "onehot:8:1", "onehot:4:1:f32", "scatter:4:1", "scatter:8:1",
                "scatter:4:2", "scatter:8:2", "scatter:8:4", "scatter:16:4"]
@@ -88,6 +89,8 @@ def lower_variants(args, out_dir: str) -> list[dict]:
     from templar_jax.sparseloco.kernels import ef_select
     from templar_jax.sparseloco.kernels.aggregate import scatter_mean_tiles
     from templar_jax.sparseloco.kernels.aggregate_scatter import Coded, scatter_sum_tiles
+    from templar_jax.sparseloco.kernels.variants import (
+        knob_env, parse_aggregate_variant, parse_compress_variant)
 
     _, geom = tensor_geometry((8192, 8192), 0)  # a 70B-layer square weight: 64x64 tiles
     sds = jax.ShapeDtypeStruct
@@ -112,22 +115,19 @@ def lower_variants(args, out_dir: str) -> list[dict]:
         return lambda e, d: ef_select(e, d, beta=0.95, geom=geom, backend="triton",
                                       tiles_per_block=1, cut=cut)
 
-    for v in args.compress:
-        parts = v.split(":")
-        dots, warps, radix, compact = parts + ["1", "auto"][len(parts) - 2:]
-        _set_knobs(TEMPLAR_KERNEL_DOTS=dots, TEMPLAR_KERNEL_RADIX_BITS=radix,
-                   TEMPLAR_KERNEL_COMPACT=compact)
-        add("compress", v, int(warps), select(), (e, e))
-    _set_knobs(TEMPLAR_KERNEL_DOTS="auto", TEMPLAR_KERNEL_RADIX_BITS="1",
-               TEMPLAR_KERNEL_COMPACT="auto")
-    for v in args.cuts:
-        cut, warps = v.split(":")
-        add("compress_cut", v, int(warps), select(cut), (e, e))
-    for v in args.agg:
-        kernel, warps, tiles, dots = (v.split(":") + ["auto"])[:4]
-        _set_knobs(TEMPLAR_KERNEL_DOTS=dots)
-        tiles = int(tiles)
-        if kernel == "scatter":
+    for spec in args.compress:
+        v = parse_compress_variant(spec)
+        _set_knobs(**knob_env(v))
+        add("compress", spec, int(v["num_warps"]), select(), (e, e))
+    _set_knobs(**knob_env(parse_compress_variant("auto:4")))
+    for spec in args.cuts:
+        cut, warps = spec.split(":")
+        add("compress_cut", spec, int(warps), select(cut), (e, e))
+    for spec in args.agg:
+        v = parse_aggregate_variant(spec)
+        _set_knobs(**knob_env(v))
+        tiles = int(v["tiles"])
+        if v["kernel"] == "scatter":
             def fn(i, c, t, n, tiles=tiles):
                 return scatter_sum_tiles(i, Coded(c, t), n, geom, rule="median_clip",
                                          backend="triton", tiles_per_block=tiles)
@@ -138,7 +138,7 @@ def lower_variants(args, out_dir: str) -> list[dict]:
                 return scatter_mean_tiles(i, v, n, geom, rule="median_clip", backend="triton",
                                           tiles_per_block=tiles)
             fn_args = (sds(peers, jnp.int32), sds(peers, jnp.float32), sds((), jnp.float32))
-        add("aggregate", v, int(warps), fn, fn_args)
+        add("aggregate", spec, int(v["num_warps"]), fn, fn_args)
     with open(os.path.join(out_dir, "manifest.json"), "w") as f:
         json.dump(manifest, f)
     return manifest
@@ -202,11 +202,11 @@ def print_table(rows):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--compress", type=lambda s: s.split(","), default=DEFAULT_COMPRESS,
-                    help="compression variants DOTS:WARPS[:RADIX[:COMPACT]] (as bench/compress.py)")
+                    help="compression variants DOTS:WARPS[:RADIX[:COMPACT[:SELECT]]]")
     ap.add_argument("--cuts", type=lambda s: s.split(","), default=DEFAULT_CUTS,
                     help="compression kernel stage cuts CUT:WARPS (CUT ef|select)")
     ap.add_argument("--agg", type=lambda s: s.split(","), default=DEFAULT_AGG,
-                    help="aggregation variants KERNEL:WARPS:TILES[:DOTS] (as bench/compress.py)")
+                    help="aggregation variants KERNEL:WARPS:TILES[:DOTS]")
     ap.add_argument("--arch", default="sm_90a", help="ptxas target (sm_90a: H100/H200)")
     ap.add_argument("--triton-python", default=sys.executable,
                     help="interpreter with the `triton` package for the compile step")

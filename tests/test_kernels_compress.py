@@ -1,7 +1,7 @@
 """Fused EF + top-k Pallas kernel (interpret mode) equals the pure-JAX compression bitwise:
 indices, codes, quantizer side data and the new error-feedback buffer, on random and
 adversarial chunks, batched tensors, non-64 tiles, multi-tile blocks and per shard, with
-each compaction (one-hot matmuls or scatter to row-major ranks)."""
+each compaction (one-hot matmuls or scatter to row-major ranks) and the early-exit select."""
 
 import os
 
@@ -13,7 +13,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from templar_jax.sparseloco.compress import ef_compress_tensor, tensor_geometry
 from templar_jax.sparseloco.kernels import ef_compress_sharded_pallas, ef_compress_tensor_pallas
-from templar_jax.sparseloco.kernels.backend import KERNEL_COMPACT_ENV, unsupported_reason
+from templar_jax.sparseloco.kernels.backend import (
+    KERNEL_COMPACT_ENV, KERNEL_SELECT_ENV, unsupported_reason)
 from templar_jax.sparseloco.sharded import plan_shards
 
 BETA = 0.95
@@ -21,12 +22,14 @@ BETA = 0.95
 BACKEND = os.environ.get("TEMPLAR_KERNEL_BACKEND", "interpret")
 
 
-@pytest.fixture(autouse=True, params=["onehot", "scatter"])
+@pytest.fixture(autouse=True, params=["onehot:full", "scatter:full", "scatter:early"])
 def compaction(request, monkeypatch):
-    """Every test runs with each compaction (read when the kernel is traced; every test
-    traces a fresh jit)."""
-    monkeypatch.setenv(KERNEL_COMPACT_ENV, request.param)
-    return request.param
+    """Every test runs with each compaction, and the early-exit select (read when the kernel is
+    traced; every test traces a fresh jit)."""
+    compact, select = request.param.split(":")
+    monkeypatch.setenv(KERNEL_COMPACT_ENV, compact)
+    monkeypatch.setenv(KERNEL_SELECT_ENV, select)
+    return compact
 
 
 def adversarial_layers(rng):

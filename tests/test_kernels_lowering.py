@@ -25,8 +25,13 @@ def lower_text(fn, args, platform):
         raise
 
 
+@pytest.mark.parametrize("select", ["full", "early"])
 @pytest.mark.parametrize("backend", list(PLATFORMS))
-def test_compress_kernel_lowers(backend):
+def test_compress_kernel_lowers(backend, select, monkeypatch):
+    """Both radix-select modes (`early` adds a while loop and a cond) on both backends."""
+    from templar_jax.sparseloco.kernels.backend import KERNEL_SELECT_ENV
+
+    monkeypatch.setenv(KERNEL_SELECT_ENV, select)
     platform, tiles = PLATFORMS[backend]
     e = jax.ShapeDtypeStruct((2, 128, 512), jnp.float32)
     fn = jax.jit(lambda e, d: ef_select(e, d, beta=0.95, geom=GEOM, backend=backend,

@@ -83,3 +83,39 @@ def test_aggregation_kernel_knob(monkeypatch):
     monkeypatch.setenv(AGG_KERNEL_ENV, "sort")
     with pytest.raises(KernelConfigError, match=AGG_KERNEL_ENV):
         aggregation_kernel("triton")
+
+
+def test_select_mode_knob(monkeypatch):
+    from templar_jax.sparseloco.kernels.backend import KERNEL_SELECT_ENV, kernel_select_early
+
+    monkeypatch.delenv(KERNEL_SELECT_ENV, raising=False)
+    assert not kernel_select_early()  # auto keeps the measured full descent
+    monkeypatch.setenv(KERNEL_SELECT_ENV, "early")
+    assert kernel_select_early()
+    monkeypatch.setenv(KERNEL_SELECT_ENV, "fast")
+    with pytest.raises(KernelConfigError, match=KERNEL_SELECT_ENV):
+        kernel_select_early()
+
+
+def test_variant_specs_parse_to_knobs_and_reject_bad_fields():
+    from templar_jax.sparseloco.kernels.backend import (
+        AGG_KERNEL_ENV, KERNEL_COMPACT_ENV, KERNEL_SELECT_ENV, TRITON_NUM_WARPS_ENV)
+    from templar_jax.sparseloco.kernels.variants import (
+        knob_env, parse_aggregate_variant, parse_compress_variant)
+
+    v = parse_compress_variant("bf16:8")
+    assert v == {"dots": "bf16", "num_warps": "8", "radix_bits": "1", "compact": "auto",
+                 "select": "auto"}
+    env = knob_env(parse_compress_variant("bf16:8:1:scatter:early"))
+    assert env[KERNEL_COMPACT_ENV] == "scatter" and env[KERNEL_SELECT_ENV] == "early"
+    assert env[TRITON_NUM_WARPS_ENV] == "8" and len(env) == 5
+    agg = parse_aggregate_variant("scatter:8:4")
+    assert agg == {"kernel": "scatter", "num_warps": "8", "tiles": "4", "dots": "auto"}
+    assert knob_env(agg) == {AGG_KERNEL_ENV: "scatter", TRITON_NUM_WARPS_ENV: "8",
+                             KERNEL_DOTS_ENV: "auto"}
+    for bad, parse in [("bf16", parse_compress_variant), ("bf16:3", parse_compress_variant),
+                       ("bf16:4:1:scatter:late", parse_compress_variant),
+                       ("bf16:4:1:scatter:early:x", parse_compress_variant),
+                       ("sort:4:1", parse_aggregate_variant), ("scatter:4", parse_aggregate_variant)]:
+        with pytest.raises(KernelConfigError, match="bad kernel variant"):
+            parse(bad)

@@ -11,9 +11,9 @@ import pytest
 
 from templar_jax.sparseloco.codec import select_topk
 from templar_jax.sparseloco.kernels.tile_select import (
-    compact, kth_largest_bits, magnitude_bits, tile_topk)
+    compact, exact_k_threshold_bits, kth_largest_bits, magnitude_bits, tile_topk)
 
-_tile_topk = jax.jit(tile_topk, static_argnums=(1, 2, 3))
+_tile_topk = jax.jit(tile_topk, static_argnums=(1, 2, 3, 4))
 
 
 def _tiles():
@@ -25,8 +25,11 @@ def _tiles():
     many_nan[::7, ::5] = np.nan
     top_ties = rng.standard_normal((64, 64)).astype(np.float32) * 0.01
     top_ties[rng.random((64, 64)) < 0.05] = -3.0  # ~200 entries tie for the top 64
+    ties_below_top = rng.integers(-3, 4, (64, 64)).astype(np.float32)
+    ties_below_top.reshape(-1)[rng.choice(4096, 20, replace=False)] = 5.0  # 20 above the ties
     return {
         "random": rng.standard_normal((64, 64)).astype(np.float32),
+        "ties_below_top": ties_below_top,  # 44 of ~1170 tied entries fill the top 64
         "integer_ties": rng.integers(-3, 4, (64, 64)).astype(np.float32),
         "top_ties": top_ties,
         "zeros": np.zeros((64, 64), np.float32),
@@ -42,11 +45,13 @@ def _tiles():
     }
 
 
-@pytest.mark.parametrize("bf16,radix_bits", [(False, 1), (True, 1), (True, 2), (False, 3)],
-                         ids=["f32_dots", "bf16_dots", "bf16_radix2", "f32_radix3"])
+@pytest.mark.parametrize("bf16,radix_bits,early", [
+    (False, 1, False), (True, 1, False), (True, 2, False), (False, 3, False), (True, 1, True),
+    (False, 2, True)], ids=["f32_dots", "bf16_dots", "bf16_radix2", "f32_radix3", "bf16_early",
+                            "f32_radix2_early"])
 @pytest.mark.parametrize("name,tile", list(_tiles().items()))
-def test_tile_topk_equals_pure_jax_bitwise(name, tile, bf16, radix_bits):
-    idx, vals = _tile_topk(jnp.asarray(tile), 64, bf16, radix_bits)
+def test_tile_topk_equals_pure_jax_bitwise(name, tile, bf16, radix_bits, early):
+    idx, vals = _tile_topk(jnp.asarray(tile), 64, bf16, radix_bits, early)
     ref_idx, ref_vals = select_topk(jnp.asarray(tile).reshape(1, 1, -1), 64)
     np.testing.assert_array_equal(np.asarray(idx), np.asarray(ref_idx)[0, 0])
     np.testing.assert_array_equal(np.asarray(vals).view(np.int32),
@@ -54,11 +59,11 @@ def test_tile_topk_equals_pure_jax_bitwise(name, tile, bf16, radix_bits):
     assert np.all(np.diff(np.asarray(idx)) > 0)
 
 
-@pytest.mark.parametrize("radix_bits", [1, 2, 4])
+@pytest.mark.parametrize("radix_bits,early", [(1, False), (2, False), (4, False), (1, True)])
 @pytest.mark.parametrize("shape,k", [((8, 8), 2), ((50, 50), 50), ((1, 64), 64), ((64, 44), 64)])
-def test_tile_topk_other_tiles_and_k(shape, k, radix_bits):
+def test_tile_topk_other_tiles_and_k(shape, k, radix_bits, early):
     x = np.random.default_rng(shape[0] * 100 + k).integers(-4, 5, shape).astype(np.float32)
-    idx, vals = _tile_topk(jnp.asarray(x), k, False, radix_bits)
+    idx, vals = _tile_topk(jnp.asarray(x), k, False, radix_bits, early)
     ref_idx, ref_vals = select_topk(jnp.asarray(x).reshape(1, 1, -1), k)
     np.testing.assert_array_equal(np.asarray(idx), np.asarray(ref_idx)[0, 0])
     np.testing.assert_array_equal(np.asarray(vals), np.asarray(ref_vals)[0, 0])
@@ -72,6 +77,23 @@ def test_kth_largest_bits_is_the_kth_magnitude(radix_bits):
         t = int(kth_largest_bits(bits, k, radix_bits))
         expect = np.sort(np.abs(x))[::-1][k - 1]
         assert np.float32(np.int32(t).view(np.float32)) == expect
+
+
+def test_exact_k_threshold_admits_exactly_k_or_is_the_kth_magnitude():
+    """Distinct magnitudes: the early descent stops with exactly k entries >= t (t at or below
+    the k-th magnitude, above the (k+1)-th). Ties across the k-th place: it cannot stop early
+    and returns the k-th magnitude, as `kth_largest_bits`."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(4096).astype(np.float32)
+    bits = magnitude_bits(jnp.asarray(x))
+    desc = np.sort(np.asarray(bits))[::-1]
+    for k in (1, 64, 4095):
+        t = int(exact_k_threshold_bits(bits, k))
+        assert np.count_nonzero(np.asarray(bits) >= t) == k
+        assert desc[k] < t <= desc[k - 1]
+    ties = magnitude_bits(jnp.asarray(rng.integers(-3, 4, 4096).astype(np.float32)))
+    for k in (64, 4096):
+        assert int(exact_k_threshold_bits(ties, k)) == int(kth_largest_bits(ties, k))
 
 
 def test_magnitude_bits_order_matches_abs_order():

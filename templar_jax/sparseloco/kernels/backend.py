@@ -80,6 +80,18 @@ def kernel_radix_bits() -> int:
     return int(_env_choice(KERNEL_RADIX_BITS_ENV, "1", ("1", "2", "3", "4")))
 
 
+# How the compression kernel's radix select runs: "full" (every step: 31 + 12 dependent count
+# passes per tile at radix 1; the form measured on an H200), "early" (stop once exactly k
+# entries qualify, skip the index tie-break when every tie is needed: about half the steps on
+# float data; same mask), or "auto" (full until early has been measured).
+KERNEL_SELECT_ENV = "TEMPLAR_KERNEL_SELECT"
+KERNEL_SELECTS = ("auto", "full", "early")
+
+
+def kernel_select_early() -> bool:
+    return _env_choice(KERNEL_SELECT_ENV, "auto", KERNEL_SELECTS) == "early"
+
+
 # How the compression kernel compacts a tile's k selected entries into its output rows:
 # "onehot" (row one-hots and small exact matmuls, every backend; measured on an H200), "scatter"
 # (each selected entry stored at its row-major rank from two prefix sums; Triton and the

@@ -28,20 +28,20 @@ from templar_jax.sparseloco.compress import _unflatten_payload, ef_compress_tens
 from templar_jax.sparseloco.geometry import ChunkGeometry
 from templar_jax.sparseloco.kernels.backend import (
     default_tiles_per_block, kernel_compaction, kernel_dots_bf16, kernel_radix_bits,
-    pallas_call_kwargs, resolve_backend, unsupported_reason)
+    kernel_select_early, pallas_call_kwargs, resolve_backend, unsupported_reason)
 from templar_jax.sparseloco.kernels.tile_select import row_major_ranks, tile_selection, tile_topk
 from templar_jax.sparseloco.payload import TensorPayload
 
 log = logging.getLogger(__name__)
 
 
-def _scatter_selected(idx_ref, val_ref, j, acc_hxw, k, radix_bits):
+def _scatter_selected(idx_ref, val_ref, j, acc_hxw, k, radix_bits, early):
     """Store tile j's selected entries at their row-major ranks (Triton's pointer scatter).
     Unselected lanes are masked and point past the row, so the interpreter's emulation of a
     masked store (which writes old values back) drops them instead of colliding."""
     from jax.experimental.pallas import triton as pl_triton  # masked store: any backend
 
-    sel, flat_idx = tile_selection(acc_hxw, k, radix_bits)
+    sel, flat_idx = tile_selection(acc_hxw, k, radix_bits, early)
     slot = jnp.where(sel, row_major_ranks(sel), k)
     row = jnp.full(slot.shape, j, jnp.int32)
     pl_triton.store(idx_ref.at[row, slot], flat_idx, mask=sel)
@@ -55,7 +55,7 @@ STAGE_CUTS = ("ef", "select")
 
 
 def _ef_select_kernel(e_ref, d_ref, acc_ref, idx_ref, val_ref, *, beta, k, w, tiles, bf16,
-                      radix_bits, compact, cut=None):
+                      radix_bits, compact, early, cut=None):
     for j in range(tiles):  # static: each 64x64 chunk of the block
         cols = pl.ds(j * w, w)
         acc = beta * e_ref[:, cols].astype(jnp.float32) + d_ref[:, cols].astype(jnp.float32)
@@ -64,13 +64,13 @@ def _ef_select_kernel(e_ref, d_ref, acc_ref, idx_ref, val_ref, *, beta, k, w, ti
         if cut == "ef":
             continue
         if cut == "select":
-            sel, _ = tile_selection(acc, k, radix_bits)
+            sel, _ = tile_selection(acc, k, radix_bits, early)
             idx_ref[j, :] = jnp.full((k,), jnp.sum(sel.astype(jnp.int32)))
             continue
         if compact == "scatter":
-            _scatter_selected(idx_ref, val_ref, j, acc, k, radix_bits)
+            _scatter_selected(idx_ref, val_ref, j, acc, k, radix_bits, early)
             continue
-        idx_k, val_k = tile_topk(acc, k, bf16, radix_bits)
+        idx_k, val_k = tile_topk(acc, k, bf16, radix_bits, early)
         idx_ref[j, :] = idx_k
         val_ref[j, :] = val_k
 
@@ -89,7 +89,7 @@ def ef_select(e_BxRxC, delta_BxRxC, *, beta: float, geom: ChunkGeometry, backend
     sel_spec = pl.BlockSpec((None, None, t, k), lambda bi, yi, xi: (bi, yi, xi, 0))
     kernel = partial(_ef_select_kernel, beta=beta, k=k, w=w, tiles=t,
                      bf16=kernel_dots_bf16(backend), radix_bits=kernel_radix_bits(),
-                     compact=kernel_compaction(backend), cut=cut)
+                     compact=kernel_compaction(backend), early=kernel_select_early(), cut=cut)
     return pl.pallas_call(
         kernel,
         grid=grid,

@@ -9,7 +9,9 @@ bodies (it is also plain jnp, so it runs anywhere). Top-k by |x| with the lower-
    i.e. the k-th largest magnitude (with `radix_bits` r > 1: 31/r dependent steps of 2^r - 1
    independent counts each).
 3. `topk_mask`: everything above t, plus the lowest-index entries equal to t (a 2nd radix
-   select over the index, ceil(log2 S) count passes) so exactly k entries are chosen.
+   select over the index, ceil(log2 S) count passes) so exactly k entries are chosen. With
+   `early`, the descent stops once exactly k entries qualify and the index select runs only
+   when some ties must be left out (`exact_k_threshold_bits`).
 4. `compact`: out[j] = the selected element of row-major rank j, via row one-hots and small
    matmuls (a few tile passes instead of k; exact for every bit pattern: values travel as
    int32 bits in 16-bit halves, or bytes with bfloat16 dots, so -0.0, NaN payloads and
@@ -67,17 +69,51 @@ def kth_largest_bits(mag_bits, k: int, radix_bits: int = 1):
     return _largest_passing(lambda cand: _count(mag_bits >= cand) >= k, 31, radix_bits)
 
 
-def topk_mask(mag_bits, flat_idx, k: int, radix_bits: int = 1):
-    """Boolean mask of exactly k entries: top-k magnitudes, ties to the lower flat index."""
+def exact_k_threshold_bits(mag_bits, k: int):
+    """A t with #(bits >= t) >= k from the 1-bit greedy descent of `kth_largest_bits`, stopped
+    as soon as exactly k entries reach the candidate: #(bits >= t) == k then, which is all a
+    top-k mask needs (that t may sit below the k-th magnitude); otherwise t is the k-th
+    magnitude. In float data the k-th and (k+1)-th magnitudes usually part within the top
+    ~15 bits, so about half of the 31 dependent steps run."""
+    def going(carry):
+        i, _, done = carry
+        return (i < 31) & (done == 0)
+
+    def step(carry):
+        i, t, _ = carry
+        cand = t | jnp.left_shift(jnp.int32(1), jnp.int32(30) - i)
+        n = _count(mag_bits >= cand)
+        return i + 1, jnp.where(n >= k, cand, t), (n == k).astype(jnp.int32)
+
+    _, t, _ = lax.while_loop(going, step, (jnp.int32(0), jnp.int32(0), jnp.int32(0)))
+    return t
+
+
+def topk_mask(mag_bits, flat_idx, k: int, radix_bits: int = 1, early: bool = False):
+    """Boolean mask of exactly k entries: top-k magnitudes, ties to the lower flat index.
+    `early`: stop the descent once exactly k entries qualify (radix 1), and skip the index
+    select when every tie is needed (the usual case) -- fewer dependent steps, same mask."""
     size = mag_bits.size
-    t = kth_largest_bits(mag_bits, k, radix_bits)
+    if early and radix_bits == 1:
+        t = exact_k_threshold_bits(mag_bits, k)
+    else:
+        t = kth_largest_bits(mag_bits, k, radix_bits)
     above = mag_bits > t
     tied = mag_bits == t
     need = k - _count(above)  # >= 1 by the definition of t
     index_bits = max(1, (size - 1).bit_length())
-    # largest m with #(tied & idx < m) < need: the need-th tie sits at m
-    last_tie = _largest_passing(lambda cand: _count(tied & (flat_idx < cand)) < need,
+
+    def nth_tie():  # largest m with #(tied & idx < m) < need: the need-th tie sits at m
+        return _largest_passing(lambda cand: _count(tied & (flat_idx < cand)) < need,
                                 index_bits, radix_bits)
+
+    if early:
+        # the skip branch returns a computed value (size - 1, as need <= size), not a literal:
+        # Triton's cond lowering can only yield values
+        last_tie = lax.cond(_count(tied) == need, lambda m: m, lambda m: nth_tie(),
+                            jnp.maximum(need, jnp.int32(size - 1)))
+    else:
+        last_tie = nth_tie()
     return above | (tied & (flat_idx <= last_tie))
 
 
@@ -151,18 +187,18 @@ def row_major_ranks(sel_hxw):
     return (jnp.cumsum(s, axis=1) - s) + (jnp.cumsum(rowcnt_h) - rowcnt_h)[:, None]
 
 
-def tile_selection(x_hxw_f32, k: int, radix_bits: int = 1):
+def tile_selection(x_hxw_f32, k: int, radix_bits: int = 1, early: bool = False):
     """(sel_hxw bool, flat_idx_hxw int32): the top-k mask of one float32 tile (ties to the lower
-    row-major index) and each entry's row-major index."""
+    row-major index) and each entry's row-major index (`early`: see `topk_mask`)."""
     h, w = x_hxw_f32.shape
     flat_idx = (lax.broadcasted_iota(jnp.int32, (h, w), 0) * w
                 + lax.broadcasted_iota(jnp.int32, (h, w), 1))
     bits = lax.bitcast_convert_type(x_hxw_f32, jnp.int32)
-    return topk_mask(bits & jnp.int32(_ABS_MASK), flat_idx, k, radix_bits), flat_idx
+    return topk_mask(bits & jnp.int32(_ABS_MASK), flat_idx, k, radix_bits, early), flat_idx
 
 
-def tile_topk(x_hxw_f32, k: int, bf16: bool = False, radix_bits: int = 1):
+def tile_topk(x_hxw_f32, k: int, bf16: bool = False, radix_bits: int = 1, early: bool = False):
     """Top-k of one float32 tile: (idx_K ascending row-major, values_K float32, bit-exact)."""
-    sel, _ = tile_selection(x_hxw_f32, k, radix_bits)
+    sel, _ = tile_selection(x_hxw_f32, k, radix_bits, early)
     idx_k, bits_k = compact(sel, lax.bitcast_convert_type(x_hxw_f32, jnp.int32), k, bf16)
     return idx_k, lax.bitcast_convert_type(bits_k, jnp.float32)

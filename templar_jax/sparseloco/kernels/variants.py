@@ -1,0 +1,59 @@
+"""Kernel variants as short specs, for the benches that sweep them (bench/compress.py,
+bench/kernel_resources.py) and for device runs:
+
+    compression  DOTS:WARPS[:RADIX[:COMPACT[:SELECT]]]   e.g. bf16:8:1:scatter:early
+    aggregation  KERNEL:WARPS:TILES[:DOTS]               e.g. scatter:8:1
+
+Each field is one of the tuning knobs in `backend.py`; `knob_env` gives the environment that
+selects the variant (the knobs are read when a kernel is traced).
+"""
+
+from __future__ import annotations
+
+from templar_jax.sparseloco.kernels.backend import (
+    AGG_KERNEL_ENV, AGG_KERNELS, KERNEL_COMPACT_ENV, KERNEL_COMPACTS, KERNEL_DOTS, KERNEL_DOTS_ENV,
+    KERNEL_RADIX_BITS_ENV, KERNEL_SELECT_ENV, KERNEL_SELECTS, TRITON_NUM_WARPS_ENV,
+    KernelConfigError)
+
+_WARPS = ("1", "2", "4", "8", "16", "32")
+# (field, environment variable or None for a call argument, allowed values, default)
+COMPRESS_FIELDS = (("dots", KERNEL_DOTS_ENV, KERNEL_DOTS, None),
+                   ("num_warps", TRITON_NUM_WARPS_ENV, _WARPS, None),
+                   ("radix_bits", KERNEL_RADIX_BITS_ENV, ("1", "2", "3", "4"), "1"),
+                   ("compact", KERNEL_COMPACT_ENV, KERNEL_COMPACTS, "auto"),
+                   ("select", KERNEL_SELECT_ENV, KERNEL_SELECTS, "auto"))
+AGGREGATE_FIELDS = (("kernel", AGG_KERNEL_ENV, AGG_KERNELS[1:], None),
+                    ("num_warps", TRITON_NUM_WARPS_ENV, _WARPS, None),
+                    ("tiles", None, ("1", "2", "4", "8", "16"), None),
+                    ("dots", KERNEL_DOTS_ENV, KERNEL_DOTS, "auto"))
+
+
+def _parse(spec: str, fields, grammar: str) -> dict[str, str]:
+    parts = spec.split(":")
+    required = sum(default is None for *_, default in fields)
+    if not required <= len(parts) <= len(fields):
+        raise KernelConfigError(f"bad kernel variant {spec!r}: expected {grammar}")
+    out = {}
+    for (name, _, allowed, default), value in zip(fields, parts + [None] * len(fields)):
+        value = default if value is None else value
+        if value not in allowed:
+            raise KernelConfigError(f"bad kernel variant {spec!r}: {name} must be one of "
+                                    f"{allowed}, got {value!r} ({grammar})")
+        out[name] = value
+    return out
+
+
+def parse_compress_variant(spec: str) -> dict[str, str]:
+    """{"dots", "num_warps", "radix_bits", "compact", "select"} from a compression spec."""
+    return _parse(spec, COMPRESS_FIELDS, "DOTS:WARPS[:RADIX[:COMPACT[:SELECT]]]")
+
+
+def parse_aggregate_variant(spec: str) -> dict[str, str]:
+    """{"kernel", "num_warps", "tiles", "dots"} from an aggregation spec."""
+    return _parse(spec, AGGREGATE_FIELDS, "KERNEL:WARPS:TILES[:DOTS]")
+
+
+def knob_env(variant: dict[str, str]) -> dict[str, str]:
+    """The environment variables that select a parsed variant (tiles is a call argument)."""
+    fields = COMPRESS_FIELDS if "compact" in variant else AGGREGATE_FIELDS
+    return {env: variant[name] for name, env, _, _ in fields if env is not None}
