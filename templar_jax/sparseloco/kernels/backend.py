@@ -97,15 +97,21 @@ def kernel_select_early() -> bool:
 # (each selected entry stored at its row-major rank from two prefix sums; Triton and the
 # interpreter; not yet timed on a GPU), or "auto" (onehot until scatter has been measured).
 KERNEL_COMPACT_ENV = "TEMPLAR_KERNEL_COMPACT"
-KERNEL_COMPACTS = ("auto", "onehot", "scatter")
+KERNEL_COMPACTS = ONEHOT_OR_SCATTER = ("auto", "onehot", "scatter")
+
+
+def _onehot_or_scatter(name: str, backend: str) -> str:
+    """A one-hot-or-scatter knob: "auto" keeps the measured one-hot form; scatter needs a
+    vector scatter (Triton's pointer stores, or the interpreter)."""
+    raw = _env_choice(name, "auto", ONEHOT_OR_SCATTER)
+    if raw == "scatter" and backend == "mosaic_tpu":
+        raise KernelConfigError(f"{name}=scatter: Mosaic TPU has no vector scatter; use onehot "
+                                "or auto")
+    return "onehot" if raw == "auto" else raw
 
 
 def kernel_compaction(backend: str) -> str:
-    raw = _env_choice(KERNEL_COMPACT_ENV, "auto", KERNEL_COMPACTS)
-    if raw == "scatter" and backend == "mosaic_tpu":
-        raise KernelConfigError(f"{KERNEL_COMPACT_ENV}=scatter: Mosaic TPU has no vector "
-                                "scatter; use onehot or auto")
-    return "onehot" if raw == "auto" else raw
+    return _onehot_or_scatter(KERNEL_COMPACT_ENV, backend)
 
 
 # Which Pallas aggregation kernel runs: "onehot" (dense per-peer tiles from one-hot matmuls;
@@ -113,15 +119,11 @@ def kernel_compaction(backend: str) -> str:
 # inside each chunk, Triton and the interpreter: O(k) instead of O(k * chunk) work per peer and
 # chunk; not yet timed on a GPU), or "auto" (onehot until scatter has been measured).
 AGG_KERNEL_ENV = "TEMPLAR_AGG_KERNEL"
-AGG_KERNELS = ("auto", "onehot", "scatter")
+AGG_KERNELS = ONEHOT_OR_SCATTER
 
 
 def aggregation_kernel(backend: str) -> str:
-    raw = _env_choice(AGG_KERNEL_ENV, "auto", AGG_KERNELS)
-    if raw == "scatter" and backend == "mosaic_tpu":
-        raise KernelConfigError(f"{AGG_KERNEL_ENV}=scatter: Mosaic TPU has no vector scatter; "
-                                "use onehot or auto")
-    return "onehot" if raw == "auto" else raw
+    return _onehot_or_scatter(AGG_KERNEL_ENV, backend)
 
 
 def pallas_call_kwargs(backend: str, *, num_warps: int | None = None, num_stages: int = 1,
