@@ -12,11 +12,13 @@ divides every dim by s, so params shrink by s^2). Per step it times, in the same
              scatter-mean): one scatter for all peers / one per peer in order / a Pallas
              kernel, with `deterministic` (a second run gives the same bits)
 Compression kernel rows repeat for each --variants entry (dot mode, Triton warps, radix-select
-bits, compaction, select mode; grammar in templar_jax/sparseloco/kernels/variants.py); `stage_*` rows profile the --stage-variants entries (kernel pass 1 alone, and
-cut after the EF update / after the top-k mask); aggregation kernel rows repeat for each
---agg-variants entry (one-hot or scatter kernel, warps, chunks per program, dot mode). jax caches are cleared between variants: the knobs are read
-when a kernel is traced. Prints one JSON line per measurement and a table. On CPU the kernels
-run in Pallas interpret mode: their times there say nothing about GPU speed.
+bits, compaction, select mode; grammar in templar_jax/sparseloco/kernels/variants.py);
+`stage_*` rows profile the --stage-variants entries (kernel pass 1 alone, and cut after the EF
+update / after the top-k mask); aggregation kernel rows repeat for each --agg-variants entry
+(one-hot or scatter kernel, warps, chunks per program, dot mode). jax caches are cleared
+between variants: the knobs are read when a kernel is traced. Prints one JSON line per
+measurement and a table. On CPU the kernels run in Pallas interpret mode: their times there
+say nothing about GPU speed.
 
     python bench/compress.py --scale 16            # CPU smoke run
     python bench/compress.py --scale 1 --iters 10  # one H100/H200
@@ -125,7 +127,7 @@ def agg_floor_bytes(shapes, stacked, peers: int) -> int:
     total = 0
     for n, s in shapes.items():
         p = stacked[n]
-        per_peer = (p.idx[0].size * p.idx.dtype.itemsize + p.codes[0].size * p.codes.dtype.itemsize)
+        per_peer = p.idx[0].size * p.idx.dtype.itemsize + p.codes[0].size * p.codes.dtype.itemsize
         total += 4 * int(np.prod(s)) + peers * per_peer
     return total
 
@@ -264,7 +266,8 @@ def bench_aggregate(args, shapes, rows, backend):
 
     common = dict(step="aggregate", peers=args.peers, params=n_params, backend=backend,
                   device=jax.devices()[0].device_kind)
-    floor_ms, _ = timed(jax.jit(partial(agg_floor_fn, two_d, args.peers)), stacked, iters=args.iters)
+    floor_ms, _ = timed(jax.jit(partial(agg_floor_fn, two_d, args.peers)), stacked,
+                        iters=args.iters)
     moved = agg_floor_bytes(two_d, stacked, args.peers)
     emit(rows, impl="agg_floor", ms=floor_ms, ns_per_param=floor_ms * 1e6 / n_params,
          gb_per_s=moved / floor_ms / 1e6, **common)
@@ -340,7 +343,8 @@ def main() -> None:
     ap.add_argument("--backend", default="auto",
                     help="Pallas backend: auto|interpret|triton|mosaic_tpu (auto: from the device)")
     ap.add_argument("--tiles-per-block", type=int, default=None,
-                    help="64x64 chunks per compression kernel program (default: backend's choice)")
+                    help="64x64 chunks per compression kernel program (default: the "
+                         "backend's choice)")
     ap.add_argument("--variants", type=_variant_list(parse_compress_variant),
                     default=["auto:4"],
                     help="kernel variants as DOTS:WARPS[:RADIX[:COMPACT[:SELECT]]], "

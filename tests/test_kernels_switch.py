@@ -116,6 +116,7 @@ def test_variant_specs_parse_to_knobs_and_reject_bad_fields():
     for bad, parse in [("bf16", parse_compress_variant), ("bf16:3", parse_compress_variant),
                        ("bf16:4:1:scatter:late", parse_compress_variant),
                        ("bf16:4:1:scatter:early:x", parse_compress_variant),
-                       ("sort:4:1", parse_aggregate_variant), ("scatter:4", parse_aggregate_variant)]:
+                       ("sort:4:1", parse_aggregate_variant),
+                       ("scatter:4", parse_aggregate_variant)]:
         with pytest.raises(KernelConfigError, match="bad kernel variant"):
             parse(bad)
