@@ -73,8 +73,13 @@ def exact_k_threshold_bits(mag_bits, k: int):
     """A t with #(bits >= t) >= k from the 1-bit greedy descent of `kth_largest_bits`, stopped
     as soon as exactly k entries reach the candidate: #(bits >= t) == k then, which is all a
     top-k mask needs (that t may sit below the k-th magnitude); otherwise t is the k-th
-    magnitude. In float data the k-th and (k+1)-th magnitudes usually part within the top
-    ~15 bits, so about half of the 31 dependent steps run."""
+    magnitude. In float data the k-th and (k+1)-th magnitudes usually part well above the
+    last bit, so fewer of the 31 dependent steps run (`exact_k_descent` counts them)."""
+    return exact_k_descent(mag_bits, k)[0]
+
+
+def exact_k_descent(mag_bits, k: int):
+    """(t of `exact_k_threshold_bits`, dependent count steps it took)."""
     def going(carry):
         i, _, done = carry
         return (i < 31) & (done == 0)
@@ -85,8 +90,8 @@ def exact_k_threshold_bits(mag_bits, k: int):
         n = _count(mag_bits >= cand)
         return i + 1, jnp.where(n >= k, cand, t), (n == k).astype(jnp.int32)
 
-    _, t, _ = lax.while_loop(going, step, (jnp.int32(0), jnp.int32(0), jnp.int32(0)))
-    return t
+    steps, t, _ = lax.while_loop(going, step, (jnp.int32(0), jnp.int32(0), jnp.int32(0)))
+    return t, steps
 
 
 def topk_mask(mag_bits, flat_idx, k: int, radix_bits: int = 1, early: bool = False):
