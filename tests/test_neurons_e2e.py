@@ -136,7 +136,11 @@ def test_corrupt_payload_is_rejected_slashed_and_never_applied(network_run):
     assert all(6 not in e["aggregated"] for e in scores)
     assert all(6 not in e["gathered"] for e in _events(run_dir, "miner", "window"))
     statuses = [e["uids"]["6"]["status"] for e in scores if e["window"] > start]
-    assert statuses and all(s == "invalid" for s in statuses), statuses
+    # whenever its payload was there it was rejected, never scored; on a loaded 2-core machine
+    # an upload can also miss a window's deadline ("missing": nothing to apply either; one CI
+    # run saw that once while the other pytest worker ran kernel tests)
+    assert statuses and set(statuses) <= {"invalid", "missing"}, statuses
+    assert statuses.count("invalid") >= len(statuses) - 2, statuses
     assert scores[-1]["uids"]["6"]["final"] <= 0.0
 
 
