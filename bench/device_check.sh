@@ -16,7 +16,8 @@
 #                           ranks them by registers and occupancy without a GPU), a stage
 #                           profile of two of them (--stage-variants: pass 1 alone,
 #                           cut after EF / after the top-k mask), aggregation variants
-#                           KERNEL:WARPS:TILES[:DOTS] (--agg-variants)
+#                           KERNEL:WARPS:TILES[:DOTS] (--agg-variants), and one `best` line
+#                           per step (fastest variant with right results, target met or not)
 #   3. kernel_tests.txt     the compress/aggregate kernel tests on the GPU with the Triton
 #                           backend (TEMPLAR_KERNEL_BACKEND=triton), bf16 dots with a radix-2
 #                           select (KERNEL_TEST_DOTS="bf16 f32" adds f32 dots with radix 1);
