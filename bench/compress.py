@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import traceback
@@ -48,7 +47,7 @@ from templar_jax.sparseloco.kernels.backend import (
     KernelConfigError, default_tiles_per_block, resolve_backend)
 from templar_jax.sparseloco.kernels.compress import ef_compress_tensor_pallas, ef_select
 from templar_jax.sparseloco.kernels.variants import (
-    knob_env, parse_aggregate_variant, parse_compress_variant)
+    apply_knobs, parse_aggregate_variant, parse_compress_variant)
 from templar_jax.sparseloco.payload import TensorPayload
 
 BETA = 0.95
@@ -157,19 +156,12 @@ def synthetic_peers(shape, peers: int, key):
     return TensorPayload(*(jnp.stack([getattr(p, f) for p in out]) for f in TensorPayload._fields))
 
 
-def _set_knobs(env: dict[str, str]):
-    """Set the kernel knobs for what is traced next; cached traces (inner jits) would keep the
-    previous ones, so the caches go."""
-    os.environ.update(env)
-    jax.clear_caches()
-
-
 def variant_sweep(variants: list[str]):
     """Yield each compression variant (kernels/variants.py) as {"dots", "num_warps",
     "radix_bits", "compact", "select"}, set for the kernels traced next."""
     for spec in variants:
         v = parse_compress_variant(spec)
-        _set_knobs(knob_env(v))
+        apply_knobs(v)
         yield dict(v, num_warps=int(v["num_warps"]), radix_bits=int(v["radix_bits"]))
 
 
@@ -177,7 +169,7 @@ def agg_variant_sweep(variants: list[str]):
     """Yield each aggregation variant as {"kernel", "num_warps", "tiles", "dots"}, knobs set."""
     for spec in variants:
         v = parse_aggregate_variant(spec)
-        _set_knobs(knob_env(v))
+        apply_knobs(v)
         yield dict(v, num_warps=int(v["num_warps"]), tiles=int(v["tiles"]))
 
 

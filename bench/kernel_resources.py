@@ -74,13 +74,6 @@ def _capture_ttir(fn, args) -> str:
     return captured[-1]
 
 
-def _set_knobs(**env):
-    import jax
-
-    os.environ.update({k: str(v) for k, v in env.items()})
-    jax.clear_caches()
-
-
 def lower_variants(args, out_dir: str) -> list[dict]:
     """Write one .ttir per variant into out_dir; returns the manifest."""
     import jax
@@ -91,7 +84,7 @@ def lower_variants(args, out_dir: str) -> list[dict]:
     from templar_jax.sparseloco.kernels.aggregate import scatter_mean_tiles
     from templar_jax.sparseloco.kernels.aggregate_scatter import Coded, scatter_sum_tiles
     from templar_jax.sparseloco.kernels.variants import (
-        knob_env, parse_aggregate_variant, parse_compress_variant)
+        apply_knobs, parse_aggregate_variant, parse_compress_variant)
 
     _, geom = tensor_geometry((8192, 8192), 0)  # a 70B-layer square weight: 64x64 tiles
     sds = jax.ShapeDtypeStruct
@@ -118,15 +111,15 @@ def lower_variants(args, out_dir: str) -> list[dict]:
 
     for spec in args.compress:
         v = parse_compress_variant(spec)
-        _set_knobs(**knob_env(v))
+        apply_knobs(v)
         add("compress", spec, int(v["num_warps"]), select(), (e, e))
-    _set_knobs(**knob_env(parse_compress_variant("auto:4")))
+    apply_knobs(parse_compress_variant("auto:4"))
     for spec in args.cuts:
         cut, warps = spec.split(":")
         add("compress_cut", spec, int(warps), select(cut), (e, e))
     for spec in args.agg:
         v = parse_aggregate_variant(spec)
-        _set_knobs(**knob_env(v))
+        apply_knobs(v)
         tiles = int(v["tiles"])
         if v["kernel"] == "scatter":
             def fn(i, c, t, n, tiles=tiles):

@@ -5,10 +5,12 @@ bench/kernel_resources.py) and for device runs:
     aggregation  KERNEL:WARPS:TILES[:DOTS]               e.g. scatter:8:1
 
 Each field is one of the tuning knobs in `backend.py`; `knob_env` gives the environment that
-selects the variant (the knobs are read when a kernel is traced).
+selects the variant (the knobs are read when a kernel is traced) and `apply_knobs` sets it.
 """
 
 from __future__ import annotations
+
+import os
 
 from templar_jax.sparseloco.kernels.backend import (
     AGG_KERNEL_ENV, AGG_KERNELS, KERNEL_COMPACT_ENV, KERNEL_COMPACTS, KERNEL_DOTS, KERNEL_DOTS_ENV,
@@ -57,3 +59,12 @@ def knob_env(variant: dict[str, str]) -> dict[str, str]:
     """The environment variables that select a parsed variant (tiles is a call argument)."""
     fields = COMPRESS_FIELDS if "compact" in variant else AGGREGATE_FIELDS
     return {env: variant[name] for name, env, _, _ in fields if env is not None}
+
+
+def apply_knobs(variant: dict[str, str]) -> None:
+    """Select `variant` for the kernels traced next: set its environment and drop jax's caches
+    (a cached trace, e.g. of an inner jit, would keep the previous knobs)."""
+    import jax
+
+    os.environ.update(knob_env(variant))
+    jax.clear_caches()
