@@ -56,6 +56,8 @@ def _capture_ttir(fn, args) -> str:
     import jax
     from jax._src.pallas.triton import lowering, pallas_call_registration
 
+    from templar_jax.sparseloco.kernels.aot import gpu_target
+
     captured = []
     original = lowering.lower_jaxpr_to_triton_module
 
@@ -66,7 +68,8 @@ def _capture_ttir(fn, args) -> str:
 
     pallas_call_registration.lowering.lower_jaxpr_to_triton_module = capture
     try:
-        jax.jit(fn).trace(*args).lower(lowering_platforms=("cuda",))
+        with gpu_target():  # jax 0.11 lowers for a GPU it is told of, not for none
+            jax.jit(fn).trace(*args).lower(lowering_platforms=("cuda",))
     finally:
         pallas_call_registration.lowering.lower_jaxpr_to_triton_module = original
     if not captured:
