@@ -173,7 +173,15 @@ def agg_variant_sweep(variants: list[str]):
         yield dict(v, num_warps=int(v["num_warps"]), tiles=int(v["tiles"]))
 
 
+_last_emit = [time.perf_counter()]
+
+
 def emit(rows, **row):
+    """Record a row; `seconds` is the wall time since the previous row (compiles included), so
+    a run's rows say what each measurement costs on that device."""
+    now = time.perf_counter()
+    row["seconds"] = round(now - _last_emit[0], 1)
+    _last_emit[0] = now
     rows.append(row)
     print(json.dumps(row), flush=True)
 

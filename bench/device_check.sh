@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# One-command GPU check of the SparseLoCo Pallas kernels (< 8 min on one H100/H200).
+# One-command GPU check of the SparseLoCo Pallas kernels (< 5 min on one H100/H200 by default).
 #
 #   bash bench/device_check.sh            # results in $OUT if set, else /tmp/templar_device_check/<time>/
+#   DEVICE_CHECK_BUDGET_S=480 TRAIN_STEP=1 bash bench/device_check.sh   # + the 1b train step
 #   DEVICE_CHECK_CPU_SMOKE=1 bash bench/device_check.sh   # proves the script on a CPU: interpret
 #                                         # backend, bench at --scale 32 (no GPU numbers)
 #
 # Steps (each under its own timeout and all under one deadline, DEVICE_CHECK_BUDGET_S, default
-# 480 s, so one hang cannot eat the lease; all output is kept, in at most 5 files):
+# 290 s, so one hang cannot eat the lease; all output is kept, in at most 5 files; every bench
+# row records the seconds it took, compiles included, to size the next run):
 #   1. env.txt              GPU, driver, python, jax/jaxlib/triton versions, jax devices
 #   2. compress.txt         bench/compress.py at full scale (one 70B layer, 855.7M params):
 #                           floor / pure / kernel ms and ns/param, 20-peer aggregation (one
@@ -23,8 +25,9 @@
 #                           select (KERNEL_TEST_DOTS="bf16 f32" adds f32 dots with radix 1);
 #                           the tests run both compactions, the early-exit select and both
 #                           aggregation kernels: kernel == the in-order reference
-#   4. train_step.txt       bench/train_step.py --model 1b --batch 16 --seq-len 2048, 5 steps,
-#                           remat dots_saveable + cuDNN attention (the H200's best, 51.5% MFU;
+#   4. train_step.txt       only with TRAIN_STEP=1 (its >= 45% MFU target was met on an H200):
+#                           bench/train_step.py --model 1b --batch 16 --seq-len 2048, 5 steps,
+#                           remat dots_saveable + cuDNN attention (51.5% MFU there;
 #                           TRAIN_SWEEP_ALL=1 adds full/none cuDNN and full XLA)
 #   5. summary.txt          exit codes and the JSON lines, for pasting into a report
 # Python: $PYTHON if set, else the repo's .venv when its jax sees a GPU, else python3 (the
@@ -47,12 +50,13 @@ else
   export JAX_PLATFORMS="${JAX_PLATFORMS:-cuda,cpu}"
   BACKEND=triton
   BENCH_ARGS=(--scale 1 --iters 10 --peers 20
-              --variants bf16:4,bf16:4:1:scatter:early,bf16:8:1:scatter:early,bf16:4:1:onehot:early,bf16:4:1:scatter,bf16:16:1:scatter:early,bf16:4:2
-              --stage-variants bf16:4,bf16:8:1:scatter:early
-              --agg-variants onehot:4:1,scatter:8:1,scatter:4:1,scatter:8:2,scatter:16:4)
+              --variants bf16:4,bf16:4:1:scatter:early,bf16:8:1:scatter:early,bf16:16:1:scatter:early,bf16:4:1:scatter,bf16:4:1:onehot:early
+              --stage-variants bf16:8:1:scatter:early,bf16:4
+              --agg-variants scatter:8:1,scatter:4:1,scatter:8:2,onehot:4:1)
   TRAIN_ARGS=(--model 1b --batch 16 --seq-len 2048 --steps 5)
-  TRAIN_SWEEP=("dots_saveable cudnn")  # "remat attention"
-  [ "${TRAIN_SWEEP_ALL:-0}" = 1 ] && TRAIN_SWEEP+=("full cudnn" "none cudnn" "full xla")
+  TRAIN_SWEEP=()  # "remat attention"
+  [ "${TRAIN_STEP:-0}" = 1 ] && TRAIN_SWEEP+=("dots_saveable cudnn")
+  [ "${TRAIN_SWEEP_ALL:-0}" = 1 ] && TRAIN_SWEEP+=("dots_saveable cudnn" "full cudnn" "none cudnn" "full xla")
 fi
 
 PY="${PYTHON:-}"
@@ -63,7 +67,7 @@ if [ -z "$PY" ] && [ -x .venv/bin/python ] && \
 fi
 PY="${PY:-python3}"
 
-BUDGET="${DEVICE_CHECK_BUDGET_S:-480}"
+BUDGET="${DEVICE_CHECK_BUDGET_S:-290}"
 step() {  # step NAME SECONDS CMD... : run with a timeout (cut to the time left), append the log
   local name=$1 secs=$2; shift 2          # to $RESULTS/NAME.txt, record rc
   local left=$((BUDGET - SECONDS))
@@ -94,19 +98,19 @@ fi
 # the bench first: it is the measurement still missing, and it checks every variant bitwise
 # against the pure path (`match`) or the in-order aggregation (`match_ordered`) on a full layer
 # (two runs, each under its own timeout, so a slow compile sweep cannot starve the other)
-step compress 220 "$PY" bench/compress.py --backend "$BACKEND" "${BENCH_ARGS[@]}" --only compress
-step compress 150 "$PY" bench/compress.py --backend "$BACKEND" "${BENCH_ARGS[@]}" --only aggregate
+step compress 140 "$PY" bench/compress.py --backend "$BACKEND" "${BENCH_ARGS[@]}" --only compress
+step compress 70 "$PY" bench/compress.py --backend "$BACKEND" "${BENCH_ARGS[@]}" --only aggregate
 
 export TEMPLAR_KERNEL_BACKEND=$BACKEND  # the kernel tests run the real backend, not interpret
 # the Pallas kernels on the device, bitwise against the in-order reference on adversarial input
 for dots in ${KERNEL_TEST_DOTS:-bf16}; do  # bf16 with radix-2 select, f32 with radix 1
   radix=1; [ "$dots" = bf16 ] && radix=2
   TEMPLAR_KERNEL_DOTS=$dots TEMPLAR_KERNEL_RADIX_BITS=$radix STEP_NOTE="dots=$dots radix=$radix" \
-    step kernel_tests 120 "$PY" -m pytest \
+    step kernel_tests 80 "$PY" -m pytest \
     tests/test_kernels_compress.py tests/test_kernels_aggregate.py -q -rfE -p no:cacheprovider
 done
 
-for combo in "${TRAIN_SWEEP[@]}"; do
+for combo in ${TRAIN_SWEEP[@]+"${TRAIN_SWEEP[@]}"}; do
   set -- $combo
   STEP_NOTE="remat=$1 attention=$2" step train_step 100 \
     "$PY" bench/train_step.py "${TRAIN_ARGS[@]}" --remat "$1" --attention "$2"
