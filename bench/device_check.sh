@@ -50,8 +50,8 @@ else
   export JAX_PLATFORMS="${JAX_PLATFORMS:-cuda,cpu}"
   BACKEND=triton
   BENCH_ARGS=(--scale 1 --iters 10 --peers 20
-              --variants bf16:4,bf16:4:1:scatter:early,bf16:8:1:scatter:early,bf16:16:1:scatter:early,bf16:4:1:scatter,bf16:4:1:onehot:early
-              --stage-variants bf16:8:1:scatter:early,bf16:4
+              --variants bf16:4,bf16:8:2:scatter:early,bf16:8:1:scatter:early,bf16:16:2:scatter:early,bf16:4:1:scatter:early,bf16:4:1:scatter,bf16:4:1:onehot:early
+              --stage-variants bf16:8:2:scatter:early,bf16:4
               --agg-variants scatter:8:1,scatter:4:1,scatter:8:2,onehot:4:1)
   TRAIN_ARGS=(--model 1b --batch 16 --seq-len 2048 --steps 5)
   TRAIN_SWEEP=()  # "remat attention"

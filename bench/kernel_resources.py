@@ -33,7 +33,8 @@ SM90 = {"regs": 65536, "warps": 64, "ctas": 32, "smem": 228 * 1024, "smem_per_ct
 DEFAULT_COMPRESS = ["bf16:4", "bf16:8", "bf16:16", "f32:4", "f32:8", "bf16:4:2",
                     "bf16:4:1:onehot:early", "bf16:4:1:scatter", "bf16:8:1:scatter",
                     "bf16:16:1:scatter", "bf16:4:1:scatter:early", "bf16:8:1:scatter:early",
-                    "bf16:8:2:scatter"]
+                    "bf16:8:2:scatter", "bf16:4:2:scatter:early", "bf16:8:2:scatter:early",
+                    "bf16:16:2:scatter:early"]
 DEFAULT_CUTS = ["ef:4", "select:4", "select:8"]
 DEFAULT_AGG = ["onehot:4:1", "onehot:8:1", "onehot:4:1:f32", "scatter:4:1", "scatter:8:1",
                "scatter:4:2", "scatter:8:2", "scatter:8:4", "scatter:16:4"]

@@ -79,33 +79,45 @@ def test_kth_largest_bits_is_the_kth_magnitude(radix_bits):
         assert np.float32(np.int32(t).view(np.float32)) == expect
 
 
-def test_exact_k_threshold_admits_exactly_k_or_is_the_kth_magnitude():
+@pytest.mark.parametrize("radix_bits", [1, 2, 3, 4])
+def test_exact_k_threshold_admits_exactly_k_or_is_the_kth_magnitude(radix_bits):
     """Distinct magnitudes: the early descent stops with exactly k entries >= t (t at or below
     the k-th magnitude, above the (k+1)-th). Ties across the k-th place: it cannot stop early
-    and returns the k-th magnitude, as `kth_largest_bits`."""
+    and returns the k-th magnitude, as `kth_largest_bits`. Several bits per step: the same,
+    including the narrower last step (31 bits are not a multiple of 2, 3 or 4)."""
     rng = np.random.default_rng(4)
     x = rng.standard_normal(4096).astype(np.float32)
     bits = magnitude_bits(jnp.asarray(x))
     desc = np.sort(np.asarray(bits))[::-1]
     for k in (1, 64, 4095):
-        t = int(exact_k_threshold_bits(bits, k))
+        t = int(exact_k_threshold_bits(bits, k, radix_bits))
         assert np.count_nonzero(np.asarray(bits) >= t) == k
         assert desc[k] < t <= desc[k - 1]
     ties = magnitude_bits(jnp.asarray(rng.integers(-3, 4, 4096).astype(np.float32)))
     for k in (64, 4096):
-        assert int(exact_k_threshold_bits(ties, k)) == int(kth_largest_bits(ties, k))
+        assert int(exact_k_threshold_bits(ties, k, radix_bits)) == int(kth_largest_bits(ties, k))
+    # each bit pattern twice, consecutive patterns: the k-th and (k+1)-th magnitudes differ in
+    # the lowest bits or tie, so the narrow last step decides them (k = 57..64 puts every pair
+    # of low bits, tied or not, at the k-th place)
+    pairs = 0x3F800000 + np.arange(4096, dtype=np.int32) // 2
+    for k in range(57, 65):
+        t = int(exact_k_threshold_bits(jnp.asarray(pairs), k, radix_bits))
+        kth = np.sort(pairs)[::-1][k - 1]
+        assert np.count_nonzero(pairs >= t) == k or t == kth, (k, t - 0x3F800000)
+        assert np.count_nonzero(pairs >= t) >= k
 
 
-def test_early_descent_stops_about_halfway_on_float_tiles():
-    """The point of the early exit: on Gaussian tiles (2000 of them: mean 16.3 of 31 steps)
-    the descent stops near bit 15; tiles of small integers tie across the k-th place and run
-    all 31."""
+@pytest.mark.parametrize("radix_bits,lo,hi,all_steps", [(1, 12, 20, 31), (2, 6, 11, 16)])
+def test_early_descent_stops_about_halfway_on_float_tiles(radix_bits, lo, hi, all_steps):
+    """The point of the early exit: on Gaussian tiles (2000 of them: mean 16.3 of 31 steps at
+    one bit per step) the descent stops near bit 15; at two bits per step in about half as
+    many steps. Tiles of small integers tie across the k-th place and run every step."""
     rng = np.random.default_rng(5)
-    descent = jax.jit(jax.vmap(lambda x: exact_k_descent(magnitude_bits(x), 64)[1]))
+    descent = jax.jit(jax.vmap(lambda x: exact_k_descent(magnitude_bits(x), 64, radix_bits)[1]))
     steps = np.asarray(descent(jnp.asarray(rng.standard_normal((64, 64, 64)), jnp.float32)))
-    assert 12 <= steps.mean() <= 20 and steps.max() <= 31
+    assert lo <= steps.mean() <= hi and steps.max() <= all_steps
     ints = jnp.asarray(rng.integers(-3, 4, (4, 64, 64)), jnp.float32)
-    assert np.all(np.asarray(descent(ints)) == 31)
+    assert np.all(np.asarray(descent(ints)) == all_steps)
 
 
 def test_magnitude_bits_order_matches_abs_order():

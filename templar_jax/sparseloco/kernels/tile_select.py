@@ -10,8 +10,8 @@ bodies (it is also plain jnp, so it runs anywhere). Top-k by |x| with the lower-
    independent counts each).
 3. `topk_mask`: everything above t, plus the lowest-index entries equal to t (a 2nd radix
    select over the index, ceil(log2 S) count passes) so exactly k entries are chosen. With
-   `early`, the descent stops once exactly k entries qualify and the index select runs only
-   when some ties must be left out (`exact_k_threshold_bits`).
+   `early`, the descent (at any radix) stops once exactly k entries qualify and the index
+   select runs only when some ties must be left out (`exact_k_threshold_bits`).
 4. `compact`: out[j] = the selected element of row-major rank j, via row one-hots and small
    matmuls (a few tile passes instead of k; exact for every bit pattern: values travel as
    int32 bits in 16-bit halves, or bytes with bfloat16 dots, so -0.0, NaN payloads and
@@ -69,26 +69,42 @@ def kth_largest_bits(mag_bits, k: int, radix_bits: int = 1):
     return _largest_passing(lambda cand: _count(mag_bits >= cand) >= k, 31, radix_bits)
 
 
-def exact_k_threshold_bits(mag_bits, k: int):
-    """A t with #(bits >= t) >= k from the 1-bit greedy descent of `kth_largest_bits`, stopped
-    as soon as exactly k entries reach the candidate: #(bits >= t) == k then, which is all a
-    top-k mask needs (that t may sit below the k-th magnitude); otherwise t is the k-th
-    magnitude. In float data the k-th and (k+1)-th magnitudes usually part well above the
-    last bit, so fewer of the 31 dependent steps run (`exact_k_descent` counts them)."""
-    return exact_k_descent(mag_bits, k)[0]
+def exact_k_threshold_bits(mag_bits, k: int, radix_bits: int = 1):
+    """A t with #(bits >= t) >= k from the greedy descent of `kth_largest_bits`, stopped as
+    soon as exactly k entries reach a candidate: #(bits >= t) == k then, which is all a top-k
+    mask needs (that t may sit below the k-th magnitude); otherwise t is the k-th magnitude.
+    In float data the k-th and (k+1)-th magnitudes usually part well above the last bit, so
+    fewer of the dependent steps run (`exact_k_descent` counts them)."""
+    return exact_k_descent(mag_bits, k, radix_bits)[0]
 
 
-def exact_k_descent(mag_bits, k: int):
-    """(t of `exact_k_threshold_bits`, dependent count steps it took)."""
+def exact_k_descent(mag_bits, k: int, radix_bits: int = 1):
+    """(t of `exact_k_threshold_bits`, dependent count steps it took).
+
+    Each step fixes the next `radix_bits` bits from the top (the last step of 31 bits may be
+    narrower) with 2^radix_bits - 1 independent counts, one per candidate digit d >= 1. The
+    counts fall as d grows, so the digit is how many candidates reach k, and the descent is
+    done when some candidate has exactly k: the chosen digit's count is then k as well (it is
+    <= that candidate's count and >= k)."""
+    r = radix_bits
+    n_steps = -(-31 // r)
+
     def going(carry):
         i, _, done = carry
-        return (i < 31) & (done == 0)
+        return (i < n_steps) & (done == 0)
 
     def step(carry):
         i, t, _ = carry
-        cand = t | jnp.left_shift(jnp.int32(1), jnp.int32(30) - i)
-        n = _count(mag_bits >= cand)
-        return i + 1, jnp.where(n >= k, cand, t), (n == k).astype(jnp.int32)
+        shift = jnp.int32(31) - (i + 1) * r
+        width = jnp.int32(r) + jnp.minimum(shift, 0)  # < r only on the last step
+        shift = jnp.maximum(shift, 0)
+        digit, done = jnp.int32(0), jnp.int32(0)
+        for d in range(1, 1 << r):  # static: independent counts
+            n = _count(mag_bits >= (t | jnp.left_shift(jnp.int32(d), shift)))
+            fits = jnp.int32(d) < jnp.left_shift(jnp.int32(1), width)
+            digit = digit + ((n >= k) & fits).astype(jnp.int32)
+            done = done | ((n == k) & fits).astype(jnp.int32)
+        return i + 1, t | jnp.left_shift(digit, shift), done
 
     steps, t, _ = lax.while_loop(going, step, (jnp.int32(0), jnp.int32(0), jnp.int32(0)))
     return t, steps
@@ -96,11 +112,11 @@ def exact_k_descent(mag_bits, k: int):
 
 def topk_mask(mag_bits, flat_idx, k: int, radix_bits: int = 1, early: bool = False):
     """Boolean mask of exactly k entries: top-k magnitudes, ties to the lower flat index.
-    `early`: stop the descent once exactly k entries qualify (radix 1), and skip the index
-    select when every tie is needed (the usual case) -- fewer dependent steps, same mask."""
+    `early`: stop the descent once exactly k entries qualify, and skip the index select when
+    every tie is needed (the usual case) -- fewer dependent steps, same mask."""
     size = mag_bits.size
-    if early and radix_bits == 1:
-        t = exact_k_threshold_bits(mag_bits, k)
+    if early:
+        t = exact_k_threshold_bits(mag_bits, k, radix_bits)
     else:
         t = kth_largest_bits(mag_bits, k, radix_bits)
     above = mag_bits > t
