@@ -94,10 +94,11 @@ def aggregate_chunks(idx_RxBxCxK, vals_RxBxCxK, valid_R, *, chunk_size: int, rul
     r, b, c, k = idx_RxBxCxK.shape
     valid_R = valid_R.astype(jnp.float32)
     n_valid = jnp.sum(valid_R).astype(jnp.int32)
-    upto = None
-    if ordered:  # stop after the last valid peer; invalid ones inside are dropped (mode="drop")
-        upto = peers_upto(valid_R)
-        idx_RxBxCxK = jnp.where(valid_R[:, None, None, None] > 0, idx_RxBxCxK, chunk_size)
+    upto = peers_upto(valid_R) if ordered else None  # ordered: stop after the last valid peer
+    # Padding peers' entries point past the chunk, so every scatter drops them (mode="drop")
+    # instead of adding +0.0 (which changes no bit: a sum that starts at +0.0 is never -0.0)
+    # -- on a GPU those were atomics piling onto one address per chunk.
+    idx_RxBxCxK = jnp.where(valid_R[:, None, None, None] > 0, idx_RxBxCxK, chunk_size)
     vals_RxBxCxK = vals_RxBxCxK * valid_R[:, None, None, None]  # padding peers contribute nothing
     zeros = jnp.zeros((b, c, chunk_size), jnp.float32)
     if rule == "mean":
