@@ -44,11 +44,13 @@ if [ "$SMOKE" = 1 ]; then
   BENCH_ARGS=(--scale 32 --iters 1 --peers 4 --variants f32:4,bf16:4:2:scatter:early
               --stage-variants bf16:4:1:scatter:early --agg-variants onehot:4:1,scatter:4:2)
   TRAIN_ARGS=(--model tiny --steps 2); TRAIN_SWEEP=("none xla" "none auto")
+  TEST_SECS=150  # the interpreter on 2 CPU cores: about 70 s
 else
   # cuda first (the default device); cpu too, where the kernel tests compute their in-order
   # reference (tests/conftest.py would default to cpu alone)
   export JAX_PLATFORMS="${JAX_PLATFORMS:-cuda,cpu}"
   BACKEND=triton
+  TEST_SECS=80
   BENCH_ARGS=(--scale 1 --iters 10 --peers 20
               --variants bf16:4,bf16:8:2:scatter:early,bf16:8:1:scatter:early,bf16:16:2:scatter:early,bf16:4:1:scatter:early,bf16:4:1:scatter,bf16:4:1:onehot:early
               --stage-variants bf16:8:2:scatter:early,bf16:4
@@ -106,7 +108,7 @@ export TEMPLAR_KERNEL_BACKEND=$BACKEND  # the kernel tests run the real backend,
 for dots in ${KERNEL_TEST_DOTS:-bf16}; do  # bf16 with radix-2 select, f32 with radix 1
   radix=1; [ "$dots" = bf16 ] && radix=2
   TEMPLAR_KERNEL_DOTS=$dots TEMPLAR_KERNEL_RADIX_BITS=$radix STEP_NOTE="dots=$dots radix=$radix" \
-    step kernel_tests 80 "$PY" -m pytest \
+    step kernel_tests "$TEST_SECS" "$PY" -m pytest \
     tests/test_kernels_compress.py tests/test_kernels_aggregate.py -q -rfE -p no:cacheprovider
 done
 
