@@ -24,13 +24,16 @@ def lower_text(fn, args, platform):
         return fn.trace(*args).lower(lowering_platforms=(platform,)).as_text()
 
 
+@pytest.mark.parametrize("radix_bits", [1, 2])
 @pytest.mark.parametrize("select", ["full", "early"])
 @pytest.mark.parametrize("backend", list(PLATFORMS))
-def test_compress_kernel_lowers(backend, select, monkeypatch):
-    """Both radix-select modes (`early` adds a while loop and a cond) on both backends."""
-    from templar_jax.sparseloco.kernels.backend import KERNEL_SELECT_ENV
+def test_compress_kernel_lowers(backend, select, radix_bits, monkeypatch):
+    """Both radix-select modes (`early` adds a while loop and a cond) at one and two bits per
+    step on both backends."""
+    from templar_jax.sparseloco.kernels.backend import KERNEL_RADIX_BITS_ENV, KERNEL_SELECT_ENV
 
     monkeypatch.setenv(KERNEL_SELECT_ENV, select)
+    monkeypatch.setenv(KERNEL_RADIX_BITS_ENV, str(radix_bits))
     platform, tiles = PLATFORMS[backend]
     e = jax.ShapeDtypeStruct((2, 128, 512), jnp.float32)
     fn = jax.jit(lambda e, d: ef_select(e, d, beta=0.95, geom=GEOM, backend=backend,
