@@ -47,7 +47,7 @@ from templar_jax.sparseloco.kernels.backend import (
     KernelConfigError, default_tiles_per_block, resolve_backend)
 from templar_jax.sparseloco.kernels.compress import ef_compress_tensor_pallas, ef_select
 from templar_jax.sparseloco.kernels.variants import (
-    apply_knobs, parse_aggregate_variant, parse_compress_variant)
+    apply_knobs, full_spec, parse_aggregate_variant, parse_compress_variant)
 from templar_jax.sparseloco.payload import TensorPayload
 
 BETA = 0.95
@@ -162,7 +162,8 @@ def variant_sweep(variants: list[str]):
     for spec in variants:
         v = parse_compress_variant(spec)
         apply_knobs(v)
-        yield dict(v, num_warps=int(v["num_warps"]), radix_bits=int(v["radix_bits"]))
+        yield dict(v, spec=full_spec(v), num_warps=int(v["num_warps"]),
+                   radix_bits=int(v["radix_bits"]))
 
 
 def agg_variant_sweep(variants: list[str]):
@@ -170,7 +171,7 @@ def agg_variant_sweep(variants: list[str]):
     for spec in variants:
         v = parse_aggregate_variant(spec)
         apply_knobs(v)
-        yield dict(v, num_warps=int(v["num_warps"]), tiles=int(v["tiles"]))
+        yield dict(v, spec=full_spec(v), num_warps=int(v["num_warps"]), tiles=int(v["tiles"]))
 
 
 _last_emit = [time.perf_counter()]
@@ -345,6 +346,8 @@ def best_rows(rows, full_layer: bool) -> list[dict]:
         pure = by_impl.get("pure" if step == "compress" else "agg_pure")
         floor = by_impl.get("floor" if step == "compress" else "agg_floor")
         out.append({"best": step, "ms": best["ms"],
+                    # the spec to copy into sparseloco/kernels/tuned.py if it should be adopted
+                    "spec": best.get("spec"),
                     "variant": {k: best[k] for k in _VARIANT_KEYS if k in best},
                     "x_faster_than_pure": pure["ms"] / best["ms"] if pure else None,
                     "x_floor": best["ms"] / floor["ms"] if floor else None,

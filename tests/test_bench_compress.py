@@ -18,7 +18,8 @@ def test_best_rows_skip_wrong_or_nondeterministic_variants():
     rows = [
         _row("compress", "floor", 3.0), _row("compress", "pure", 60.0),
         _row("compress", "kernel", 5.0, match=False, dots="bf16", num_warps=8),
-        _row("compress", "kernel", 12.0, match=True, dots="bf16", num_warps=4, select="early"),
+        _row("compress", "kernel", 12.0, match=True, dots="bf16", num_warps=4, select="early",
+             spec="bf16:4:1:onehot:early"),
         {"step": "compress", "impl": "kernel", "error": "lowering failed"},
         _row("aggregate", "agg_floor", 1.5), _row("aggregate", "agg_pure", 33.0),
         _row("aggregate", "agg_kernel", 4.0, match_ordered=True, deterministic=False,
@@ -29,6 +30,7 @@ def test_best_rows_skip_wrong_or_nondeterministic_variants():
     comp, agg = bench_compress.best_rows(rows, full_layer=True)
     assert comp["ms"] == 12.0 and comp["variant"] == {"dots": "bf16", "num_warps": 4,
                                                       "select": "early"}
+    assert comp["spec"] == "bf16:4:1:onehot:early"
     assert comp["x_faster_than_pure"] == 5.0 and comp["x_floor"] == 4.0
     assert comp["target_met"] is False
     assert agg["ms"] == 9.0 and agg["variant"]["tiles"] == 2 and agg["target_met"] is True

@@ -64,12 +64,12 @@ def test_dots_mode_auto_is_bf16_on_triton_only(monkeypatch):
 
 def test_radix_bits_knob(monkeypatch):
     monkeypatch.delenv(KERNEL_RADIX_BITS_ENV, raising=False)
-    assert kernel_radix_bits() == 1
+    assert kernel_radix_bits("interpret") == kernel_radix_bits("triton") == 1
     monkeypatch.setenv(KERNEL_RADIX_BITS_ENV, "2")
-    assert kernel_radix_bits() == 2
+    assert kernel_radix_bits("interpret") == kernel_radix_bits("triton") == 2
     monkeypatch.setenv(KERNEL_RADIX_BITS_ENV, "8")
     with pytest.raises(KernelConfigError, match=KERNEL_RADIX_BITS_ENV):
-        kernel_radix_bits()
+        kernel_radix_bits("triton")
 
 
 def test_aggregation_kernel_knob(monkeypatch):
@@ -89,12 +89,13 @@ def test_select_mode_knob(monkeypatch):
     from templar_jax.sparseloco.kernels.backend import KERNEL_SELECT_ENV, kernel_select_early
 
     monkeypatch.delenv(KERNEL_SELECT_ENV, raising=False)
-    assert not kernel_select_early()  # auto keeps the measured full descent
+    # auto keeps the measured full descent
+    assert not kernel_select_early("triton") and not kernel_select_early("interpret")
     monkeypatch.setenv(KERNEL_SELECT_ENV, "early")
-    assert kernel_select_early()
+    assert kernel_select_early("triton") and kernel_select_early("interpret")
     monkeypatch.setenv(KERNEL_SELECT_ENV, "fast")
     with pytest.raises(KernelConfigError, match=KERNEL_SELECT_ENV):
-        kernel_select_early()
+        kernel_select_early("triton")
 
 
 def test_variant_specs_parse_to_knobs_and_reject_bad_fields():
@@ -104,15 +105,15 @@ def test_variant_specs_parse_to_knobs_and_reject_bad_fields():
         knob_env, parse_aggregate_variant, parse_compress_variant)
 
     v = parse_compress_variant("bf16:8")
-    assert v == {"dots": "bf16", "num_warps": "8", "radix_bits": "1", "compact": "auto",
-                 "select": "auto"}
+    assert v == {"dots": "bf16", "num_warps": "8", "radix_bits": "1", "compact": "onehot",
+                 "select": "full"}
     env = knob_env(parse_compress_variant("bf16:8:1:scatter:early"))
     assert env[KERNEL_COMPACT_ENV] == "scatter" and env[KERNEL_SELECT_ENV] == "early"
     assert env[TRITON_NUM_WARPS_ENV] == "8" and len(env) == 5
     agg = parse_aggregate_variant("scatter:8:4")
-    assert agg == {"kernel": "scatter", "num_warps": "8", "tiles": "4", "dots": "auto"}
+    assert agg == {"kernel": "scatter", "num_warps": "8", "tiles": "4", "dots": "bf16"}
     assert knob_env(agg) == {AGG_KERNEL_ENV: "scatter", TRITON_NUM_WARPS_ENV: "8",
-                             KERNEL_DOTS_ENV: "auto"}
+                             KERNEL_DOTS_ENV: "bf16"}
     for bad, parse in [("bf16", parse_compress_variant), ("bf16:3", parse_compress_variant),
                        ("bf16:4:1:scatter:late", parse_compress_variant),
                        ("bf16:4:1:scatter:early:x", parse_compress_variant),
@@ -120,3 +121,74 @@ def test_variant_specs_parse_to_knobs_and_reject_bad_fields():
                        ("scatter:4", parse_aggregate_variant)]:
         with pytest.raises(KernelConfigError, match="bad kernel variant"):
             parse(bad)
+
+
+_KNOB_ENVS = ("TEMPLAR_KERNEL_DOTS", "TEMPLAR_TRITON_NUM_WARPS", "TEMPLAR_KERNEL_RADIX_BITS",
+              "TEMPLAR_KERNEL_COMPACT", "TEMPLAR_KERNEL_SELECT", "TEMPLAR_AGG_KERNEL")
+
+
+def _resolved(backend):
+    """What every knob resolves to on `backend` when traced now."""
+    from templar_jax.sparseloco.kernels import backend as kb
+
+    return {"compress": {"dots": "bf16" if kb.kernel_dots_bf16(backend) else "f32",
+                         "num_warps": str(kb.triton_num_warps("compress")),
+                         "radix_bits": str(kb.kernel_radix_bits(backend)),
+                         "compact": kb.kernel_compaction(backend),
+                         "select": "early" if kb.kernel_select_early(backend) else "full"},
+            "aggregate": {"kernel": kb.aggregation_kernel(backend),
+                          "num_warps": str(kb.triton_num_warps("aggregate")),
+                          "tiles": str(kb.default_tiles_per_block(backend, "aggregate")),
+                          "dots": "bf16" if kb.kernel_dots_bf16(backend, "aggregate") else "f32"}}
+
+
+def test_auto_knobs_run_the_tuned_gpu_variants_and_the_reference_elsewhere(monkeypatch):
+    """On Triton every `auto` knob is the tuned.py variant's field (adopting a winner is an
+    edit there); the interpreter keeps the reference forms; an environment value wins."""
+    from templar_jax.sparseloco.kernels import tuned
+    from templar_jax.sparseloco.kernels.variants import (
+        parse_aggregate_variant, parse_compress_variant)
+
+    for env in _KNOB_ENVS:
+        monkeypatch.delenv(env, raising=False)
+    want = {"compress": parse_compress_variant(tuned.GPU_COMPRESS),
+            "aggregate": parse_aggregate_variant(tuned.GPU_AGGREGATE)}
+    assert _resolved("triton") == want
+    reference = {"dots": "f32", "radix_bits": "1", "compact": "onehot", "select": "full"}
+    got = _resolved("interpret")
+    assert {k: got["compress"][k] for k in reference} == reference
+    assert got["aggregate"]["kernel"] == "onehot" and got["aggregate"]["tiles"] == "1"
+
+    monkeypatch.setattr(tuned, "GPU_COMPRESS", "bf16:8:2:scatter:early")
+    monkeypatch.setattr(tuned, "GPU_AGGREGATE", "scatter:8:2:bf16")
+    assert _resolved("triton") == {"compress": parse_compress_variant("bf16:8:2:scatter:early"),
+                                   "aggregate": parse_aggregate_variant("scatter:8:2:bf16")}
+    assert {k: _resolved("interpret")["compress"][k] for k in reference} == reference
+    monkeypatch.setenv("TEMPLAR_KERNEL_COMPACT", "onehot")
+    monkeypatch.setenv("TEMPLAR_TRITON_NUM_WARPS", "16")
+    got = _resolved("triton")
+    assert got["compress"]["compact"] == "onehot" and got["aggregate"]["num_warps"] == "16"
+
+
+def test_impl_auto_aggregates_with_the_kernel_only_once_tuned_says_it_wins(monkeypatch):
+    from templar_jax.sparseloco.kernels import tuned
+
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert resolve_impl("auto", "aggregate") == "jax"
+    monkeypatch.setattr(tuned, "GPU_AGGREGATE_BEATS_PURE", True)
+    assert resolve_impl("auto", "aggregate") == "pallas"
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    assert resolve_impl("auto", "aggregate") == "jax"
+
+
+def test_tuned_specs_name_every_field():
+    """A tuned spec spells out every field, so reading it never depends on a parser default;
+    `full_spec` (what the bench's `best` line prints) writes that form."""
+    from templar_jax.sparseloco.kernels import tuned
+    from templar_jax.sparseloco.kernels.variants import (
+        full_spec, parse_aggregate_variant, parse_compress_variant)
+
+    assert full_spec(parse_compress_variant(tuned.GPU_COMPRESS)) == tuned.GPU_COMPRESS
+    assert full_spec(parse_aggregate_variant(tuned.GPU_AGGREGATE)) == tuned.GPU_AGGREGATE
+    assert full_spec(parse_compress_variant("bf16:8")) == "bf16:8:1:onehot:full"
+    assert full_spec(parse_aggregate_variant("scatter:8:2")) == "scatter:8:2:bf16"

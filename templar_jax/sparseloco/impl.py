@@ -1,9 +1,10 @@
 """Which code runs SparseLoCo's compression and aggregation: "jax", "pallas" or "auto".
 
 "auto" follows bench/compress.py on one NVIDIA H200 (2026-11-27, one 70B decoder layer,
-855.7M params; README "Measured results"):
+855.7M params; README "Results"):
   compression   Pallas kernel 23.4 ms vs pure JAX 60.3 ms, bitwise equal  -> kernel on GPUs
-  aggregation   Pallas kernel 201 ms vs pure JAX 33 ms (20 peers)          -> pure JAX
+  aggregation   Pallas kernel 201 ms vs pure JAX 33 ms (20 peers)          -> pure JAX, until
+                `kernels/tuned.py` records a GPU aggregation variant that beats it
 TPUs (kernels lower but are unmeasured there) and CPUs (interpret mode only) run pure JAX.
 """
 
@@ -22,5 +23,8 @@ def resolve_impl(impl: str, op: str) -> str | None:
         return None
     if impl != "auto":
         return impl
-    on_gpu = jax.default_backend() in _GPU_PLATFORMS
-    return "pallas" if op == "compress" and on_gpu else "jax"
+    if jax.default_backend() not in _GPU_PLATFORMS:
+        return "jax"
+    from templar_jax.sparseloco.kernels.tuned import GPU_AGGREGATE_BEATS_PURE
+
+    return "pallas" if op == "compress" or GPU_AGGREGATE_BEATS_PURE else "jax"

@@ -120,7 +120,7 @@ def scatter_mean_tiles(idx_RxBxCxK, vals_RxBxCxK, n_valid, geom: ChunkGeometry, 
     scalar_spec = pl.BlockSpec((1, 1), lambda bi, yi, xi: (0, 0))
     peer_spec = pl.BlockSpec((r, None, None, t, k), lambda bi, yi, xi: (0, bi, yi, xi, 0))
     kernel = partial(_aggregate_kernel, h=h, w=w, tiles=t, rule=rule,
-                     bf16=kernel_dots_bf16(backend))
+                     bf16=kernel_dots_bf16(backend, "aggregate"))
     return pl.pallas_call(
         kernel,
         grid=(b, y, x // t),
@@ -130,7 +130,7 @@ def scatter_mean_tiles(idx_RxBxCxK, vals_RxBxCxK, n_valid, geom: ChunkGeometry, 
         out_shape=[jax.ShapeDtypeStruct((b, y * h, x * w), jnp.float32),
                    jax.ShapeDtypeStruct((b, y, x, 1), jnp.int32)],
         name="sparseloco_aggregate",
-        **pallas_call_kwargs(backend, num_warps=num_warps),
+        **pallas_call_kwargs(backend, kernel="aggregate", num_warps=num_warps),
     )(idx, vals, inv_n_1x1, n_loop_1x1)
 
 
@@ -170,7 +170,7 @@ def _zero_bad_tensors(dense, nonfinite, axis_names):
 
 def _kernel_tiles(geom: ChunkGeometry, backend: str, tiles_per_block: int | None):
     """(chunks per program, None) or (_, why the backend cannot tile this geometry)."""
-    tiles = tiles_per_block or default_tiles_per_block(backend)
+    tiles = tiles_per_block or default_tiles_per_block(backend, "aggregate")
     if len(geom.tile) == 2 and geom.grid[1] % tiles:
         tiles = 1
     return tiles, unsupported_reason(geom, jnp.float32, backend, tiles)
@@ -252,7 +252,7 @@ def aggregate_tensor_pallas(payloads: Sequence[TensorPayload], shape, *,
     shape = tuple(int(s) for s in shape)
     backend = resolve_backend(backend)
     _, geom = tensor_geometry(shape, batch_ndim, chunk=chunk)
-    tiles = tiles_per_block or default_tiles_per_block(backend)
+    tiles = tiles_per_block or default_tiles_per_block(backend, "aggregate")
     if len(geom.tile) == 2 and geom.grid[1] % tiles:
         tiles = 1
     reason = unsupported_reason(geom, jnp.float32, backend, tiles)

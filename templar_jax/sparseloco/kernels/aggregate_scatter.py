@@ -177,6 +177,6 @@ def scatter_sum_tiles(idx_RxBxCxK, values, n_valid, geom: ChunkGeometry, *, rule
         out_specs=out_specs,
         out_shape=out_shape,
         name="sparseloco_aggregate_scatter",
-        **pallas_call_kwargs(backend, num_warps=num_warps),
+        **pallas_call_kwargs(backend, kernel="aggregate", num_warps=num_warps),
     )(idx_RxBxCxK.reshape(grid_5d), *value_args, valid, inv_n_1x1, n_loop_1x1)
     return outs[0], outs[-1]

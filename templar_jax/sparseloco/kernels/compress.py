@@ -88,8 +88,9 @@ def ef_select(e_BxRxC, delta_BxRxC, *, beta: float, geom: ChunkGeometry, backend
     tile_spec = pl.BlockSpec((None, h, w * t), lambda bi, yi, xi: (bi, yi, xi))
     sel_spec = pl.BlockSpec((None, None, t, k), lambda bi, yi, xi: (bi, yi, xi, 0))
     kernel = partial(_ef_select_kernel, beta=beta, k=k, w=w, tiles=t,
-                     bf16=kernel_dots_bf16(backend), radix_bits=kernel_radix_bits(),
-                     compact=kernel_compaction(backend), early=kernel_select_early(), cut=cut)
+                     bf16=kernel_dots_bf16(backend), radix_bits=kernel_radix_bits(backend),
+                     compact=kernel_compaction(backend), early=kernel_select_early(backend),
+                     cut=cut)
     return pl.pallas_call(
         kernel,
         grid=grid,
@@ -99,7 +100,7 @@ def ef_select(e_BxRxC, delta_BxRxC, *, beta: float, geom: ChunkGeometry, backend
                    jax.ShapeDtypeStruct((b, y, x, k), jnp.int32),
                    jax.ShapeDtypeStruct((b, y, x, k), e_BxRxC.dtype)],
         name="sparseloco_ef_topk",
-        **pallas_call_kwargs(backend, num_warps=num_warps),
+        **pallas_call_kwargs(backend, kernel="compress", num_warps=num_warps),
     )(e_BxRxC, delta_BxRxC)
 
 

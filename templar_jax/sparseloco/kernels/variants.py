@@ -14,20 +14,21 @@ import os
 
 from templar_jax.sparseloco.kernels.backend import (
     AGG_KERNEL_ENV, AGG_KERNELS, KERNEL_COMPACT_ENV, KERNEL_COMPACTS, KERNEL_DOTS, KERNEL_DOTS_ENV,
-    KERNEL_RADIX_BITS_ENV, KERNEL_SELECT_ENV, KERNEL_SELECTS, TRITON_NUM_WARPS_ENV,
-    KernelConfigError)
+    KERNEL_RADIX_BITS_ENV, KERNEL_SELECT_ENV, KERNEL_SELECTS, NUM_WARPS, RADIX_BITS,
+    TRITON_NUM_WARPS_ENV, KernelConfigError)
 
-_WARPS = ("1", "2", "4", "8", "16", "32")
-# (field, environment variable or None for a call argument, allowed values, default)
+# (field, environment variable or None for a call argument, allowed values, default). Omitted
+# fields default to fixed forms (not "auto"), so a spec names the same kernel whatever tuned.py
+# says: "bf16:4" is the one-hot, full-select kernel first measured on the H200.
 COMPRESS_FIELDS = (("dots", KERNEL_DOTS_ENV, KERNEL_DOTS, None),
-                   ("num_warps", TRITON_NUM_WARPS_ENV, _WARPS, None),
-                   ("radix_bits", KERNEL_RADIX_BITS_ENV, ("1", "2", "3", "4"), "1"),
-                   ("compact", KERNEL_COMPACT_ENV, KERNEL_COMPACTS, "auto"),
-                   ("select", KERNEL_SELECT_ENV, KERNEL_SELECTS, "auto"))
+                   ("num_warps", TRITON_NUM_WARPS_ENV, NUM_WARPS, None),
+                   ("radix_bits", KERNEL_RADIX_BITS_ENV, RADIX_BITS, "1"),
+                   ("compact", KERNEL_COMPACT_ENV, KERNEL_COMPACTS, "onehot"),
+                   ("select", KERNEL_SELECT_ENV, KERNEL_SELECTS, "full"))
 AGGREGATE_FIELDS = (("kernel", AGG_KERNEL_ENV, AGG_KERNELS[1:], None),
-                    ("num_warps", TRITON_NUM_WARPS_ENV, _WARPS, None),
+                    ("num_warps", TRITON_NUM_WARPS_ENV, NUM_WARPS, None),
                     ("tiles", None, ("1", "2", "4", "8", "16"), None),
-                    ("dots", KERNEL_DOTS_ENV, KERNEL_DOTS, "auto"))
+                    ("dots", KERNEL_DOTS_ENV, KERNEL_DOTS, "bf16"))
 
 
 def _parse(spec: str, fields, grammar: str) -> dict[str, str]:
@@ -53,6 +54,12 @@ def parse_compress_variant(spec: str) -> dict[str, str]:
 def parse_aggregate_variant(spec: str) -> dict[str, str]:
     """{"kernel", "num_warps", "tiles", "dots"} from an aggregation spec."""
     return _parse(spec, AGGREGATE_FIELDS, "KERNEL:WARPS:TILES[:DOTS]")
+
+
+def full_spec(variant: dict[str, str]) -> str:
+    """A parsed variant as a spec with every field spelled out (the form tuned.py takes)."""
+    fields = COMPRESS_FIELDS if "compact" in variant else AGGREGATE_FIELDS
+    return ":".join(str(variant[name]) for name, *_ in fields)
 
 
 def knob_env(variant: dict[str, str]) -> dict[str, str]:
