@@ -188,6 +188,7 @@ def test_tuned_specs_name_every_field():
     from templar_jax.sparseloco.kernels.variants import (
         full_spec, parse_aggregate_variant, parse_compress_variant)
 
+    assert "auto" not in tuned.GPU_COMPRESS.split(":") + tuned.GPU_AGGREGATE.split(":")
     assert full_spec(parse_compress_variant(tuned.GPU_COMPRESS)) == tuned.GPU_COMPRESS
     assert full_spec(parse_aggregate_variant(tuned.GPU_AGGREGATE)) == tuned.GPU_AGGREGATE
     assert full_spec(parse_compress_variant("bf16:8")) == "bf16:8:1:onehot:full"
