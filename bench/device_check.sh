@@ -30,6 +30,8 @@
 #                           remat dots_saveable + cuDNN attention (51.5% MFU there;
 #                           TRAIN_SWEEP_ALL=1 adds full/none cuDNN and full XLA)
 #   5. summary.txt          exit codes and the JSON lines, for pasting into a report
+# Adopting a winner: copy its `best` line's `spec` into templar_jax/sparseloco/kernels/tuned.py
+# (and set GPU_AGGREGATE_BEATS_PURE when the aggregation kernel beats `agg_pure`).
 # Python: $PYTHON if set, else the repo's .venv when its jax sees a GPU, else python3 (the
 # device image ships jax + jax-cuda plugins; the repo is put on PYTHONPATH).
 set -u
