@@ -123,8 +123,6 @@ def test_variant_specs_parse_to_knobs_and_reject_bad_fields():
             parse(bad)
 
 
-_KNOB_ENVS = ("TEMPLAR_KERNEL_DOTS", "TEMPLAR_TRITON_NUM_WARPS", "TEMPLAR_KERNEL_RADIX_BITS",
-              "TEMPLAR_KERNEL_COMPACT", "TEMPLAR_KERNEL_SELECT", "TEMPLAR_AGG_KERNEL")
 
 
 def _resolved(backend):
@@ -149,8 +147,11 @@ def test_auto_knobs_run_the_tuned_gpu_variants_and_the_reference_elsewhere(monke
     from templar_jax.sparseloco.kernels.variants import (
         parse_aggregate_variant, parse_compress_variant)
 
-    for env in _KNOB_ENVS:
-        monkeypatch.delenv(env, raising=False)
+    from templar_jax.sparseloco.kernels.variants import AGGREGATE_FIELDS, COMPRESS_FIELDS
+
+    for _, env, _, _ in COMPRESS_FIELDS + AGGREGATE_FIELDS:
+        if env is not None:
+            monkeypatch.delenv(env, raising=False)
     want = {"compress": parse_compress_variant(tuned.GPU_COMPRESS),
             "aggregate": parse_aggregate_variant(tuned.GPU_AGGREGATE)}
     assert _resolved("triton") == want
@@ -164,8 +165,10 @@ def test_auto_knobs_run_the_tuned_gpu_variants_and_the_reference_elsewhere(monke
     assert _resolved("triton") == {"compress": parse_compress_variant("bf16:8:2:scatter:early"),
                                    "aggregate": parse_aggregate_variant("scatter:8:2:bf16")}
     assert {k: _resolved("interpret")["compress"][k] for k in reference} == reference
-    monkeypatch.setenv("TEMPLAR_KERNEL_COMPACT", "onehot")
-    monkeypatch.setenv("TEMPLAR_TRITON_NUM_WARPS", "16")
+    from templar_jax.sparseloco.kernels.backend import KERNEL_COMPACT_ENV, TRITON_NUM_WARPS_ENV
+
+    monkeypatch.setenv(KERNEL_COMPACT_ENV, "onehot")
+    monkeypatch.setenv(TRITON_NUM_WARPS_ENV, "16")
     got = _resolved("triton")
     assert got["compress"]["compact"] == "onehot" and got["aggregate"]["num_warps"] == "16"
 

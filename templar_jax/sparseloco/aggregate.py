@@ -95,19 +95,18 @@ def aggregate_chunks(idx_RxBxCxK, vals_RxBxCxK, valid_R, *, chunk_size: int, rul
     valid_R = valid_R.astype(jnp.float32)
     n_valid = jnp.sum(valid_R).astype(jnp.int32)
     upto = peers_upto(valid_R) if ordered else None  # ordered: stop after the last valid peer
-    # Padding peers' entries point past the chunk, so every scatter drops them (mode="drop")
-    # instead of adding +0.0 (which changes no bit: a sum that starts at +0.0 is never -0.0)
-    # -- on a GPU those were atomics piling onto one address per chunk.
+    # Padding peers' entries point past the chunk, so every scatter drops them (mode="drop"),
+    # whatever values they hold: no +0.0 adds (on a GPU, atomics piling onto one address per
+    # chunk) and no NaN from an invalid peer; the median below skips their norms.
     idx_RxBxCxK = jnp.where(valid_R[:, None, None, None] > 0, idx_RxBxCxK, chunk_size)
-    vals_RxBxCxK = vals_RxBxCxK * valid_R[:, None, None, None]  # padding peers contribute nothing
     zeros = jnp.zeros((b, c, chunk_size), jnp.float32)
     if rule == "mean":
         dense = _peer_sums(zeros, idx_RxBxCxK, vals_RxBxCxK, upto) / n_valid.astype(jnp.float32)
     else:
         norms_RxB = jnp.sqrt(jax.vmap(lambda v: codec.sumsq(v, axis_names))(vals_RxBxCxK))
         m_B = _lower_median(jnp.where(valid_R[:, None] > 0, norms_RxB, jnp.inf), n_valid)
-        factor_RxB = jnp.minimum(1.0, m_B / (norms_RxB + CLIP_EPS)) * valid_R[:, None]
-        ones = jnp.broadcast_to(valid_R[:, None, None, None], vals_RxBxCxK.shape)
+        factor_RxB = jnp.minimum(1.0, m_B / (norms_RxB + CLIP_EPS))
+        ones = jnp.ones(vals_RxBxCxK.shape, jnp.float32)
         sums = _peer_sums(zeros, idx_RxBxCxK, vals_RxBxCxK * factor_RxB[:, :, None, None], upto)
         counts = _peer_sums(zeros, idx_RxBxCxK, ones, upto)
         dense = jnp.where(counts > 0, sums / jnp.maximum(counts, 1.0), 0.0)
