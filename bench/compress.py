@@ -324,8 +324,10 @@ def print_table(rows):
     Console(stderr=True, width=200).print(table)  # wide even when not a terminal
 
 
-# Issue #9's targets per 70B decoder layer on an H200 (ms); only meaningful at --scale 1.
+# Issue #9's targets per 70B decoder layer on an H200 (ms); only meaningful at --scale 1. They
+# are checked on whatever device ran, so on an H100 (3.35 vs 4.8 TB/s of HBM) they are stricter.
 TARGET_MS = {"compress": 8.0, "aggregate": 10.0}
+TARGET_DEVICE = "NVIDIA H200"
 _VARIANT_KEYS = ("dots", "num_warps", "radix_bits", "compact", "select", "kernel", "tiles")
 
 
@@ -351,7 +353,7 @@ def best_rows(rows, full_layer: bool) -> list[dict]:
                     "variant": {k: best[k] for k in _VARIANT_KEYS if k in best},
                     "x_faster_than_pure": pure["ms"] / best["ms"] if pure else None,
                     "x_floor": best["ms"] / floor["ms"] if floor else None,
-                    "target_ms": TARGET_MS[step],
+                    "target_ms": TARGET_MS[step], "target_device": TARGET_DEVICE,
                     "target_met": best["ms"] <= TARGET_MS[step] if full_layer else None,
                     "device": best["device"], "params": best["params"]})
     return out
