@@ -20,7 +20,7 @@
 #                           cut after EF / after the top-k mask), aggregation variants
 #                           KERNEL:WARPS:TILES[:DOTS] (--agg-variants), and one `best` line
 #                           per step (fastest variant with right results, target met or not;
-#                           the targets are an H200's, so on an H100 they are stricter)
+#                           the targets are an H200's; on an H100 they are at least as strict)
 #   3. kernel_tests.txt     the compress/aggregate kernel tests on the GPU with the Triton
 #                           backend (TEMPLAR_KERNEL_BACKEND=triton), bf16 dots with a radix-2
 #                           select (KERNEL_TEST_DOTS="bf16 f32" adds f32 dots with radix 1);
