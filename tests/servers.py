@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from templar_jax.storage.credentials import S3Credentials
+from templar_jax.storage.s3_credentials import S3Credentials
 from templar_jax.storage.sigv4 import sign_headers
 
 _names = itertools.count()

@@ -4,7 +4,6 @@ from templar_jax.storage.bucket import Bucket, BucketConfig
 from templar_jax.storage.credentials import (
     BucketAccess,
     CommitmentError,
-    S3Credentials,
     decode_commitment,
     encode_commitment,
     file_commitment,
@@ -14,6 +13,7 @@ from templar_jax.storage.credentials import (
 from templar_jax.storage.errors import BadBucketUrl, ObjectNotFound, ObjectTooLarge, StorageError, StorageTimeout
 from templar_jax.storage.gather import GatherStatus, PeerOutcome, PeerSource, agather, gather
 from templar_jax.storage.metadata import ObjectInfo
+from templar_jax.storage.s3_credentials import S3Credentials
 from templar_jax.storage.timing import TimeStatus, UploadWindow, check_upload_time
 
 __all__ = [

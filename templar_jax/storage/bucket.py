@@ -21,7 +21,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 import tensorstore as ts
 
 from templar_jax.storage import metadata
-from templar_jax.storage.credentials import S3Credentials
+from templar_jax.storage.s3_credentials import S3Credentials
 from templar_jax.storage.errors import ObjectNotFound, ObjectTooLarge, StorageError, StorageTimeout
 from templar_jax.storage.location import Location, S3Profile, kvstore_spec, parse_url
 from templar_jax.storage.metadata import ObjectInfo

@@ -1,7 +1,7 @@
 """Bucket credentials and the on-chain read-access commitment (<= 128 bytes).
 
-Write credentials stay local (env / config file) and are never logged: `S3Credentials.__repr__`
-redacts them. Read access is published on chain as a short string that `decode_commitment`
+Write credentials stay local (env / config file) and are never logged (see s3_credentials.py).
+Read access is published on chain as a short string that `decode_commitment`
 turns back into a `BucketAccess` (URL + endpoint + read credentials). Formats:
 
   R2 (reference)  128 chars: account_id (32) + read access key id (32) + read secret (64), all
@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from templar_jax.storage.bucket import Bucket
+from templar_jax.storage.s3_credentials import S3Credentials
 
 MAX_COMMITMENT_BYTES = 128
 R2_ACCOUNT_LEN, R2_KEY_ID_LEN, R2_SECRET_LEN = 32, 32, 64
@@ -29,35 +32,6 @@ class CommitmentError(ValueError):
     """A chain commitment string that is not a valid read-access record."""
 
 
-def _redact(value: str | None) -> str:
-    if not value:
-        return "None"
-    return f"{value[:4]}…({len(value)} chars)"
-
-
-@dataclass(frozen=True)
-class S3Credentials:
-    """Access key pair for S3 / R2. Never printed in full."""
-
-    access_key_id: str
-    secret_access_key: str = field(repr=False)
-    session_token: str | None = field(default=None, repr=False)
-
-    def __repr__(self) -> str:
-        return f"S3Credentials(access_key_id={_redact(self.access_key_id)}, secret_access_key=<redacted>)"
-
-    __str__ = __repr__
-
-    @classmethod
-    def from_env(cls, prefix: str = "TEMPLAR_S3_") -> S3Credentials | None:
-        """{prefix}ACCESS_KEY_ID / {prefix}SECRET_ACCESS_KEY [/ {prefix}SESSION_TOKEN], or None."""
-        key_id = os.environ.get(prefix + "ACCESS_KEY_ID")
-        secret = os.environ.get(prefix + "SECRET_ACCESS_KEY")
-        if not key_id or not secret:
-            return None
-        return cls(key_id, secret, os.environ.get(prefix + "SESSION_TOKEN") or None)
-
-
 @dataclass(frozen=True)
 class BucketAccess:
     """Everything needed to open a bucket: URL, S3 endpoint/region, credentials (may be None)."""
@@ -67,9 +41,7 @@ class BucketAccess:
     region: str | None = None
     credentials: S3Credentials | None = None
 
-    def open(self, **kwargs):
-        from templar_jax.storage.bucket import Bucket
-
+    def open(self, **kwargs) -> Bucket:
         return Bucket.open(self.url, self.credentials, endpoint=self.endpoint, region=self.region, **kwargs)
 
 

@@ -15,7 +15,7 @@ import tempfile
 from typing import NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
-from templar_jax.storage.credentials import S3Credentials
+from templar_jax.storage.s3_credentials import S3Credentials
 from templar_jax.storage.errors import BadBucketUrl
 
 SCHEMES = ("file", "memory", "gs", "s3")

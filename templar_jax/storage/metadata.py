@@ -23,7 +23,7 @@ import urllib.request
 from typing import NamedTuple
 from urllib.parse import quote
 
-from templar_jax.storage.credentials import S3Credentials
+from templar_jax.storage.s3_credentials import S3Credentials
 from templar_jax.storage.errors import StorageError, StorageTimeout
 from templar_jax.storage.sigv4 import sign_headers
 
