@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from templar_jax.demo import network as netmod
-from templar_jax.neurons.events import read_all_events
+from templar_jax.events import read_all_events
 from templar_jax.neurons.settings import load_settings
 
 pytestmark = pytest.mark.slow

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from templar_jax.demo.report import collect, latest_scores
-from templar_jax.neurons.events import read_all_events
+from templar_jax.events import read_all_events
 
 
 def build_table(run_dir, behaviors: dict[int, str]) -> tuple[Table, dict]:

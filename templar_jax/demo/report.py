@@ -1,6 +1,6 @@
 """Turns a run's event logs into the demo's end-of-run report: `report.md` plus PNG plots.
 
-Inputs are the JSON-lines events neurons write (see `templar_jax.neurons.events`):
+Inputs are the JSON-lines events neurons write (see `templar_jax.events`):
   miner     "window": window, train_loss, compute_s, comm_s, gathered, skipped, behavior
   validator "scores": window, heldout_loss, uids: {uid: {loss_score, final, weight, status, ...}}
 """

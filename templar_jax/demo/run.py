@@ -14,7 +14,7 @@ from rich.live import Live
 from templar_jax.demo import network as netmod
 from templar_jax.demo.monitor import build_table, progress_line
 from templar_jax.demo.report import collect, write_report
-from templar_jax.neurons.events import read_all_events
+from templar_jax.events import read_all_events
 from templar_jax.neurons.settings import load_settings
 
 log = logging.getLogger(__name__)

@@ -59,7 +59,7 @@ def _aggregator_windows(keys: Iterable[str], version: str) -> list[int]:
 
 def _logged_digests(run_dir: Path) -> dict[int, str]:
     """window -> params digest the validator logged after applying that window's outer step."""
-    from templar_jax.neurons.events import read_events
+    from templar_jax.events import read_events
 
     out: dict[int, str] = {}
     for path in sorted((run_dir / "events").glob("validator-*.jsonl")):
@@ -110,7 +110,7 @@ def from_run(run_dir: str | Path, *, config: str | None = None, overrides: Itera
     from templar_jax.neurons.engine import GlobalModel
     from templar_jax.neurons.exchange import read_start_window
     from templar_jax.launch.run_config import RunConfigError
-    from templar_jax.neurons.aggregator_object import AggregatorObjectError
+    from templar_jax.protocol.aggregator_object import AggregatorObjectError
     from templar_jax.neurons.settings import load_settings
     from templar_jax.wire import PayloadError
     from templar_jax.storage.bucket import Bucket

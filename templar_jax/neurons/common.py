@@ -8,9 +8,9 @@ from pathlib import Path
 
 from templar_jax.gauntlet import GauntletConfig, choose_sample_positions
 from templar_jax.neurons.engine import GlobalModel, open_datasets
-from templar_jax.neurons.events import EventLog
+from templar_jax.events import EventLog
 from templar_jax.neurons.mesh import neuron_mesh
-from templar_jax.neurons.exchange import PeerList, default_peer_list, read_peer_list, read_start_window
+from templar_jax.protocol.leader import PeerList, default_peer_list, read_peer_list, read_start_window
 from templar_jax.neurons.network import PeerDirectory, my_uid, open_chain, open_my_bucket, publish_access
 from templar_jax.neurons.settings import NeuronSettings
 from templar_jax.storage.bucket import Bucket

@@ -21,7 +21,7 @@ from jax.sharding import Mesh
 from templar_jax.model import init_params, load_model_config, param_shapes
 from templar_jax.model.sharding import param_shardings
 from templar_jax.model.params import flatten_params
-from templar_jax.neurons.aggregator_object import decode_aggregator
+from templar_jax.protocol.aggregator_object import decode_aggregator
 from templar_jax.neurons.settings import NeuronSettings
 from templar_jax.train.loss import loss_fn
 from templar_jax.sparseloco import Payload, aggregate, batch_dims_from_names, outer_step

@@ -33,7 +33,7 @@ from templar_jax.neurons.catchup import rebuild_params
 from templar_jax.neurons.behaviors import Behavior, noise_payload, wait_for_object
 from templar_jax.neurons.common import NeuronBase
 from templar_jax.neurons.exchange import gather_window, select_contributors
-from templar_jax.neurons.trainer import InnerTrainer
+from templar_jax.train.inner import InnerTrainer
 from templar_jax.sparseloco import SparseLoCoState, chunk_geometry, sparseloco
 from templar_jax.storage.errors import StorageError
 from templar_jax.storage.keys import debug_key, gradient_key
@@ -109,9 +109,9 @@ class Miner(NeuronBase):
         s = self.settings
         miners, buckets = self.peer_view()
         peers = self.peer_list(window, miners)
-        got = gather_window(window, peers.gather + peers.reserve, buckets, chain=self.chain,
-                            version=s.version, expected=self.model.expected,
-                            upload_span_s=s.upload_window_s, deadline_s=s.gather_timeout_s,
+        got = gather_window(window, peers.gather + peers.reserve, buckets,
+                            upload=clock.WindowClock(self.chain, upload_span_s=s.upload_window_s).upload_window(window),
+                            version=s.version, expected=self.model.expected, deadline_s=s.gather_timeout_s,
                             chunk=s.chunk, topk=s.topk)
         contributors = select_contributors(peers, got.valid)
         return [got.valid[u] for u in contributors], contributors, got

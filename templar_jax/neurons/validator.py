@@ -46,16 +46,11 @@ from templar_jax.checkpoint import LocalCheckpoints, save_and_publish
 from templar_jax.gauntlet.errors import ScoreInputError
 from templar_jax.model.params import flatten_params
 from templar_jax.neurons import clock
-from templar_jax.neurons.aggregator_object import encode_aggregator
+from templar_jax.protocol.aggregator_object import encode_aggregator
 from templar_jax.neurons.catchup import rebuild_params
 from templar_jax.neurons.common import NeuronBase
-from templar_jax.neurons.exchange import (
-    PeerList,
-    gather_window,
-    publish_peer_list,
-    read_start_window,
-    select_contributors,
-)
+from templar_jax.neurons.exchange import gather_window, select_contributors
+from templar_jax.protocol.leader import PeerList, publish_peer_list, read_start_window
 from templar_jax.sparseloco import densify, median_norms
 from templar_jax.storage.keys import aggregator_key, debug_key, start_window_key
 
@@ -171,8 +166,9 @@ class Validator(NeuronBase):
         miners, buckets = self.peer_view()
         peers = self.peer_list(window, miners)
         t0 = time.time()
-        got = gather_window(window, miners, buckets, chain=self.chain, version=s.version,
-                            expected=self.model.expected, upload_span_s=s.upload_window_s,
+        got = gather_window(window, miners, buckets, version=s.version,
+                            upload=clock.WindowClock(self.chain, upload_span_s=s.upload_window_s).upload_window(window),
+                            expected=self.model.expected,
                             deadline_s=s.gather_timeout_s, chunk=s.chunk, topk=s.topk, keep_raw=True)
         gather_s = time.time() - t0
         contributors = select_contributors(peers, got.valid)
