@@ -9,7 +9,7 @@ from jax.sharding import NamedSharding
 from templar_jax.neurons.engine import GlobalModel, open_datasets
 from templar_jax.neurons.mesh import neuron_mesh
 from templar_jax.neurons.settings import load_settings
-from templar_jax.neurons.trainer import InnerTrainer
+from templar_jax.train.inner import InnerTrainer
 from templar_jax.sparseloco import sparseloco
 
 

@@ -80,8 +80,7 @@ def run(args) -> int:
     from templar_jax.distributed import process_slice
     from templar_jax.model import load_model_config
     from templar_jax.model.sharding import make_mesh
-    from templar_jax.train import TrainConfig
-    from templar_jax.train.loop import run_training, steady_tokens_per_s
+    from templar_jax.train import TrainConfig, mfu, run_training, steady_tokens_per_s
 
     console = Console(soft_wrap=True)  # progress lines stay one line each (greppable)
     cfg = load_model_config(
@@ -107,19 +106,20 @@ def run(args) -> int:
     def on_step(r):
         if info.process_id or (r.step % args.log_every and r.step != args.steps - 1):
             return
+        r_mfu = mfu(cfg, args.seq_len - 1, r.tokens_per_s, args.peak_tflops, mesh.size)
         if args.json:
             print(json.dumps({"step": r.step, "loss": r.loss, "grad_norm": r.grad_norm,
-                              "tokens_per_s": r.tokens_per_s, "mfu": r.mfu}), flush=True)
+                              "tokens_per_s": r.tokens_per_s, "mfu": r_mfu}), flush=True)
         else:
             console.print(
                 f"step {r.step:5d}  loss {r.loss:7.4f}  grad_norm {r.grad_norm:6.3f}  "
-                f"tokens/s {r.tokens_per_s:10,.0f}  MFU {100 * r.mfu:5.2f}%"
+                f"tokens/s {r.tokens_per_s:10,.0f}  MFU {100 * r_mfu:5.2f}%"
             )
 
-    _, history = run_training(
+    history = run_training(
         cfg, train_cfg, batches, args.steps, mesh=mesh, accum_steps=args.accum_steps,
-        pad_id=pad_id, seed=args.seed, peak_tflops=args.peak_tflops, on_step=on_step,
-    )
+        pad_id=pad_id, seed=args.seed, on_step=on_step,
+    ).records
     if info.process_id == 0 and history:
         console.print(
             f"done: loss {history[0].loss:.4f} -> {history[-1].loss:.4f}, "

@@ -17,7 +17,7 @@ import numpy as np
 from templar_jax.neurons.engine import GlobalModel, open_datasets
 from templar_jax.neurons.mesh import neuron_mesh
 from templar_jax.neurons.settings import load_settings
-from templar_jax.neurons.trainer import InnerTrainer
+from templar_jax.train.inner import InnerTrainer
 from templar_jax.sparseloco import densify, median_norms, sparseloco
 from templar_jax.sparseloco.aggregate import peer_bucket
 from templar_jax.wire import encode

@@ -1,8 +1,12 @@
-"""templar_jax.train: the inner loop (loss, AdamW + schedule, jitted step, throughput metrics)."""
+"""templar_jax.train: the inner loop (loss, AdamW + schedule, jitted step, the one step loop,
+throughput metrics)."""
 
+from templar_jax.train.inner import InnerTrainer, train_config_from_run
+from templar_jax.train.loop import LoopResult, StepRecord, run_steps, steady_tokens_per_s
 from templar_jax.train.loss import loss_fn, token_loss_sum
 from templar_jax.train.metrics import matmul_param_count, mfu, train_flops_per_token
 from templar_jax.train.optimizer import TrainConfig, lr_schedule, make_inner_optimizer
+from templar_jax.train.run import run_training
 from templar_jax.train.step import (
     BatchShapeError,
     batch_sharding,
@@ -14,6 +18,9 @@ from templar_jax.train.synthetic import markov_batches
 
 __all__ = [
     "BatchShapeError",
+    "InnerTrainer",
+    "LoopResult",
+    "StepRecord",
     "TrainConfig",
     "batch_sharding",
     "init_opt_state",
@@ -25,6 +32,10 @@ __all__ = [
     "matmul_param_count",
     "mfu",
     "opt_state_shardings",
+    "run_steps",
+    "run_training",
+    "steady_tokens_per_s",
     "token_loss_sum",
+    "train_config_from_run",
     "train_flops_per_token",
 ]

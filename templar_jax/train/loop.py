@@ -1,88 +1,99 @@
-"""A plain training loop over a batch iterator, with progress lines (used by the CLI and bench).
+"""The one inner training loop: a jitted step over a stream of batches.
 
-The data hook is any Iterator of uint32/int32 [B_local, L] numpy arrays: this process's rows
-of the global batch (all rows in a single-process run).
+    out = run_steps(step, params, opt_state, batches, deadline=time.time() + 30, on_step=print)
+    out.params, out.opt_state, out.losses, out.stopped_early
+
+Every trainer in the package runs it: the `train` command (`run_training`), the miner
+(`InnerTrainer`, with a window deadline) and the experiment harness (a vmapped step over
+replicas). Each step's loss is read back to the host before the next starts, so the recorded
+seconds are the step's real time (and a deadline can be judged by them).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from templar_jax.model import init_params
-from templar_jax.model.config import ModelConfig
-from templar_jax.train.metrics import mfu
-from templar_jax.train.optimizer import TrainConfig, make_inner_optimizer
-from templar_jax.train.step import init_opt_state, make_train_step
 
-log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class StepRecord:
+    """One step: loss and grad_norm are host floats (the mean over replicas for a vmapped step);
+    tokens counts trained target positions of the whole (global) batch; seconds includes putting
+    the batch on the devices."""
+
     step: int
     loss: float
     grad_norm: float
-    tokens_per_s: float
-    mfu: float
+    tokens: int
     seconds: float
 
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / max(self.seconds, 1e-12)
 
-def run_training(
-    model_cfg: ModelConfig,
-    train_cfg: TrainConfig,
-    batches: Iterator[np.ndarray],
-    steps: int,
+
+class LoopResult(NamedTuple):
+    params: Any
+    opt_state: Any
+    records: list[StepRecord]
+    stopped_early: bool  # the deadline stopped it before the batches ran out
+
+    @property
+    def losses(self) -> list[float]:
+        return [r.loss for r in self.records]
+
+
+def host_mean(x) -> float:
+    """A metric as a host float: a scalar as is, a per-replica vector by its mean."""
+    return float(x) if np.ndim(x) == 0 else float(np.mean(np.asarray(x)))
+
+
+def target_positions(batch) -> int:
+    """Trained targets in a [..., L] token batch: every row's L - 1 shifted positions."""
+    seq_len = batch.shape[-1]
+    return int(np.prod(batch.shape[:-1])) * (seq_len - 1)
+
+
+def run_steps(
+    step: Callable,
+    params,
+    opt_state,
+    batches: Iterable,
     *,
-    mesh=None,
-    accum_steps: int = 1,
-    pad_id: int | None = None,
-    seed: int = 0,
-    peak_tflops: float = 0.0,
+    put_batch: Callable[[Any], jax.Array] = jnp.asarray,
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.time,
     on_step: Callable[[StepRecord], None] | None = None,
-    params: dict | None = None,
-) -> tuple[dict, list[StepRecord]]:
-    """Train for `steps` steps; returns final params and one record per step.
+) -> LoopResult:
+    """`params, opt_state, metrics = step(params, opt_state, put_batch(b))` for each batch b.
 
-    tokens/s counts input positions of the global batch (B * (L-1)); step 0 includes compile
-    time, so its throughput is reported but not representative.
+    `step` may donate its inputs: pass params you will not read again (a copy of theta0).
+    With a deadline (in `clock`'s time), the loop stops before a step that would end after it,
+    judged by the previous step's duration; the first step always runs, so a slow trainer still
+    has something to send. `on_step` is called with each step's record as it completes.
     """
-    from templar_jax.distributed import global_batch
-
-    optimizer = make_inner_optimizer(train_cfg)
-    params = init_params(model_cfg, seed, mesh) if params is None else params
-    opt_state = init_opt_state(optimizer, params, model_cfg, mesh)
-    step_fn = make_train_step(model_cfg, optimizer, mesh=mesh, accum_steps=accum_steps, pad_id=pad_id)
-    n_devices = mesh.size if mesh is not None else 1
-    history: list[StepRecord] = []
-    for i in range(steps):
-        local = next(batches)
-        batch = global_batch(local, mesh) if mesh is not None else jax.numpy.asarray(local)
-        t0 = time.perf_counter()
-        params, opt_state, metrics = step_fn(params, opt_state, batch)
-        loss = float(metrics["loss"])  # blocks until the step is done
-        dt = time.perf_counter() - t0
-        tokens = batch.shape[0] * (batch.shape[1] - 1)
-        record = StepRecord(
-            step=i,
-            loss=loss,
-            grad_norm=float(metrics["grad_norm"]),
-            tokens_per_s=tokens / dt,
-            mfu=mfu(model_cfg, batch.shape[1] - 1, tokens / dt, peak_tflops, n_devices),
-            seconds=dt,
-        )
-        history.append(record)
+    records: list[StepRecord] = []
+    for batch in batches:
+        if deadline is not None and records and clock() + records[-1].seconds > deadline:
+            return LoopResult(params, opt_state, records, True)
+        t0 = clock()
+        device_batch = put_batch(batch)
+        params, opt_state, metrics = step(params, opt_state, device_batch)
+        loss = host_mean(metrics["loss"])  # waits for the step: honest timing
+        record = StepRecord(step=len(records), loss=loss, grad_norm=host_mean(metrics["grad_norm"]),
+                            tokens=target_positions(device_batch), seconds=clock() - t0)
+        records.append(record)
         if on_step is not None:
             on_step(record)
-    return params, history
+    return LoopResult(params, opt_state, records, False)
 
 
-def steady_tokens_per_s(history: list[StepRecord]) -> float:
+def steady_tokens_per_s(records: list[StepRecord]) -> float:
     """Throughput over all steps but the first (which includes compilation)."""
-    rest = history[1:] or history
-    return sum(r.tokens_per_s * r.seconds for r in rest) / max(sum(r.seconds for r in rest), 1e-9)
+    rest = records[1:] or records
+    return sum(r.tokens for r in rest) / max(sum(r.seconds for r in rest), 1e-9)
