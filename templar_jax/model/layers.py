@@ -1,7 +1,8 @@
 """Flax NNX building blocks of the LLaMA-3-style decoder.
 
 Parameters are bare `nnx.Param` arrays named as in docs/interfaces.md (`wq`, `w_gate`,
-`scale`, ...), no biases. Parameters are stored in `param_dtype` (fp32) and cast to the
+`scale`, ...), no biases; each takes its shape and initializer from the parameter table
+(param_table.py) by its flat name. Parameters are stored in `param_dtype` (fp32) and cast to the
 compute dtype (bf16) at use; norms and softmax statistics run in fp32.
 """
 
@@ -13,19 +14,24 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from templar_jax.model.config import ModelConfig
+from templar_jax.model.param_table import INIT_STD, ParamSpec, param_table
 from templar_jax.model.sharding import constrain
 
-INIT_STD = 0.02  # LLaMA / HF initializer_range
 
-
-def _normal(rngs: nnx.Rngs, shape: tuple[int, ...], dtype) -> jax.Array:
-    return INIT_STD * jax.random.normal(rngs.params(), shape, dtype)
+def new_param(cfg: ModelConfig, name: str, rngs: nnx.Rngs | None) -> nnx.Param:
+    """The parameter `name` of the table (one layer's slice when stacked: the decoder creates
+    layers under nnx.vmap, which adds the [L] axis), in `param_dtype`."""
+    spec: ParamSpec = param_table(cfg)[name]
+    dtype = jnp.dtype(cfg.param_dtype)
+    if spec.init == "ones":
+        return nnx.Param(jnp.ones(spec.layer_shape, dtype))
+    return nnx.Param(INIT_STD * jax.random.normal(rngs.params(), spec.layer_shape, dtype))
 
 
 class RMSNorm(nnx.Module):
-    def __init__(self, dim: int, eps: float, param_dtype):
-        self.scale = nnx.Param(jnp.ones((dim,), param_dtype))
-        self.eps = eps
+    def __init__(self, cfg: ModelConfig, name: str):
+        self.scale = new_param(cfg, f"{name}/scale", None)
+        self.eps = cfg.norm_eps
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x32 = x.astype(jnp.float32)
@@ -80,12 +86,10 @@ class Attention(nnx.Module):
     `attention_backend`)."""
 
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
-        pd = jnp.dtype(cfg.param_dtype)
-        d, hq, hkv = cfg.d_model, cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
-        self.wq = nnx.Param(_normal(rngs, (d, hq), pd))
-        self.wk = nnx.Param(_normal(rngs, (d, hkv), pd))
-        self.wv = nnx.Param(_normal(rngs, (d, hkv), pd))
-        self.wo = nnx.Param(_normal(rngs, (hq, d), pd))
+        self.wq = new_param(cfg, "layers/attn/wq", rngs)
+        self.wk = new_param(cfg, "layers/attn/wk", rngs)
+        self.wv = new_param(cfg, "layers/attn/wv", rngs)
+        self.wo = new_param(cfg, "layers/attn/wo", rngs)
         self.cfg = cfg
 
     def __call__(self, x_BxLxD, cos_LxH, sin_LxH, mesh: Mesh | None) -> jax.Array:
@@ -107,10 +111,9 @@ class MLP(nnx.Module):
     """SwiGLU: down(silu(x @ gate) * (x @ up))."""
 
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
-        pd = jnp.dtype(cfg.param_dtype)
-        self.w_gate = nnx.Param(_normal(rngs, (cfg.d_model, cfg.d_ff), pd))
-        self.w_up = nnx.Param(_normal(rngs, (cfg.d_model, cfg.d_ff), pd))
-        self.w_down = nnx.Param(_normal(rngs, (cfg.d_ff, cfg.d_model), pd))
+        self.w_gate = new_param(cfg, "layers/mlp/w_gate", rngs)
+        self.w_up = new_param(cfg, "layers/mlp/w_up", rngs)
+        self.w_down = new_param(cfg, "layers/mlp/w_down", rngs)
         self.dtype = jnp.dtype(cfg.dtype)
 
     def __call__(self, x_BxLxD, mesh: Mesh | None) -> jax.Array:
@@ -126,10 +129,9 @@ class Block(nnx.Module):
     """Pre-norm decoder layer: x + attn(norm(x)), then x + mlp(norm(x))."""
 
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
-        pd = jnp.dtype(cfg.param_dtype)
-        self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps, pd)
+        self.attn_norm = RMSNorm(cfg, "layers/attn_norm")
         self.attn = Attention(cfg, rngs)
-        self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps, pd)
+        self.mlp_norm = RMSNorm(cfg, "layers/mlp_norm")
         self.mlp = MLP(cfg, rngs)
 
     def __call__(self, x_BxLxD, cos_LxH, sin_LxH, mesh: Mesh | None) -> jax.Array:
@@ -141,8 +143,7 @@ class Block(nnx.Module):
 
 class Embed(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
-        pd = jnp.dtype(cfg.param_dtype)
-        self.embedding = nnx.Param(_normal(rngs, (cfg.vocab_size, cfg.d_model), pd))
+        self.embedding = new_param(cfg, "embed/embedding", rngs)
         self.dtype = jnp.dtype(cfg.dtype)
 
     def __call__(self, tokens_BxL: jax.Array, mesh: Mesh | None = None) -> jax.Array:
@@ -160,8 +161,7 @@ class Embed(nnx.Module):
 
 class LMHead(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
-        pd = jnp.dtype(cfg.param_dtype)
-        self.kernel = nnx.Param(_normal(rngs, (cfg.d_model, cfg.vocab_size), pd))
+        self.kernel = new_param(cfg, "lm_head/kernel", rngs)
         self.dtype = jnp.dtype(cfg.dtype)
 
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:

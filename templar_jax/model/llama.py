@@ -44,7 +44,7 @@ class Decoder(nnx.Module):
         self.cfg = cfg
         self.embed = Embed(cfg, rngs)
         self.layers = _stacked_blocks(cfg, rngs)
-        self.final_norm = RMSNorm(cfg.d_model, cfg.norm_eps, cfg.param_dtype)
+        self.final_norm = RMSNorm(cfg, "final_norm")
         if not cfg.tie_embeddings:
             self.lm_head = LMHead(cfg, rngs)
 

@@ -14,6 +14,10 @@ from typing import Mapping
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from templar_jax.model.config import ModelConfig
+from templar_jax.model.param_table import param_table
+from templar_jax.tree import unflatten_params
+
 MESH_AXES = ("data", "fsdp", "tensor")
 
 # logical axis -> mesh axis (or tuple of mesh axes, or None = replicated)
@@ -112,18 +116,10 @@ def named_sharding(mesh: Mesh, logical_axes, shape=None) -> NamedSharding:
     return NamedSharding(mesh, logical_to_spec(tuple(logical_axes), shape, dict(mesh.shape)))
 
 
-def param_shardings(cfg, mesh: Mesh) -> dict:
+def param_shardings(cfg: ModelConfig, mesh: Mesh) -> dict:
     """NamedSharding for every parameter, as a nested dict with the parameter layout."""
-    from templar_jax.model.api import param_logical_axes, param_shapes
-
-    axes = param_logical_axes(cfg)
-    shapes = param_shapes(cfg)
-    return jax.tree.map(
-        lambda ax, shp: named_sharding(mesh, ax, shp),
-        axes,
-        shapes,
-        is_leaf=lambda x: isinstance(x, tuple),
-    )
+    return unflatten_params({name: named_sharding(mesh, spec.logical_axes, spec.shape)
+                             for name, spec in param_table(cfg).items()})
 
 
 def constrain(x: jax.Array, mesh: Mesh | None, *logical_axes: str | None) -> jax.Array:
