@@ -1,4 +1,4 @@
-"""The in-process simulator and `templar-jax experiment compare` end to end (tiny settings)."""
+"""The experiment harness and `templar-jax experiment compare` end to end (tiny settings)."""
 
 import json
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from templar_jax.cli import main
-from templar_jax.sparseloco.sim_data import ReplicaData
+from templar_jax.experiment.data import ReplicaData
 
 
 def test_synthetic_replicas_get_distinct_reproducible_batches():

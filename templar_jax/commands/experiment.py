@@ -42,8 +42,8 @@ def _compare(args) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
-    from templar_jax.sparseloco.sim_report import save_json, save_plot, summary_table
-    from templar_jax.sparseloco.simulate import SimConfig, compare
+    from templar_jax.experiment import SimConfig, compare
+    from templar_jax.experiment.report import save_json, save_plot, summary_table
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     cfg = SimConfig(model=args.model, replicas=args.replicas, inner_steps=args.inner_steps,

@@ -1,4 +1,4 @@
-"""Token sources for the in-process simulator: each replica gets its own disjoint data.
+"""Token sources for the experiment harness: each replica gets its own disjoint data.
 
 "bundled": the project's stdlib-docs corpus (templar_jax.data), train split partitioned across
 replicas by a seeded permutation, held-out split for evaluation. "synthetic": a shared random
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from templar_jax.data import ShardDataset, ensure_bundled_dataset
+
 
 class ReplicaData:
     """replica_batch(replica, step) -> uint32 [batch, seq_len]; heldout -> uint32 [n_eval, seq_len]."""
@@ -19,8 +21,6 @@ class ReplicaData:
         self.source, self.replicas, self.batch, self.seq_len = source, replicas, batch, seq_len
         rng = np.random.default_rng(seed)
         if source == "bundled":
-            from templar_jax.data import ShardDataset, ensure_bundled_dataset
-
             root = ensure_bundled_dataset(seq_len=seq_len)
             train = ShardDataset(root / "train", seq_len)
             heldout = ShardDataset(root / "heldout", seq_len)

@@ -1,4 +1,4 @@
-"""Reporting for the simulator: a rich table, a matplotlib (Agg) plot, and the JSON file."""
+"""Reporting for `experiment compare`: a rich table, a matplotlib (Agg) plot, and the JSON file."""
 
 from __future__ import annotations
 
