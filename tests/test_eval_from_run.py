@@ -17,7 +17,7 @@ from templar_jax.evaluate import FINAL_CHECKPOINT_DIR, RunReplayError, from_run,
 from templar_jax.model.params import flatten_params, unflatten_params
 from templar_jax.protocol.aggregator_object import encode_aggregator
 from templar_jax.neurons.engine import GlobalModel
-from templar_jax.neurons.settings import load_settings
+from templar_jax.config import load_run_config
 from templar_jax.sparseloco import aggregate, sparseloco
 from templar_jax.storage.bucket import Bucket
 from templar_jax.storage.keys import aggregator_key, start_window_key
@@ -33,12 +33,12 @@ def run(tmp_path_factory):
     """A run folder as the demo leaves it (validator bucket + validator events), built from real
     compressed payloads, plus the params expected after its last window."""
     run_dir = tmp_path_factory.mktemp("runs") / "r1"
-    s = load_settings("demo")
+    s = load_run_config("demo")
     model = GlobalModel(s, pad_id=None)
     theta = model.init_params()
-    tx = sparseloco(beta=s.error_decay, topk=s.topk, chunk=s.chunk, batch_dims=model.batch_dims)
+    tx = sparseloco(beta=s.sparseloco.error_decay, topk=s.sparseloco.topk, chunk=s.sparseloco.chunk, batch_dims=model.batch_dims)
     bucket = Bucket.open(f"file://{(run_dir / 'buckets' / 'validator-0').resolve()}")
-    bucket.put(start_window_key(s.version), json.dumps({"start_window": START}).encode())
+    bucket.put(start_window_key(s.run.version), json.dumps({"start_window": START}).encode())
     rng = np.random.default_rng(0)
     events = []
     for w in WINDOWS:
@@ -47,20 +47,20 @@ def run(tmp_path_factory):
             delta = jax.tree.map(lambda p: rng.normal(0, 1e-2, p.shape).astype(np.float32), theta)
             payload, _ = tx.update(delta, tx.init(theta))
             raw[uid] = encode(jax.device_get(payload), {"window": w, "uid": uid, "global_step": 0,
-                                                        "version": s.version}, expected=model.expected,
-                              index_coding=s.index_coding, chunk=s.chunk, topk=s.topk)
-        bucket.put(aggregator_key(w, s.version), encode_aggregator(w, raw))
+                                                        "version": s.run.version}, expected=model.expected,
+                              index_coding=s.sparseloco.wire_index_coding, chunk=s.sparseloco.chunk, topk=s.sparseloco.topk)
+        bucket.put(aggregator_key(w, s.run.version), encode_aggregator(w, raw))
         # the outer step, directly: theta - alpha * aggregate(decoded payloads)
-        decoded = [decode(raw[u], model.expected, chunk=s.chunk, topk=s.topk)[0] for u in UIDS]
-        agg = flatten_params(aggregate(decoded, theta, rule=s.aggregation_rule, chunk=s.chunk,
+        decoded = [decode(raw[u], model.expected, chunk=s.sparseloco.chunk, topk=s.sparseloco.topk)[0] for u in UIDS]
+        agg = flatten_params(aggregate(decoded, theta, rule=s.sparseloco.aggregation_rule, chunk=s.sparseloco.chunk,
                                        batch_dims=model.batch_dims))
-        theta = unflatten_params({k: v - s.outer_lr * agg[k] for k, v in flatten_params(theta).items()})
+        theta = unflatten_params({k: v - s.sparseloco.outer_lr * agg[k] for k, v in flatten_params(theta).items()})
         events.append({"t": float(w), "role": "validator", "uid": 0, "event": "scores", "window": w,
                        "uids": {}, "params_digest": model.params_digest(theta)})
     (run_dir / "events").mkdir()
     (run_dir / "events" / "validator-0.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     return {"dir": run_dir, "expected": flatten_params(theta), "digest": events[-1]["params_digest"],
-            "version": s.version}
+            "version": s.run.version}
 
 
 def _copy(run, tmp_path):

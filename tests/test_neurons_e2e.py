@@ -17,7 +17,7 @@ import pytest
 
 from templar_jax.demo import network as netmod
 from templar_jax.events import read_all_events
-from templar_jax.neurons.settings import load_settings
+from templar_jax.config import load_run_config
 
 pytestmark = pytest.mark.slow
 
@@ -58,7 +58,7 @@ def _wait_for(pred, timeout_s, what):
 @pytest.fixture(scope="module")
 def network_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("e2e") / "run"
-    settings = load_settings("demo", OVERRIDES)
+    settings = load_run_config("demo", OVERRIDES)
     specs = netmod.plan_neurons(honest=3, copiers=1, noise=1, corrupt=1)
     late = netmod.NeuronSpec("miner", "miner-7")
     specs.append(late)
@@ -77,7 +77,7 @@ def network_run(tmp_path_factory):
 
         # miner 3 dies in the middle of window start+3
         _wait_for(lambda: scored(start + 2), 240, "window start+2 scored")
-        time.sleep(settings.blocks_per_window * settings.block_time_s / 2)
+        time.sleep(settings.run.blocks_per_window * settings.run.block_time_s / 2)
         os.killpg(net.procs["miner-3"].pid, signal.SIGKILL)
         # the validator dies after scoring start+4 and comes back
         _wait_for(lambda: scored(start + 4), 240, "window start+4 scored")

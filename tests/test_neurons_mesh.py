@@ -8,7 +8,7 @@ from jax.sharding import NamedSharding
 
 from templar_jax.neurons.engine import GlobalModel, open_datasets
 from templar_jax.neurons.mesh import neuron_mesh
-from templar_jax.neurons.settings import load_settings
+from templar_jax.config import load_run_config
 from templar_jax.train.inner import InnerTrainer
 from templar_jax.sparseloco import sparseloco
 
@@ -25,14 +25,15 @@ def test_mesh_spec_resolution():
 
 
 def test_sharded_neuron_matches_single_device():
-    settings = load_settings("demo", ["model.overrides={dtype: float32}", "inner.steps=2"])
-    data = open_datasets(settings.data_path, settings.seq_len)
+    settings = load_run_config("demo", ["model.overrides={dtype: float32}", "inner.steps=2"])
+    data = open_datasets(settings.data.path, settings.data.seq_len)
     plain = GlobalModel(settings, pad_id=data.pad_id)
     sharded = GlobalModel(settings, pad_id=data.pad_id, mesh=neuron_mesh("data=2,fsdp=2,tensor=2"))
     batches = [data.train.samples(np.arange(8) + 8 * i) for i in range(2)]
     out = {}
     for name, model in (("plain", plain), ("sharded", sharded)):
-        trainer = InnerTrainer(model.cfg, settings.inner, pad_id=data.pad_id, mesh=model.mesh)
+        trainer = InnerTrainer(model.cfg, settings.inner, accum_steps=settings.inner.accum_steps,
+                               pad_id=data.pad_id, mesh=model.mesh)
         theta0 = model.init_params()
         trained, _, losses = trainer.run(theta0, trainer.init(theta0), batches)
         out[name] = (model, theta0, trained, losses)

@@ -47,7 +47,7 @@ def test_token_loss_masks_every_pad_target():
 
 def test_schedule_shape():
     cfg = TrainConfig()  # SPEC sec. 2 defaults
-    assert (cfg.lr, cfg.b1, cfg.b2, cfg.eps, cfg.weight_decay, cfg.grad_clip) == (1.2e-4, 0.9, 0.95, 1e-8, 0.1, 1.0)
+    assert (cfg.lr, *cfg.betas, cfg.eps, cfg.weight_decay, cfg.grad_clip) == (1.2e-4, 0.9, 0.95, 1e-8, 0.1, 1.0)
     lr = lr_schedule(cfg)
     np.testing.assert_allclose(lr(0), 1.2e-4 / 1500, rtol=1e-5)
     np.testing.assert_allclose(lr(1499), 1.2e-4, rtol=1e-5)

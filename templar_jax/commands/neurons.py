@@ -7,7 +7,7 @@ import argparse
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="tiny-local",
-                   help="run config name (configs/runs/NAME.yaml) or path (default: tiny-local)")
+                   help="shipped run config name (templar_jax/configs/runs/NAME.yaml) or a path (default: tiny-local)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a run-config key (repeatable), e.g. --set inner.lr=3e-4")
     p.add_argument("--hotkey", default=None,
@@ -38,15 +38,14 @@ def _settings(args):
     """(settings, hotkey) or a one-line error for the user."""
     import sys
 
-    from templar_jax.launch.run_config import RunConfigError
-    from templar_jax.neurons.settings import load_settings
+    from templar_jax.config import RunConfigError, load_run_config
 
     try:
-        settings = load_settings(args.config, args.overrides)
+        settings = load_run_config(args.config, args.overrides)
     except RunConfigError as err:
         print(f"templar-jax: {err}", file=sys.stderr)
         return None, None
-    hotkey = args.hotkey or settings.hotkey_name
+    hotkey = args.hotkey or settings.chain.hotkey
     if not hotkey:
         print("templar-jax: no hotkey: pass --hotkey or set chain.hotkey in the run config", file=sys.stderr)
         return None, None

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from templar_jax.chain.local import LocalChain
-from templar_jax.neurons.settings import NeuronSettings
+from templar_jax.config import RunConfig
 
 VALIDATOR_STAKE = 1000.0
 
@@ -69,11 +69,11 @@ def prepare(net: Network, *, resume: bool) -> None:
     (net.run_dir / "logs").mkdir(exist_ok=True)
 
 
-def create_chain(net: Network, settings: NeuronSettings) -> None:
+def create_chain(net: Network, settings: RunConfig) -> None:
     """Create the chain (unless resuming one) and register every hotkey (validator staked)."""
     if not net.chain_path.exists():
-        chain = LocalChain.create(net.chain_path, block_time=settings.block_time_s,
-                                  blocks_per_window=settings.blocks_per_window)
+        chain = LocalChain.create(net.chain_path, block_time=settings.run.block_time_s,
+                                  blocks_per_window=settings.run.blocks_per_window)
         for spec in net.neurons:
             chain.register(spec.hotkey, stake=VALIDATOR_STAKE if spec.role == "validator" else 0.0)
         chain.close()

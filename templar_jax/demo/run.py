@@ -15,7 +15,7 @@ from templar_jax.demo import network as netmod
 from templar_jax.demo.monitor import build_table, progress_line
 from templar_jax.demo.report import collect, write_report
 from templar_jax.events import read_all_events
-from templar_jax.neurons.settings import load_settings
+from templar_jax.config import load_run_config
 
 log = logging.getLogger(__name__)
 
@@ -24,17 +24,17 @@ def run_demo(*, run_dir: Path, config: str, overrides: list[str], windows: int, 
              noise: int, corrupt: int, resume: bool, timeout_s: float, live: bool | None = None) -> int:
     console = Console()
     overrides = list(overrides)
-    settings = load_settings(config, overrides)
+    settings = load_run_config(config, overrides)
     specs = netmod.plan_neurons(honest, copiers, noise, corrupt)
     net = netmod.Network(run_dir=run_dir, config=config, overrides=overrides, windows=windows, neurons=specs)
     console.print(f"[bold]templar-jax demo[/]: {len(specs) - 1} miners + 1 validator, {windows} windows of "
-                  f"{settings.blocks_per_window} x {settings.block_time_s:g} s blocks, model "
-                  f"{settings.model_preset}, run folder {run_dir}")
-    if settings.data_path == "bundled":
+                  f"{settings.run.blocks_per_window} x {settings.run.block_time_s:g} s blocks, model "
+                  f"{settings.model.preset}, run folder {run_dir}")
+    if settings.data.path == "bundled":
         from templar_jax.data import ensure_bundled_dataset
 
         with console.status("preparing the bundled corpus (first run only)"):
-            ensure_bundled_dataset(seq_len=settings.seq_len)
+            ensure_bundled_dataset(seq_len=settings.data.seq_len)
     netmod.prepare(net, resume=resume)
     with console.status("compiling the model, optimizer and compression programs (cached after the first run)"):
         t_warm = time.time()

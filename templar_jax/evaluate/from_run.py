@@ -106,12 +106,11 @@ def from_run(run_dir: str | Path, *, config: str | None = None, overrides: Itera
     Reuses an existing checkpoint of the same step and digest instead of saving again.
     """
     from templar_jax.checkpoint.local import CheckpointMeta, LocalCheckpoints
+    from templar_jax.config import RunConfigError, load_run_config
     from templar_jax.convert.from_hf import model_config_to_json
     from templar_jax.neurons.engine import GlobalModel
     from templar_jax.neurons.exchange import read_start_window
-    from templar_jax.launch.run_config import RunConfigError
     from templar_jax.protocol.aggregator_object import AggregatorObjectError
-    from templar_jax.neurons.settings import load_settings
     from templar_jax.wire import PayloadError
     from templar_jax.storage.bucket import Bucket
     from templar_jax.storage.keys import aggregator_key
@@ -125,10 +124,10 @@ def from_run(run_dir: str | Path, *, config: str | None = None, overrides: Itera
     if not bucket_dir.is_dir():
         raise RunReplayError(f"{run_dir}: no validator bucket {bucket_dir} (is this a demo run folder?)")
     try:
-        settings = load_settings(config, list(overrides))
-    except (RunConfigError, FileNotFoundError) as err:
+        settings = load_run_config(config, list(overrides))
+    except RunConfigError as err:
         raise RunReplayError(f"run config {config!r} with {list(overrides)}: {err}") from None
-    version = settings.version
+    version = settings.run.version
     bucket = Bucket.open(f"file://{bucket_dir.resolve()}")
     start = read_start_window(bucket, version)
     if start is None:
@@ -147,7 +146,7 @@ def from_run(run_dir: str | Path, *, config: str | None = None, overrides: Itera
     logged = _logged_digests(run_dir).get(last)
     ckpt_dir = Path(out_dir) if out_dir is not None else run_dir / FINAL_CHECKPOINT_DIR
     common = dict(checkpoint_dir=ckpt_dir, step=last, start_window=start, windows_replayed=len(windows),
-                  version=version, seq_len=settings.seq_len, data_path=settings.data_path)
+                  version=version, seq_len=settings.data.seq_len, data_path=settings.data.path)
     if _reuse(ckpt_dir, last, logged):
         log.info("reusing %s step %d (digest %s)", ckpt_dir, last, logged)
         return RunModel(params_digest=logged, digest_checked=True, **common)
@@ -180,8 +179,8 @@ def from_run(run_dir: str | Path, *, config: str | None = None, overrides: Itera
 
     meta = CheckpointMeta(window=last, global_step=len(windows), version=version, extra={
         "model_config": model_config_to_json(model.cfg), "source": f"demo-run:{run_dir.name}",
-        "params_digest": digest, "start_window": start, "seq_len": settings.seq_len,
-        "data_path": settings.data_path, "run_config": config, "overrides": list(overrides)})
+        "params_digest": digest, "start_window": start, "seq_len": settings.data.seq_len,
+        "data_path": settings.data.path, "run_config": config, "overrides": list(overrides)})
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     with LocalCheckpoints(ckpt_dir, max_to_keep=None, async_save=False) as ckpts:
         if last in ckpts.all_steps():  # same step, other params (e.g. other overrides): replace it

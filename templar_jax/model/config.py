@@ -1,6 +1,6 @@
 """Model configuration: a frozen (hashable, jit-static) dataclass plus YAML presets.
 
-Presets live in `configs/models/{name}.yaml` at the repository root. A preset file holds only
+Presets live in `templar_jax/configs/models/{name}.yaml` (package data). A preset file holds only
 the shape keys; runtime knobs (dtype, scan, remat) take the dataclass defaults unless the
 file or the caller overrides them.
 """
@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from templar_jax.package_data import MODEL_PRESETS_DIR
 
 ATTENTION_IMPLS = ("xla", "cudnn", "auto")
 REMAT_POLICIES = (
@@ -80,8 +82,8 @@ class ModelConfig:
 
 
 def presets_dir() -> Path:
-    """`configs/models` of the source tree (the package is installed editable)."""
-    return Path(__file__).resolve().parents[2] / "configs" / "models"
+    """The shipped presets (`templar_jax/configs/models`, installed with the package)."""
+    return MODEL_PRESETS_DIR
 
 
 def available_presets() -> list[str]:

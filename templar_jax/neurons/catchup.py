@@ -37,7 +37,7 @@ def replay_windows(model: GlobalModel, leader: Bucket, params: dict, first: int,
     """Apply the published aggregates of windows [first, upto). Where the leader has not
     published one (yet), `fallback(window)` may gather the same payloads from the peers'
     buckets; a window with neither is skipped and counted."""
-    version = model.settings.version
+    version = model.settings.run.version
 
     def fetch(window: int):
         try:
@@ -67,9 +67,9 @@ def rebuild_params(model: GlobalModel, leader: Bucket, *, start: int, upto: int,
         params, done = base
     else:
         params, done = None, start - 1
-        window = latest_checkpoint_window(leader, model.settings.version)
+        window = latest_checkpoint_window(leader, model.settings.run.version)
         if window is not None and done < window < upto:
-            restored = bootstrap_from_bucket(leader, model.settings.version, cache_dir, window=window)
+            restored = bootstrap_from_bucket(leader, model.settings.run.version, cache_dir, window=window)
             params, done, ckpt_window = restored.params, restored.meta.window, restored.meta.window
         if params is None:
             params = model.init_params()

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from templar_jax.config import RunConfig
 from templar_jax.data import ShardDataset, ensure_bundled_dataset
 from templar_jax.data.tokenizer import eos_id_of, load_tokenizer
 from jax.sharding import Mesh
@@ -22,7 +23,6 @@ from templar_jax.model import init_params, load_model_config, param_shapes
 from templar_jax.model.sharding import param_shardings
 from templar_jax.model.params import flatten_params
 from templar_jax.protocol.aggregator_object import decode_aggregator
-from templar_jax.neurons.settings import NeuronSettings
 from templar_jax.train.loss import loss_fn
 from templar_jax.sparseloco import Payload, aggregate, batch_dims_from_names, outer_step
 from templar_jax.wire import PayloadError, decode, expected_table
@@ -53,11 +53,11 @@ def open_datasets(data_path: str, seq_len: int) -> DataSets:
 class GlobalModel:
     """Config, params table and the deterministic functions of the outer loop."""
 
-    def __init__(self, settings: NeuronSettings, *, pad_id: int | None, mesh: Mesh | None = None):
+    def __init__(self, settings: RunConfig, *, pad_id: int | None, mesh: Mesh | None = None):
         self.settings = settings
         self.pad_id = pad_id
         self.mesh = mesh
-        self.cfg = load_model_config(settings.model_preset, **dict(settings.model_overrides))
+        self.cfg = load_model_config(settings.model.preset, **dict(settings.model.overrides))
         shapes = param_shapes(self.cfg)
         self.shapes_flat = {k: tuple(v) for k, v in flatten_params(shapes).items()}
         self.batch_dims = batch_dims_from_names(self.shapes_flat)
@@ -79,32 +79,32 @@ class GlobalModel:
         return h.hexdigest()
 
     def init_params(self) -> dict:
-        return init_params(self.cfg, self.settings.init_seed, mesh=self.mesh)
+        return init_params(self.cfg, self.settings.run.init_seed, mesh=self.mesh)
 
     def loss(self, params: dict, tokens_BxL: np.ndarray) -> float:
         return float(self._loss(params, jnp.asarray(tokens_BxL, jnp.int32)))
 
     def decode_payload(self, data: bytes, *, window: int | None = None, uid: int | None = None) -> Payload:
-        want = {"version": self.settings.version}
+        want = {"version": self.settings.run.version}
         if window is not None:
             want["window"] = window
         if uid is not None:
             want["uid"] = uid
-        payload, _ = decode(data, self.expected, chunk=self.settings.chunk, topk=self.settings.topk,
+        payload, _ = decode(data, self.expected, chunk=self.settings.sparseloco.chunk, topk=self.settings.sparseloco.topk,
                             expected_meta=want)
         return payload
 
     def aggregate(self, payloads: Sequence[Payload], params_like: Mapping[str, Any]) -> dict:
-        return aggregate(list(payloads), params_like, rule=self.settings.aggregation_rule,
-                         chunk=self.settings.chunk, batch_dims=self.batch_dims,
-                         impl=self.settings.sparseloco_impl, mesh=self.mesh)
+        return aggregate(list(payloads), params_like, rule=self.settings.sparseloco.aggregation_rule,
+                         chunk=self.settings.sparseloco.chunk, batch_dims=self.batch_dims,
+                         impl=self.settings.sparseloco.impl, mesh=self.mesh)
 
     def outer_step(self, theta0: dict, payloads: Sequence[Payload]) -> dict:
         """theta0 - alpha * Aggregate(payloads); theta0 itself when there is nothing to apply.
         On a mesh the result keeps the params' shardings."""
         if not payloads:
             return theta0
-        params = outer_step(theta0, self.aggregate(payloads, theta0), self.settings.outer_lr)
+        params = outer_step(theta0, self.aggregate(payloads, theta0), self.settings.sparseloco.outer_lr)
         return params if self.shardings is None else jax.device_put(params, self.shardings)
 
     def aggregator_payloads(self, window: int, aggregator_bytes: bytes) -> list[Payload]:

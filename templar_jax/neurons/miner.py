@@ -52,23 +52,24 @@ class Miner(NeuronBase):
                  register_stake: float | None = None):
         super().__init__(settings, hotkey=hotkey, run_dir=run_dir, register_stake=register_stake)
         self.behavior = Behavior.parse(behavior)
-        self.trainer = InnerTrainer(self.model.cfg, settings.inner, pad_id=self.data.pad_id, mesh=self.model.mesh)
-        self.tx = sparseloco(beta=settings.error_decay, topk=settings.topk, chunk=settings.chunk,
-                             batch_dims=self.model.batch_dims, impl=settings.sparseloco_impl,
+        self.trainer = InnerTrainer(self.model.cfg, settings.inner, accum_steps=settings.inner.accum_steps,
+                                    pad_id=self.data.pad_id, mesh=self.model.mesh)
+        self.tx = sparseloco(beta=settings.sparseloco.error_decay, topk=settings.sparseloco.topk, chunk=settings.sparseloco.chunk,
+                             batch_dims=self.model.batch_dims, impl=settings.sparseloco.impl,
                              mesh=self.model.mesh)
         self.rng = np.random.default_rng(self.uid)
         self.resume = (LocalCheckpoints(self._resume_dir(), max_to_keep=2)
-                       if settings.resume_interval_windows > 0 else None)
+                       if settings.run.resume_interval_windows > 0 else None)
         self.chunk_sizes = {
-            name: chunk_geometry(shape[self.model.batch_dims[name]:], chunk=settings.chunk,
-                                 topk=settings.topk).chunk_size
+            name: chunk_geometry(shape[self.model.batch_dims[name]:], chunk=settings.sparseloco.chunk,
+                                 topk=settings.sparseloco.topk).chunk_size
             for name, shape in self.model.shapes_flat.items()}
 
     # -- one window ---------------------------------------------------------------------
     def _train(self, params, opt_state, window: int):
         s = self.settings
-        pool = miner_pool(self.uid, window, self.data.train.n_samples, s.inner["steps"], s.inner["target_batch"])
-        rows = trained_indices(pool, s.inner["steps"], s.inner["batch"])
+        pool = miner_pool(self.uid, window, self.data.train.n_samples, s.inner.steps, s.inner.target_batch)
+        rows = trained_indices(pool, s.inner.steps, s.inner.batch)
         batches = [self.data.train.samples(r) for r in rows]
         deadline = clock.window_start_time(self.chain, window + 1) - TRAIN_MARGIN_S
         params, opt_state, losses = self.trainer.run(params, opt_state, batches, deadline=deadline)
@@ -82,10 +83,10 @@ class Miner(NeuronBase):
         if self.behavior.kind == "noise":
             payload = noise_payload(jax.device_get(payload), self.chunk_sizes, self.rng)
         meta = {"window": window, "uid": self.uid, "global_step": global_step, "sample_digest": digest,
-                "sample_count": count, "version": self.settings.version}
+                "sample_count": count, "version": self.settings.run.version}
         data = encode(jax.device_get(payload), meta, expected=self.model.expected,
-                      index_coding=self.settings.index_coding, chunk=self.settings.chunk,
-                      topk=self.settings.topk)
+                      index_coding=self.settings.sparseloco.wire_index_coding, chunk=self.settings.sparseloco.chunk,
+                      topk=self.settings.sparseloco.topk)
         if self.behavior.kind == "corrupt":
             data = data[: len(data) // 2] + bytes(len(data) - len(data) // 2)
         return data
@@ -95,14 +96,14 @@ class Miner(NeuronBase):
         victim = self.peers.bucket(self.behavior.target)
         if victim is None:
             return None
-        key = gradient_key(window, self.behavior.target, self.settings.version)
-        data = wait_for_object(victim.get, key, timeout_s=self.settings.upload_window_s * 0.5)
+        key = gradient_key(window, self.behavior.target, self.settings.run.version)
+        data = wait_for_object(victim.get, key, timeout_s=self.settings.peers.upload_window_s * 0.5)
         if data is None:
             return None
-        payload, meta = decode(data, self.model.expected, chunk=self.settings.chunk, topk=self.settings.topk)
+        payload, meta = decode(data, self.model.expected, chunk=self.settings.sparseloco.chunk, topk=self.settings.sparseloco.topk)
         meta.update(uid=self.uid, global_step=global_step)
-        return encode(payload, meta, expected=self.model.expected, index_coding=self.settings.index_coding,
-                      chunk=self.settings.chunk, topk=self.settings.topk)
+        return encode(payload, meta, expected=self.model.expected, index_coding=self.settings.sparseloco.wire_index_coding,
+                      chunk=self.settings.sparseloco.chunk, topk=self.settings.sparseloco.topk)
 
     def _window_payloads(self, window: int):
         """The payloads every honest neuron aggregates for `window` (peer list + reserves)."""
@@ -110,9 +111,9 @@ class Miner(NeuronBase):
         miners, buckets = self.peer_view()
         peers = self.peer_list(window, miners)
         got = gather_window(window, peers.gather + peers.reserve, buckets,
-                            upload=clock.WindowClock(self.chain, upload_span_s=s.upload_window_s).upload_window(window),
-                            version=s.version, expected=self.model.expected, deadline_s=s.gather_timeout_s,
-                            chunk=s.chunk, topk=s.topk)
+                            upload=clock.WindowClock(self.chain, upload_span_s=s.peers.upload_window_s).upload_window(window),
+                            version=s.run.version, expected=self.model.expected, deadline_s=s.peers.gather_timeout_s,
+                            chunk=s.sparseloco.chunk, topk=s.sparseloco.topk)
         contributors = select_contributors(peers, got.valid)
         return [got.valid[u] for u in contributors], contributors, got
 
@@ -137,7 +138,7 @@ class Miner(NeuronBase):
             try:
                 saved = restore_training_state(self.resume, params_like=params0, opt_state_like=opt_state,
                                                error_feedback_like=ef_state.error,
-                                               expect_version=self.settings.version)
+                                               expect_version=self.settings.run.version)
                 base = (saved.params, saved.window)
                 opt_state, ef_state = saved.opt_state, SparseLoCoState(saved.error_feedback)
                 log.info("resumed from local checkpoint of window %d", saved.window)
@@ -157,11 +158,11 @@ class Miner(NeuronBase):
         return rebuilt.params, opt_state, ef_state
 
     def _save_resume(self, params, opt_state, ef_state, window: int, start: int) -> None:
-        interval = self.settings.resume_interval_windows
+        interval = self.settings.run.resume_interval_windows
         if self.resume is None or (window - start + 1) % interval:
             return
         save_training_state(self.resume, TrainingState(params, opt_state, ef_state.error, window,
-                                                       window - start + 1), version=self.settings.version)
+                                                       window - start + 1), version=self.settings.run.version)
 
     def _contribute(self, theta0, opt_state, ef_state, window: int, start: int):
         """Train, compress and encode during `window`; upload once `window + 1` begins."""
@@ -178,10 +179,10 @@ class Miner(NeuronBase):
             if self.behavior.kind == "copy":
                 data = self._copy_victim(window, window - start)
             if data is not None:
-                key = gradient_key(window, self.uid, self.settings.version)
+                key = gradient_key(window, self.uid, self.settings.run.version)
                 self.bucket.put(key, data)
                 dbg = debug_object(flatten_params(theta0), self.sample_positions, window)
-                self.bucket.put(debug_key(window, self.uid, self.settings.version), json.dumps(dbg).encode())
+                self.bucket.put(debug_key(window, self.uid, self.settings.run.version), json.dumps(dbg).encode())
                 uploaded = True
         except (StorageError, PayloadError) as err:  # this window's upload is lost; the loop goes on
             log.error("window %d: upload failed (%s)", window, err)
@@ -207,7 +208,7 @@ class Miner(NeuronBase):
                          "upload_s": 0.0}
                 log.warning("window %d: behind the chain (now %d); skipping training", window,
                             self.chain.current_window())
-            clock.wait_until(clock.window_start_time(self.chain, window + 1) + s.upload_window_s + GATHER_MARGIN_S)
+            clock.wait_until(clock.window_start_time(self.chain, window + 1) + s.peers.upload_window_s + GATHER_MARGIN_S)
             t_gather = time.time()
             params, contributors, got = self._apply_window(theta0, window)
             self._save_resume(params, opt_state, ef_state, window, start)

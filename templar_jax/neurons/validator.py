@@ -73,15 +73,15 @@ class Validator(NeuronBase):
         self.state = load_or_init(self.state_path)
         self.validator_seed = validator_seed
         s = settings
-        self._densify = lambda payload, like, clip: densify(payload, like, clip_norm=clip, chunk=s.chunk,
+        self._densify = lambda payload, like, clip: densify(payload, like, clip_norm=clip, chunk=s.sparseloco.chunk,
                                                             batch_dims=self.model.batch_dims)
 
     # -- start window -------------------------------------------------------------------------
     def ensure_start_window(self) -> int:
-        start = read_start_window(self.bucket, self.settings.version)
+        start = read_start_window(self.bucket, self.settings.run.version)
         if start is None:
             start = self.chain.current_window() + START_DELAY_WINDOWS
-            self.bucket.put(start_window_key(self.settings.version), json.dumps({"start_window": start}).encode())
+            self.bucket.put(start_window_key(self.settings.run.version), json.dumps({"start_window": start}).encode())
             log.info("published start window %d", start)
         return start
 
@@ -95,7 +95,7 @@ class Validator(NeuronBase):
         evaluations, missing, invalid, behind = [], [], [], {}
         pool_for_norms = [got.valid[u] for u in (contributors or sorted(got.valid))]
         clip = median_norms(pool_for_norms) if pool_for_norms else None
-        step = s.outer_lr * EVAL_STEP_FRACTION
+        step = s.sparseloco.outer_lr * EVAL_STEP_FRACTION
         for uid in uids:
             if uid in got.invalid:
                 invalid.append(uid)
@@ -106,8 +106,8 @@ class Validator(NeuronBase):
             update = self._densify(got.valid[uid], theta0, clip)
             theta_u = jax.tree.map(lambda p, u: p - step * u, theta0, update)
             own = self._tokens(validator_own_indices(
-                uid, window, self.data.train.n_samples, s.inner["steps"], s.inner["target_batch"],
-                s.inner["batch"], validator_seed=self.validator_seed, n=s.eval_sequences))
+                uid, window, self.data.train.n_samples, s.inner.steps, s.inner.target_batch,
+                s.inner.batch, validator_seed=self.validator_seed, n=s.validator.eval_sequences))
             x = self._steps_behind(uid, window, val_sample)
             if x is not None:
                 behind[uid] = x
@@ -126,7 +126,7 @@ class Validator(NeuronBase):
             return None
         bucket = self.peers.bucket(uid)
         try:
-            raw = bucket.get(debug_key(window, uid, self.settings.version), max_bytes=1 << 20)
+            raw = bucket.get(debug_key(window, uid, self.settings.run.version), max_bytes=1 << 20)
             miner_sample = parse_debug_object(json.loads(raw), self.sample_positions)
         except ScoreInputError as err:
             log.info("uid %d: bad debug object (%s)", uid, err)
@@ -141,7 +141,7 @@ class Validator(NeuronBase):
         val_sample = sample_params(flatten_params(theta0), self.sample_positions)
         eval_uids = select_eval_uids(self.state, miners, window, cfg)
         rand_tokens = self._tokens(validator_random_indices(
-            window, self.data.train.n_samples, validator_seed=self.validator_seed, n=s.eval_sequences))
+            window, self.data.train.n_samples, validator_seed=self.validator_seed, n=s.validator.eval_sequences))
         loss_rand_before = self.model.loss(theta0, rand_tokens)
         evaluations, missing, invalid, behind = self._evaluate(
             theta0, window, eval_uids, got, contributors, rand_tokens, loss_rand_before, val_sample)
@@ -166,10 +166,10 @@ class Validator(NeuronBase):
         miners, buckets = self.peer_view()
         peers = self.peer_list(window, miners)
         t0 = time.time()
-        got = gather_window(window, miners, buckets, version=s.version,
-                            upload=clock.WindowClock(self.chain, upload_span_s=s.upload_window_s).upload_window(window),
+        got = gather_window(window, miners, buckets, version=s.run.version,
+                            upload=clock.WindowClock(self.chain, upload_span_s=s.peers.upload_window_s).upload_window(window),
                             expected=self.model.expected,
-                            deadline_s=s.gather_timeout_s, chunk=s.chunk, topk=s.topk, keep_raw=True)
+                            deadline_s=s.peers.gather_timeout_s, chunk=s.sparseloco.chunk, topk=s.sparseloco.topk, keep_raw=True)
         gather_s = time.time() - t0
         contributors = select_contributors(peers, got.valid)
 
@@ -197,17 +197,17 @@ class Validator(NeuronBase):
         step = window - start + 1
         weights = None
         try:
-            self.bucket.put(aggregator_key(window, s.version),
+            self.bucket.put(aggregator_key(window, s.run.version),
                             encode_aggregator(window, {u: got.raw[u] for u in contributors}))
-            if (window - start) % s.refresh_windows == 0:
+            if (window - start) % s.peers.refresh_windows == 0:
                 chosen = select_gather_peers(state, miners, window, cfg)
-                publish_peer_list(self.bucket, PeerList(window + 2, chosen.gather, chosen.reserve), s.version)
-            if s.checkpoint_interval_windows > 0 and step % s.checkpoint_interval_windows == 0:
+                publish_peer_list(self.bucket, PeerList(window + 2, chosen.gather, chosen.reserve), s.run.version)
+            if s.validator.checkpoint_interval_windows > 0 and step % s.validator.checkpoint_interval_windows == 0:
                 t = time.time()
-                save_and_publish(self.ckpts, self.bucket, version=s.version, window=window, params=params,
+                save_and_publish(self.ckpts, self.bucket, version=s.run.version, window=window, params=params,
                                  global_step=step, keep=CHECKPOINTS_KEPT)
                 log.info("window %d: checkpoint published in %.1f s", window, time.time() - t)
-            if step % s.weights_interval_windows == 0:
+            if step % s.validator.weights_interval_windows == 0:
                 weights = compute_weights(state, window, cfg)
                 if weights.uids and sum(weights.weights) > 0:
                     self.chain.set_weights(weights.uids, weights.weights)
@@ -254,7 +254,7 @@ class Validator(NeuronBase):
         window = first
         self.events.emit("started", start_window=start, window=window)
         while last is None or window <= last:
-            clock.wait_until(clock.window_start_time(self.chain, window + 1) + s.upload_window_s + GATHER_MARGIN_S)
+            clock.wait_until(clock.window_start_time(self.chain, window + 1) + s.peers.upload_window_s + GATHER_MARGIN_S)
             params = self.process_window(params, window, start)
             window += 1
         self.events.emit("stopped", window=window - 1)

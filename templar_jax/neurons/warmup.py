@@ -16,7 +16,7 @@ import numpy as np
 
 from templar_jax.neurons.engine import GlobalModel, open_datasets
 from templar_jax.neurons.mesh import neuron_mesh
-from templar_jax.neurons.settings import load_settings
+from templar_jax.config import load_run_config
 from templar_jax.train.inner import InnerTrainer
 from templar_jax.sparseloco import densify, median_norms, sparseloco
 from templar_jax.sparseloco.aggregate import peer_bucket
@@ -28,28 +28,29 @@ log = logging.getLogger(__name__)
 
 def warm_up(settings, *, max_peers: int, eval_batches: tuple[int, ...]) -> float:
     t0 = time.time()
-    data = open_datasets(settings.data_path, settings.seq_len)
-    model = GlobalModel(settings, pad_id=data.pad_id, mesh=neuron_mesh(settings.mesh_spec))
+    data = open_datasets(settings.data.path, settings.data.seq_len)
+    model = GlobalModel(settings, pad_id=data.pad_id, mesh=neuron_mesh(settings.mesh.spec))
     params = model.init_params()
-    trainer = InnerTrainer(model.cfg, settings.inner, pad_id=data.pad_id, mesh=model.mesh)
+    trainer = InnerTrainer(model.cfg, settings.inner, accum_steps=settings.inner.accum_steps, pad_id=data.pad_id,
+                           mesh=model.mesh)
     opt = trainer.init(params)
-    batch = data.train.samples(np.arange(settings.inner["batch"]))
+    batch = data.train.samples(np.arange(settings.inner.batch))
     trained, opt, _ = trainer.run(params, opt, [batch])
-    tx = sparseloco(beta=settings.error_decay, topk=settings.topk, chunk=settings.chunk,
-                    batch_dims=model.batch_dims, impl=settings.sparseloco_impl, mesh=model.mesh)
+    tx = sparseloco(beta=settings.sparseloco.error_decay, topk=settings.sparseloco.topk, chunk=settings.sparseloco.chunk,
+                    batch_dims=model.batch_dims, impl=settings.sparseloco.impl, mesh=model.mesh)
     ef = tx.init(params)
     delta = jax.tree.map(lambda a, b: a - b, params, trained)
     for null_round in (True, False):
         payload, ef = tx.update(delta, ef, null_round=null_round)
-    meta = {"window": 0, "uid": 0, "version": settings.version}
-    data_b = encode(jax.device_get(payload), meta, expected=model.expected, index_coding=settings.index_coding,
-                    chunk=settings.chunk, topk=settings.topk)
+    meta = {"window": 0, "uid": 0, "version": settings.run.version}
+    data_b = encode(jax.device_get(payload), meta, expected=model.expected, index_coding=settings.sparseloco.wire_index_coding,
+                    chunk=settings.sparseloco.chunk, topk=settings.sparseloco.topk)
     decoded = model.decode_payload(data_b, window=0, uid=0)
     r = 1
     while r <= peer_bucket(max_peers):
         jax.block_until_ready(model.outer_step(params, [decoded] * r))
         r *= 2
-    update = densify(decoded, params, clip_norm=median_norms([decoded]), chunk=settings.chunk,
+    update = densify(decoded, params, clip_norm=median_norms([decoded]), chunk=settings.sparseloco.chunk,
                      batch_dims=model.batch_dims)
     jax.block_until_ready(jax.tree.map(lambda p, u: p - 0.1 * u, params, update))
     for n in eval_batches:
@@ -65,8 +66,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     enable_compilation_cache()
-    settings = load_settings(args.config, args.overrides)
-    seconds = warm_up(settings, max_peers=args.max_peers, eval_batches=(settings.eval_sequences, 32))
+    settings = load_run_config(args.config, args.overrides)
+    seconds = warm_up(settings, max_peers=args.max_peers, eval_batches=(settings.validator.eval_sequences, 32))
     log.info("compiled the run's programs in %.1f s", seconds)
     return 0
 

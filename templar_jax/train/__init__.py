@@ -1,7 +1,7 @@
 """templar_jax.train: the inner loop (loss, AdamW + schedule, jitted step, the one step loop,
 throughput metrics)."""
 
-from templar_jax.train.inner import InnerTrainer, train_config_from_run
+from templar_jax.train.inner import InnerTrainer
 from templar_jax.train.loop import LoopResult, StepRecord, run_steps, steady_tokens_per_s
 from templar_jax.train.loss import loss_fn, token_loss_sum
 from templar_jax.train.metrics import matmul_param_count, mfu, train_flops_per_token
@@ -36,6 +36,5 @@ __all__ = [
     "run_training",
     "steady_tokens_per_s",
     "token_loss_sum",
-    "train_config_from_run",
     "train_flops_per_token",
 ]

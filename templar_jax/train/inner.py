@@ -3,7 +3,7 @@ state carried across windows (SPEC sec. 2), stopped early by the window's traini
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -14,15 +14,6 @@ from templar_jax.train.optimizer import TrainConfig, make_inner_optimizer
 from templar_jax.train.step import init_opt_state, make_train_step
 
 
-def train_config_from_run(inner: Mapping[str, Any]) -> TrainConfig:
-    """The run config's `inner` section as the optimizer's TrainConfig."""
-    b1, b2 = inner["betas"]
-    return TrainConfig(lr=float(inner["lr"]), b1=float(b1), b2=float(b2), eps=float(inner["eps"]),
-                       weight_decay=float(inner["weight_decay"]), warmup_steps=int(inner["warmup_steps"]),
-                       cosine_steps=int(inner["cosine_steps"]),
-                       final_lr_ratio=float(inner["final_lr_fraction"]), grad_clip=float(inner["grad_clip"]))
-
-
 def int32_batch(tokens: np.ndarray) -> jax.Array:
     return jnp.asarray(tokens, jnp.int32)
 
@@ -30,11 +21,13 @@ def int32_batch(tokens: np.ndarray) -> jax.Array:
 class InnerTrainer:
     """`init(params) -> opt_state`; `run(theta0, opt_state, batches, deadline=None)`."""
 
-    def __init__(self, model_cfg, inner: Mapping[str, Any], *, pad_id: int | None, mesh=None):
+    def __init__(self, model_cfg, train_cfg: TrainConfig, *, accum_steps: int = 1, pad_id: int | None,
+                 mesh=None):
+        """`train_cfg`: e.g. a run config's `inner` section (which is a TrainConfig)."""
         self.model_cfg, self.mesh = model_cfg, mesh
-        self.optimizer = make_inner_optimizer(train_config_from_run(inner))
-        accum = max(1, int(inner["batch"]) // max(1, int(inner["micro_batch"])))
-        self.step = make_train_step(model_cfg, self.optimizer, mesh=mesh, accum_steps=accum, pad_id=pad_id)
+        self.optimizer = make_inner_optimizer(train_cfg)
+        self.step = make_train_step(model_cfg, self.optimizer, mesh=mesh, accum_steps=accum_steps,
+                                    pad_id=pad_id)
 
     def init(self, params):
         return init_opt_state(self.optimizer, params, self.model_cfg, self.mesh)

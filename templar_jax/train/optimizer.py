@@ -15,15 +15,26 @@ import optax
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    lr: float = 1.2e-4  # peak learning rate
-    b1: float = 0.9
-    b2: float = 0.95
+    """AdamW + schedule; also the optimizer keys of a run config's `inner` section.
+
+    lr: peak AdamW learning rate
+    betas: AdamW (beta1, beta2)
+    eps: AdamW epsilon
+    weight_decay: AdamW decoupled weight decay (scaled by the learning rate)
+    warmup_steps: linear warmup length in inner steps
+    cosine_steps: cosine decay length in inner steps, after the warmup
+    final_lr_fraction: lr at the end of the cosine, as a fraction of peak
+    grad_clip: global gradient-norm clip; <= 0 disables
+    """
+
+    lr: float = 1.2e-4
+    betas: tuple[float, float] = (0.9, 0.95)
     eps: float = 1e-8
     weight_decay: float = 0.1
     warmup_steps: int = 1500
-    cosine_steps: int = 140_000  # length of the cosine after warmup
-    final_lr_ratio: float = 0.1  # floor = final_lr_ratio * lr
-    grad_clip: float = 1.0  # global-norm clip; <= 0 disables
+    cosine_steps: int = 140_000
+    final_lr_fraction: float = 0.1
+    grad_clip: float = 1.0
 
     def replace(self, **overrides) -> "TrainConfig":
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
@@ -34,7 +45,7 @@ def lr_schedule(cfg: TrainConfig) -> optax.Schedule:
 
     The warmup starts at lr/warmup rather than 0 so that step 0 already moves the weights.
     """
-    peak, floor = cfg.lr, cfg.lr * cfg.final_lr_ratio
+    peak, floor = cfg.lr, cfg.lr * cfg.final_lr_fraction
     warmup = max(int(cfg.warmup_steps), 0)
     decay = max(int(cfg.cosine_steps), 1)
 
@@ -52,7 +63,7 @@ def make_inner_optimizer(cfg: TrainConfig | None = None) -> optax.GradientTransf
     """clip_by_global_norm(grad_clip) -> AdamW(lr_schedule)."""
     cfg = cfg or TrainConfig()
     adamw = optax.adamw(
-        lr_schedule(cfg), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay
+        lr_schedule(cfg), b1=cfg.betas[0], b2=cfg.betas[1], eps=cfg.eps, weight_decay=cfg.weight_decay
     )
     if cfg.grad_clip and cfg.grad_clip > 0:
         return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), adamw)

@@ -1,0 +1,149 @@
+"""The sections of a run config, one frozen dataclass each: schema, settings and docs at once.
+
+A field without a default is a required key. Values derived from keys (the init seed, the
+aggregation rule's library name, the wire's index code name) are properties, not extra keys.
+Where a wing owns the type, the section is that type: `inner` extends
+`templar_jax.train.optimizer.TrainConfig`, `sparseloco.kernel` is
+`templar_jax.sparseloco.kernels.config.KernelConfig`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping
+
+from templar_jax.config.typed import doc
+from templar_jax.sparseloco.kernels.config import KernelConfig
+from templar_jax.train.optimizer import TrainConfig
+
+# run-config name of an aggregation rule -> rule name in templar_jax.sparseloco.aggregate
+AGGREGATION_RULES = {"median_clip_mean": "median_clip", "sum": "mean"}
+# run-config name of an index coding -> name in templar_jax.wire
+INDEX_CODINGS = {"elias-fano": "elias-fano", "12bit": "twelve-bit", "twelve-bit": "twelve-bit"}
+
+
+@dataclass(frozen=True)
+class RunSection:
+    """The run's identity and clock."""
+
+    version: str = doc("run version string; partitions every object key (SPEC sec. 3) and seeds "
+                       "the initial params")
+    blocks_per_window: int = doc("chain blocks per window (window = block // this)")
+    block_time_s: float = doc("expected seconds per block (LocalChain tick, ETA logs)")
+    null_rounds: int = doc("windows after start_window that send zeros and reset EF")
+    resume_interval_windows: int = doc("windows between a miner's local resume checkpoints (0: none)", 0)
+
+    @property
+    def init_seed(self) -> int:
+        """Every peer of a run starts from the same params: the seed derives from the version."""
+        return int.from_bytes(hashlib.blake2b(self.version.encode(), digest_size=4).digest(), "little")
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """Which model: a preset plus field overrides (`templar_jax.model.load_model_config`)."""
+
+    preset: str = doc("name of templar_jax/configs/models/{preset}.yaml (or a path)")
+    overrides: Mapping[str, Any] = doc("ModelConfig fields replacing the preset's", default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MeshSection:
+    """How the devices of one peer are arranged."""
+
+    spec: str | Mapping[str, Any] = doc("'auto' (derive from plan) or e.g. 'fsdp=8' / {fsdp: 8, tensor: 1}")
+
+
+@dataclass(frozen=True)
+class DataSection:
+    """The training data."""
+
+    path: str = doc("'bundled', or a folder or bucket URL holding train_*.npy + sample_ids_*.npy shards")
+    seq_len: int = doc("tokens per sequence")
+
+
+@dataclass(frozen=True, kw_only=True)
+class InnerSection(TrainConfig):
+    """The inner loop: batch geometry plus the AdamW keys of TrainConfig (SPEC defaults)."""
+
+    steps: int = doc("inner AdamW steps per window (H)")
+    micro_batch: int = doc("sequences per device-step (gradient accumulation unit)")
+    batch: int = doc("sequences per inner step actually trained")
+    target_batch: int = doc("sequences per inner step in the assigned pool (SPEC sec. 6)")
+
+    @property
+    def accum_steps(self) -> int:
+        """Micro-batches accumulated per inner step."""
+        return max(1, self.batch // max(1, self.micro_batch))
+
+
+@dataclass(frozen=True)
+class SparseLocoSection:
+    """Compression, error feedback, aggregation and the outer step."""
+
+    topk: int = doc("values kept per chunk")
+    chunk: int = doc("chunk side (tiles are chunk x chunk for 2-D tensors)")
+    error_decay: float = doc("error-feedback decay beta")
+    outer_lr: float = doc("outer SGD step alpha")
+    aggregation: Literal["median_clip_mean", "sum"] = doc(
+        "'median_clip_mean' (SPEC 2.4) or 'sum' (paper 1/R sum)")
+    index_coding: Literal["elias-fano", "12bit", "twelve-bit"] = doc(
+        "wire index code: 'elias-fano' or '12bit' (= 'twelve-bit')")
+    impl: Literal["auto", "jax", "pallas"] = doc(
+        "'auto' (the Pallas compression kernel on GPUs, pure JAX elsewhere), 'jax' or 'pallas'", "auto")
+    kernel: KernelConfig = doc("Pallas kernel variant (all 'auto' by default)", default_factory=KernelConfig)
+
+    @property
+    def aggregation_rule(self) -> str:
+        """Rule name of `templar_jax.sparseloco.aggregate` ('median_clip' or 'mean')."""
+        return AGGREGATION_RULES[self.aggregation]
+
+    @property
+    def wire_index_coding(self) -> str:
+        """Index coding name of `templar_jax.wire` ('elias-fano' or 'twelve-bit')."""
+        return INDEX_CODINGS[self.index_coding]
+
+
+@dataclass(frozen=True)
+class PeersSection:
+    """Which peers are gathered and how long uploads and downloads may take."""
+
+    gather: int = doc("peers aggregated per window")
+    reserve: int = doc("reserve peers replacing missing gather peers, in order")
+    refresh_windows: int = doc("windows between peer-list publications")
+    upload_window_s: float = doc("accepted upload span after the first block of W+1")
+    gather_timeout_s: float = doc("per-peer download timeout")
+
+
+@dataclass(frozen=True)
+class ValidatorSection:
+    """Scoring (Gauntlet), weights and checkpoints."""
+
+    eval_uids: int = doc("uids evaluated per window")
+    eval_sequences: int = doc("sequences per loss evaluation (own and random data)")
+    weights_interval_windows: int = doc("windows between set_weights calls")
+    burn_fraction: float = doc("share of weight burned to burn_uid")
+    burn_uid: int = doc("uid receiving the burned share")
+    checkpoint_interval_windows: int = doc("windows between published checkpoints")
+
+
+@dataclass(frozen=True)
+class StorageSection:
+    """This peer's bucket. Secrets never live here: the credentials keys name local files."""
+
+    bucket: str = doc("my bucket URL: gs://BUCKET, s3://BUCKET (also R2), file://PATH")
+    endpoint: str | None = doc("s3:// only: endpoint URL (R2: https://ACCOUNT_ID.r2.cloudflarestorage.com)", None)
+    write_credentials_file: str | None = doc("local JSON file with write credentials (never published)", None)
+    read_credentials_file: str | None = doc("local JSON file with the read credentials committed on chain", None)
+
+
+@dataclass(frozen=True)
+class ChainSection:
+    """The chain this run reports to."""
+
+    backend: Literal["local", "bittensor"] = doc("'local' (embedded SQLite) or 'bittensor'")
+    network: str = doc("local: SQLite path; bittensor: 'finney', 'test' or ws:// URL")
+    netuid: int = doc("subnet id (3 for Templar)")
+    wallet: str | None = doc("bittensor wallet (coldkey) name", None)
+    hotkey: str | None = doc("bittensor hotkey name", None)
