@@ -5,8 +5,10 @@ import json
 import pytest
 
 from templar_jax.cli import main
-from templar_jax.model import load_model_config, param_count
-from templar_jax.model.plan import GIB, activation_bytes, plan_memory, sharded_shape
+from templar_jax.model import layer_param_count, load_model_config, param_count
+from templar_jax.model.plan import (
+    GIB, activation_bytes, attention_score_bytes, gathered_weight_bytes, plan_memory, sharded_shape,
+)
 
 
 def test_sharded_shapes_follow_rules():
@@ -47,3 +49,25 @@ def test_plan_cli(capsys):
     plan = json.loads(capsys.readouterr().out)
     assert plan["fits"] and plan["mesh"] == {"data": 2, "fsdp": 4, "tensor": 1}
     assert main(["plan", "--model", "1b", "--mesh", "pipe=2"]) == 2
+
+
+def test_unfused_attention_adds_its_scores_and_fused_does_not():
+    cfg = load_model_config("1b")
+    gpu = plan_memory(cfg, "fsdp=8", seq_len=2048, remat="full", platform="gpu")
+    tpu = plan_memory(cfg, "fsdp=8", seq_len=2048, remat="full", platform="tpu")
+    scores = tpu["rows_bytes"].pop("attention scores (fp32, unfused)")
+    assert scores == attention_score_bytes(cfg, 1, 2048, "full", 1) == cfg.n_heads * 2048**2 * 4
+    assert tpu["rows_bytes"] == gpu["rows_bytes"] and tpu["total_bytes"] == gpu["total_bytes"] + scores
+    # a policy that saves the scores keeps every layer's, plus the one being computed
+    assert attention_score_bytes(cfg, 1, 2048, "none", 1) == (cfg.n_layers + 1) * scores
+    # fp32 compute cannot use cuDNN's fused kernel, so the GPU plan counts the scores too
+    assert "attention scores (fp32, unfused)" in plan_memory(cfg.replace(dtype="float32"), platform="gpu")["rows_bytes"]
+
+
+def test_gathered_weights_come_from_the_parameter_table():
+    cfg = load_model_config("covenant-72b")
+    layer = layer_param_count(cfg)
+    assert gathered_weight_bytes(cfg, 1) == max(2 * layer, cfg.vocab_size * cfg.d_model) * 2
+    # kv projections (8 heads) divide by tensor=8 like the rest; the norms stay whole
+    assert gathered_weight_bytes(cfg, 8) == max(2 * ((layer - 2 * cfg.d_model) / 8 + 2 * cfg.d_model),
+                                                cfg.vocab_size * cfg.d_model) * 2

@@ -100,10 +100,10 @@ def _reparse(args, add_options) -> tuple[argparse.Namespace, list[str]]:
     return parser.parse_args([args.action, *rest], namespace=args), sub
 
 
-def _plan_line(args, devices: int, per_host: int, processes: int, hbm_gb: float) -> str | None:
+def _plan_line(args, devices: int, per_host: int, processes: int, hbm_gb: float, platform: str) -> str | None:
     if not args.run_config:
         return None
-    from templar_jax.launch.mesh_plan import plan_mesh
+    from templar_jax.model.mesh_choice import plan_mesh
     from templar_jax.launch.run_config import load_run_config
     from templar_jax.model.config import load_model_config
 
@@ -111,10 +111,10 @@ def _plan_line(args, devices: int, per_host: int, processes: int, hbm_gb: float)
     cfg = load_model_config(rc["model"]["preset"], **rc["model"].get("overrides", {}))
     plan = plan_mesh(cfg, devices=devices, devices_per_host=per_host, num_processes=processes,
                      hbm_gb=hbm_gb, micro_batch=rc["inner"]["micro_batch"],
-                     seq_len=rc["data"]["seq_len"], mesh_spec=rc["mesh"]["spec"])
+                     seq_len=rc["data"]["seq_len"], mesh_spec=rc["mesh"]["spec"], platform=platform)
     return (f"# plan: mesh {plan.mesh_spec} | {plan.num_processes} processes x "
             f"{plan.devices_per_process} devices | ~{plan.device_bytes / 1e9:.1f} GB of "
-            f"{plan.budget_bytes / 1e9:.1f} GB usable per device ({plan.source})")
+            f"{plan.budget_bytes / 1e9:.1f} GB usable per device (remat={plan.remat})")
 
 
 def _user_errors(func):
@@ -147,7 +147,7 @@ def _tpu(args) -> int:
         run_config=resolve_path(args.run_config) if args.run_config else None,
         secrets=tuple(args.secret),
     )
-    plan = _plan_line(args, s.chips, s.chips_per_host, s.hosts, s.hbm_gb_per_chip)
+    plan = _plan_line(args, s.chips, s.chips_per_host, s.hosts, s.hbm_gb_per_chip, "tpu")
     if plan:
         print(plan)
     steps = {
@@ -182,7 +182,7 @@ def _gpu(args) -> int:
         c = dataclasses.replace(c, hosts=hosts, nodes=len(hosts))
     if args.process_per:
         c = dataclasses.replace(c, process_per=args.process_per)
-    plan = _plan_line(args, c.devices, c.gpus_per_node, c.num_processes, c.hbm_gb_per_gpu)
+    plan = _plan_line(args, c.devices, c.gpus_per_node, c.num_processes, c.hbm_gb_per_gpu, "gpu")
     if plan:
         print(plan)
     try:

@@ -14,7 +14,8 @@ def register(subparsers) -> None:
             "Compute, without allocating anything, the bytes per device a SparseLoCo miner needs: "
             "fp32 params, fp32 grads, AdamW mu+nu, error feedback, the theta0 copy, FSDP-gathered "
             "bf16 weights and an activation estimate for one micro-batch under the remat policy "
-            "(formula in templar_jax/model/plan.py). Says whether it fits --device-gb (GiB)."
+            "(formula in templar_jax/model/plan.py, the planner the launchers use too). Says "
+            "whether it fits --device-gb (GiB)."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -24,6 +25,8 @@ def register(subparsers) -> None:
     p.add_argument("--seq-len", type=int, default=None, help="tokens per sequence (default: model max_seq_len)")
     p.add_argument("--remat", default="full", help="remat policy: none, full, dots_saveable, ...")
     p.add_argument("--device-gb", type=float, default=80.0, help="device memory in GiB")
+    p.add_argument("--platform", default="gpu", choices=("gpu", "tpu", "cpu"),
+                   help="accelerator: decides whether attention is fused (cuDNN) or keeps its scores")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=run)
 
@@ -41,7 +44,7 @@ def run(args) -> int:
         cfg = load_model_config(args.model)
         plan = plan_memory(
             cfg, args.mesh, micro_batch=args.micro_batch, seq_len=args.seq_len,
-            remat=args.remat, device_gb=args.device_gb,
+            remat=args.remat, device_gb=args.device_gb, platform=args.platform,
         )
     except (ModelConfigError, MeshSpecError) as exc:
         console.print(f"[red]plan: {exc}[/red]")

@@ -6,7 +6,7 @@ XLA_FLAGS aborts the process; tests/test_launch_gpu.py runs jax with these flags
 
 from __future__ import annotations
 
-from templar_jax.launch.mesh_plan import HBM_USABLE_FRACTION
+from templar_jax.model.mesh_choice import HBM_USABLE_FRACTION
 
 # Flags on by default, with the reason.
 DEFAULT_XLA_FLAGS: dict[str, str] = {

@@ -55,12 +55,13 @@ def apply_rope(x_BxLxNxH: jax.Array, cos_LxH: jax.Array, sin_LxH: jax.Array) -> 
     return (x32 * cos + rotated * sin).astype(x_BxLxNxH.dtype)
 
 
-def attention_backend(cfg: ModelConfig) -> str:
+def attention_backend(cfg: ModelConfig, platform: str | None = None) -> str:
     """"xla" or "cudnn" for `jax.nn.dot_product_attention` ("auto": cuDNN's flash attention on
-    NVIDIA GPUs for 16-bit compute, which it requires; XLA's einsum attention elsewhere)."""
+    NVIDIA GPUs for 16-bit compute, which it requires; XLA's einsum attention elsewhere).
+    `platform` ("gpu", "tpu", "cpu") defaults to jax's default backend; the planner names it."""
     if cfg.attention_impl != "auto":
         return cfg.attention_impl
-    on_gpu = jax.default_backend() in ("gpu", "cuda")
+    on_gpu = (platform or jax.default_backend()) in ("gpu", "cuda")
     return "cudnn" if on_gpu and cfg.dtype in ("bfloat16", "float16") else "xla"
 
 

@@ -1,15 +1,17 @@
 """Memory plan per device, by shape arithmetic over the sharded shapes (no allocation).
 
-Per device, for a SparseLoCo miner:
-  params        fp32, sharded by the logical-axis rules
+The one planner: `templar-jax plan` prints it, and the launchers pick their mesh with it
+(mesh_choice.py). Per device, for a SparseLoCo miner:
+  params        fp32, sharded by the logical-axis rules (parameter table + sharding.py)
   grads         fp32, same sharding (the accumulated gradient)
   adamw         2 x fp32 (mu, nu), same sharding
   error_fb      fp32 SparseLoCo error feedback, same sharding
   theta0        fp32 copy of the global params at window start, same sharding
   gathered      bf16 weights that FSDP all-gathers at use: the larger of two layers' weights
-                (the one computing + the next one prefetched) and the embedding table (the
-                forward gathers the whole table for the lookup); split only over `tensor`
+                (the one computing + the next one prefetched; split only over `tensor`) and the
+                embedding table (the forward gathers the whole table for the lookup)
   activations   see `activation_bytes`
+  attn scores   only for unfused attention, see `attention_score_bytes`
 
 Activation estimate (bf16 = 2 bytes per element; t = micro_batch * seq_len tokens on one device,
 T = tensor-parallel size, D/F = model/ffn width, Hq = n_heads*head_dim, Hkv = n_kv_heads*head_dim):
@@ -21,22 +23,26 @@ T = tensor-parallel size, D/F = model/ffn width, Hq = n_heads*head_dim, Hkv = n_
   total = n_layers * t * saved * 2
         + 2 * t * (6D + (2Hq + 2Hkv + 3F)/T) * 2    (one layer's activations and their grads
                                                    while it is recomputed / back-propagated)
-        + 2 * t * V/T * 4                            (fp32 logits and their gradient)
-Attention is assumed fused (cuDNN flash attention on GPU): no L x L score matrix is kept.
-Without it (XLA fallback) add n_heads/T * seq_len^2 * micro_batch * 4 bytes per layer kept.
+        + 3 * t * V/T * 4                            (fp32 logits, their log-softmax, gradient)
+Attention fused by cuDNN (GPU, 16-bit compute) keeps no L x L score matrix. XLA's attention
+(TPU, CPU, fp32) materialises fp32 scores micro_batch * n_heads/T * seq_len^2 * 4 bytes per
+layer: one layer's while it runs, plus every layer's when the policy saves them (none,
+everything_saveable, dots_saveable: the scores are a batched dot).
 """
 
 from __future__ import annotations
 
 import math
 
-from templar_jax.model.api import param_count, param_logical_axes, param_shapes
 from templar_jax.model.config import REMAT_POLICIES, ModelConfig, ModelConfigError
-from templar_jax.model.params import flatten_params
+from templar_jax.model.layers import attention_backend
+from templar_jax.model.param_table import embedding_param_count, param_count, param_table
 from templar_jax.model.sharding import LOGICAL_RULES, logical_to_spec, mesh_axis_size, parse_mesh_spec
 
 GIB = 1024**3
 FP32, BF16 = 4, 2
+# Policies under which the backward pass keeps every layer's attention scores.
+SCORE_SAVING_POLICIES = ("none", "everything_saveable", "dots_saveable")
 
 
 def sharded_shape(shape: tuple[int, ...], logical_axes, mesh_shape: dict[str, int]) -> tuple[int, ...]:
@@ -46,9 +52,9 @@ def sharded_shape(shape: tuple[int, ...], logical_axes, mesh_shape: dict[str, in
 
 
 def sharded_param_elements(cfg: ModelConfig, mesh_shape: dict[str, int]) -> int:
-    shapes = flatten_params(param_shapes(cfg))
-    axes = flatten_params(param_logical_axes(cfg))
-    return sum(math.prod(sharded_shape(shapes[n], axes[n], mesh_shape)) for n in shapes)
+    """Parameters one device holds (indivisible dimensions stay whole)."""
+    return sum(math.prod(sharded_shape(s.shape, s.logical_axes, mesh_shape))
+               for s in param_table(cfg).values())
 
 
 def _saved_per_token(cfg: ModelConfig, policy: str, tensor: int) -> float:
@@ -67,15 +73,23 @@ def activation_bytes(cfg: ModelConfig, micro_batch: int, seq_len: int, policy: s
     t = micro_batch * seq_len
     saved = cfg.n_layers * t * _saved_per_token(cfg, policy, tensor) * BF16
     working = 2 * t * _saved_per_token(cfg, "none", tensor) * BF16
-    logits = 2 * t * (cfg.vocab_size / tensor) * FP32
+    logits = 3 * t * (cfg.vocab_size / tensor) * FP32
     return saved + working + logits
 
 
+def attention_score_bytes(cfg: ModelConfig, micro_batch: int, seq_len: int, policy: str, tensor: int) -> float:
+    """fp32 attention scores of unfused (XLA) attention on one device (module docstring)."""
+    per_layer = micro_batch * (cfg.n_heads / tensor) * seq_len * seq_len * FP32
+    kept = cfg.n_layers if policy in SCORE_SAVING_POLICIES else 0
+    return (kept + 1) * per_layer
+
+
 def gathered_weight_bytes(cfg: ModelConfig, tensor: int) -> float:
-    d, f = cfg.d_model, cfg.d_ff
-    hq, hkv = cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
-    layer = (2 * d * hq + 2 * d * hkv + 3 * d * f) / tensor
-    return max(2 * layer, cfg.vocab_size * d) * BF16
+    """bf16 weights gathered at use: two layers (split over tensor) or the embedding table."""
+    split = {"tensor": tensor}
+    layer = sum(math.prod(sharded_shape(s.layer_shape, s.logical_axes[s.batch_dims:], split))
+                for s in param_table(cfg).values() if s.stacked)
+    return max(2 * layer, embedding_param_count(cfg)) * BF16
 
 
 def plan_memory(
@@ -86,16 +100,21 @@ def plan_memory(
     seq_len: int | None = None,
     remat: str | None = None,
     device_gb: float = 80.0,
+    device_bytes: float | None = None,
+    platform: str = "gpu",
 ) -> dict:
-    """Bytes per device for a miner's state and one micro-batch; `fits` compares to device_gb GiB.
+    """Bytes per device for a miner's state and one micro-batch; `fits` compares the total to
+    `device_bytes` (default `device_gb` GiB).
 
     micro_batch is per device (the global micro-batch is micro_batch * data * fsdp).
+    `platform` ("gpu", "tpu", "cpu") decides whether attention is fused (model.attention_impl).
     """
     mesh_shape = parse_mesh_spec(mesh)
     seq_len = seq_len or cfg.max_seq_len
     remat = remat or cfg.remat_policy
     if remat not in REMAT_POLICIES:
         raise ModelConfigError(f"unknown remat policy {remat!r}; choose from {REMAT_POLICIES}")
+    budget = device_gb * GIB if device_bytes is None else device_bytes
     tensor = mesh_axis_size(mesh_shape, LOGICAL_RULES["mlp"])
     p_elems = sharded_param_elements(cfg, mesh_shape)
     rows = {
@@ -107,6 +126,8 @@ def plan_memory(
         "gathered weights (bf16)": gathered_weight_bytes(cfg, tensor),
         f"activations (remat={remat})": activation_bytes(cfg, micro_batch, seq_len, remat, tensor),
     }
+    if attention_backend(cfg, platform) != "cudnn":
+        rows["attention scores (fp32, unfused)"] = attention_score_bytes(cfg, micro_batch, seq_len, remat, tensor)
     total = sum(rows.values())
     return {
         "param_count": param_count(cfg),
@@ -117,8 +138,9 @@ def plan_memory(
         "micro_batch": micro_batch,
         "seq_len": seq_len,
         "remat": remat,
+        "platform": platform,
         "rows_bytes": rows,
         "total_bytes": total,
-        "device_bytes": device_gb * GIB,
-        "fits": total <= device_gb * GIB,
+        "device_bytes": budget,
+        "fits": total <= budget,
     }
