@@ -20,7 +20,7 @@ from templar_jax.checkpoint.remote import (
     read_latest,
     remote_windows,
 )
-from templar_jax.convert.mapping import our_shapes
+from templar_jax.model import flat_param_shapes
 from templar_jax.model.config import ModelConfig
 from templar_jax.model.params import unflatten_params
 from templar_jax.model.sharding import make_mesh, param_shardings
@@ -40,7 +40,7 @@ def params_by_window():
 
     def make(seed):
         rng = np.random.default_rng(seed)
-        flat = {n: rng.standard_normal(s).astype(np.float32) for n, s in our_shapes(CFG).items()}
+        flat = {n: rng.standard_normal(s).astype(np.float32) for n, s in flat_param_shapes(CFG).items()}
         return jax.device_put(unflatten_params(flat), shardings)
 
     return {w: make(w) for w in (5, 9)}

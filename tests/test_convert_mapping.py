@@ -151,9 +151,9 @@ def test_reader_rejects_malformed_files(tmp_path):
 def test_export_from_a_params_tree_casts_to_bf16(tmp_path):
     cfg = _tiny(tied=True)
     rng = np.random.default_rng(1)
-    from templar_jax.convert.mapping import our_shapes
+    from templar_jax.model import flat_param_shapes
 
-    flat = {n: rng.standard_normal(s).astype(np.float32) for n, s in our_shapes(cfg).items()}
+    flat = {n: rng.standard_normal(s).astype(np.float32) for n, s in flat_param_shapes(cfg).items()}
     files = export_hf(TreeSource(flat), cfg, tmp_path, dtype="bfloat16")
     assert files == ["model.safetensors", "config.json"]
     weights = HFWeights(tmp_path)
@@ -171,14 +171,14 @@ def test_export_from_sharded_orbax_checkpoint_equals_tree_export(tmp_path):
     import jax
 
     from templar_jax.checkpoint.local import CheckpointMeta, LocalCheckpoints
-    from templar_jax.convert.mapping import our_shapes
+    from templar_jax.model import flat_param_shapes
     from templar_jax.convert.sources import OrbaxSource
     from templar_jax.model.params import unflatten_params
     from templar_jax.model.sharding import make_mesh, param_shardings
 
     cfg = _tiny(tied=False)
     rng = np.random.default_rng(2)
-    flat = {n: rng.standard_normal(s).astype(np.float32) for n, s in our_shapes(cfg).items()}
+    flat = {n: rng.standard_normal(s).astype(np.float32) for n, s in flat_param_shapes(cfg).items()}
     sharded = jax.device_put(unflatten_params(flat), param_shardings(cfg, make_mesh("fsdp=8")))
     with LocalCheckpoints(tmp_path / "ck") as ckpts:
         ckpts.save(4, sharded, meta=CheckpointMeta(4, 120, "v"))

@@ -20,8 +20,9 @@ import ml_dtypes
 import numpy as np
 
 from templar_jax.convert.hf_config import model_config_from_hf
-from templar_jax.convert.mapping import LM_HEAD, ConversionError, hf_tensor_plan, hf_to_ours, our_shapes
+from templar_jax.convert.mapping import LM_HEAD_HF_NAME, ConversionError, hf_tensor_plan, hf_to_ours
 from templar_jax.convert.safetensors_io import HFWeights
+from templar_jax.model.param_table import flat_param_shapes
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def load_hf_params(hf_dir: str | Path, *, param_dtype: str = "float32", progress
     cfg = model_config_from_hf(read_hf_config(hf_dir), param_dtype=param_dtype, **cfg_overrides)
     weights = HFWeights(hf_dir)
     plan = hf_tensor_plan(cfg)
-    flat = {name: np.empty(shape, np_dtype) for name, shape in our_shapes(cfg).items()}
+    flat = {name: np.empty(shape, np_dtype) for name, shape in flat_param_shapes(cfg).items()}
     for i, spec in enumerate(plan):
         value = hf_to_ours(weights.get(spec.hf_name), spec)
         target = flat[spec.our_name]
@@ -69,12 +70,12 @@ def load_hf_params(hf_dir: str | Path, *, param_dtype: str = "float32", progress
             progress(i + 1, len(plan), spec.hf_name)
     used = {spec.hf_name for spec in plan}
     leftover = [n for n in weights.names() if n not in used and not _IGNORABLE.match(n)]
-    if cfg.tie_embeddings and LM_HEAD[1] in leftover:
+    if cfg.tie_embeddings and LM_HEAD_HF_NAME in leftover:
         # Tied models may still ship lm_head.weight; it must equal the embedding.
-        if not np.array_equal(weights.get(LM_HEAD[1]), weights.get("model.embed_tokens.weight")):
+        if not np.array_equal(weights.get(LM_HEAD_HF_NAME), weights.get("model.embed_tokens.weight")):
             raise ConversionError("tie_word_embeddings is true but lm_head.weight differs "
                                   "from model.embed_tokens.weight")
-        leftover.remove(LM_HEAD[1])
+        leftover.remove(LM_HEAD_HF_NAME)
     if leftover:
         raise ConversionError(f"{hf_dir}: tensors our model does not have: {sorted(leftover)[:5]}"
                               f"{' ...' if len(leftover) > 5 else ''}")

@@ -1,6 +1,7 @@
 """The tensor-by-tensor mapping between our parameter layout and HF LlamaForCausalLM.
 
-Pure: no I/O, no framework. Our layout (docs/interfaces.md) stacks every layer
+Pure: no I/O, no framework; names, shapes and which tensors are stacked come from the model's
+parameter table. Our layout (docs/interfaces.md) stacks every layer
 tensor on a leading `layers` axis and stores linear kernels as [in, out]
 (`x @ W`); Hugging Face keeps one tensor per layer and `nn.Linear` weights as
 [out, in]. So layer i of a stacked kernel maps to `model.layers.{i}.*` by a
@@ -15,26 +16,31 @@ from typing import Optional
 
 import numpy as np
 
+from templar_jax.model.param_table import ParamSpec, param_table
+
 
 class ConversionError(Exception):
     """A checkpoint/config cannot be converted (missing tensor, wrong shape, unsupported feature)."""
 
 
-# (our flat name, HF name suffix after `model.layers.{i}.`, transpose?)
-LAYER_TENSORS: tuple[tuple[str, str, bool], ...] = (
-    ("layers/attn_norm/scale", "input_layernorm.weight", False),
-    ("layers/attn/wq", "self_attn.q_proj.weight", True),
-    ("layers/attn/wk", "self_attn.k_proj.weight", True),
-    ("layers/attn/wv", "self_attn.v_proj.weight", True),
-    ("layers/attn/wo", "self_attn.o_proj.weight", True),
-    ("layers/mlp_norm/scale", "post_attention_layernorm.weight", False),
-    ("layers/mlp/w_gate", "mlp.gate_proj.weight", True),
-    ("layers/mlp/w_up", "mlp.up_proj.weight", True),
-    ("layers/mlp/w_down", "mlp.down_proj.weight", True),
-)
-EMBED = ("embed/embedding", "model.embed_tokens.weight", False)
-FINAL_NORM = ("final_norm/scale", "model.norm.weight", False)
-LM_HEAD = ("lm_head/kernel", "lm_head.weight", True)
+# our flat name -> (HF name, transpose?). Stacked (per-layer) parameters name the suffix after
+# `model.layers.{i}.`; which ones are stacked, and every shape, comes from the model's
+# parameter table (templar_jax/model/param_table.py).
+HF_NAMES: dict[str, tuple[str, bool]] = {
+    "embed/embedding": ("model.embed_tokens.weight", False),
+    "layers/attn_norm/scale": ("input_layernorm.weight", False),
+    "layers/attn/wq": ("self_attn.q_proj.weight", True),
+    "layers/attn/wk": ("self_attn.k_proj.weight", True),
+    "layers/attn/wv": ("self_attn.v_proj.weight", True),
+    "layers/attn/wo": ("self_attn.o_proj.weight", True),
+    "layers/mlp_norm/scale": ("post_attention_layernorm.weight", False),
+    "layers/mlp/w_gate": ("mlp.gate_proj.weight", True),
+    "layers/mlp/w_up": ("mlp.up_proj.weight", True),
+    "layers/mlp/w_down": ("mlp.down_proj.weight", True),
+    "final_norm/scale": ("model.norm.weight", False),
+    "lm_head/kernel": ("lm_head.weight", True),
+}
+LM_HEAD_HF_NAME = HF_NAMES["lm_head/kernel"][0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,45 +58,32 @@ class TensorSpec:
         return int(np.prod(self.hf_shape, dtype=np.int64))
 
 
-def our_shapes(cfg) -> dict[str, tuple[int, ...]]:
-    """Flat name -> shape of our params for a ModelConfig (pure arithmetic)."""
-    L, D, F, V = cfg.n_layers, cfg.d_model, cfg.d_ff, cfg.vocab_size
-    hq, hkv = cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
-    shapes = {
-        "embed/embedding": (V, D),
-        "layers/attn_norm/scale": (L, D),
-        "layers/attn/wq": (L, D, hq),
-        "layers/attn/wk": (L, D, hkv),
-        "layers/attn/wv": (L, D, hkv),
-        "layers/attn/wo": (L, hq, D),
-        "layers/mlp_norm/scale": (L, D),
-        "layers/mlp/w_gate": (L, D, F),
-        "layers/mlp/w_up": (L, D, F),
-        "layers/mlp/w_down": (L, F, D),
-        "final_norm/scale": (D,),
-    }
-    if not cfg.tie_embeddings:
-        shapes["lm_head/kernel"] = (D, V)
-    return shapes
-
-
-def _hf_shape(our_shape: tuple[int, ...], stacked: bool, transpose: bool) -> tuple[int, ...]:
-    shape = our_shape[1:] if stacked else our_shape
+def _hf_shape(spec: ParamSpec, transpose: bool) -> tuple[int, ...]:
+    shape = spec.layer_shape
     return tuple(reversed(shape)) if transpose else tuple(shape)
 
 
 def hf_tensor_plan(cfg) -> list[TensorSpec]:
     """Every HF tensor of the model, in HF's usual order (embed, layer 0..L-1, norm, head)."""
-    shapes = our_shapes(cfg)
-    plan = [TensorSpec(EMBED[1], EMBED[0], None, False, shapes[EMBED[0]])]
+    table = param_table(cfg)
+    unknown = sorted(set(table) - set(HF_NAMES))
+    if unknown:
+        raise ConversionError(f"parameters with no Hugging Face name: {unknown}")
+    names = list(table)  # creation order: embed, the stacked layer tensors, final norm, head
+    first_layer = next(i for i, name in enumerate(names) if table[name].stacked)
+
+    def top(name: str) -> TensorSpec:
+        hf_name, transpose = HF_NAMES[name]
+        return TensorSpec(hf_name, name, None, transpose, _hf_shape(table[name], transpose))
+
+    plan = [top(name) for name in names[:first_layer]]
     for i in range(cfg.n_layers):
-        for ours, suffix, transpose in LAYER_TENSORS:
-            plan.append(TensorSpec(f"model.layers.{i}.{suffix}", ours, i, transpose,
-                                   _hf_shape(shapes[ours], True, transpose)))
-    plan.append(TensorSpec(FINAL_NORM[1], FINAL_NORM[0], None, False, shapes[FINAL_NORM[0]]))
-    if not cfg.tie_embeddings:
-        plan.append(TensorSpec(LM_HEAD[1], LM_HEAD[0], None, True,
-                               _hf_shape(shapes[LM_HEAD[0]], False, True)))
+        for name in names:
+            if table[name].stacked:
+                suffix, transpose = HF_NAMES[name]
+                plan.append(TensorSpec(f"model.layers.{i}.{suffix}", name, i, transpose,
+                                       _hf_shape(table[name], transpose)))
+    plan += [top(name) for name in names[first_layer:] if not table[name].stacked]
     return plan
 
 

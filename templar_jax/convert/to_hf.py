@@ -16,8 +16,9 @@ import ml_dtypes
 import numpy as np
 
 from templar_jax.convert.hf_config import hf_config_from_model
-from templar_jax.convert.mapping import ConversionError, hf_tensor_plan, our_shapes, ours_to_hf
+from templar_jax.convert.mapping import ConversionError, hf_tensor_plan, ours_to_hf
 from templar_jax.convert.safetensors_io import StreamingSafetensorsWriter
+from templar_jax.model.param_table import flat_param_shapes
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ DEFAULT_MAX_SHARD_BYTES = 5 * 1000**3  # 5 GB, as transformers' save_pretrained
 
 
 def _check_source(source, cfg) -> None:
-    want = our_shapes(cfg)
+    want = flat_param_shapes(cfg)
     for name, shape in want.items():
         got = source.shape(name)
         if tuple(got) != shape:
