@@ -6,10 +6,11 @@ import argparse
 
 
 def _table(model: str):
-    from templar_jax.model import load_model_config, param_shapes
+    from templar_jax.model import flat_param_shapes, load_model_config, param_batch_dims
     from templar_jax.wire import expected_table
 
-    return expected_table(param_shapes(load_model_config(model)))
+    cfg = load_model_config(model)
+    return expected_table(flat_param_shapes(cfg), batch_dims=param_batch_dims(cfg))
 
 
 def _size(args: argparse.Namespace) -> int:
