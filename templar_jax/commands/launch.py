@@ -75,7 +75,7 @@ def _gpu_options(gpu: argparse.ArgumentParser, with_rest: bool = True) -> None:
 
 
 def _common(p: argparse.ArgumentParser, with_rest: bool) -> None:
-    p.add_argument("--run-config", help="configs/runs/NAME.yaml or a path: plans the mesh; copied to TPU workers")
+    p.add_argument("--run-config", help="shipped run config NAME or a YAML path: plans the mesh; copied to TPU workers")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="run-config override (repeatable)")
     p.add_argument("--secret", action="append", default=[], type=Path,
@@ -104,14 +104,14 @@ def _plan_line(args, devices: int, per_host: int, processes: int, hbm_gb: float,
     if not args.run_config:
         return None
     from templar_jax.model.mesh_choice import plan_mesh
-    from templar_jax.launch.run_config import load_run_config
+    from templar_jax.config import load_run_config
     from templar_jax.model.config import load_model_config
 
     rc = load_run_config(args.run_config, args.set)
-    cfg = load_model_config(rc["model"]["preset"], **rc["model"].get("overrides", {}))
+    cfg = load_model_config(rc.model.preset, **rc.model.overrides)
     plan = plan_mesh(cfg, devices=devices, devices_per_host=per_host, num_processes=processes,
-                     hbm_gb=hbm_gb, micro_batch=rc["inner"]["micro_batch"],
-                     seq_len=rc["data"]["seq_len"], mesh_spec=rc["mesh"]["spec"], platform=platform)
+                     hbm_gb=hbm_gb, micro_batch=rc.inner.micro_batch,
+                     seq_len=rc.data.seq_len, mesh_spec=rc.mesh.spec, platform=platform)
     return (f"# plan: mesh {plan.mesh_spec} | {plan.num_processes} processes x "
             f"{plan.devices_per_process} devices | ~{plan.device_bytes / 1e9:.1f} GB of "
             f"{plan.budget_bytes / 1e9:.1f} GB usable per device (remat={plan.remat})")
@@ -136,7 +136,7 @@ def _user_errors(func):
 def _tpu(args) -> int:
     from templar_jax.launch import tpu
     from templar_jax.launch.hardware import load_tpu_slice
-    from templar_jax.launch.run_config import resolve_path
+    from templar_jax.config import resolve_run_config_path
     from templar_jax.launch.shell import run_steps
 
     args, sub = _reparse(args, _tpu_options)
@@ -144,7 +144,7 @@ def _tpu(args) -> int:
     target = tpu.TpuTarget(
         name=args.name, zone=args.zone, slice=s, project=args.project, queued=not args.direct,
         spot=args.spot, install=args.install, git_url=args.git_url, git_ref=args.git_ref,
-        run_config=resolve_path(args.run_config) if args.run_config else None,
+        run_config=resolve_run_config_path(args.run_config) if args.run_config else None,
         secrets=tuple(args.secret),
     )
     plan = _plan_line(args, s.chips, s.chips_per_host, s.hosts, s.hbm_gb_per_chip, "tpu")

@@ -48,7 +48,8 @@ def has_default(f: dataclasses.Field) -> bool:
 def field_doc(cls: type, f: dataclasses.Field) -> str:
     if "doc" in f.metadata:
         return f.metadata["doc"]
-    text = inspect.getdoc(cls) or ""
+    owner = next((k for k in cls.__mro__ if f.name in k.__dict__.get("__annotations__", {})), cls)
+    text = inspect.getdoc(owner) or ""
     match = re.search(rf"^\s*{re.escape(f.name)}:\s*(.+)$", text, re.MULTILINE)
     return match.group(1).strip() if match else ""
 
@@ -152,10 +153,12 @@ def to_dict(obj: Any) -> Any:
 
 
 def describe(cls: type, path: str = "") -> list[FieldInfo]:
-    """Every leaf key of `cls` (nested sections flattened), in declaration order."""
+    """Every leaf key of `cls` (nested sections flattened), in declaration order (a subclass's
+    own keys before the inherited ones)."""
     hints = typing.get_type_hints(cls)
     out: list[FieldInfo] = []
-    for f in dataclasses.fields(cls):
+    own = cls.__dict__.get("__annotations__", {})
+    for f in sorted(dataclasses.fields(cls), key=lambda f: f.name not in own):  # own keys first
         if not f.init:
             continue
         key = f"{path}.{f.name}" if path else f.name

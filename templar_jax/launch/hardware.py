@@ -13,8 +13,7 @@ from typing import Any
 
 import yaml
 
-from templar_jax.launch.run_config import REPO_ROOT
-
+REPO_ROOT = Path(__file__).resolve().parents[2]  # launch/ is part of the source checkout, not the package
 SLICES_DIR = REPO_ROOT / "launch" / "tpu" / "slices"
 CLUSTERS_DIR = REPO_ROOT / "launch" / "gpu" / "clusters"
 
