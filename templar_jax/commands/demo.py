@@ -19,7 +19,7 @@ def register(sub) -> None:
     p.add_argument("--copiers", type=int, default=1, help="miners copying uid 1's payload (default: 1)")
     p.add_argument("--noise", type=int, default=1, help="miners uploading noise (default: 1)")
     p.add_argument("--corrupt", type=int, default=0, help="miners uploading corrupted bytes (default: 0)")
-    p.add_argument("--config", default="demo", help="run config (default: configs/runs/demo.yaml)")
+    p.add_argument("--config", default="demo", help="shipped run config name or a YAML path (default: demo)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a run-config key for every neuron (repeatable)")
     p.add_argument("--timeout-s", type=float, default=900.0, help="give up after this long (default: 900)")

@@ -17,7 +17,7 @@ def register(subparsers) -> None:
                      "token budget and reports final held-out loss, bytes sent per replica per "
                      "round and the compression ratio; writes compare.json and compare.png."),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    c.add_argument("--model", default="tiny", help="model preset (configs/models/NAME.yaml) or path")
+    c.add_argument("--model", default="tiny", help="model preset name (templar_jax/configs/models/NAME.yaml) or a YAML path")
     c.add_argument("--replicas", type=int, default=4, help="number of replicas R")
     c.add_argument("--inner-steps", type=int, default=15, help="inner AdamW steps H per round")
     c.add_argument("--rounds", type=int, default=10, help="outer rounds")
