@@ -16,7 +16,7 @@ from templar_jax.cli import main
 from templar_jax.evaluate import FINAL_CHECKPOINT_DIR, RunReplayError, from_run, load_for_eval
 from templar_jax.model.params import flatten_params, unflatten_params
 from templar_jax.protocol.aggregator_object import encode_aggregator
-from templar_jax.neurons.engine import GlobalModel
+from templar_jax.protocol.global_model import GlobalModel
 from templar_jax.config import load_run_config
 from templar_jax.sparseloco import aggregate, sparseloco
 from templar_jax.storage.bucket import Bucket

@@ -6,7 +6,8 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding
 
-from templar_jax.neurons.engine import GlobalModel, open_datasets
+from templar_jax.neurons.datasets import open_datasets
+from templar_jax.protocol.global_model import GlobalModel
 from templar_jax.neurons.mesh import neuron_mesh
 from templar_jax.config import load_run_config
 from templar_jax.train.inner import InnerTrainer

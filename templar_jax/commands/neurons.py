@@ -34,47 +34,47 @@ def register(sub) -> None:
     p.set_defaults(func=_run_validator)
 
 
-def _settings(args):
-    """(settings, hotkey) or a one-line error for the user."""
+def _config(args):
+    """(run config, hotkey) or a one-line error for the user."""
     import sys
 
     from templar_jax.config import RunConfigError, load_run_config
 
     try:
-        settings = load_run_config(args.config, args.overrides)
+        cfg = load_run_config(args.config, args.overrides)
     except RunConfigError as err:
         print(f"templar-jax: {err}", file=sys.stderr)
         return None, None
-    hotkey = args.hotkey or settings.chain.hotkey
+    hotkey = args.hotkey or cfg.chain.hotkey
     if not hotkey:
         print("templar-jax: no hotkey: pass --hotkey or set chain.hotkey in the run config", file=sys.stderr)
         return None, None
-    return settings, hotkey
+    return cfg, hotkey
 
 
 def _run_miner(args) -> int:
-    from templar_jax.neurons.behaviors import Behavior, BehaviorError
-    from templar_jax.neurons.miner import Miner
+    from templar_jax.demo.behaviors import BehaviorError, parse_behavior
+    from templar_jax.neurons.assemble import build_miner
 
-    settings, hotkey = _settings(args)
-    if settings is None:
+    cfg, hotkey = _config(args)
+    if cfg is None:
         return 1
     try:
-        Behavior.parse(args.behavior)
+        upload = parse_behavior(args.behavior)
     except BehaviorError as err:
         print(f"templar-jax: {err}")
         return 1
-    miner = Miner(settings, hotkey=hotkey, run_dir=args.run_dir, behavior=args.behavior,
-                  register_stake=args.register_stake)
+    miner = build_miner(cfg, hotkey=hotkey, run_dir=args.run_dir, upload=upload,
+                        register_stake=args.register_stake)
     return miner.run(args.windows)
 
 
 def _run_validator(args) -> int:
-    from templar_jax.neurons.validator import Validator
+    from templar_jax.neurons.assemble import build_validator
 
-    settings, hotkey = _settings(args)
-    if settings is None:
+    cfg, hotkey = _config(args)
+    if cfg is None:
         return 1
-    validator = Validator(settings, hotkey=hotkey, run_dir=args.run_dir,
-                          register_stake=args.register_stake, validator_seed=args.validator_seed)
+    validator = build_validator(cfg, hotkey=hotkey, run_dir=args.run_dir, register_stake=args.register_stake,
+                                validator_seed=args.validator_seed)
     return validator.run(args.windows)

@@ -11,17 +11,14 @@ honest miner in place of its own (`templar-jax miner --behavior ...`).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import jax
 import numpy as np
 
-from templar_jax.neurons.upload import Upload
+from templar_jax.neurons.upload import MinerView, Upload
 from templar_jax.sparseloco import Payload, TensorPayload, chunk_geometry
 from templar_jax.storage.keys import gradient_key
-
-if TYPE_CHECKING:
-    from templar_jax.neurons.miner import Miner
 
 
 class BehaviorError(ValueError):
@@ -34,20 +31,20 @@ class NoiseUpload(Upload):
     def __init__(self):
         self.rng: np.random.Generator | None = None  # seeded by the miner's uid on first use
 
-    def prepare(self, miner: "Miner", payload: Payload, meta: dict) -> bytes:
+    def prepare(self, miner: MinerView, payload: Payload, meta: dict) -> bytes:
         if self.rng is None:
             self.rng = np.random.default_rng(miner.uid)
-        model = miner.model
-        chunk_sizes = {name: chunk_geometry(shape[model.batch_dims[name]:], chunk=miner.codec.chunk,
-                                            topk=miner.codec.topk).chunk_size
+        model, codec = miner.model, miner.model.codec
+        chunk_sizes = {name: chunk_geometry(shape[model.batch_dims[name]:], chunk=codec.chunk,
+                                            topk=codec.topk).chunk_size
                        for name, shape in model.shapes_flat.items()}
-        return miner.codec.encode(noise_payload(jax.device_get(payload), chunk_sizes, self.rng), meta)
+        return codec.encode(noise_payload(jax.device_get(payload), chunk_sizes, self.rng), meta)
 
 
 class CorruptUpload(Upload):
     name = "corrupt"
 
-    def prepare(self, miner: "Miner", payload: Payload, meta: dict) -> bytes:
+    def prepare(self, miner: MinerView, payload: Payload, meta: dict) -> bytes:
         data = super().prepare(miner, payload, meta)
         return data[: len(data) // 2] + bytes(len(data) - len(data) // 2)
 
@@ -60,17 +57,17 @@ class CopyUpload(Upload):
     def __init__(self, target: int):
         self.target = target
 
-    def finalize(self, miner: "Miner", window: int, global_step: int, data: bytes) -> bytes | None:
+    def finalize(self, miner: MinerView, window: int, global_step: int, data: bytes) -> bytes | None:
         victim = miner.peers.bucket(self.target)
         if victim is None:
             return None
-        key = gradient_key(window, self.target, miner.version)
+        key = gradient_key(window, self.target, miner.model.version)
         stolen = wait_for_object(victim.get, key, timeout_s=miner.clock.upload_span_s * 0.5)
         if stolen is None:
             return None
-        payload, meta = miner.codec.decode(stolen)
+        payload, meta = miner.model.codec.decode(stolen)
         meta.update(uid=miner.uid, global_step=global_step)
-        return miner.codec.encode(payload, meta)
+        return miner.model.codec.encode(payload, meta)
 
     def __str__(self) -> str:
         return f"copy:{self.target}"

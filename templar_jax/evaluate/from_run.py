@@ -108,8 +108,8 @@ def from_run(run_dir: str | Path, *, config: str | None = None, overrides: Itera
     from templar_jax.checkpoint.local import CheckpointMeta, LocalCheckpoints
     from templar_jax.config import RunConfigError, load_run_config
     from templar_jax.convert.from_hf import model_config_to_json
-    from templar_jax.neurons.engine import GlobalModel
-    from templar_jax.neurons.exchange import read_start_window
+    from templar_jax.protocol.global_model import GlobalModel
+    from templar_jax.protocol.leader import read_start_window
     from templar_jax.protocol.aggregator_object import AggregatorObjectError
     from templar_jax.wire import PayloadError
     from templar_jax.storage.bucket import Bucket

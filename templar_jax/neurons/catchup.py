@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 from templar_jax.checkpoint import bootstrap_from_bucket, catch_up, read_latest
-from templar_jax.neurons.engine import GlobalModel
+from templar_jax.protocol.global_model import GlobalModel
 from templar_jax.storage.bucket import Bucket
 from templar_jax.storage.keys import aggregator_key
 
@@ -37,7 +37,7 @@ def replay_windows(model: GlobalModel, leader: Bucket, params: dict, first: int,
     """Apply the published aggregates of windows [first, upto). Where the leader has not
     published one (yet), `fallback(window)` may gather the same payloads from the peers'
     buckets; a window with neither is skipped and counted."""
-    version = model.settings.run.version
+    version = model.version
 
     def fetch(window: int):
         try:
@@ -67,9 +67,9 @@ def rebuild_params(model: GlobalModel, leader: Bucket, *, start: int, upto: int,
         params, done = base
     else:
         params, done = None, start - 1
-        window = latest_checkpoint_window(leader, model.settings.run.version)
+        window = latest_checkpoint_window(leader, model.version)
         if window is not None and done < window < upto:
-            restored = bootstrap_from_bucket(leader, model.settings.run.version, cache_dir, window=window)
+            restored = bootstrap_from_bucket(leader, model.version, cache_dir, window=window)
             params, done, ckpt_window = restored.params, restored.meta.window, restored.meta.window
         if params is None:
             params = model.init_params()

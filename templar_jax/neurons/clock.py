@@ -91,11 +91,3 @@ class WindowClock:
     def wait_for_gather(self, window: int) -> None:
         wait_until(self.phases(window).gather_at)
 
-
-# TEMPORARY (helper D, removed when miner.py/validator.py move to WindowClock in this change)
-def window_start_time(chain: Chain, window: int) -> float:
-    return chain.block_timestamp(window * chain.blocks_per_window)
-
-
-def wait_for_window(chain: Chain, window: int, *, poll_s: float = 0.1) -> None:
-    WindowClock(chain, upload_span_s=0.0, poll_s=poll_s).wait_for_window(window)

@@ -1,54 +1,67 @@
-"""Set-up shared by the miner and the validator: identity, chain, buckets, model, data."""
+"""What the miner and the validator share: the parts they receive (`NeuronParts`, built by
+`neurons.assemble` or by a test) and the network reads both make (leader, peers, start window)."""
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from templar_jax.chain import Chain
 from templar_jax.config import RunConfig
-from templar_jax.gauntlet import GauntletConfig, choose_sample_positions
-from templar_jax.neurons.engine import GlobalModel, open_datasets
 from templar_jax.events import EventLog
-from templar_jax.neurons.mesh import neuron_mesh
+from templar_jax.gauntlet import GauntletConfig, choose_sample_positions
+from templar_jax.neurons.clock import WindowClock
+from templar_jax.neurons.datasets import DataSets
+from templar_jax.neurons.exchange import gather_window, select_contributors
+from templar_jax.neurons.network import PeerDirectory
+from templar_jax.neurons.window_state import Gathered
+from templar_jax.protocol.global_model import GlobalModel
 from templar_jax.protocol.leader import PeerList, default_peer_list, read_peer_list, read_start_window
-from templar_jax.neurons.network import PeerDirectory, my_uid, open_chain, open_my_bucket, publish_access
 from templar_jax.storage.bucket import Bucket
-from templar_jax.xla_cache import enable_compilation_cache
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class NeuronParts:
+    """Everything a neuron works with; it builds none of it itself."""
+
+    cfg: RunConfig
+    hotkey: str
+    uid: int
+    run_dir: Path  # event log and local state
+    chain: Chain
+    bucket: Bucket  # mine, writable; its read access is already committed on chain
+    peers: PeerDirectory  # the other neurons' buckets, from their chain commitments
+    data: DataSets
+    model: GlobalModel
+    clock: WindowClock
+    events: EventLog
+
+
+def gauntlet_config(cfg: RunConfig) -> GauntletConfig:
+    return GauntletConfig(burn_fraction=cfg.validator.burn_fraction, burn_uid=cfg.validator.burn_uid,
+                          eval_uids_per_window=cfg.validator.eval_uids, gather_peers=cfg.peers.gather,
+                          reserve_peers=cfg.peers.reserve)
 
 
 class NeuronBase:
     role = "neuron"
 
-    def __init__(self, settings: RunConfig, *, hotkey: str, run_dir: str | Path,
-                 register_stake: float | None = None):
-        enable_compilation_cache()
-        self.settings = settings
-        self.hotkey = hotkey
-        self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.chain = open_chain(settings.chain.backend, settings.chain.network, hotkey,
-                                netuid=settings.chain.netuid, wallet=settings.chain.wallet)
-        self.uid = my_uid(self.chain, register_stake=register_stake)
-        self.bucket, access = open_my_bucket(settings.storage.bucket, endpoint=settings.storage.endpoint,
-                                             write_credentials_file=settings.storage.write_credentials_file,
-                                             read_credentials_file=settings.storage.read_credentials_file)
-        publish_access(self.chain, access)
-        self.peers = PeerDirectory(self.chain)
-        self.events = EventLog(self.run_dir, self.role, self.uid)
-        self.data = open_datasets(settings.data.path, settings.data.seq_len)
-        self.model = GlobalModel(settings, pad_id=self.data.pad_id, mesh=neuron_mesh(settings.mesh.spec))
-        self.gauntlet_cfg = GauntletConfig(burn_fraction=settings.validator.burn_fraction, burn_uid=settings.validator.burn_uid,
-                                           eval_uids_per_window=settings.validator.eval_uids,
-                                           gather_peers=settings.peers.gather,
-                                           reserve_peers=settings.peers.reserve)
+    def __init__(self, parts: NeuronParts):
+        self.parts = parts
+        self.cfg, self.hotkey, self.uid, self.run_dir = parts.cfg, parts.hotkey, parts.uid, Path(parts.run_dir)
+        self.chain, self.bucket, self.peers = parts.chain, parts.bucket, parts.peers
+        self.data, self.model, self.clock, self.events = parts.data, parts.model, parts.clock, parts.events
+        self.version = self.cfg.run.version
+        self.gauntlet_cfg = gauntlet_config(self.cfg)
         self.sample_positions = choose_sample_positions(self.model.shapes_flat, self.gauntlet_cfg)
-        log.info("%s uid %d (%s) joined: model %s, %d train samples", self.role, self.uid, hotkey,
-                 settings.model.preset, self.data.train.n_samples)
+        log.info("%s uid %d (%s) joined: model %s, %d train samples", self.role, self.uid, self.hotkey,
+                 self.cfg.model.preset, self.data.train.n_samples)
 
-    # -- network helpers --------------------------------------------------------------
+    # -- network reads --------------------------------------------------------------------
     def leader_bucket(self) -> tuple[int, Bucket | None]:
         leader = self.chain.metagraph().leader_uid
         if leader == self.uid:
@@ -64,21 +77,29 @@ class NeuronBase:
 
     def peer_list(self, window: int, miners: list[int]) -> PeerList:
         """The leader's peer list effective at `window`; before its first one, miners by uid."""
-        s = self.settings
         _, leader = self.leader_bucket()
-        peers = read_peer_list(leader, window, s.run.version) if leader is not None else None
-        return peers or default_peer_list(window, miners, s.peers.gather, s.peers.reserve)
+        peers = read_peer_list(leader, window, self.version) if leader is not None else None
+        return peers or default_peer_list(window, miners, self.cfg.peers.gather, self.cfg.peers.reserve)
+
+    def gather(self, window: int, uids: list[int], peers: PeerList, buckets: dict[int, Bucket], *,
+               keep_raw: bool = False) -> Gathered:
+        """`uids`' payloads of `window` (upload window from the clock) and who counts by `peers`."""
+        t0 = time.time()
+        got = gather_window(window, uids, buckets, upload=self.clock.upload_window(window), version=self.version,
+                            expected=self.model.expected, deadline_s=self.cfg.peers.gather_timeout_s,
+                            chunk=self.cfg.sparseloco.chunk, topk=self.cfg.sparseloco.topk, keep_raw=keep_raw)
+        return Gathered(peers, got, select_contributors(peers, got.valid), time.time() - t0)
 
     def wait_start_window(self, poll_s: float = 0.5, timeout_s: float = 600.0) -> int:
         deadline = time.time() + timeout_s
         while time.time() < deadline:
             _, leader = self.leader_bucket()
             if leader is not None:
-                start = read_start_window(leader, self.settings.run.version)
+                start = read_start_window(leader, self.version)
                 if start is not None:
                     return start
             time.sleep(poll_s)
         raise TimeoutError("the leader validator published no start window")
 
     def is_null_round(self, window: int, start: int) -> bool:
-        return window < start + self.settings.run.null_rounds
+        return window < start + self.cfg.run.null_rounds

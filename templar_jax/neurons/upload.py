@@ -8,44 +8,32 @@ adversaries (`templar_jax.demo.behaviors`) are other uploads handed to the same 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
-import jax
-
+from templar_jax.neurons.clock import WindowClock
+from templar_jax.neurons.network import PeerDirectory
+from templar_jax.protocol.global_model import GlobalModel
 from templar_jax.sparseloco import Payload
-from templar_jax.wire import decode, encode
-
-if TYPE_CHECKING:  # the miner imports this module; the hooks only receive one
-    from templar_jax.neurons.miner import Miner
 
 
-@dataclass(frozen=True)
-class PayloadCodec:
-    """The run's wire format: a payload + metadata <-> bytes, validated against the model."""
+class MinerView(Protocol):
+    """What an upload may read of the miner it is handed to."""
 
-    expected: Any
-    chunk: int
-    topk: int
-    index_coding: str
-
-    def encode(self, payload: Payload, meta: dict) -> bytes:
-        return encode(jax.device_get(payload), meta, expected=self.expected, index_coding=self.index_coding,
-                      chunk=self.chunk, topk=self.topk)
-
-    def decode(self, data: bytes) -> tuple[Payload, dict]:
-        return decode(data, self.expected, chunk=self.chunk, topk=self.topk)
+    uid: int
+    model: GlobalModel  # .codec (the wire format), .version, the parameter table
+    peers: PeerDirectory
+    clock: WindowClock
 
 
 class Upload:
-    """The honest upload: the miner's own payload, encoded."""
+    """The honest upload: the miner's own payload, encoded with the run's wire format."""
 
     name = "honest"
 
-    def prepare(self, miner: "Miner", payload: Payload, meta: dict) -> bytes:
-        return miner.codec.encode(payload, meta)
+    def prepare(self, miner: MinerView, payload: Payload, meta: dict) -> bytes:
+        return miner.model.codec.encode(payload, meta)
 
-    def finalize(self, miner: "Miner", window: int, global_step: int, data: bytes) -> bytes | None:
+    def finalize(self, miner: MinerView, window: int, global_step: int, data: bytes) -> bytes | None:
         return data
 
     def __str__(self) -> str:

@@ -18,7 +18,6 @@ import dataclasses
 import json
 import logging
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -45,18 +44,17 @@ from templar_jax.gauntlet import (
 from templar_jax.checkpoint import LocalCheckpoints, save_and_publish
 from templar_jax.gauntlet.errors import ScoreInputError
 from templar_jax.model.params import flatten_params
-from templar_jax.neurons import clock
-from templar_jax.protocol.aggregator_object import encode_aggregator
 from templar_jax.neurons.catchup import rebuild_params
-from templar_jax.neurons.common import NeuronBase
-from templar_jax.neurons.exchange import gather_window, select_contributors
-from templar_jax.protocol.leader import PeerList, publish_peer_list, read_start_window
+from templar_jax.neurons.common import NeuronBase, NeuronParts
+from templar_jax.neurons.exchange import WindowPayloads
+from templar_jax.neurons.window_state import Gathered, Scoring, ValidatorWindow
+from templar_jax.protocol.aggregator_object import encode_aggregator
+from templar_jax.protocol.leader import PeerList, publish_peer_list, publish_start_window, read_start_window
 from templar_jax.sparseloco import densify, median_norms
-from templar_jax.storage.keys import aggregator_key, debug_key, start_window_key
+from templar_jax.storage.keys import aggregator_key, debug_key
 
 log = logging.getLogger(__name__)
 
-GATHER_MARGIN_S = 0.3
 EVAL_STEP_FRACTION = 0.2  # SPEC 5: a single miner's update is applied with step alpha * 0.2
 START_DELAY_WINDOWS = 2  # a fresh run starts this many windows after the validator comes up
 CHECKPOINTS_KEPT = 3  # published checkpoints kept in the bucket
@@ -65,23 +63,22 @@ CHECKPOINTS_KEPT = 3  # published checkpoints kept in the bucket
 class Validator(NeuronBase):
     role = "validator"
 
-    def __init__(self, settings, *, hotkey: str, run_dir: str | Path, register_stake: float | None = None,
-                 validator_seed: int = 0):
-        super().__init__(settings, hotkey=hotkey, run_dir=run_dir, register_stake=register_stake)
+    def __init__(self, parts: NeuronParts, *, validator_seed: int = 0):
+        super().__init__(parts)
         self.state_path = self.run_dir / f"validator-{self.uid}-state.json"
         self.ckpts = LocalCheckpoints(self.run_dir / f"validator-{self.uid}-checkpoints", max_to_keep=2)
         self.state = load_or_init(self.state_path)
         self.validator_seed = validator_seed
-        s = settings
-        self._densify = lambda payload, like, clip: densify(payload, like, clip_norm=clip, chunk=s.sparseloco.chunk,
-                                                            batch_dims=self.model.batch_dims)
+
+    def _densify(self, payload, like, clip):
+        return densify(payload, like, clip_norm=clip, chunk=self.cfg.sparseloco.chunk, batch_dims=self.model.batch_dims)
 
     # -- start window -------------------------------------------------------------------------
     def ensure_start_window(self) -> int:
-        start = read_start_window(self.bucket, self.settings.run.version)
+        start = read_start_window(self.bucket, self.version)
         if start is None:
-            start = self.chain.current_window() + START_DELAY_WINDOWS
-            self.bucket.put(start_window_key(self.settings.run.version), json.dumps({"start_window": start}).encode())
+            start = self.clock.current_window() + START_DELAY_WINDOWS
+            publish_start_window(self.bucket, start, self.version)
             log.info("published start window %d", start)
         return start
 
@@ -89,9 +86,10 @@ class Validator(NeuronBase):
     def _tokens(self, idx) -> np.ndarray:
         return self.data.train.samples(np.asarray(idx))
 
-    def _evaluate(self, theta0, window: int, uids, got, contributors, rand_tokens, loss_rand_before,
+    def _evaluate(self, theta0, window: int, uids, gathered: Gathered, rand_tokens, loss_rand_before,
                   val_sample) -> tuple[list[Evaluation], list[int], list[int], dict[int, float]]:
-        s = self.settings
+        s = self.cfg
+        got, contributors = gathered.payloads, gathered.contributors
         evaluations, missing, invalid, behind = [], [], [], {}
         pool_for_norms = [got.valid[u] for u in (contributors or sorted(got.valid))]
         clip = median_norms(pool_for_norms) if pool_for_norms else None
@@ -126,7 +124,7 @@ class Validator(NeuronBase):
             return None
         bucket = self.peers.bucket(uid)
         try:
-            raw = bucket.get(debug_key(window, uid, self.settings.run.version), max_bytes=1 << 20)
+            raw = bucket.get(debug_key(window, uid, self.version), max_bytes=1 << 20)
             miner_sample = parse_debug_object(json.loads(raw), self.sample_positions)
         except ScoreInputError as err:
             log.info("uid %d: bad debug object (%s)", uid, err)
@@ -135,16 +133,17 @@ class Validator(NeuronBase):
             return None  # no debug object: keep its last sync score
         return steps_behind(val_sample, miner_sample, np.asarray(ema), self.gauntlet_cfg)
 
-    def _score(self, theta0, window: int, miners, got, contributors):
+    def _score(self, theta0, window: int, miners: list[int], gathered: Gathered) -> Scoring:
         """Gauntlet for one window: evaluations, copy detection, slashing, inactivity."""
-        s, cfg = self.settings, self.gauntlet_cfg
+        s, cfg = self.cfg, self.gauntlet_cfg
+        got, contributors = gathered.payloads, gathered.contributors
         val_sample = sample_params(flatten_params(theta0), self.sample_positions)
         eval_uids = select_eval_uids(self.state, miners, window, cfg)
         rand_tokens = self._tokens(validator_random_indices(
             window, self.data.train.n_samples, validator_seed=self.validator_seed, n=s.validator.eval_sequences))
         loss_rand_before = self.model.loss(theta0, rand_tokens)
         evaluations, missing, invalid, behind = self._evaluate(
-            theta0, window, eval_uids, got, contributors, rand_tokens, loss_rand_before, val_sample)
+            theta0, window, eval_uids, gathered, rand_tokens, loss_rand_before, val_sample)
         state = score_window(self.state, window, evaluations, cfg, missing=missing, invalid=invalid)
         uploads = {u: got.valid[u] for u in got.valid}
         verdicts = detect_copies(uploads, got.stored_at, cfg)
@@ -156,55 +155,45 @@ class Validator(NeuronBase):
         for uid in sorted(got.invalid - set(eval_uids)):
             state = slash_invalid(state, uid, cfg)
         state = observe_validator_sample(state, val_sample, cfg)
-
-        return state, eval_uids, verdicts
+        return Scoring(state, eval_uids, verdicts)
 
     # -- one window ------------------------------------------------------------------------------
-    def process_window(self, params, window: int, start: int):
-        s = self.settings
-        theta0 = params
+    def process_window(self, theta0, window: int, start: int):
+        """Gather every miner, score, apply the outer step, publish and report; the new params."""
         miners, buckets = self.peer_view()
-        peers = self.peer_list(window, miners)
-        t0 = time.time()
-        got = gather_window(window, miners, buckets, version=s.run.version,
-                            upload=clock.WindowClock(self.chain, upload_span_s=s.peers.upload_window_s).upload_window(window),
-                            expected=self.model.expected,
-                            deadline_s=s.peers.gather_timeout_s, chunk=s.sparseloco.chunk, topk=s.sparseloco.topk, keep_raw=True)
-        gather_s = time.time() - t0
-        contributors = select_contributors(peers, got.valid)
-
+        gathered = self.gather(window, miners, self.peer_list(window, miners), buckets, keep_raw=True)
         if self.is_null_round(window, start):
             # Null rounds carry zeros (identical indices for everyone): nothing to score.
-            state, eval_uids, verdicts = self.state, [], []
+            scoring = Scoring(self.state, [], [])
         else:
-            state, eval_uids, verdicts = self._score(theta0, window, miners, got, contributors)
-        state = dataclasses.replace(state, window=max(state.window, window))  # resume point
+            scoring = self._score(theta0, window, miners, gathered)
+        state = dataclasses.replace(scoring.state, window=max(scoring.state.window, window))  # resume point
+        scoring = dataclasses.replace(scoring, state=state)
 
         # the same outer step as the miners; then publish (a failed publication is logged and
         # never stops scoring)
-        params = self.model.outer_step(theta0, [got.valid[u] for u in contributors])
-        weights = self._publish(params, window, start, state, miners, contributors, got)
+        params = self.model.outer_step(theta0, gathered.applied)
+        weights = self._publish(params, window, start, state, miners, gathered)
         self.state = state
         save_state(state, self.state_path)
-        heldout = self._heldout_loss(params)
-        self._report(window, state, miners, got, eval_uids, contributors, verdicts, heldout, gather_s,
-                     weights, self.model.params_digest(params))
+        self._report(ValidatorWindow(window, miners, gathered, scoring, weights, self._heldout_loss(params),
+                                     self.model.params_digest(params)))
         return params
 
-    def _publish(self, params, window: int, start: int, state, miners, contributors, got):
+    def _publish(self, params, window: int, start: int, state, miners, gathered: Gathered):
         """aggregator-W, the peer list, a checkpoint and the weights, each when due."""
-        s, cfg = self.settings, self.gauntlet_cfg
+        s, cfg = self.cfg, self.gauntlet_cfg
         step = window - start + 1
         weights = None
         try:
-            self.bucket.put(aggregator_key(window, s.run.version),
-                            encode_aggregator(window, {u: got.raw[u] for u in contributors}))
+            self.bucket.put(aggregator_key(window, self.version),
+                            encode_aggregator(window, {u: gathered.payloads.raw[u] for u in gathered.contributors}))
             if (window - start) % s.peers.refresh_windows == 0:
                 chosen = select_gather_peers(state, miners, window, cfg)
-                publish_peer_list(self.bucket, PeerList(window + 2, chosen.gather, chosen.reserve), s.run.version)
+                publish_peer_list(self.bucket, PeerList(window + 2, chosen.gather, chosen.reserve), self.version)
             if s.validator.checkpoint_interval_windows > 0 and step % s.validator.checkpoint_interval_windows == 0:
                 t = time.time()
-                save_and_publish(self.ckpts, self.bucket, version=s.run.version, window=window, params=params,
+                save_and_publish(self.ckpts, self.bucket, version=self.version, window=window, params=params,
                                  global_step=step, keep=CHECKPOINTS_KEPT)
                 log.info("window %d: checkpoint published in %.1f s", window, time.time() - t)
             if step % s.validator.weights_interval_windows == 0:
@@ -222,14 +211,15 @@ class Validator(NeuronBase):
         n = min(ds.n_samples, 32)
         return self.model.loss(params, ds.samples(np.arange(n)))
 
-    def _report(self, window, state, miners, got, eval_uids, contributors, verdicts, heldout, gather_s,
-                weights, digest):
-        cfg = self.gauntlet_cfg
+    def _report(self, w: ValidatorWindow) -> None:
+        cfg, state, window = self.gauntlet_cfg, w.scoring.state, w.window
+        got: WindowPayloads = w.gathered.payloads
+        contributors, eval_uids = w.gathered.contributors, w.scoring.eval_uids
         current = compute_weights(state, window, cfg)
         wmap = dict(zip(current.uids, current.weights))
-        copied = {v.uid: v.action for v in verdicts} if verdicts else {}
+        copied = {v.uid: v.action for v in w.scoring.verdicts}
         uids = {}
-        for uid in sorted(set(miners) | set(got.failed) | set(got.valid)):
+        for uid in sorted(set(w.miners) | set(got.failed) | set(got.valid)):
             rec = state.peer(uid, cfg)
             status = "ok" if uid in got.valid else got.failed.get(uid, "missing").split(":")[0]
             if uid in copied:
@@ -239,14 +229,14 @@ class Validator(NeuronBase):
             uids[str(uid)] = {"loss_score": rec.loss_score, "final": rec.final_score, "bma": rec.bma,
                               "sync": rec.sync, "weight": wmap.get(uid, 0.0), "status": status,
                               "evaluated": uid in eval_uids, "gathered": uid in contributors}
-        self.events.emit("scores", window=window, heldout_loss=heldout, uids=uids, gather_s=gather_s,
-                         weights_set=weights is not None, aggregated=contributors, params_digest=digest)
+        self.events.emit("scores", window=window, heldout_loss=w.heldout_loss, uids=uids,
+                         gather_s=w.gathered.seconds, weights_set=w.weights is not None, aggregated=contributors,
+                         params_digest=w.params_digest)
         log.info("window %d: held-out loss %s, aggregated %s, evaluated %s", window,
-                 "-" if heldout is None else f"{heldout:.4f}", contributors, eval_uids)
+                 "-" if w.heldout_loss is None else f"{w.heldout_loss:.4f}", contributors, eval_uids)
 
     # -- the loop ---------------------------------------------------------------------------------
     def run(self, windows: int | None = None) -> int:
-        s = self.settings
         start = self.ensure_start_window()
         first = max(start, self.state.window + 1) if self.state.window >= start else start
         params = self._restore_params(start, first)
@@ -254,7 +244,7 @@ class Validator(NeuronBase):
         window = first
         self.events.emit("started", start_window=start, window=window)
         while last is None or window <= last:
-            clock.wait_until(clock.window_start_time(self.chain, window + 1) + s.peers.upload_window_s + GATHER_MARGIN_S)
+            self.clock.wait_for_gather(window)
             params = self.process_window(params, window, start)
             window += 1
         self.events.emit("stopped", window=window - 1)

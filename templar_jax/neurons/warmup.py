@@ -14,13 +14,13 @@ import time
 import jax
 import numpy as np
 
-from templar_jax.neurons.engine import GlobalModel, open_datasets
+from templar_jax.neurons.datasets import open_datasets
 from templar_jax.neurons.mesh import neuron_mesh
 from templar_jax.config import load_run_config
 from templar_jax.train.inner import InnerTrainer
 from templar_jax.sparseloco import densify, median_norms, sparseloco
-from templar_jax.sparseloco.aggregate import peer_bucket
-from templar_jax.wire import encode
+from templar_jax.sparseloco.payload import peer_bucket
+from templar_jax.protocol.global_model import GlobalModel
 from templar_jax.xla_cache import enable_compilation_cache
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,7 @@ def warm_up(settings, *, max_peers: int, eval_batches: tuple[int, ...]) -> float
     for null_round in (True, False):
         payload, ef = tx.update(delta, ef, null_round=null_round)
     meta = {"window": 0, "uid": 0, "version": settings.run.version}
-    data_b = encode(jax.device_get(payload), meta, expected=model.expected, index_coding=settings.sparseloco.wire_index_coding,
-                    chunk=settings.sparseloco.chunk, topk=settings.sparseloco.topk)
+    data_b = model.codec.encode(payload, meta)
     decoded = model.decode_payload(data_b, window=0, uid=0)
     r = 1
     while r <= peer_bucket(max_peers):

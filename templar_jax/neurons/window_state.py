@@ -1,0 +1,67 @@
+"""What travels between the steps of one window, named: the miner's state carried from window
+to window, what it did before the gather, what was gathered, and the validator's verdicts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from templar_jax.gauntlet import CopyVerdict, ValidatorState, WeightVector
+from templar_jax.neurons.exchange import WindowPayloads
+from templar_jax.protocol.leader import PeerList
+from templar_jax.sparseloco import Payload, SparseLoCoState
+
+
+class MinerState(NamedTuple):
+    """A miner's state at the start of a window."""
+
+    params: Any  # theta0, the global model every honest neuron holds
+    opt_state: Any  # inner AdamW state, kept across windows
+    ef: SparseLoCoState  # error feedback
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """What a miner did in its window before the gather (all zeros when it was behind)."""
+
+    train_loss: float | None = None
+    inner_steps: int = 0
+    uploaded: bool = False
+    compute_s: float = 0.0  # train + compress + encode
+    upload_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """One window's gather: the peer list in force, the payloads, and who counts."""
+
+    peers: PeerList
+    payloads: WindowPayloads
+    contributors: list[int]  # the uids whose payloads the outer step aggregates
+    seconds: float
+
+    @property
+    def applied(self) -> list[Payload]:
+        return [self.payloads.valid[u] for u in self.contributors]
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """The validator's verdicts for one window (empty in a null round)."""
+
+    state: ValidatorState
+    eval_uids: list[int]
+    verdicts: list[CopyVerdict]
+
+
+@dataclass(frozen=True)
+class ValidatorWindow:
+    """Everything the validator reports for one window."""
+
+    window: int
+    miners: list[int]
+    gathered: Gathered
+    scoring: Scoring
+    weights: WeightVector | None  # set on chain this window, if due
+    heldout_loss: float | None
+    params_digest: str | None

@@ -1,0 +1,28 @@
+"""The run's wire format as one object: a payload + metadata <-> bytes, checked against the
+model's parameter table with the run's chunk, top-k and index code (`templar_jax.wire`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import jax
+
+from templar_jax.sparseloco import Payload
+from templar_jax.wire import decode, encode
+
+
+@dataclass(frozen=True)
+class PayloadCodec:
+    expected: Any  # wire.ExpectedTable of the model
+    chunk: int
+    topk: int
+    index_coding: str  # wire name: 'elias-fano' or 'twelve-bit'
+
+    def encode(self, payload: Payload, meta: Mapping[str, Any]) -> bytes:
+        return encode(jax.device_get(payload), meta, expected=self.expected, index_coding=self.index_coding,
+                      chunk=self.chunk, topk=self.topk)
+
+    def decode(self, data: bytes, *, expected_meta: Mapping[str, Any] | None = None) -> tuple[Payload, dict]:
+        """Raises wire.PayloadError (only) for bad bytes or metadata other than `expected_meta`."""
+        return decode(data, self.expected, chunk=self.chunk, topk=self.topk, expected_meta=expected_meta)
