@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from types import MappingProxyType
+from typing import Mapping
 
 from templar_jax.model.config import ModelConfig
 from templar_jax.tree import unflatten_params
@@ -54,11 +56,9 @@ def _top(shape: tuple[int, ...], axes: tuple[str, ...], init: str = "normal") ->
 
 
 @functools.lru_cache(maxsize=64)
-def param_table(cfg: ModelConfig) -> dict[str, ParamSpec]:
-    """{flat name: ParamSpec}, in creation order (embed, layer tensors, final norm, lm_head).
-
-    The returned dict is shared (cached per config): do not mutate it.
-    """
+def param_table(cfg: ModelConfig) -> Mapping[str, ParamSpec]:
+    """{flat name: ParamSpec}, in creation order (embed, layer tensors, final norm, lm_head);
+    read-only, cached per config."""
     L, D, F, V = cfg.n_layers, cfg.d_model, cfg.d_ff, cfg.vocab_size
     hq, hkv = cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
 
@@ -80,7 +80,7 @@ def param_table(cfg: ModelConfig) -> dict[str, ParamSpec]:
     }
     if not cfg.tie_embeddings:
         table["lm_head/kernel"] = _top((D, V), ("embed", "vocab"))
-    return table
+    return MappingProxyType(table)
 
 
 def flat_param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
