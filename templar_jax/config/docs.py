@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import typing
-from dataclasses import MISSING
 
 from templar_jax.config import typed
 from templar_jax.config.run_config import RunConfig, available_run_configs
@@ -45,8 +44,9 @@ CPU (5-block windows of 1 s, LocalChain, file buckets), `demo` what `templar-jax
 """
 
 
-def _default_text(value) -> str:
-    if value is MISSING:
+def _default_text(f: typed.FieldInfo) -> str:
+    value = f.default
+    if f.required:
         return "required"
     if value is None:
         return "none"
@@ -63,7 +63,7 @@ def _table(fields: list[typed.FieldInfo]) -> list[str]:
     lines = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
     for f in fields:
         kind = f.type_name.replace("|", "\\|")
-        lines.append(f"| `{f.key}` | {kind} | {_default_text(f.default)} | {f.doc} |")
+        lines.append(f"| `{f.key}` | {kind} | {_default_text(f)} | {f.doc} |")
     return lines
 
 
