@@ -101,7 +101,7 @@ def test_validator_and_miner_apply_the_same_update(net, model):
         net.parts(HOTKEYS[uid], "miner").bucket.put(gradient_key(0, uid, model.version), data)
     theta0 = model.init_params()
     params_v = validator.process_window(theta0, 0, start=0)
-    state = miner.step_window(miner._start_state(0, 0), 0, start=0)  # behind: gathers and applies only
+    state = miner.step_window(miner.start_state(0, 0), 0, start=0)  # behind: gathers and applies only
     assert model.params_digest(state.params) == model.params_digest(params_v) != model.params_digest(theta0)
 
     events = read_all_events(net.run_dir)
@@ -157,3 +157,12 @@ def test_copier_re_signs_the_victims_payload(net, model):
     assert meta["global_step"] == 2
     for name in payload:
         np.testing.assert_array_equal(np.asarray(out[name].idx), np.asarray(payload[name].idx))
+
+
+def test_cli_rejects_an_unknown_behavior_before_joining(tmp_path, capsys):
+    from templar_jax.cli import main
+
+    rc = main(["miner", "--config", "demo", "--hotkey", "miner-9", "--run-dir", str(tmp_path),
+               "--set", f"chain.network={tmp_path / 'no-chain.sqlite'}", "--behavior", "evil"])
+    assert rc == 1 and "unknown behavior 'evil'" in capsys.readouterr().out
+    assert not (tmp_path / "events").exists()  # nothing was built

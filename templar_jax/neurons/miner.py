@@ -144,7 +144,7 @@ class Miner(NeuronBase):
     def _resume_dir(self) -> Path:
         return self.run_dir / f"miner-{self.uid}-resume"
 
-    def _start_state(self, start: int, window: int) -> MinerState:
+    def start_state(self, start: int, window: int) -> MinerState:
         """The state at the start of `window`.
 
         A local resume checkpoint gives params/opt/EF as of the window it was saved after; the
@@ -186,7 +186,7 @@ class Miner(NeuronBase):
     def run(self, windows: int | None = None) -> int:
         start = self.wait_start_window()
         window = max(start, self.clock.current_window())
-        state = self._start_state(start, window)
+        state = self.start_state(start, window)
         last = start + windows - 1 if windows else None
         self.events.emit("started", behavior=str(self.upload), start_window=start, window=window)
         while last is None or window <= last:
