@@ -2,19 +2,15 @@
 `aggregate_tensor` bitwise: both rules, batched tensors, overlapping selections, clipping,
 non-finite skip, fallback, several chunks per program, more than 127 peers."""
 
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from kernel_test_config import BACKEND, kernel_config
 from templar_jax.sparseloco import AggregationError, aggregate_tensor, compress_tensor
-from templar_jax.sparseloco.kernels import aggregate_tensor_pallas
-from templar_jax.sparseloco.kernels.backend import AGG_KERNEL_ENV
 
 SHAPE = (2, 128, 192)
-BACKEND = os.environ.get("TEMPLAR_KERNEL_BACKEND", "interpret")  # "triton" in device_check.sh
 
 
 def bits(a):
@@ -39,10 +35,15 @@ def reference(*args, **kwargs):
 
 
 @pytest.fixture(autouse=True, params=["onehot", "scatter"])
-def agg_kernel(request, monkeypatch):
+def agg_kernel(request):
     """Every test runs with each kernel (the choice is a static argument of the jitted path)."""
-    monkeypatch.setenv(AGG_KERNEL_ENV, request.param)
     return request.param
+
+
+def aggregate_tensor_pallas(payloads, shape, *, agg_kernel, tiles=0, **kwargs):
+    """`aggregate_tensor` with the Pallas core and the `agg_kernel` aggregation kernel."""
+    config = kernel_config(aggregate=agg_kernel, aggregate_tiles=tiles)
+    return aggregate_tensor(payloads, shape, impl="pallas", kernel=config, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +56,8 @@ def peers():
 
 
 @pytest.mark.parametrize("rule", ["median_clip", "mean"])
-def test_equals_pure_jax_bitwise(peers, rule):
-    got = aggregate_tensor_pallas(peers, SHAPE, rule=rule, batch_ndim=1, backend=BACKEND)
+def test_equals_pure_jax_bitwise(peers, rule, agg_kernel):
+    got = aggregate_tensor_pallas(peers, SHAPE, rule=rule, batch_ndim=1, agg_kernel=agg_kernel)
     want = reference(peers, SHAPE, rule=rule, batch_ndim=1)
     assert got.shape == SHAPE and got.dtype == jnp.float32
     assert_same(got, want, rule)
@@ -65,27 +66,27 @@ def test_equals_pure_jax_bitwise(peers, rule):
     assert np.count_nonzero(np.asarray(got)) > 0
 
 
-def test_single_peer_and_non_64_tile():
+def test_single_peer_and_non_64_tile(agg_kernel):
     rng = np.random.default_rng(22)
     shape = (100, 50)  # 50x50 tiles
     ps = [compress_tensor(rng.standard_normal(shape).astype(np.float32)) for _ in range(3)]
     for group in (ps[:1], ps):
-        got = aggregate_tensor_pallas(group, shape, backend=BACKEND)
+        got = aggregate_tensor_pallas(group, shape, agg_kernel=agg_kernel)
         assert_same(got, reference(group, shape))
 
 
-def test_non_finite_reference_tensor_is_skipped(peers):
+def test_non_finite_reference_tensor_is_skipped(peers, agg_kernel):
     bad = peers[2]._replace(lut=np.asarray(peers[2].lut).copy())
     bad.lut[1, 3] = np.inf  # layer 1 of one peer decodes to inf somewhere
     group = [peers[0], peers[1], bad]
-    got = np.asarray(aggregate_tensor_pallas(group, SHAPE, batch_ndim=1, backend=BACKEND,
+    got = np.asarray(aggregate_tensor_pallas(group, SHAPE, batch_ndim=1, agg_kernel=agg_kernel,
                                              rule="mean"))
     want = np.asarray(reference(group, SHAPE, batch_ndim=1, rule="mean"))
     np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
     assert np.all(got[1] == 0) and np.count_nonzero(got[0]) > 0
 
 
-def test_out_of_range_code_skips_the_tensor(peers):
+def test_out_of_range_code_skips_the_tensor(peers, agg_kernel):
     """A code past the LUT decodes to NaN in the pure path (take_along_axis fills), so that
     reference tensor is skipped; the scatter kernel decodes codes itself and must agree."""
     bad = peers[1]._replace(codes=np.asarray(peers[1].codes).copy())
@@ -93,16 +94,16 @@ def test_out_of_range_code_skips_the_tensor(peers):
     group = [peers[0], bad, peers[2]]
     for rule in ("median_clip", "mean"):
         got = np.asarray(aggregate_tensor_pallas(group, SHAPE, rule=rule, batch_ndim=1,
-                                                 backend=BACKEND))
+                                                 agg_kernel=agg_kernel))
         assert_same(got, reference(group, SHAPE, rule=rule, batch_ndim=1), rule)
         assert np.all(got[0] == 0) and np.count_nonzero(got[1]) > 0
 
 
-def test_fallback_1d_and_errors(peers):
+def test_fallback_1d_and_errors(peers, agg_kernel):
     rng = np.random.default_rng(23)
     ps = [compress_tensor(rng.standard_normal((2, 256)).astype(np.float32), batch_ndim=1)
           for _ in range(3)]
-    got = aggregate_tensor_pallas(ps, (2, 256), batch_ndim=1, backend=BACKEND)
+    got = aggregate_tensor_pallas(ps, (2, 256), batch_ndim=1, agg_kernel=agg_kernel)
     if BACKEND == "interpret":
         assert_same(got, reference(ps, (2, 256), batch_ndim=1))
     else:  # the fallback is the device's own pure path. On an H200 it differed from the CPU
@@ -111,18 +112,17 @@ def test_fallback_1d_and_errors(peers):
         want = np.asarray(aggregate_tensor(ps, (2, 256), batch_ndim=1))
         np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
     with pytest.raises(AggregationError, match="unknown aggregation rule"):
-        aggregate_tensor_pallas(peers, SHAPE, rule="median", batch_ndim=1)
+        aggregate_tensor_pallas(peers, SHAPE, rule="median", batch_ndim=1, agg_kernel=agg_kernel)
     with pytest.raises(AggregationError, match="at least one"):
-        aggregate_tensor_pallas([], SHAPE, batch_ndim=1)
+        aggregate_tensor_pallas([], SHAPE, batch_ndim=1, agg_kernel=agg_kernel)
 
 
-def test_per_shard_aggregation_equals_pure_sharded_and_unsharded():
+def test_per_shard_aggregation_equals_pure_sharded_and_unsharded(agg_kernel):
     import jax
     from jax.sharding import PartitionSpec as P
 
-    from templar_jax.sparseloco.kernels import aggregate_tensor_sharded_pallas
+    from templar_jax.sparseloco import aggregate_tensor_sharded
     from templar_jax.sparseloco.sharded import plan_shards
-    from templar_jax.sparseloco.sharded_aggregate import aggregate_tensor_sharded
 
     if jax.device_count() < 8:
         pytest.skip("needs the 8 fake CPU devices of tests/conftest.py")
@@ -134,7 +134,8 @@ def test_per_shard_aggregation_equals_pure_sharded_and_unsharded():
              for _ in range(3)]
     plan = plan_shards(shape, P(None, "fsdp", "tensor"), mesh, 1)
     assert plan is not None and plan.tensor_axes == ("fsdp", "tensor")
-    got = aggregate_tensor_sharded_pallas(peers, shape, plan=plan, mesh=mesh, backend=BACKEND)
+    got = aggregate_tensor_sharded(peers, shape, plan=plan, mesh=mesh, impl="pallas",
+                                   kernel=kernel_config(aggregate=agg_kernel))
     assert got.sharding.spec == plan.spec
     want = aggregate_tensor_sharded(peers, shape, plan=plan, mesh=mesh)
     np.testing.assert_array_equal(bits(got), bits(want))
@@ -148,11 +149,11 @@ def test_per_shard_aggregation_equals_pure_sharded_and_unsharded():
 def test_bf16_split_is_exact():
     """hi + mid + lo == v bitwise for |v| >= 2^-100 (lo then stays a normal number; below that a
     flush-to-zero may drop v's last bits, an absolute error under 1e-37) and for +0."""
-    from templar_jax.sparseloco.kernels.aggregate import _split_bf16
+    from templar_jax.sparseloco.kernels.aggregate import split_bf16
     rng = np.random.default_rng(24)
     v = np.concatenate([rng.standard_normal(4000) * 10.0 ** rng.integers(-29, 37, 4000),
                         [0.0, 1.0, -1.0, 3.0e38, -2.0 ** -100]]).astype(np.float32)
-    hi, mid, lo = _split_bf16(jnp.asarray(v))
+    hi, mid, lo = split_bf16(jnp.asarray(v))
     back = (hi.astype(jnp.float32) + mid.astype(jnp.float32)) + lo.astype(jnp.float32)
     np.testing.assert_array_equal(np.asarray(back).view(np.int32), v.view(np.int32))
 
@@ -161,8 +162,8 @@ def test_bf16_split_is_exact():
 def test_several_chunks_per_program(peers, tiles, agg_kernel):
     """Blocks of several chunks (the scatter kernel's column offsets, per-block bad counts)."""
     for rule in ("median_clip", "mean"):
-        got = aggregate_tensor_pallas(peers, SHAPE, rule=rule, batch_ndim=1, backend=BACKEND,
-                                      tiles_per_block=tiles)
+        got = aggregate_tensor_pallas(peers, SHAPE, rule=rule, batch_ndim=1, agg_kernel=agg_kernel,
+                                      tiles=tiles)
         assert_same(got, reference(peers, SHAPE, rule=rule, batch_ndim=1), rule)
 
 
@@ -179,6 +180,6 @@ def test_more_than_127_peers_use_wide_counts(agg_kernel):
     # zero them); the other 4032 get nothing
     ps = [proto._replace(idx=random_sorted_indices(rng, 1, 64, 64), shift=np.float32(i * 1e-3))
           for i in range(130)]
-    got = aggregate_tensor_pallas(ps, shape, backend=BACKEND)
+    got = aggregate_tensor_pallas(ps, shape, agg_kernel=agg_kernel)
     assert_same(got, reference(ps, shape))
     assert np.count_nonzero(np.asarray(got)) == 64

@@ -3,33 +3,28 @@ indices, codes, quantizer side data and the new error-feedback buffer, on random
 adversarial chunks, batched tensors, non-64 tiles, multi-tile blocks and per shard, with
 each compaction (one-hot matmuls or scatter to row-major ranks) and the early-exit select."""
 
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from templar_jax.sparseloco.compress import ef_compress_tensor, tensor_geometry
-from templar_jax.sparseloco.kernels import ef_compress_sharded_pallas, ef_compress_tensor_pallas
-from templar_jax.sparseloco.kernels.backend import (
-    KERNEL_COMPACT_ENV, KERNEL_SELECT_ENV, unsupported_reason)
-from templar_jax.sparseloco.sharded import plan_shards
+from kernel_test_config import kernel_config
+from templar_jax.sparseloco.compress import ef_compress_tensor
+from templar_jax.sparseloco.geometry import tensor_geometry
+from templar_jax.sparseloco.kernels.backend import unsupported_reason
+from templar_jax.sparseloco.kernels.compress import ef_compress_tensor_pallas, ef_select
+from templar_jax.sparseloco.sharded import compress_on_shards, plan_shards
 
 BETA = 0.95
-# bench/device_check.sh sets "triton" on a GPU; CPU runs use the Pallas interpreter.
-BACKEND = os.environ.get("TEMPLAR_KERNEL_BACKEND", "interpret")
 
 
 @pytest.fixture(autouse=True, params=["onehot:full", "scatter:full", "scatter:early"])
-def compaction(request, monkeypatch):
-    """Every test runs with each compaction, and the early-exit select (read when the kernel is
-    traced; every test traces a fresh jit)."""
+def config(request):
+    """Every test runs with each compaction, and the early-exit select (part of the config, a
+    static argument: each variant traces its own kernel)."""
     compact, select = request.param.split(":")
-    monkeypatch.setenv(KERNEL_COMPACT_ENV, compact)
-    monkeypatch.setenv(KERNEL_SELECT_ENV, select)
-    return compact
+    return kernel_config(compact=compact, select=select)
 
 
 def adversarial_layers(rng):
@@ -52,9 +47,9 @@ def adversarial_layers(rng):
     return x
 
 
-def run_both(e, d, geom, **kw):
+def run_both(e, d, geom, config, **kw):
     kernel = jax.jit(lambda e, d: ef_compress_tensor_pallas(
-        e, d, beta=BETA, geom=geom, backend=BACKEND, **kw))
+        e, d, beta=BETA, geom=geom, config=config, **kw))
     pure = jax.jit(lambda e, d: ef_compress_tensor(e, d, beta=BETA, geom=geom))
     return kernel(e, d), pure(e, d)
 
@@ -79,9 +74,9 @@ def adversarial():
     return e, d, geom
 
 
-def test_adversarial_batched_tensor_bitwise(adversarial):
+def test_adversarial_batched_tensor_bitwise(adversarial, config):
     e, d, geom = adversarial
-    got, want = run_both(e, d, geom)
+    got, want = run_both(e, d, geom, config)
     assert_bitwise(got, want)
     payload, new_e = got
     assert np.asarray(payload.idx).shape == (3, 8, 64)
@@ -90,30 +85,30 @@ def test_adversarial_batched_tensor_bitwise(adversarial):
     assert not np.array_equal(np.asarray(new_e[0]), np.asarray(BETA * e[0] + d[0]))
 
 
-def test_zero_delta_pure_topk_ties(adversarial):
+def test_zero_delta_pure_topk_ties(adversarial, config):
     """beta=0.95 with delta=0 keeps the adversarial chunks' exact ties in play."""
     e, _, geom = adversarial
-    assert_bitwise(*run_both(e, jnp.zeros_like(e), geom))
+    assert_bitwise(*run_both(e, jnp.zeros_like(e), geom, config))
 
 
-def test_two_tiles_per_block_and_non_64_tiles():
+def test_two_tiles_per_block_and_non_64_tiles(config):
     rng = np.random.default_rng(12)
     e = jnp.asarray(rng.standard_normal((64, 256)).astype(np.float32))
     d = jnp.asarray(rng.integers(-2, 3, (64, 256)).astype(np.float32))
     _, geom = tensor_geometry(e.shape, 0)
-    assert_bitwise(*run_both(e, d, geom, tiles_per_block=2))
+    assert_bitwise(*run_both(e, d, geom, config, tiles_per_block=2))
     e2 = jnp.asarray(rng.standard_normal((100, 50)).astype(np.float32))  # tile 50x50
     _, geom2 = tensor_geometry(e2.shape, 0)
     assert geom2.tile == (50, 50)
-    assert_bitwise(*run_both(e2, e2 * 0.5, geom2))
+    assert_bitwise(*run_both(e2, e2 * 0.5, geom2, config))
 
 
-def test_fallback_for_1d_and_non_f32():
+def test_fallback_for_1d_and_non_f32(config):
     rng = np.random.default_rng(13)
     _, geom = tensor_geometry((2, 256), 1)
     assert unsupported_reason(geom, jnp.float32, "interpret", 1) is not None
     e = jnp.asarray(rng.standard_normal((2, 256)).astype(np.float32))
-    assert_bitwise(*run_both(e, e, geom))
+    assert_bitwise(*run_both(e, e, geom, config))
     _, geom2 = tensor_geometry((64, 64), 0)
     assert "float32" in unsupported_reason(geom2, jnp.bfloat16, "triton", 1)
     assert unsupported_reason(geom2, jnp.float32, "triton", 1) is None
@@ -121,7 +116,7 @@ def test_fallback_for_1d_and_non_f32():
     assert "powers of two" in unsupported_reason(geom3, jnp.float32, "triton", 1)
 
 
-def test_per_shard_under_shard_map_equals_unsharded():
+def test_per_shard_under_shard_map_equals_unsharded(config):
     if jax.device_count() < 8:
         pytest.skip("needs the 8 fake CPU devices of tests/conftest.py")
     mesh = jax.make_mesh((2, 2, 2), ("data", "fsdp", "tensor"),
@@ -133,9 +128,9 @@ def test_per_shard_under_shard_map_equals_unsharded():
     e = rng.standard_normal(shape).astype(np.float32)
     d = rng.standard_normal(shape).astype(np.float32)
     sh = NamedSharding(mesh, spec)
-    got = jax.jit(lambda e, d: ef_compress_sharded_pallas(
-        e, d, beta=BETA, plan=plan, mesh=mesh, backend=BACKEND))(
-        jax.device_put(e, sh), jax.device_put(d, sh))
+    got = jax.jit(lambda e, d: compress_on_shards(
+        ef_compress_tensor_pallas, e, d, plan=plan, mesh=mesh, check_vma=False, beta=BETA,
+        config=config))(jax.device_put(e, sh), jax.device_put(d, sh))
     _, geom = tensor_geometry(shape, 1)
     want = jax.jit(lambda e, d: ef_compress_tensor(e, d, beta=BETA, geom=geom))(e, d)
     # idx/codes/residual are exact; the psum'ed statistics may round differently from the
@@ -150,7 +145,7 @@ def test_per_shard_under_shard_map_equals_unsharded():
 
 
 def test_backend_names():
-    from templar_jax.sparseloco.kernels import KernelConfigError, resolve_backend
+    from templar_jax.sparseloco.kernels.config import KernelConfigError, resolve_backend
     expect = {"gpu": "triton", "tpu": "mosaic_tpu"}.get(jax.default_backend(), "interpret")
     assert resolve_backend("auto") == expect
     assert resolve_backend("triton") == "triton"
@@ -158,21 +153,19 @@ def test_backend_names():
         resolve_backend("cuda")
 
 
-def test_stage_cuts_stop_where_they_say():
+def test_stage_cuts_stop_where_they_say(config):
     """bench/compress.py's stage profile: "ef" writes only the EF update, "select" also the
     size of each tile's top-k mask (k); an unknown cut is a clear error."""
-    from templar_jax.sparseloco.kernels import ef_select
-
     rng = np.random.default_rng(15)
     e = jnp.asarray(rng.standard_normal((1, 64, 128)).astype(np.float32))
     d = jnp.asarray(rng.standard_normal((1, 64, 128)).astype(np.float32))
     _, geom = tensor_geometry((64, 128), 0)
-    full_acc, full_idx, _ = ef_select(e, d, beta=BETA, geom=geom, backend=BACKEND,
+    full_acc, full_idx, _ = ef_select(e, d, beta=BETA, geom=geom, config=config,
                                       tiles_per_block=1)
     for cut in ("ef", "select"):
-        acc, idx, _ = ef_select(e, d, beta=BETA, geom=geom, backend=BACKEND, tiles_per_block=1,
+        acc, idx, _ = ef_select(e, d, beta=BETA, geom=geom, config=config, tiles_per_block=1,
                                 cut=cut)
         np.testing.assert_array_equal(np.asarray(acc), np.asarray(full_acc))
     assert np.all(np.asarray(idx) == geom.k) and not np.all(np.asarray(full_idx) == geom.k)
     with pytest.raises(ValueError, match="stage cut"):
-        ef_select(e, d, beta=BETA, geom=geom, backend=BACKEND, tiles_per_block=1, cut="all")
+        ef_select(e, d, beta=BETA, geom=geom, config=config, tiles_per_block=1, cut="all")

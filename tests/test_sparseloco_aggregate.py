@@ -106,15 +106,16 @@ def test_tree_api_norms_densify_and_outer_step():
 def test_ordered_peer_sums_equal_the_one_scatter_path_bitwise(rule):
     """`ordered=True` (one unique-index scatter per peer, stopping at the last valid peer) gives
     the default path's bits on CPU, with padding peers after and an invalid peer among them."""
-    from templar_jax.sparseloco.aggregate import _aggregate_stacked, _stack, peer_bucket
+    from templar_jax.sparseloco.aggregate import aggregate_stacked
+    from templar_jax.sparseloco.payload import peer_bucket, stack_payloads
 
     payloads = peer_payloads(5, seed=9)
-    stacked = _stack(payloads, pad_to=peer_bucket(5))  # 8 slots: 5 peers + 3 zero payloads
+    stacked = stack_payloads(payloads, pad_to=peer_bucket(5))  # 8 slots: 5 peers + 3 zero payloads
     valid = np.arange(8) < 5
     valid[2] = False  # an invalid peer before valid ones: dropped in both paths
     kw = dict(shape=SHAPE, batch_ndim=0, chunk=64, rule=rule)
-    want = np.asarray(_aggregate_stacked(stacked, valid, **kw))
-    got = np.asarray(_aggregate_stacked(stacked, valid, ordered=True, **kw))
+    want = np.asarray(aggregate_stacked(stacked, valid, **kw))
+    got = np.asarray(aggregate_stacked(stacked, valid, ordered=True, **kw))
     np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
     assert np.count_nonzero(got) > 0
 
@@ -126,24 +127,26 @@ def test_invalid_and_padding_peers_never_reach_the_result(rule, path):
     they hold: an invalid peer whose table decodes to NaN leaves the result bit-identical to
     aggregating the valid peers alone (multiplying it by 0 would have made NaN). The same for
     the Pallas kernels (interpret mode)."""
-    from templar_jax.sparseloco.aggregate import _aggregate_stacked, _stack, peer_bucket
-    from templar_jax.sparseloco.kernels.aggregate import _aggregate_stacked_pallas
+    from templar_jax.sparseloco import KernelConfig
+    from templar_jax.sparseloco.aggregate import aggregate_stacked
+    from templar_jax.sparseloco.payload import peer_bucket, stack_payloads
 
     def run(st, v):
         kw = dict(shape=SHAPE, batch_ndim=0, chunk=64, rule=rule)
         if path.endswith("kernel"):
-            return _aggregate_stacked_pallas(st, v, backend="interpret", tiles=1,
-                                             kernel=path.split("_")[0], **kw)
-        return _aggregate_stacked(st, v, ordered=path == "ordered", **kw)
+            kernel = KernelConfig(backend="interpret", aggregate=path.split("_")[0],
+                                  aggregate_tiles=1)
+            return aggregate_stacked(st, v, impl="pallas", kernel=kernel, **kw)
+        return aggregate_stacked(st, v, ordered=path == "ordered", **kw)
 
     payloads = peer_payloads(4, seed=11)
     poisoned = payloads[1]._replace(lut=np.full_like(np.asarray(payloads[1].lut), np.nan))
     with_bad = [payloads[0], poisoned, payloads[2], payloads[3]]
-    stacked = _stack(with_bad, pad_to=peer_bucket(7))  # 8 slots: 4 peers + 4 zero payloads
+    stacked = stack_payloads(with_bad, pad_to=peer_bucket(7))  # 8 slots: 4 peers + 4 zero payloads
     valid = np.arange(8) < 4
     valid[1] = False
     got = np.asarray(run(stacked, valid))
     good = [payloads[0], payloads[2], payloads[3]]
-    want = np.asarray(run(_stack(good, pad_to=4), np.arange(4) < 3))
+    want = np.asarray(run(stack_payloads(good, pad_to=4), np.arange(4) < 3))
     assert np.all(np.isfinite(got)) and np.count_nonzero(got) > 0
     np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))

@@ -6,7 +6,7 @@ import pytest
 from sparseloco_reference import ref_chunks, ref_k, ref_split
 from templar_jax.sparseloco import chunk_geometry, split
 from templar_jax.sparseloco.chunking import from_chunks, to_chunks
-from templar_jax.sparseloco.compress import CompressionConfigError, tensor_geometry
+from templar_jax.sparseloco.geometry import CompressionConfigError, tensor_geometry
 from templar_jax.sparseloco.tree import batch_dims_from_names, flatten, unflatten
 
 

@@ -13,8 +13,9 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from templar_jax.sparseloco import sparseloco
-from templar_jax.sparseloco.compress import ef_compress_tensor, tensor_geometry
-from templar_jax.sparseloco.sharded import ef_compress_sharded, plan_shards
+from templar_jax.sparseloco.compress import ef_compress_tensor
+from templar_jax.sparseloco.geometry import tensor_geometry
+from templar_jax.sparseloco.sharded import compress_on_shards, plan_shards
 
 COLLECTIVE = re.compile(r"=\s*(\(?[^=]*?\)?)\s+(all-gather|all-to-all|collective-permute|all-reduce)"
                         r"(-start)?\(")
@@ -62,7 +63,8 @@ def test_sharded_compress_moves_no_parameter_sized_data_and_matches(mesh, name):
     plan = plan_shards(shape, spec, mesh, bd)
     assert plan is not None
     e, d, e_sh, d_sh = sharded_inputs(mesh, shape, spec, seed=len(name))
-    fn = jax.jit(lambda a, b: ef_compress_sharded(a, b, beta=0.95, plan=plan, mesh=mesh))
+    fn = jax.jit(lambda a, b: compress_on_shards(ef_compress_tensor, a, b, plan=plan, mesh=mesh,
+                                                 beta=0.95))
     hlo = fn.lower(e_sh, d_sh).compile().as_text()
     numel = int(np.prod(shape))
     assert largest_collective(hlo) <= numel // 32, "a parameter-sized collective was emitted"
@@ -116,9 +118,9 @@ def test_transformation_shards_state_and_matches_unsharded(mesh):
 
 @pytest.mark.parametrize("name", ["layers/mlp/w_up", "final_norm/scale"])
 def test_sharded_aggregation_matches_unsharded(mesh, name):
-    from templar_jax.sparseloco import aggregate_tensor, compress_tensor
-    from templar_jax.sparseloco.sharded_aggregate import (
-        _aggregate_blocks, aggregate_tensor_sharded, place_payloads)
+    from templar_jax.sparseloco import aggregate_tensor, aggregate_tensor_sharded, compress_tensor
+    from templar_jax.sparseloco.aggregate import aggregate_placed
+    from templar_jax.sparseloco.sharded import place_payloads
 
     shape, spec, bd = CASES[name]
     rng = np.random.default_rng(5)
@@ -131,8 +133,8 @@ def test_sharded_aggregation_matches_unsharded(mesh, name):
     want = np.asarray(aggregate_tensor(payloads, shape, batch_ndim=bd))
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
     placed, valid = place_payloads(payloads, shape, plan=plan, mesh=mesh)
-    hlo = _aggregate_blocks.lower(placed, valid, plan=plan, mesh=mesh,
-                                  rule="median_clip").compile().as_text()
+    hlo = aggregate_placed.lower(placed, valid, plan=plan, mesh=mesh,
+                                 rule="median_clip").compile().as_text()
     assert largest_collective(hlo) <= int(np.prod(shape)) // 32
 
 

@@ -1,14 +1,17 @@
 """Compression of one parameter tensor (SPEC 2.1-2.3) plus the error-feedback step.
 
-A parameter of shape `batch_shape + tensor_shape` (batch_shape = (L,) for the stacked layer
-params, () otherwise; tensor_shape 1-D or 2-D) is L independent reference tensors. Reference API:
-`compress_tensor`, `decompress_tensor` (NumPy or jax in; jax out). Batched, jittable building
-blocks for the transformation: `ef_compress_tensor`, `decode_dense`.
+    e       <- beta * e + delta
+    payload  = Q_2bit(TopK_chunk(e))     per reference tensor (`codec`)
+    e       <- e - decode(payload)       (the residual keeps what was not sent)
+
+`ef_compress_tensor` is the pure core on one block of chunks (a whole tensor, or one device's
+shard under `shard_map`); the Pallas core (`kernels.compress.ef_compress_tensor_pallas`) has
+its contract. Reference API: `compress_tensor`, `decompress_tensor`, `null_payload` (NumPy or
+jax in; jax out).
 """
 
 from __future__ import annotations
 
-import math
 from functools import partial
 from typing import Sequence
 
@@ -18,25 +21,8 @@ import numpy as np
 
 from templar_jax.sparseloco import codec
 from templar_jax.sparseloco.chunking import from_chunks, to_chunks
-from templar_jax.sparseloco.geometry import ChunkGeometry, chunk_geometry
-from templar_jax.sparseloco.payload import TensorPayload
-
-
-class CompressionConfigError(ValueError):
-    """A parameter shape or option that SparseLoCo cannot compress."""
-
-
-def tensor_geometry(shape, batch_ndim: int = 0, *, chunk: int = 64, topk: int = 64):
-    """(batch_shape, ChunkGeometry of the reference tensor) for a parameter shape."""
-    shape = tuple(int(s) for s in shape)
-    if batch_ndim < 0 or len(shape) - batch_ndim not in (1, 2):
-        raise CompressionConfigError(
-            f"shape {shape} with {batch_ndim} batch dim(s) is not a batch of 1-D/2-D tensors")
-    return shape[:batch_ndim], chunk_geometry(shape[batch_ndim:], chunk=chunk, topk=topk)
-
-
-def _flat_batch(batch_shape) -> int:
-    return math.prod(batch_shape) if batch_shape else 1
+from templar_jax.sparseloco.geometry import ChunkGeometry, flat_batch, tensor_geometry
+from templar_jax.sparseloco.payload import TensorPayload, flat_payload, unflatten_payload
 
 
 def ef_compress_tensor(e, delta, *, beta: float, geom: ChunkGeometry, bins: int = 4,
@@ -44,40 +30,18 @@ def ef_compress_tensor(e, delta, *, beta: float, geom: ChunkGeometry, bins: int 
     """e <- beta*e + delta; payload = Q(TopK(e)); e <- e - decode(payload).
 
     `e`/`delta` have shape [*batch, *tensor] (local shard shape under shard_map, with `geom`
-    describing the local chunk grid). Returns (TensorPayload with arrays shaped
-    [*batch, num_chunks, k], new e with e's dtype).
+    describing the local chunk grid and `axis_names` the mesh axes whose psum completes the
+    quantizer statistics). Returns (TensorPayload with arrays shaped [*batch, num_chunks, k],
+    new e with e's dtype).
     """
     batch_shape = e.shape[: e.ndim - len(geom.tile)]
-    b = _flat_batch(batch_shape)
+    b = flat_batch(batch_shape)
     acc = (beta * e.astype(jnp.float32) + delta.astype(jnp.float32)).astype(e.dtype)
     chunks = to_chunks(acc.reshape((b,) + acc.shape[len(batch_shape):]), geom)
     idx, codes, shift, scale, lut, residual = codec.ef_compress_chunks(
         chunks, geom.k, bins=bins, sigma_range=sigma_range, axis_names=axis_names)
     new_e = from_chunks(residual, geom).reshape(e.shape)
-    return _unflatten_payload(TensorPayload(idx, codes, shift, scale, lut), batch_shape), new_e
-
-
-def _unflatten_payload(p: TensorPayload, batch_shape) -> TensorPayload:
-    return TensorPayload(
-        idx=p.idx.reshape(batch_shape + p.idx.shape[1:]),
-        codes=p.codes.reshape(batch_shape + p.codes.shape[1:]),
-        shift=p.shift.reshape(batch_shape),
-        scale=p.scale.reshape(batch_shape),
-        lut=p.lut.reshape(batch_shape + p.lut.shape[1:]),
-    )
-
-
-def flat_payload(p: TensorPayload, batch_shape) -> TensorPayload:
-    """Payload arrays as jax arrays with the batch dims flattened to one leading B axis."""
-    b = _flat_batch(batch_shape)
-    idx = jnp.asarray(p.idx).astype(jnp.int32)
-    return TensorPayload(
-        idx=idx.reshape((b,) + idx.shape[len(batch_shape):]),
-        codes=jnp.asarray(p.codes).reshape((b,) + idx.shape[len(batch_shape):]),
-        shift=jnp.asarray(p.shift, jnp.float32).reshape(b),
-        scale=jnp.asarray(p.scale, jnp.float32).reshape(b),
-        lut=jnp.asarray(p.lut, jnp.float32).reshape(b, -1),
-    )
+    return unflatten_payload(TensorPayload(idx, codes, shift, scale, lut), batch_shape), new_e
 
 
 def decode_values(p: TensorPayload, batch_shape):

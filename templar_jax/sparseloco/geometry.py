@@ -1,9 +1,19 @@
 """Chunk geometry of SPEC sec. 2.1/2.2: how a tensor shape splits into chunks and how many
-values each chunk sends. Pure Python on shapes (no arrays), shared by sparseloco and wire."""
+values each chunk sends. Pure Python on shapes (no arrays), shared by sparseloco and wire.
+
+A parameter of shape `batch_shape + tensor_shape` (batch_shape = (L,) for the stacked layer
+params, () otherwise; tensor_shape 1-D or 2-D) is prod(batch_shape) independent reference
+tensors, each chunked by `chunk_geometry(tensor_shape)`.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
+
+
+class CompressionConfigError(ValueError):
+    """A parameter shape or option that SparseLoCo cannot compress."""
 
 
 def split(n: int, target: int = 64) -> int:
@@ -48,3 +58,17 @@ def chunk_geometry(shape: tuple[int, ...], *, chunk: int = 64, topk: int = 64) -
     for t in tile:
         chunk_size *= t
     return ChunkGeometry(tile, grid, num_chunks, chunk_size, clamp_k(topk, chunk_size))
+
+
+def tensor_geometry(shape, batch_ndim: int = 0, *, chunk: int = 64, topk: int = 64):
+    """(batch_shape, ChunkGeometry of the reference tensor) for a parameter shape."""
+    shape = tuple(int(s) for s in shape)
+    if batch_ndim < 0 or len(shape) - batch_ndim not in (1, 2):
+        raise CompressionConfigError(
+            f"shape {shape} with {batch_ndim} batch dim(s) is not a batch of 1-D/2-D tensors")
+    return shape[:batch_ndim], chunk_geometry(shape[batch_ndim:], chunk=chunk, topk=topk)
+
+
+def flat_batch(batch_shape) -> int:
+    """Reference tensors in a batch shape (1 for an unstacked parameter)."""
+    return math.prod(batch_shape) if batch_shape else 1

@@ -1,10 +1,16 @@
-"""SparseLoCo as an optax-style transformation, plus the outer step.
+"""SparseLoCo's compression as a transformation whose update is a payload, plus the outer step.
 
     e_t      = beta * e_{t-1} + delta_t              (delta = theta0 - theta_H, the pseudo-grad)
     payload  = Q_2bit(TopK_chunk(e_t))               (SPEC 2.1-2.3, per reference tensor)
     e_t     <- e_t - decode(payload)                 (residual keeps what was not sent)
     agg      = Aggregate(payloads of the peers)      (SPEC 2.4, `aggregate`)
     theta    = theta0 - alpha * agg                  (`outer_step`: optax.sgd(alpha))
+
+`sparseloco(...)` follows optax's shape (`init(params) -> state`, `update(updates, state,
+params=None) -> (out, state)`, NamedTuple state) but is not an optax GradientTransformation:
+its update returns a flat `Payload` {name: TensorPayload} to send to the peers, not a gradient
+tree, so it does not chain with optax transformations. The outer optimizer (`outer_optimizer`)
+is a real optax one and is applied to the aggregate.
 
 Example::
 
@@ -22,17 +28,19 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding
 
-from templar_jax.sparseloco.compress import ef_compress_tensor, null_payload, tensor_geometry
-from templar_jax.sparseloco.impl import IMPLS, resolve_impl
+from templar_jax.sparseloco.compress import null_payload
+from templar_jax.sparseloco.dispatch import compress_core, needs_vma_check, resolve_impl
+from templar_jax.sparseloco.geometry import tensor_geometry
+from templar_jax.sparseloco.kernels.config import KernelConfig
 from templar_jax.sparseloco.payload import Payload
-from templar_jax.sparseloco.sharded import ShardPlan, ef_compress_sharded, plan_shards
+from templar_jax.sparseloco.sharded import compress_on_shards, param_spec, plan_shards
 from templar_jax.sparseloco.tree import batch_dims_from_names, flatten, restructure
 
 log = logging.getLogger(__name__)
@@ -40,6 +48,15 @@ log = logging.getLogger(__name__)
 
 class SparseLoCoState(NamedTuple):
     error: Any  # error-feedback buffers, a tree like params (same shapes, dtypes, shardings)
+
+
+class PayloadTransformation(NamedTuple):
+    """optax-shaped pair whose update emits the payload instead of an update tree:
+    init(params) -> SparseLoCoState;
+    update(pseudo_grad, state, params=None, *, null_round=False) -> (Payload, SparseLoCoState).
+    """
+    init: Callable[[Any], SparseLoCoState]
+    update: Callable[..., tuple[Payload, SparseLoCoState]]
 
 
 def _zeros_like_tree(params):
@@ -51,49 +68,25 @@ def _zeros_like_tree(params):
     return jax.tree.map(zeros, params)
 
 
-def _spec_of(x, name, param_specs, mesh):
-    if param_specs is not None and name in param_specs:
-        return param_specs[name]
-    try:
-        sharding = x.sharding
-    except Exception:  # a tracer (update called under an outer jit): no concrete sharding
-        return None
-    if isinstance(sharding, NamedSharding) and sharding.mesh == mesh:
-        return sharding.spec
-    return None
-
-
-def _compress_fns(impl: str):
-    """(unsharded, sharded) EF+compress functions: pure JAX, or the Pallas kernels (same
-    arguments, bit-identical results; see sparseloco/kernels). "auto": see sparseloco/impl.py."""
-    resolved = resolve_impl(impl, "compress")
-    if resolved is None:
-        raise ValueError(f"unknown SparseLoCo implementation {impl!r}; expected one of {IMPLS}")
-    if resolved == "pallas":
-        from templar_jax.sparseloco.kernels import ef_compress_sharded_pallas, ef_compress_tensor_pallas
-
-        return ef_compress_tensor_pallas, ef_compress_sharded_pallas
-    return ef_compress_tensor, ef_compress_sharded
-
-
 @functools.lru_cache(maxsize=64)
-def _compiled_update(names, metas, beta, bins, sigma_range, mesh, impl="jax"):
-    """One jitted EF+compress over all tensors; shared by equal-config transformations."""
+def _compiled_update(names, metas, beta, bins, sigma_range, mesh, impl, kernel):
+    """One jitted EF+compress over all tensors; shared by equal-config transformations (the
+    KernelConfig is part of the key, so a changed option compiles anew)."""
     plans = dict(zip(names, metas))
-    compress_one, compress_sharded = _compress_fns(impl)
+    core = compress_core(impl, kernel)
+    check_vma = needs_vma_check(impl, "compress")
 
     def run(flat_e, flat_delta):
         payload, new_e = {}, {}
         for name in names:
             plan, geom = plans[name]
-            if isinstance(plan, ShardPlan):
-                payload[name], new_e[name] = compress_sharded(
-                    flat_e[name], flat_delta[name], beta=beta, plan=plan, mesh=mesh,
-                    bins=bins, sigma_range=sigma_range)
+            kw = dict(beta=beta, bins=bins, sigma_range=sigma_range)
+            if plan is not None:
+                payload[name], new_e[name] = compress_on_shards(
+                    core, flat_e[name], flat_delta[name], plan=plan, mesh=mesh,
+                    check_vma=check_vma, **kw)
             else:
-                payload[name], new_e[name] = compress_one(
-                    flat_e[name], flat_delta[name], beta=beta, geom=geom, bins=bins,
-                    sigma_range=sigma_range)
+                payload[name], new_e[name] = core(flat_e[name], flat_delta[name], geom=geom, **kw)
         return payload, new_e
 
     return jax.jit(run)
@@ -103,8 +96,8 @@ def sparseloco(beta: float = 0.95, topk: int = 64, chunk: int = 64, *, bins: int
                sigma_range: float = 6.0, batch_dims: Mapping[str, int] | None = None,
                mesh: Mesh | None = None,
                param_specs: Mapping[str, Any] | None = None,
-               impl: str = "jax",
-               ) -> optax.GradientTransformationExtraArgs:
+               impl: str = "jax", kernel: KernelConfig = KernelConfig(),
+               ) -> PayloadTransformation:
     """Error feedback + chunked top-k + 2-bit quantization (see module docstring).
 
     Args:
@@ -114,12 +107,16 @@ def sparseloco(beta: float = 0.95, topk: int = 64, chunk: int = 64, *, bins: int
       batch_dims: {flat_name: number of leading stacked dims}; default: 1 for "layers/..." names.
       mesh, param_specs: enable per-shard compression ({flat_name: PartitionSpec}, optional).
       impl: "jax" (default), "pallas" (the kernels of sparseloco/kernels; bit-identical) or
-        "auto" (the kernel where bench/compress.py measured it faster: GPUs; sparseloco/impl.py).
+        "auto" (the kernel where it was measured faster: GPUs; dispatch.py).
+      kernel: which kernel variant "pallas" runs (`KernelConfig`, run config
+        `sparseloco.kernel`; its `auto` fields resolve to kernels/tuned.py on GPUs).
     update(pseudo_grad, state, params=None, *, null_round=False) returns (flat Payload, state).
     A null round returns payloads that decode to zeros and resets the error feedback to zero.
     """
-
-    _compress_fns(impl)  # validate early
+    impl = resolve_impl(impl, "compress")  # validate early
+    if impl == "pallas" and kernel.unmeasured():
+        log.info("kernel options %s are exact but not yet timed on a device",
+                 ", ".join(kernel.unmeasured()))
 
     def init_fn(params):
         return SparseLoCoState(error=_zeros_like_tree(params))
@@ -131,8 +128,8 @@ def sparseloco(beta: float = 0.95, topk: int = 64, chunk: int = 64, *, bins: int
         for name in names:
             x = flat_e[name]
             _, geom = tensor_geometry(x.shape, dims.get(name, 0), chunk=chunk, topk=topk)
+            spec = param_spec(name, x, mesh, param_specs) if mesh is not None else None
             plan = None
-            spec = _spec_of(x, name, param_specs, mesh) if mesh is not None else None
             if spec is not None:
                 plan = plan_shards(x.shape, spec, mesh, dims.get(name, 0), chunk=chunk, topk=topk)
                 if plan is None:
@@ -152,11 +149,12 @@ def sparseloco(beta: float = 0.95, topk: int = 64, chunk: int = 64, *, bins: int
             payload = {n: null_payload(flat_e[n].shape, dims.get(n, 0), chunk=chunk, topk=topk)
                        for n in names}
             return payload, SparseLoCoState(error=_zeros_like_tree(state.error))
-        fn = _compiled_update(names, metas, float(beta), bins, float(sigma_range), mesh, impl)
+        fn = _compiled_update(names, metas, float(beta), bins, float(sigma_range), mesh, impl,
+                              kernel)
         payload, new_e = fn(flat_e, flat_delta)
         return payload, SparseLoCoState(error=restructure(state.error, new_e))
 
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+    return PayloadTransformation(init_fn, update_fn)
 
 
 def outer_optimizer(alpha: float) -> optax.GradientTransformation:
@@ -180,3 +178,4 @@ def payload_bytes_reference(payload: Payload) -> int:
         n = int(jnp.size(p.idx))
         total += (n * 12 + 7) // 8 + n + 24 * int(jnp.size(p.shift))
     return total
+

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import numpy as np
+
 from templar_jax.tree import flatten_params, unflatten_params
 
 STACKED_PREFIX = "layers/"
@@ -38,3 +40,11 @@ def restructure(like: Mapping[str, Any], flat: Mapping[str, Any], prefix: str = 
         name = f"{prefix}{key}"
         out[key] = restructure(value, flat, name + "/") if isinstance(value, Mapping) else flat[name]
     return out
+
+
+def flat_shapes(params_like: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """{flat_name: shape} of a (nested or flat) dict of arrays, ShapeDtypeStructs or shape
+    tuples."""
+    return {n: tuple(int(s) for s in (v if isinstance(v, tuple) else getattr(v, "shape", None)
+                                       or np.shape(v)))
+            for n, v in flatten(params_like).items()}

@@ -16,7 +16,7 @@ scatter-add does on CPU: bit-identical results, deterministic on a GPU. The read
 traffic stays inside a 16 KB chunk, so it runs from cache; HBM sees the block's zeroing, the
 finalize pass and the payload reads (plus the counts buffer, int8 when R <= 127, for
 median_clip). Values come either decoded or as the payload's 1-byte codes plus a per-peer table
-of what each code decodes to (`Coded`, built by `aggregate.aggregate_payload_pallas`): the
+of what each code decodes to (`Coded`, built by `aggregate.aggregate_block_pallas`): the
 kernel then reads 5 bytes per entry instead of 8 and XLA writes no decoded copy. Triton only
 (Mosaic TPU has no vector scatter); the interpreter runs it on CPU.
 """
@@ -33,6 +33,7 @@ from jax.experimental import pallas as pl
 
 from templar_jax.sparseloco.geometry import ChunkGeometry
 from templar_jax.sparseloco.kernels.backend import pallas_call_kwargs
+from templar_jax.sparseloco.kernels.config import KernelConfig
 
 
 def _barrier(backend: str):
@@ -57,8 +58,8 @@ def _masked_rmw(ref, rows, cols, ok, update):
 
 class Coded(NamedTuple):
     """Peers' values as codes plus, per peer and reference tensor, the value each code decodes
-    to, padding mask and clip factor included: code_values[r, b, i] = ((lut[i] + shift) * valid)
-    * factor, the pure path's per-entry operations in its order. Selecting from that table is
+    to, clip factor included: code_values[r, b, i] = (lut[i] + shift) * factor, the pure path's
+    per-entry operations in its order. Selecting from that table is
     exact, and the kernel's only arithmetic on a value is the add into the sum (a multiply
     there could be contracted with that add into a fused multiply-add, as XLA on CPU does,
     where the pure path's scatter-add adds the rounded product)."""
@@ -131,19 +132,20 @@ def _pow2_table(table_RxBxN):
 
 
 def scatter_sum_tiles(idx_RxBxCxK, values, n_valid, geom: ChunkGeometry, *, rule: str,
-                      backend: str, tiles_per_block: int, num_warps: int | None = None,
-                      n_loop=None, valid_R=None):
+                      config: KernelConfig = KernelConfig(), n_loop=None, valid_R=None):
     """(dense_BxRowsxCols float32, nonfinite_BxYxBlocksx1 int32); the contract of
-    `aggregate.scatter_mean_tiles` (which counts non-finite entries per tile, this per block).
+    `aggregate.scatter_mean_tiles` (which counts non-finite entries per tile, this per block),
+    `config.aggregate_tiles` chunks per program.
 
     `values`: decoded, clipped values [R, B, C, K], or `Coded` codes and per-peer code tables
     that the kernel decodes itself (so XLA never writes the decoded values out). `valid_R`
     (default: all peers) drops padding peers. Each peer's indices within a chunk must be
     distinct.
     """
+    config = config.resolve("aggregate")
     (h, w), (y, x), k = geom.tile, geom.grid, geom.k
     r, b = idx_RxBxCxK.shape[:2]
-    t = tiles_per_block
+    t = config.aggregate_tiles
     grid_5d = (r, b, y, x, k)
     peer_spec = pl.BlockSpec((r, None, None, t, k), lambda bi, yi, xi: (0, bi, yi, xi, 0))
     if isinstance(values, Coded):
@@ -168,7 +170,7 @@ def scatter_sum_tiles(idx_RxBxCxK, values, n_valid, geom: ChunkGeometry, *, rule
     out_specs.append(pl.BlockSpec((None, None, 1, 1), lambda bi, yi, xi: (bi, yi, xi, 0)))
     out_shape.append(jax.ShapeDtypeStruct((b, y, x // t, 1), jnp.int32))
     kernel = partial(_scatter_kernel, n_codes=n_codes, w=w, tiles=t,
-                     chunk_size=geom.chunk_size, rule=rule, barrier=_barrier(backend))
+                     chunk_size=geom.chunk_size, rule=rule, barrier=_barrier(config.backend))
     outs = pl.pallas_call(
         kernel,
         grid=(b, y, x // t),
@@ -177,6 +179,6 @@ def scatter_sum_tiles(idx_RxBxCxK, values, n_valid, geom: ChunkGeometry, *, rule
         out_specs=out_specs,
         out_shape=out_shape,
         name="sparseloco_aggregate_scatter",
-        **pallas_call_kwargs(backend, kernel="aggregate", num_warps=num_warps),
+        **pallas_call_kwargs(config),
     )(idx_RxBxCxK.reshape(grid_5d), *value_args, valid, inv_n_1x1, n_loop_1x1)
     return outs[0], outs[-1]

@@ -8,9 +8,12 @@ Split of the work (one full read of e and delta, one full write of the new e):
       function as the pure-JAX path, with the same psum-over-shards support), `dequantize`
   pass 2 (XLA scatter into acc, selected positions only, unique indices, in place):
       e_new[idx] = v - v_hat
-`ef_compress_tensor_pallas` has the signature of `sparseloco.compress.ef_compress_tensor` (plus
-`backend`/`tiles_per_block`) and returns bit-identical results; it falls back to that function
-for geometries the backend cannot tile (see `backend.unsupported_reason`).
+`ef_compress_tensor_pallas` is the kernel core: the contract of the pure core
+`sparseloco.compress.ef_compress_tensor` (plus `config`, a `KernelConfig`, and `tiles_per_block`)
+with bit-identical results; it falls back to that function for geometries the backend cannot
+tile (`backend.unsupported_reason`).
+NaN/Inf policy: non-finite error-feedback values are selected as the largest magnitudes (NaN
+above +Inf, as XLA's top_k on CPU does), exactly as the pure path.
 """
 
 from __future__ import annotations
@@ -24,13 +27,12 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
 from templar_jax.sparseloco import codec
-from templar_jax.sparseloco.compress import _unflatten_payload, ef_compress_tensor
-from templar_jax.sparseloco.geometry import ChunkGeometry
-from templar_jax.sparseloco.kernels.backend import (
-    default_tiles_per_block, kernel_compaction, kernel_dots_bf16, kernel_radix_bits,
-    kernel_select_early, pallas_call_kwargs, resolve_backend, unsupported_reason)
+from templar_jax.sparseloco.compress import ef_compress_tensor
+from templar_jax.sparseloco.geometry import ChunkGeometry, flat_batch
+from templar_jax.sparseloco.kernels.backend import compress_tiles, kernel_tiles, pallas_call_kwargs
+from templar_jax.sparseloco.kernels.config import KernelConfig
 from templar_jax.sparseloco.kernels.tile_select import row_major_ranks, tile_selection, tile_topk
-from templar_jax.sparseloco.payload import TensorPayload
+from templar_jax.sparseloco.payload import TensorPayload, unflatten_payload
 
 log = logging.getLogger(__name__)
 
@@ -75,22 +77,24 @@ def _ef_select_kernel(e_ref, d_ref, acc_ref, idx_ref, val_ref, *, beta, k, w, ti
         val_ref[j, :] = val_k
 
 
-def ef_select(e_BxRxC, delta_BxRxC, *, beta: float, geom: ChunkGeometry, backend: str,
-              tiles_per_block: int, num_warps: int | None = None, cut: str | None = None):
-    """Pass 1: (acc_BxRxC, idx_BxYxXxK int32, values_BxYxXxK) for 2-D chunk geometry.
-    `cut` (one of STAGE_CUTS) times a prefix of the kernel; its outputs are not a selection."""
+def ef_select(e_BxRxC, delta_BxRxC, *, beta: float, geom: ChunkGeometry,
+              config: KernelConfig = KernelConfig(), tiles_per_block: int | None = None,
+              cut: str | None = None):
+    """Pass 1: (acc_BxRxC, idx_BxYxXxK int32, values_BxYxXxK) for 2-D chunk geometry, with the
+    compression variant of `config`. `cut` (one of STAGE_CUTS) times a prefix of the kernel;
+    its outputs are not a selection."""
     if cut is not None and cut not in STAGE_CUTS:
         raise ValueError(f"unknown stage cut {cut!r}; expected one of {STAGE_CUTS}")
+    config = config.resolve("compress")
     (h, w), (y, x), k = geom.tile, geom.grid, geom.k
     b = e_BxRxC.shape[0]
-    t = tiles_per_block
+    t = tiles_per_block or compress_tiles(config.backend)
     grid = (b, y, x // t)
     tile_spec = pl.BlockSpec((None, h, w * t), lambda bi, yi, xi: (bi, yi, xi))
     sel_spec = pl.BlockSpec((None, None, t, k), lambda bi, yi, xi: (bi, yi, xi, 0))
-    kernel = partial(_ef_select_kernel, beta=beta, k=k, w=w, tiles=t,
-                     bf16=kernel_dots_bf16(backend), radix_bits=kernel_radix_bits(backend),
-                     compact=kernel_compaction(backend), early=kernel_select_early(backend),
-                     cut=cut)
+    kernel = partial(_ef_select_kernel, beta=beta, k=k, w=w, tiles=t, bf16=config.dots == "bf16",
+                     radix_bits=config.radix_bits, compact=config.compact,
+                     early=config.select == "early", cut=cut)
     return pl.pallas_call(
         kernel,
         grid=grid,
@@ -100,7 +104,7 @@ def ef_select(e_BxRxC, delta_BxRxC, *, beta: float, geom: ChunkGeometry, backend
                    jax.ShapeDtypeStruct((b, y, x, k), jnp.int32),
                    jax.ShapeDtypeStruct((b, y, x, k), e_BxRxC.dtype)],
         name="sparseloco_ef_topk",
-        **pallas_call_kwargs(backend, kernel="compress", num_warps=num_warps),
+        **pallas_call_kwargs(config),
     )(e_BxRxC, delta_BxRxC)
 
 
@@ -118,30 +122,28 @@ def scatter_residual(acc_BxRxC, idx_BxCxK, res_BxCxK, geom: ChunkGeometry):
 
 def ef_compress_tensor_pallas(e, delta, *, beta: float, geom: ChunkGeometry, bins: int = 4,
                               sigma_range: float = 6.0, axis_names: Sequence[str] = (),
-                              backend: str | None = "auto", tiles_per_block: int | None = None):
-    """Drop-in for `ef_compress_tensor` (same arguments and bit-identical results).
+                              config: KernelConfig = KernelConfig(),
+                              tiles_per_block: int | None = None):
+    """The kernel core, a drop-in for `ef_compress_tensor` (same arguments and bit-identical
+    results; `config` picks the variant, `tiles_per_block` the chunks per program, default the
+    backend's).
 
     e <- beta*e + delta; payload = Q(TopK(e)); e <- e - decode(payload). Works per shard under
     `shard_map` (pass the mesh axes that shard the tensor dims as `axis_names`, as for the
     pure-JAX function: only the quantizer's scalar statistics are psum'ed).
     """
-    backend = resolve_backend(backend)
-    tiles = tiles_per_block or default_tiles_per_block(backend)
-    if len(geom.tile) == 2 and geom.grid[1] % tiles:
-        tiles = 1
-    reason = unsupported_reason(geom, e.dtype, backend, tiles)
+    config = config.resolve("compress")
+    tiles, reason = kernel_tiles(geom, e.dtype, config.backend,
+                                 tiles_per_block or compress_tiles(config.backend))
     if reason is not None:
         log.debug("pure-JAX compression for %s %s: %s", e.shape, e.dtype, reason)
         return ef_compress_tensor(e, delta, beta=beta, geom=geom, bins=bins,
                                   sigma_range=sigma_range, axis_names=axis_names)
     batch_shape = e.shape[: e.ndim - 2]
-    b = 1
-    for s in batch_shape:
-        b *= s
+    b = flat_batch(batch_shape)
     (h, w), (y, x) = geom.tile, geom.grid
     e3, d3 = e.reshape(b, y * h, x * w), delta.reshape(b, y * h, x * w)
-    acc, idx, vals = ef_select(e3, d3, beta=beta, geom=geom, backend=backend,
-                               tiles_per_block=tiles)
+    acc, idx, vals = ef_select(e3, d3, beta=beta, geom=geom, config=config, tiles_per_block=tiles)
     idx = idx.reshape(b, y * x, geom.k)
     vals = vals.reshape(b, y * x, geom.k)
     # Keep XLA from fusing the statistics reductions into the kernel's consumers: the sums then
@@ -153,4 +155,4 @@ def ef_compress_tensor_pallas(e, delta, *, beta: float, geom: ChunkGeometry, bin
     residual = (vals.astype(jnp.float32) - v_hat).astype(e.dtype)
     new_e = scatter_residual(acc, idx, residual, geom).reshape(e.shape)
     payload = TensorPayload(idx, codes, shift, scale, lut)
-    return _unflatten_payload(payload, batch_shape), new_e
+    return unflatten_payload(payload, batch_shape), new_e

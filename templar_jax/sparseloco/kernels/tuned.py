@@ -1,6 +1,8 @@
-"""The kernel variants that every `auto` knob picks on NVIDIA GPUs (Triton): the fastest ones
-measured with results equal to the pure-JAX path. Adopting a device run's winner is an edit
-here: copy the `spec` of bench/compress.py's `best` lines (kernels/variants.py grammar).
+"""The measured kernel variants: what every `auto` option of `KernelConfig` runs on NVIDIA GPUs
+(Triton), the fastest ones measured with results equal to the pure-JAX path, and whether
+`impl="auto"` uses the kernels at all. The one place in code that holds measured numbers (their
+history: docs/results.md). Adopting a device run's winner is an edit here: copy the `spec` of
+bench/compress.py's `best` lines (grammar: kernels/config.py).
 
 CPUs (the interpreter) and TPUs keep the reference forms: one bit per radix-select step, the
 full select, one-hot compaction and the one-hot aggregation kernel.
@@ -9,11 +11,11 @@ full select, one-hot compaction and the one-hot aggregation kernel.
 MEASURED_ON = "one NVIDIA H200, 2026-11-27, jax 0.11.2, Triton 3.6.0 (bench/device_check.sh)"
 
 # Compression, DOTS:WARPS:RADIX:COMPACT:SELECT. 23.4 ms per 70B decoder layer (855.7M params),
-# pure JAX 60.3 ms, bitwise equal.
+# pure JAX 60.3 ms, bitwise equal: `impl="auto"` compresses with the kernel on GPUs.
 GPU_COMPRESS = "bf16:4:1:onehot:full"
 
 # Aggregation, KERNEL:WARPS:TILES:DOTS: what the Pallas path runs. 201 ms for 20 peers against
-# 33.1 ms for pure JAX, so `sparseloco.impl: auto` aggregates in pure JAX on GPUs until an entry
-# here beats it (then set GPU_AGGREGATE_BEATS_PURE).
+# 33.1 ms for pure JAX, so `impl="auto"` aggregates in pure JAX on GPUs until an entry here beats
+# it (then set GPU_AGGREGATE_BEATS_PURE).
 GPU_AGGREGATE = "onehot:4:1:bf16"
 GPU_AGGREGATE_BEATS_PURE = False
