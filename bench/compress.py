@@ -12,13 +12,13 @@ divides every dim by s, so params shrink by s^2). Per step it times, in the same
              scatter-mean): one scatter for all peers / one per peer in order / a Pallas
              kernel, with `deterministic` (a second run gives the same bits)
 Compression kernel rows repeat for each --variants entry (dot mode, Triton warps, radix-select
-bits, compaction, select mode; grammar in templar_jax/sparseloco/kernels/variants.py);
+bits, compaction, select mode; grammar in templar_jax/sparseloco/kernels/config.py);
 `stage_*` rows profile the --stage-variants entries (kernel pass 1 alone, and cut after the EF
 update / after the top-k mask); aggregation kernel rows repeat for each --agg-variants entry
 (one-hot or scatter kernel, warps, chunks per program, dot mode). A `best` line per step
-names the fastest variant with right results and whether issue #9's target is met. jax caches
-are cleared between variants: the knobs are read when a kernel is traced. Prints one JSON line
-per measurement and a table. On CPU the kernels run in Pallas interpret mode: their times
+names the fastest variant with right results and whether issue #9's target is met. Each variant
+is a `KernelConfig`, a static argument of the jitted step, so it compiles its own kernel. Prints
+one JSON line per measurement and a table. On CPU the kernels run in Pallas interpret mode: their times
 there say nothing about GPU speed.
 
     python bench/compress.py --scale 16            # CPU smoke run
@@ -40,15 +40,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from templar_jax.sparseloco.aggregate import _aggregate_stacked, peer_bucket
-from templar_jax.sparseloco.compress import ef_compress_tensor, tensor_geometry
-from templar_jax.sparseloco.kernels.aggregate import _aggregate_stacked_pallas
-from templar_jax.sparseloco.kernels.backend import (
-    KernelConfigError, default_tiles_per_block, resolve_backend)
+from templar_jax.sparseloco.aggregate import aggregate_stacked
+from templar_jax.sparseloco.compress import ef_compress_tensor
+from templar_jax.sparseloco.geometry import tensor_geometry
 from templar_jax.sparseloco.kernels.compress import ef_compress_tensor_pallas, ef_select
-from templar_jax.sparseloco.kernels.variants import (
-    apply_knobs, full_spec, parse_aggregate_variant, parse_compress_variant)
-from templar_jax.sparseloco.payload import TensorPayload
+from templar_jax.sparseloco.kernels.config import KernelConfig, KernelConfigError, resolve_backend
+from templar_jax.sparseloco.payload import TensorPayload, peer_bucket
 
 BETA = 0.95
 
@@ -77,32 +74,32 @@ def timed(fn, *args, iters: int, carry: bool = False):
     return float(np.median(times)), out
 
 
-def compress_fn(shapes, impl: str, backend: str, tiles: int | None, donate: bool):
+def compress_fn(shapes, config: KernelConfig | None, tiles: int | None, donate: bool):
+    """The layer's EF + compression step: pure JAX (config None) or the kernel variant."""
     geoms = {n: tensor_geometry(s, 0)[1] for n, s in shapes.items()}
 
     def run(e, d):
         payload, new_e = {}, {}
         for n in shapes:
-            if impl == "pure":
+            if config is None:
                 payload[n], new_e[n] = ef_compress_tensor(e[n], d[n], beta=BETA, geom=geoms[n])
             else:
                 payload[n], new_e[n] = ef_compress_tensor_pallas(
-                    e[n], d[n], beta=BETA, geom=geoms[n], backend=backend, tiles_per_block=tiles)
+                    e[n], d[n], beta=BETA, geom=geoms[n], config=config, tiles_per_block=tiles)
         return payload, new_e
 
     return jax.jit(run, donate_argnums=(0,) if donate else ())
 
 
-def stage_fn(shapes, backend: str, tiles: int | None, cut: str | None):
+def stage_fn(shapes, config: KernelConfig, tiles: int | None, cut: str | None):
     """The compression kernel's pass 1 alone over the layer's 2-D tensors (cut=None: EF + top-k
     + compaction, no XLA quantize/residual), or cut short (kernels.compress.STAGE_CUTS)."""
     two_d = {n: s for n, s in shapes.items() if len(s) == 2}
     geoms = {n: tensor_geometry(s, 0)[1] for n, s in two_d.items()}
-    tiles = tiles or default_tiles_per_block(backend)
 
     def run(e, d):
         return {n: ef_select(e[n].reshape((1,) + s), d[n].reshape((1,) + s), beta=BETA,
-                             geom=geoms[n], backend=backend, tiles_per_block=tiles, cut=cut)
+                             geom=geoms[n], config=config, tiles_per_block=tiles, cut=cut)
                 for n, s in two_d.items()}
 
     return jax.jit(run)
@@ -156,22 +153,24 @@ def synthetic_peers(shape, peers: int, key):
     return TensorPayload(*(jnp.stack([getattr(p, f) for p in out]) for f in TensorPayload._fields))
 
 
-def variant_sweep(variants: list[str]):
-    """Yield each compression variant (kernels/variants.py) as {"dots", "num_warps",
-    "radix_bits", "compact", "select"}, set for the kernels traced next."""
-    for spec in variants:
-        v = parse_compress_variant(spec)
-        apply_knobs(v)
-        yield dict(v, spec=full_spec(v), num_warps=int(v["num_warps"]),
-                   radix_bits=int(v["radix_bits"]))
+def variant_sweep(variants: list[str], backend: str):
+    """Yield (KernelConfig, row fields) per compression spec (kernels/config.py): the fields
+    resolved on `backend`, with `spec` the form tuned.py takes."""
+    for text in variants:
+        config = KernelConfig.parse(text, "compress", backend=backend)
+        r = config.resolve("compress")
+        yield config, {"dots": r.dots, "num_warps": r.num_warps, "radix_bits": r.radix_bits,
+                       "compact": r.compact, "select": r.select, "spec": r.spec("compress")}
 
 
-def agg_variant_sweep(variants: list[str]):
-    """Yield each aggregation variant as {"kernel", "num_warps", "tiles", "dots"}, knobs set."""
-    for spec in variants:
-        v = parse_aggregate_variant(spec)
-        apply_knobs(v)
-        yield dict(v, spec=full_spec(v), num_warps=int(v["num_warps"]), tiles=int(v["tiles"]))
+def agg_variant_sweep(variants: list[str], backend: str):
+    """Yield (KernelConfig, {"kernel", "num_warps", "tiles", "dots", "spec"}) per aggregation
+    spec, resolved on `backend`."""
+    for text in variants:
+        config = KernelConfig.parse(text, "aggregate", backend=backend)
+        r = config.resolve("aggregate")
+        yield config, {"kernel": r.aggregate, "num_warps": r.num_warps,
+                       "tiles": r.aggregate_tiles, "dots": r.dots, "spec": r.spec("aggregate")}
 
 
 _last_emit = [time.perf_counter()]
@@ -200,15 +199,15 @@ def bench_compress(args, shapes, rows, backend):
     ms, _ = timed(jax.jit(floor_fn), e0, d, iters=args.iters)
     emit(rows, impl="floor", ms=ms, ns_per_param=ms * 1e6 / n_params,
          gb_per_s=12 * n_params / ms / 1e6, **common)
-    pure = compress_fn(shapes, "pure", backend, args.tiles_per_block, donate=False)
+    pure = compress_fn(shapes, None, None, donate=False)
     want = pure(e0, d)
     jax.block_until_ready(want)
-    pure_ms, _ = timed(compress_fn(shapes, "pure", backend, None, donate=True),
+    pure_ms, _ = timed(compress_fn(shapes, None, None, donate=True),
                        jax.tree.map(jnp.copy, e0), d, iters=args.iters, carry=True)
     emit(rows, impl="pure", ms=pure_ms, ns_per_param=pure_ms * 1e6 / n_params, **common)
-    for variant in variant_sweep(args.variants):
+    for config, variant in variant_sweep(args.variants, backend):
         try:  # one compile per variant: the donating function checks `match`, then is timed
-            kernel_fn = compress_fn(shapes, "kernel", backend, args.tiles_per_block, donate=True)
+            kernel_fn = compress_fn(shapes, config, args.tiles_per_block, donate=True)
             got = kernel_fn(jax.tree.map(jnp.copy, e0), d)
             match = bitwise_equal(got, want)
             del got
@@ -228,10 +227,10 @@ def bench_stages(args, shapes, rows, backend, e0, d, common):
     top-k mask (the EF-only cut once: it does not depend on the variant)."""
     two_d_params = sum(int(np.prod(s)) for s in shapes.values() if len(s) == 2)
     cuts = ["ef"]
-    for variant in variant_sweep(args.stage_variants):
+    for config, variant in variant_sweep(args.stage_variants, backend):
         for cut in cuts + ["select", None]:
             try:
-                ms, _ = timed(stage_fn(shapes, backend, args.tiles_per_block, cut), e0, d,
+                ms, _ = timed(stage_fn(shapes, config, args.tiles_per_block, cut), e0, d,
                               iters=args.iters)
                 emit(rows, impl=f"stage_{cut or 'pass1'}", ms=ms,
                      ns_per_param=ms * 1e6 / two_d_params, **variant,
@@ -252,18 +251,14 @@ def bench_aggregate(args, shapes, rows, backend):
     jax.block_until_ready(stacked)
     valid = jnp.arange(peer_bucket(args.peers)) < args.peers
 
-    def run(impl, kernel=None, tiles=None):
+    def run(impl, config=KernelConfig()):
+        """impl "pure" | "ordered" (pure JAX, one scatter per peer) | "pallas" (`config`)."""
         def f(st, valid):
-            out = {}
-            for n, s in two_d.items():
-                if impl in ("pure", "ordered"):
-                    out[n] = _aggregate_stacked(st[n], valid, shape=s, batch_ndim=0, chunk=64,
-                                                rule="median_clip", ordered=impl == "ordered")
-                else:
-                    out[n] = _aggregate_stacked_pallas(
-                        st[n], valid, shape=s, batch_ndim=0, chunk=64, rule="median_clip",
-                        backend=backend, tiles=tiles, kernel=kernel)
-            return out
+            return {n: aggregate_stacked(st[n], valid, shape=s, batch_ndim=0, chunk=64,
+                                         rule="median_clip", ordered=impl == "ordered",
+                                         impl="pallas" if impl == "pallas" else "jax",
+                                         kernel=config)
+                    for n, s in two_d.items()}
         return jax.jit(f)
 
     common = dict(step="aggregate", peers=args.peers, params=n_params, backend=backend,
@@ -285,9 +280,9 @@ def bench_aggregate(args, shapes, rows, backend):
          match=bitwise_equal(ord_out, want),
          deterministic=bitwise_equal(ordered(stacked, valid), ord_out),
          faster_than_pure=ord_ms < pure_ms, **common)
-    for variant in agg_variant_sweep(args.agg_variants):
+    for config, variant in agg_variant_sweep(args.agg_variants, backend):
         try:
-            kernel = run("kernel", variant["kernel"], variant["tiles"])
+            kernel = run("pallas", config)
             kern_ms, got = timed(kernel, stacked, valid, iters=args.iters)
             emit(rows, impl="agg_kernel", ms=kern_ms, ns_per_param=kern_ms * 1e6 / n_params,
                  match=bitwise_equal(got, want),
@@ -360,12 +355,13 @@ def best_rows(rows, full_layer: bool) -> list[dict]:
     return out
 
 
-def _variant_list(parse):
+def _variant_list(op: str):
+    """argparse type: comma-separated `op` specs, each checked by KernelConfig.parse."""
     def check(text: str) -> list[str]:
         specs = text.split(",")
         try:
             for spec in specs:
-                parse(spec)
+                KernelConfig.parse(spec, op)
         except KernelConfigError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
         return specs
@@ -383,18 +379,18 @@ def main() -> None:
     ap.add_argument("--tiles-per-block", type=int, default=None,
                     help="64x64 chunks per compression kernel program (default: the "
                          "backend's choice)")
-    ap.add_argument("--variants", type=_variant_list(parse_compress_variant),
+    ap.add_argument("--variants", type=_variant_list("compress"),
                     default=["auto:4"],
                     help="kernel variants as DOTS:WARPS[:RADIX[:COMPACT[:SELECT]]], "
                          "comma-separated (DOTS auto|f32|bf16: how the exact one-hot matmuls "
                          "run, auto = bf16 on Triton; WARPS: Triton warps per program; RADIX: "
                          "bits per radix-select step, default 1; COMPACT auto|onehot|scatter; "
                          "SELECT auto|full|early)")
-    ap.add_argument("--stage-variants", type=_variant_list(parse_compress_variant),
+    ap.add_argument("--stage-variants", type=_variant_list("compress"),
                     default=["auto:4"],
                     help="compression variants (as --variants) to profile by stage: the "
                          "kernel's pass 1 alone, and cut after EF / after the top-k mask")
-    ap.add_argument("--agg-variants", type=_variant_list(parse_aggregate_variant),
+    ap.add_argument("--agg-variants", type=_variant_list("aggregate"),
                     default=["onehot:4:1", "scatter:4:1"],
                     help="aggregation kernel variants as KERNEL:WARPS:TILES[:DOTS] (KERNEL "
                          "onehot|scatter; TILES: 64x64 chunks per program; DOTS for onehot, "

@@ -22,8 +22,9 @@
 #                           per step (fastest variant with right results, target met or not;
 #                           the targets are an H200's; on an H100 they are at least as strict)
 #   3. kernel_tests.txt     the compress/aggregate kernel tests on the GPU with the Triton
-#                           backend (TEMPLAR_KERNEL_BACKEND=triton), bf16 dots with a radix-2
-#                           select (KERNEL_TEST_DOTS="bf16 f32" adds f32 dots with radix 1);
+#                           backend (KERNEL_TEST_BACKEND=triton), bf16 dots with a radix-2
+#                           select (KERNEL_TEST_DOTS="bf16 f32" adds f32 dots with radix 1;
+#                           tests/kernel_test_config.py builds the KernelConfig);
 #                           the tests run both compactions, the early-exit select and both
 #                           aggregation kernels: kernel == the in-order reference
 #   4. train_step.txt       only with TRAIN_STEP=1 (its >= 45% MFU target was met on an H200):
@@ -106,11 +107,11 @@ fi
 step compress 140 "$PY" bench/compress.py --backend "$BACKEND" "${BENCH_ARGS[@]}" --only compress
 step compress 70 "$PY" bench/compress.py --backend "$BACKEND" "${BENCH_ARGS[@]}" --only aggregate
 
-export TEMPLAR_KERNEL_BACKEND=$BACKEND  # the kernel tests run the real backend, not interpret
+export KERNEL_TEST_BACKEND=$BACKEND  # the kernel tests run the real backend, not interpret
 # the Pallas kernels on the device, bitwise against the in-order reference on adversarial input
 for dots in ${KERNEL_TEST_DOTS:-bf16}; do  # bf16 with radix-2 select, f32 with radix 1
   radix=1; [ "$dots" = bf16 ] && radix=2
-  TEMPLAR_KERNEL_DOTS=$dots TEMPLAR_KERNEL_RADIX_BITS=$radix STEP_NOTE="dots=$dots radix=$radix" \
+  KERNEL_TEST_VARIANT=$dots:4:$radix STEP_NOTE="dots=$dots radix=$radix" \
     step kernel_tests "$TEST_SECS" "$PY" -m pytest \
     tests/test_kernels_compress.py tests/test_kernels_aggregate.py -q -rfE -p no:cacheprovider
 done

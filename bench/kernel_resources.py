@@ -83,12 +83,11 @@ def lower_variants(args, out_dir: str) -> list[dict]:
     import jax
     import jax.numpy as jnp
 
-    from templar_jax.sparseloco.compress import tensor_geometry
-    from templar_jax.sparseloco.kernels import ef_select
+    from templar_jax.sparseloco.geometry import tensor_geometry
     from templar_jax.sparseloco.kernels.aggregate import scatter_mean_tiles
     from templar_jax.sparseloco.kernels.aggregate_scatter import Coded, scatter_sum_tiles
-    from templar_jax.sparseloco.kernels.variants import (
-        apply_knobs, parse_aggregate_variant, parse_compress_variant)
+    from templar_jax.sparseloco.kernels.compress import ef_select
+    from templar_jax.sparseloco.kernels.config import KernelConfig
 
     _, geom = tensor_geometry((8192, 8192), 0)  # a 70B-layer square weight: 64x64 tiles
     sds = jax.ShapeDtypeStruct
@@ -109,34 +108,30 @@ def lower_variants(args, out_dir: str) -> list[dict]:
             f.write(text)
         manifest.append({"kind": kind, "variant": variant, "num_warps": warps, "ttir": path})
 
-    def select(cut=None):
-        return lambda e, d: ef_select(e, d, beta=0.95, geom=geom, backend="triton",
+    def select(config, cut=None):
+        return lambda e, d: ef_select(e, d, beta=0.95, geom=geom, config=config,
                                       tiles_per_block=1, cut=cut)
 
     for spec in args.compress:
-        v = parse_compress_variant(spec)
-        apply_knobs(v)
-        add("compress", spec, int(v["num_warps"]), select(), (e, e))
-    apply_knobs(parse_compress_variant("auto:4"))
+        config = KernelConfig.parse(spec, "compress", backend="triton")
+        add("compress", spec, config.num_warps, select(config), (e, e))
     for spec in args.cuts:
         cut, warps = spec.split(":")
-        add("compress_cut", spec, int(warps), select(cut), (e, e))
+        config = KernelConfig.parse(f"auto:{warps}", "compress", backend="triton")
+        add("compress_cut", spec, config.num_warps, select(config, cut), (e, e))
     for spec in args.agg:
-        v = parse_aggregate_variant(spec)
-        apply_knobs(v)
-        tiles = int(v["tiles"])
-        if v["kernel"] == "scatter":
-            def fn(i, c, t, n, tiles=tiles):
+        config = KernelConfig.parse(spec, "aggregate", backend="triton")
+        if config.aggregate == "scatter":
+            def fn(i, c, t, n, config=config):
                 return scatter_sum_tiles(i, Coded(c, t), n, geom, rule="median_clip",
-                                         backend="triton", tiles_per_block=tiles)
+                                         config=config)
             fn_args = (sds(peers, jnp.int32), sds(peers, jnp.uint8),
                        sds(peers[:2] + (4,), jnp.float32), sds((), jnp.float32))
         else:
-            def fn(i, v, n, tiles=tiles):
-                return scatter_mean_tiles(i, v, n, geom, rule="median_clip", backend="triton",
-                                          tiles_per_block=tiles)
+            def fn(i, v, n, config=config):
+                return scatter_mean_tiles(i, v, n, geom, rule="median_clip", config=config)
             fn_args = (sds(peers, jnp.int32), sds(peers, jnp.float32), sds((), jnp.float32))
-        add("aggregate", spec, int(v["num_warps"]), fn, fn_args)
+        add("aggregate", spec, config.num_warps, fn, fn_args)
     with open(os.path.join(out_dir, "manifest.json"), "w") as f:
         json.dump(manifest, f)
     return manifest

@@ -2,8 +2,8 @@
 
 The kernel's time per tile is dominated by a chain of full-tile counts, one per step. The full
 select always takes 31 (threshold) + 12 (index tie-break) steps for a 64x64 tile and k = 64 at
-one bit per step (16 + 6 at two: `TEMPLAR_KERNEL_RADIX_BITS`, 2^bits - 1 independent counts
-per step); `TEMPLAR_KERNEL_SELECT=early` stops the threshold descent once exactly k entries
+one bit per step (16 + 6 at two: `KernelConfig(radix_bits=2)`, 2^bits - 1 independent counts
+per step); `KernelConfig(select="early")` stops the threshold descent once exactly k entries
 qualify and skips the tie-break when every tie is needed. This prints how many dependent steps
 (and counts) that leaves, per kind of tile and radix, as one JSON line each and a summary line.
 
