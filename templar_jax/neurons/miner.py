@@ -61,7 +61,8 @@ class Miner(NeuronBase):
                                     pad_id=self.data.pad_id, mesh=self.model.mesh)
         self.tx = sparseloco(beta=cfg.sparseloco.error_decay, topk=cfg.sparseloco.topk,
                              chunk=cfg.sparseloco.chunk, batch_dims=self.model.batch_dims,
-                             impl=cfg.sparseloco.impl, mesh=self.model.mesh)
+                             impl=cfg.sparseloco.impl, kernel=cfg.sparseloco.kernel,
+                             mesh=self.model.mesh)
         self.resume = (LocalCheckpoints(self._resume_dir(), max_to_keep=2)
                        if cfg.run.resume_interval_windows > 0 else None)
 

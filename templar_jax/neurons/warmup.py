@@ -37,7 +37,8 @@ def warm_up(settings, *, max_peers: int, eval_batches: tuple[int, ...]) -> float
     batch = data.train.samples(np.arange(settings.inner.batch))
     trained, opt, _ = trainer.run(params, opt, [batch])
     tx = sparseloco(beta=settings.sparseloco.error_decay, topk=settings.sparseloco.topk, chunk=settings.sparseloco.chunk,
-                    batch_dims=model.batch_dims, impl=settings.sparseloco.impl, mesh=model.mesh)
+                    batch_dims=model.batch_dims, impl=settings.sparseloco.impl,
+                    kernel=settings.sparseloco.kernel, mesh=model.mesh)
     ef = tx.init(params)
     delta = jax.tree.map(lambda a, b: a - b, params, trained)
     for null_round in (True, False):

@@ -75,7 +75,8 @@ class GlobalModel:
     def aggregate(self, payloads: Sequence[Payload], params_like: Mapping[str, Any]) -> dict:
         slc = self.run_config.sparseloco
         return aggregate(list(payloads), params_like, rule=slc.aggregation_rule, chunk=slc.chunk,
-                         batch_dims=self.batch_dims, impl=slc.impl, mesh=self.mesh)
+                         batch_dims=self.batch_dims, impl=slc.impl, kernel=slc.kernel,
+                         mesh=self.mesh)
 
     def outer_step(self, theta0: dict, payloads: Sequence[Payload]) -> dict:
         """theta0 - alpha * Aggregate(payloads); theta0 itself when there is nothing to apply.
