@@ -9,7 +9,8 @@
   for the session: tensorstore reads the GCS URL once per process, hence session scope.
 - s3_server: moto's ThreadedMotoServer (S3/R2 API) on a free port; `.endpoint`, `.credentials`.
 - fault_proxy: factory for an HTTP proxy in front of a server that can delay, fail with 503,
-  or truncate responses; `FaultProxy.endpoint` is what the client should use.
+  truncate responses, or cut a connection mid-transfer after N bytes of the request or response
+  body; `FaultProxy.endpoint` is what the client should use.
 Each server has `new_bucket()` returning a fresh bucket name.
 """
 
@@ -20,6 +21,7 @@ import itertools
 import json
 import os
 import socket
+import struct
 import subprocess
 import tempfile
 import threading
@@ -114,6 +116,9 @@ class FaultProxy:
 
     delay_s: sleep before answering; fail_next: answer that many requests with 503;
     truncate_next: send that many GET responses with half their body, then close.
+    cut_next, cut_after_bytes: reset that many connections mid-transfer: a request with a body
+    (an upload) after reading cut_after_bytes of it, any other after sending that many bytes of
+    the response body.
     methods: which methods the faults apply to (default all).
     """
 
@@ -122,6 +127,8 @@ class FaultProxy:
         self.delay_s = 0.0
         self.fail_next = 0
         self.truncate_next = 0
+        self.cut_next = 0
+        self.cut_after_bytes = 0
         self.methods: set[str] | None = None
         self.requests: list[str] = []
         self._lock = threading.Lock()
@@ -133,8 +140,13 @@ class FaultProxy:
             def log_message(self, *args):
                 pass
 
+            def _reset(self):
+                # SO_LINGER 0: closing sends RST, as a dropped connection does
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.close_connection = True
+
             def _handle(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                length = int(self.headers.get("Content-Length") or 0)
                 applies = proxy.methods is None or self.command in proxy.methods
                 with proxy._lock:
                     proxy.requests.append(f"{self.command} {self.path}")
@@ -142,6 +154,12 @@ class FaultProxy:
                     proxy.fail_next -= fail
                     truncate = applies and not fail and self.command == "GET" and proxy.truncate_next > 0
                     proxy.truncate_next -= truncate
+                    cut = applies and not fail and not truncate and proxy.cut_next > 0
+                    proxy.cut_next -= cut
+                if cut and length > proxy.cut_after_bytes:
+                    self.rfile.read(proxy.cut_after_bytes)
+                    return self._reset()
+                body = self.rfile.read(length)
                 if applies and proxy.delay_s:
                     time.sleep(proxy.delay_s)
                 if fail:
@@ -163,6 +181,11 @@ class FaultProxy:
                 if truncate:
                     self.send_header("Connection", "close")
                 self.end_headers()
+                if cut and self.command != "HEAD":
+                    self.wfile.write(data[: proxy.cut_after_bytes])
+                    self.wfile.flush()
+                    conn.close()
+                    return self._reset()
                 if self.command != "HEAD":
                     self.wfile.write(data[: len(data) // 2] if truncate else data)
                 if truncate:
@@ -179,6 +202,7 @@ class FaultProxy:
 
     def reset(self):
         self.delay_s, self.fail_next, self.truncate_next, self.methods = 0.0, 0, 0, None
+        self.cut_next, self.cut_after_bytes = 0, 0
         self.requests.clear()
 
     def stop(self):

@@ -1,9 +1,11 @@
 """`Bucket`: one object store (file, memory, GCS, S3/R2) behind tensorstore's kvstore.
 
 Async-first (tensorstore futures are awaitable) with bounded concurrency, retries with
-exponential backoff on transient failures, a timeout per request, and a size cap checked
-against the object's metadata before any byte is downloaded. Sync wrappers call the async
-methods through asyncio.run (use the async ones inside an event loop).
+exponential backoff on transient failures, a timeout per request that grows with its size, and
+a size cap checked against the object's metadata before any byte is downloaded. On gs:// and
+s3://, objects at or above `BucketConfig.transfer.threshold_bytes` move as parts in parallel
+(storage.transfer): ranged reads, S3 multipart uploads, GCS parts joined by compose. Sync
+wrappers call the async methods through asyncio.run (use the async ones inside an event loop).
 """
 
 from __future__ import annotations
@@ -14,17 +16,19 @@ import logging
 import random
 import threading
 import time
+import uuid
 import weakref
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, TypeVar
 
 import tensorstore as ts
 
-from templar_jax.storage import metadata
+from templar_jax.storage import gcs_compose, metadata, s3_multipart
 from templar_jax.storage.s3_credentials import S3Credentials
 from templar_jax.storage.errors import ObjectNotFound, ObjectTooLarge, StorageError, StorageTimeout
 from templar_jax.storage.location import Location, S3Profile, kvstore_spec, parse_url
 from templar_jax.storage.metadata import ObjectInfo
+from templar_jax.storage.transfer import TransferConfig, read_parts, write_parts
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -46,13 +50,18 @@ _memory_lock = threading.Lock()
 _memory_stores: dict[str, tuple[ts.KvStore, dict[str, tuple[int, float]]]] = {}
 
 
+# GCS parts and intermediate compose objects live here (under the bucket URL's prefix) until joined.
+PARTS_PREFIX = "_parts/"
+
+
 @dataclass(frozen=True)
 class BucketConfig:
     max_concurrency: int = 16
-    request_timeout_s: float = 30.0
-    retries: int = 3  # extra attempts after the first, on transient errors only
+    request_timeout_s: float = 30.0  # the floor; a request of n bytes gets transfer.timeout_s(n, this)
+    retries: int = 3  # extra attempts after the first, on transient errors only (per part for large objects)
     backoff_initial_s: float = 0.1
     backoff_max_s: float = 2.0
+    transfer: TransferConfig = TransferConfig()
 
 
 def _classify(op: str, key: str, err: Exception) -> StorageError:
@@ -148,10 +157,72 @@ class Bucket:
     def _run(coro: Awaitable[T]) -> T:
         return asyncio.run(coro)  # type: ignore[arg-type]
 
+    def _timeout(self, nbytes: int, timeout: float | None = None) -> float:
+        return self.config.transfer.timeout_s(nbytes, self.config.request_timeout_s) if timeout is None else timeout
+
+    def _in_parts(self, nbytes: int) -> bool:
+        return self.location.scheme in ("gs", "s3") and self.config.transfer.in_parts(nbytes)
+
+    async def _read_range(self, key: str, start: int, end: int, timeout: float | None) -> bytes:
+        """One ranged read request (with the Bucket's retries)."""
+        result = await self._call("get", key, lambda: self._kv.read(key, byte_range=slice(start, end)),
+                                  self._timeout(end - start, timeout))
+        if result.state != "value":
+            raise ObjectNotFound(f"{key} not found")
+        if len(result.value) != end - start:
+            raise StorageError(f"get {key}: got {len(result.value)} bytes, asked for {end - start}")
+        return result.value
+
+    async def _put_s3_parts(self, key: str, data: bytes) -> None:
+        loc = self.location
+        obj = s3_multipart.S3Object(loc.endpoint, loc.bucket, loc.prefix + key, loc.region, self._credentials)
+        t = self.config.request_timeout_s
+        upload_id = await self._call("put", key, lambda: _in_thread(lambda: s3_multipart.create(obj, t)), t)
+
+        async def part(i: int, chunk: memoryview) -> str:
+            pt = self._timeout(len(chunk))
+            return await self._call(f"put part {i + 1} of", key, lambda: _in_thread(
+                lambda: s3_multipart.upload_part(obj, upload_id, i + 1, chunk, pt)), pt)
+
+        try:
+            etags = await write_parts(data, self.config.transfer, part)
+            await self._call("put", key, lambda: _in_thread(lambda: s3_multipart.complete(obj, upload_id, etags, t)), t)
+        except BaseException:
+            try:  # leave no stored parts behind (best effort; the error that matters is the first)
+                await asyncio.wait_for(_in_thread(lambda: s3_multipart.abort(obj, upload_id, t)), t)
+            except Exception as e:
+                log.warning("abort multipart upload of %s failed: %s", key, e)
+            raise
+
+    async def _put_gcs_parts(self, key: str, data: bytes) -> None:
+        loc = self.location
+        scratch = f"{PARTS_PREFIX}{uuid.uuid4().hex}/"
+        t = self.config.request_timeout_s
+
+        async def part(i: int, chunk: memoryview) -> str:
+            name = f"{scratch}{i:05d}"
+            await self._call(f"put part {i + 1} of", key, lambda: self._kv.write(name, bytes(chunk)),
+                             self._timeout(len(chunk)))
+            return loc.prefix + name
+
+        try:
+            sources = await write_parts(data, self.config.transfer, part)
+            await self._call("put", key, lambda: _in_thread(lambda: gcs_compose.compose(
+                loc.bucket, loc.prefix + key, sources, loc.prefix + scratch, self._timeout(len(data)))),
+                self._timeout(len(data)))
+        finally:
+            try:
+                await asyncio.wait_for(self._kv.delete_range(_prefix_range(scratch)), t)
+            except Exception as e:
+                log.warning("deleting the parts of %s under %s failed: %s", key, scratch, e)
+
     # ------------------------------------------------------------------ async API
 
     async def aput(self, key: str, data: bytes) -> None:
-        await self._call("put", key, lambda: self._kv.write(key, data))
+        if self._in_parts(len(data)):
+            await (self._put_s3_parts if self.location.scheme == "s3" else self._put_gcs_parts)(key, data)
+        else:
+            await self._call("put", key, lambda: self._kv.write(key, data), self._timeout(len(data)))
         if self._memory_stamps is not None:
             self._memory_stamps[key] = (len(data), time.time())
 
@@ -175,8 +246,9 @@ class Bucket:
 
     async def aget(self, key: str, *, max_bytes: int | None = None, timeout: float | None = None) -> bytes:
         """The whole object. With max_bytes, metadata is checked first and at most that many
-        bytes (the size the metadata reported) are requested."""
-        if max_bytes is None:
+        bytes (the size the metadata reported) are requested. On gs:// and s3:// the size is
+        always looked up first, so a large object is fetched in parts."""
+        if max_bytes is None and self.location.scheme not in ("gs", "s3"):
             result = await self._call("get", key, lambda: self._kv.read(key), timeout)
             if result.state != "value":
                 raise ObjectNotFound(f"{key} not found")
@@ -184,20 +256,19 @@ class Bucket:
         info = await self.ahead(key, timeout=timeout)
         if info is None:
             raise ObjectNotFound(f"{key} not found")
-        if info.size > max_bytes:
+        if max_bytes is not None and info.size > max_bytes:
             raise ObjectTooLarge(f"{key} is {info.size} bytes, cap {max_bytes}")
         return await self.aget_range(key, 0, info.size, timeout=timeout)
 
     async def aget_range(self, key: str, start: int, end: int, *, timeout: float | None = None) -> bytes:
-        """Bytes [start, end) of the object (the range must lie within it)."""
+        """Bytes [start, end) of the object (the range must lie within it); a large range as
+        parallel ranged reads (`timeout` then applies to each part)."""
         if end == start:
             return b""
-        result = await self._call("get", key, lambda: self._kv.read(key, byte_range=slice(start, end)), timeout)
-        if result.state != "value":
-            raise ObjectNotFound(f"{key} not found")
-        if len(result.value) != end - start:
-            raise StorageError(f"get {key}: got {len(result.value)} bytes, asked for {end - start}")
-        return result.value
+        if self._in_parts(end - start):
+            return await read_parts(start, end, self.config.transfer,
+                                    lambda a, b: self._read_range(key, a, b, timeout))
+        return await self._read_range(key, start, end, timeout)
 
     async def alist(self, prefix: str = "") -> list[str]:
         keys = await self._call("list", prefix, lambda: self._kv.list(_prefix_range(prefix)))

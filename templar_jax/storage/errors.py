@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import urllib.error
+
 
 class StorageError(Exception):
     """A storage operation failed; `transient` says whether a retry may help."""
@@ -27,3 +29,12 @@ class StorageTimeout(StorageError):
 
 class BadBucketUrl(ValueError):
     """A bucket URL or spec that cannot be opened (config error, not a runtime failure)."""
+
+
+def http_error(what: str, e: Exception) -> StorageError:
+    """A urllib failure as a typed error: timeouts, 5xx, 429 and connection errors may pass on retry."""
+    if isinstance(e, TimeoutError) or isinstance(getattr(e, "reason", None), TimeoutError):
+        return StorageTimeout(f"{what}: no answer in time")
+    if isinstance(e, urllib.error.HTTPError):
+        return StorageError(f"{what}: HTTP {e.code}", transient=e.code >= 500 or e.code == 429)
+    return StorageError(f"{what}: {type(e).__name__}: {e}", transient=True)

@@ -24,7 +24,7 @@ from typing import NamedTuple
 from urllib.parse import quote
 
 from templar_jax.storage.s3_credentials import S3Credentials
-from templar_jax.storage.errors import StorageError, StorageTimeout
+from templar_jax.storage.errors import StorageError, http_error
 from templar_jax.storage.sigv4 import sign_headers
 
 
@@ -44,14 +44,6 @@ def file_head(root: str, key: str) -> ObjectInfo | None:
     return ObjectInfo(key, st.st_size, st.st_mtime)
 
 
-def _http_error(what: str, e: Exception) -> StorageError:
-    if isinstance(e, TimeoutError) or isinstance(getattr(e, "reason", None), TimeoutError):
-        return StorageTimeout(f"{what}: no answer in time")
-    if isinstance(e, urllib.error.HTTPError):
-        return StorageError(f"{what}: HTTP {e.code}", transient=e.code >= 500 or e.code == 429)
-    return StorageError(f"{what}: {type(e).__name__}: {e}", transient=True)
-
-
 def s3_head(
     endpoint: str, bucket: str, key: str, *, region: str, credentials: S3Credentials | None, timeout: float,
 ) -> ObjectInfo | None:
@@ -69,9 +61,9 @@ def s3_head(
     except urllib.error.HTTPError as e:
         if e.code == 404:
             return None
-        raise _http_error(f"HEAD {key}", e) from None
+        raise http_error(f"HEAD {key}", e) from None
     except (OSError, TypeError, ValueError) as e:
-        raise _http_error(f"HEAD {key}", e) from None
+        raise http_error(f"HEAD {key}", e) from None
     return ObjectInfo(key, size, stored_at)
 
 
@@ -115,7 +107,7 @@ def gcs_head(bucket: str, key: str, *, timeout: float) -> ObjectInfo | None:
     except urllib.error.HTTPError as e:
         if e.code == 404:
             return None
-        raise _http_error(f"GCS metadata {key}", e) from None
+        raise http_error(f"GCS metadata {key}", e) from None
     except (OSError, KeyError, TypeError, ValueError) as e:
-        raise _http_error(f"GCS metadata {key}", e) from None
+        raise http_error(f"GCS metadata {key}", e) from None
     return ObjectInfo(key, size, stored_at)

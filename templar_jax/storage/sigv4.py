@@ -1,7 +1,7 @@
-"""Minimal AWS Signature Version 4 for a bodiless request (HEAD / GET on one object).
+"""Minimal AWS Signature Version 4 (header-based, per the AWS SigV4 documentation).
 
-tensorstore moves the bytes; it does not expose an object's Last-Modified, so storage.metadata
-sends its own HEAD and needs to sign it. Header-based signing per the AWS SigV4 documentation.
+tensorstore moves most bytes, but it does not expose an object's Last-Modified (storage.metadata
+sends its own HEAD) and has no multipart upload (storage.s3_multipart sends those requests).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
@@ -21,8 +21,10 @@ def _hmac(key: bytes, msg: str) -> bytes:
 def sign_headers(
     method: str, url: str, *, region: str, access_key_id: str, secret_access_key: str,
     session_token: str | None = None, now: dt.datetime | None = None, service: str = "s3",
+    payload_sha256: str = EMPTY_SHA256,
 ) -> dict[str, str]:
-    """Headers (Host, x-amz-*, Authorization) that sign `method url` with an empty body."""
+    """Headers (Host, x-amz-*, Authorization) that sign `method url` with a body whose SHA-256 hex
+    digest is `payload_sha256` (default: an empty body)."""
     now = now or dt.datetime.now(dt.timezone.utc)
     amz_date = now.strftime("%Y%m%dT%H%M%SZ")
     datestamp = now.strftime("%Y%m%d")
@@ -30,15 +32,15 @@ def sign_headers(
     host = parts.netloc
     canonical_uri = parts.path or "/"  # callers pass an already URI-encoded path (S3: no double encoding)
     query = "&".join(sorted(
-        f"{quote(k, safe='~')}={quote(v, safe='~')}"
+        f"{quote(unquote(k), safe='~')}={quote(unquote(v), safe='~')}"  # the URL's query arrives encoded
         for k, _, v in (p.partition("=") for p in parts.query.split("&") if p)
     ))
-    headers = {"host": host, "x-amz-content-sha256": EMPTY_SHA256, "x-amz-date": amz_date}
+    headers = {"host": host, "x-amz-content-sha256": payload_sha256, "x-amz-date": amz_date}
     if session_token:
         headers["x-amz-security-token"] = session_token
     signed = ";".join(sorted(headers))
     canonical_headers = "".join(f"{k}:{headers[k]}\n" for k in sorted(headers))
-    canonical_request = "\n".join([method, canonical_uri, query, canonical_headers, signed, EMPTY_SHA256])
+    canonical_request = "\n".join([method, canonical_uri, query, canonical_headers, signed, payload_sha256])
     scope = f"{datestamp}/{region}/{service}/aws4_request"
     string_to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope,
                                 hashlib.sha256(canonical_request.encode()).hexdigest()])
