@@ -1,7 +1,9 @@
-"""BittensorChain against a fake Subtensor that implements exactly the methods it calls.
+"""BittensorChain's shared core (retries, per-block caches, roles, waits) through the 10.x
+adapter, against a fake Subtensor that implements exactly the methods the adapter calls.
 
 The fake takes keyword-only arguments with the bittensor 10.x names, so a call with a
-wrong name or a positional argument fails loudly.
+wrong name or a positional argument fails loudly. Its return values are plain stand-ins;
+tests/test_chain_bittensor_sdk10.py and _sdk11.py run each adapter against the SDKs' real types.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pytest
 
 from templar_jax.chain import (
     BittensorChain,
+    BlockNotProducedError,
     Chain,
     ChainTimeoutError,
     ChainTransactionError,
@@ -23,7 +26,9 @@ from templar_jax.chain import (
     CommitmentTooLongError,
     InvalidWeightsError,
     NotRegisteredError,
+    ValidatorRule,
 )
+from templar_jax.chain.bittensor_sdk10 import Sdk10Adapter
 
 NETUID = 3
 HOTKEYS = ["5Validator", "5Miner0", "5Miner1", "5Miner2"]
@@ -34,6 +39,9 @@ GENESIS = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
 class FakeSubtensor:
     def __init__(self, block: int = 1000) -> None:
         self.block = block
+        self.ticking = True  # every head read moves the chain one block
+        self.stake = [5000.0, 0.0, 10.0, 0.0]
+        self.permit = [True, False, True, False]
         self.calls: list[tuple[str, dict]] = []
         self.fail: dict[str, list[BaseException]] = {}
         self.closed = False
@@ -48,21 +56,26 @@ class FakeSubtensor:
 
     def get_current_block(self) -> int:
         self._enter("get_current_block")
-        self.block += 1
+        self.block += int(self.ticking)
         return self.block
 
     def get_timestamp(self, *, block=None):
         self._enter("get_timestamp", block=block)
         return GENESIS + dt.timedelta(seconds=12 * block)
 
-    def metagraph(self, *, netuid):
-        self._enter("metagraph", netuid=netuid)
+    def get_block_hash(self, *, block=None):
+        self._enter("get_block_hash", block=block)
+        return f"0x{block:064x}"
+
+    def metagraph(self, *, netuid, block=None):
+        self._enter("metagraph", netuid=netuid, block=block)
         return types.SimpleNamespace(
             uids=np.arange(4, dtype=np.int64),
             hotkeys=list(HOTKEYS),
-            S=np.array([5000.0, 0.0, 10.0, 0.0], dtype=np.float32),
+            S=np.array(self.stake, dtype=np.float32),
             I=np.array([0.0, 0.5, 0.25, 0.25], dtype=np.float32),
-            block=np.int64(self.block),
+            validator_permit=np.array(self.permit),
+            block=np.int64(block),
         )
 
     def get_uid_for_hotkey_on_subnet(self, *, hotkey_ss58, netuid):
@@ -73,20 +86,23 @@ class FakeSubtensor:
         self._enter("set_commitment", wallet=wallet, netuid=netuid, data=data)
         return self.extrinsic_result
 
-    def get_all_commitments(self, *, netuid):
-        self._enter("get_all_commitments", netuid=netuid)
+    def get_all_commitments(self, *, netuid, block=None):
+        self._enter("get_all_commitments", netuid=netuid, block=block)
         return dict(self.commitments)
 
     def set_weights(self, *, wallet, netuid, uids, weights):
         self._enter("set_weights", wallet=wallet, netuid=netuid, uids=uids, weights=weights)
         return self.extrinsic_result
 
-    def weights(self, *, netuid):
-        self._enter("weights", netuid=netuid)
+    def weights(self, *, netuid, block=None):
+        self._enter("weights", netuid=netuid, block=block)
         return [(0, [(1, 30000), (2, 10000), (3, 0)]), (2, [(0, 0)])]
 
     def close(self) -> None:
         self.closed = True
+
+
+ADAPTER = Sdk10Adapter()
 
 
 def _wallet(ss58: str = "5Validator"):
@@ -106,7 +122,7 @@ def sleeps():
 @pytest.fixture
 def chain(fake, sleeps):
     return BittensorChain(NETUID, subtensor=fake, wallet=_wallet(), blocks_per_window=100,
-                          sleep=sleeps.append, backoff_s=0.5)
+                          sleep=sleeps.append, backoff_s=0.5, adapter=ADAPTER)
 
 
 def _names(fake):
@@ -132,7 +148,7 @@ def test_blocks_windows_and_timestamps(chain, fake):
 
 def test_naive_and_millisecond_timestamps_are_utc_seconds(fake):
     fake.get_timestamp = lambda *, block=None: dt.datetime(2025, 1, 1)  # naive
-    chain = BittensorChain(NETUID, subtensor=fake)
+    chain = BittensorChain(NETUID, subtensor=fake, adapter=ADAPTER)
     assert chain.block_timestamp(1) == GENESIS.timestamp()
     fake.get_timestamp = lambda *, block=None: 1_735_689_600_000  # Timestamp.Now in ms
     assert chain.block_timestamp(2) == GENESIS.timestamp()
@@ -140,12 +156,13 @@ def test_naive_and_millisecond_timestamps_are_utc_seconds(fake):
 
 def test_metagraph_maps_arrays(chain, fake):
     mg = chain.metagraph()
-    assert fake.calls[-1] == ("metagraph", {"netuid": NETUID})
+    assert fake.calls[-1] == ("metagraph", {"netuid": NETUID, "block": 1001})  # the head's
     assert mg.uids == (0, 1, 2, 3) and all(type(u) is int for u in mg.uids)
     assert mg.hotkeys == tuple(HOTKEYS)
     assert mg.stake == (5000.0, 0.0, 10.0, 0.0) and all(type(s) is float for s in mg.stake)
     assert mg.incentive == (0.0, 0.5, 0.25, 0.25)
-    assert mg.leader_uid == 0 and mg.block == 1000
+    assert mg.leader_uid == 0 and mg.block == 1001
+    assert mg.validator_permit == (True, False, True, False)
 
 
 def test_my_uid_is_looked_up_once(chain, fake):
@@ -156,10 +173,10 @@ def test_my_uid_is_looked_up_once(chain, fake):
 
 
 def test_unregistered_and_read_only(fake):
-    stranger = BittensorChain(NETUID, subtensor=fake, wallet=_wallet("5Nobody"))
+    stranger = BittensorChain(NETUID, subtensor=fake, wallet=_wallet("5Nobody"), adapter=ADAPTER)
     with pytest.raises(NotRegisteredError):
         stranger.my_uid()
-    read_only = BittensorChain(NETUID, subtensor=fake)
+    read_only = BittensorChain(NETUID, subtensor=fake, adapter=ADAPTER)
     assert read_only.hotkey is None
     for action in (read_only.my_uid, lambda: read_only.commit("x"),
                    lambda: read_only.set_weights([1], [1.0])):
@@ -191,7 +208,7 @@ def test_refused_extrinsics_raise(chain, fake):
 
 def test_commitments_map_hotkeys_to_uids(chain, fake):
     assert chain.commitments() == {1: "commit-0", 3: "commit-2"}  # the stranger is dropped
-    assert ("get_all_commitments", {"netuid": NETUID}) in fake.calls
+    assert ("get_all_commitments", {"netuid": NETUID, "block": fake.block}) in fake.calls
 
     def parse(raw: str) -> int:
         if raw == "commit-2":
@@ -216,7 +233,7 @@ def test_set_weights_validates_normalizes_and_maps(chain, fake):
 
 def test_weights_are_normalized_per_validator(chain, fake):
     assert chain.weights() == {0: {1: 0.75, 2: 0.25}}  # uid 2's all-zero row is dropped
-    assert fake.calls[-1] == ("weights", {"netuid": NETUID})
+    assert fake.calls[-1] == ("weights", {"netuid": NETUID, "block": fake.block})
 
 
 def test_transient_errors_are_retried_with_backoff(chain, fake, sleeps):
@@ -235,7 +252,7 @@ def test_transient_errors_are_retried_with_backoff(chain, fake, sleeps):
 
 def test_retries_give_up_with_typed_error(fake, sleeps):
     chain = BittensorChain(NETUID, subtensor=fake, sleep=sleeps.append, max_attempts=3,
-                           backoff_s=1.0, max_backoff_s=1.5)
+                           backoff_s=1.0, max_backoff_s=1.5, adapter=ADAPTER)
     fake.fail["metagraph"] = [ConnectionError("down")] * 5
     with pytest.raises(ChainUnavailableError, match="3 times"):
         chain.metagraph()
@@ -259,7 +276,7 @@ def test_reconnects_through_factory(sleeps):
         made.append(sub)
         return sub
 
-    chain = BittensorChain(NETUID, subtensor_factory=factory, sleep=sleeps.append)
+    chain = BittensorChain(NETUID, subtensor_factory=factory, sleep=sleeps.append, adapter=ADAPTER)
     assert made == []  # connects lazily
     assert chain.current_block() == 1001
     assert len(made) == 2 and made[0].closed and not made[1].closed
@@ -274,7 +291,8 @@ def test_wait_for_block(chain, fake, sleeps):
 
 
 def test_secrets_never_logged(fake, sleeps, caplog):
-    chain = BittensorChain(NETUID, subtensor=fake, wallet=_wallet(), sleep=sleeps.append)
+    chain = BittensorChain(NETUID, subtensor=fake, wallet=_wallet(), sleep=sleeps.append,
+                           adapter=ADAPTER)
     caplog.set_level(logging.DEBUG)
     fake.fail["set_commitment"] = [ConnectionError(f"failed sending {SECRET}")]
     chain.commit(SECRET)
@@ -290,3 +308,91 @@ def test_secrets_never_logged(fake, sleeps, caplog):
 def test_missing_sdk_gives_clear_error():
     with pytest.raises(ChainUnavailableError, match=r"templar-jax\[chain\]"):
         BittensorChain(NETUID)
+
+
+def test_metagraph_and_commitments_are_read_once_per_block(chain, fake):
+    fake.ticking = False
+    fake.commitments["5Miner1"] = "x" * 129  # longer than the chain accepts: dropped
+    fake.commitments["5Validator"] = "lone \ud800 surrogate"  # not UTF-8: dropped, no UnicodeError
+    first = chain.commitments()
+    assert first == {1: "commit-0", 3: "commit-2"}
+    assert chain.commitments() == first and chain.metagraph().uids == (0, 1, 2, 3)
+    assert _names(fake).count("metagraph") == 1 and _names(fake).count("get_all_commitments") == 1
+    fake.block += 1  # a new block: both are read again, at that block
+    chain.commitments()
+    assert ("get_all_commitments", {"netuid": NETUID, "block": 1001}) in fake.calls
+    assert _names(fake).count("metagraph") == 2 and _names(fake).count("get_all_commitments") == 2
+    chain.commit("mine")  # our own commit invalidates the cached read
+    chain.commitments()
+    assert _names(fake).count("get_all_commitments") == 3
+
+
+def test_roles_follow_the_stake_threshold_and_permit(fake):
+    fake.stake = [5000.0, 20.0, 1500.0, 0.0]  # uid 1: a miner holding stake, without a permit
+    fake.permit = [True, False, True, True]  # uid 3: a permit without stake
+    default = BittensorChain(NETUID, subtensor=fake, adapter=ADAPTER).metagraph()
+    assert default.validator_uids == (0, 2) and default.leader_uid == 0
+    strict = BittensorChain(NETUID, subtensor=fake, adapter=ADAPTER,
+                            rule=ValidatorRule(min_stake=2000.0)).metagraph()
+    assert strict.validator_uids == (0,)
+    no_permit = BittensorChain(NETUID, subtensor=fake, adapter=ADAPTER,
+                               rule=ValidatorRule(require_permit=False)).metagraph()
+    assert no_permit.validator_uids == (0, 2, 1)  # today's "stake > 0"
+    fake.stake = [0.0, 0.0, 0.0, 0.0]
+    assert BittensorChain(NETUID, subtensor=fake, adapter=ADAPTER).metagraph().leader_uid is None
+
+
+def test_block_hash_is_cached_and_refuses_future_blocks(chain, fake):
+    fake.ticking = False
+    assert chain.block_hash(900) == f"0x{900:064x}"
+    assert chain.block_hash(900) == f"0x{900:064x}"
+    assert _names(fake).count("get_block_hash") == 1
+    for future in (fake.block + 1, -1):
+        with pytest.raises(BlockNotProducedError):
+            chain.block_hash(future)
+    assert _names(fake).count("get_block_hash") == 1
+
+
+def test_wait_polls_a_bounded_number_of_times(fake, sleeps):
+    chain = BittensorChain(NETUID, subtensor=fake, sleep=sleeps.append, adapter=ADAPTER,
+                           block_time_s=12.0)
+    fake.ticking = False
+
+    def sleep(seconds):  # the chain moves with the time slept
+        sleeps.append(seconds)
+        fake.block += int(seconds // 12) or (1 if len(sleeps) % 4 == 0 else 0)
+
+    chain._sleep = sleep
+    assert chain.wait_for_block(1010, timeout=None) >= 1010
+    assert sleeps[0] == 9 * 12.0  # asleep until the block is due, not polling meanwhile
+    assert all(s >= 3.0 for s in sleeps) and len(sleeps) <= 6
+
+
+class _Subscribing(Sdk10Adapter):
+    """The 10.x calls plus a subscription, to drive the core's subscription path."""
+
+    subscribes = True
+
+    def __init__(self, outcome):
+        self.outcome = outcome
+
+    def wait_for_block(self, sub, block, timeout):
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        return self.outcome
+
+
+def test_subscription_wait_timeout_and_fallback(fake, sleeps):
+    def chain_with(outcome):
+        return BittensorChain(NETUID, subtensor=fake, sleep=sleeps.append,
+                              adapter=_Subscribing(outcome))
+
+    assert chain_with(1234).wait_for_block(1234, timeout=5) == 1234
+    assert _names(fake) == []  # nothing polled
+    with pytest.raises(ChainTimeoutError):
+        chain_with(TimeoutError()).wait_for_block(10**9, timeout=5)
+    lost = chain_with(ConnectionError("subscription dropped"))
+    assert lost.wait_for_block(1002, timeout=30) == 1002  # fell back to polling
+    assert _names(fake).count("get_current_block") == 2
+    with pytest.raises(KeyError):
+        chain_with(KeyError("bug")).wait_for_block(1, timeout=5)

@@ -7,6 +7,7 @@
 from templar_jax.chain.bittensor_chain import BittensorChain
 from templar_jax.chain.consensus import yuma_incentive
 from templar_jax.chain.errors import (
+    BlockNotProducedError,
     ChainAlreadyInitializedError,
     ChainConfigError,
     ChainError,
@@ -24,6 +25,7 @@ from templar_jax.chain.errors import (
 )
 from templar_jax.chain.local import LocalChain
 from templar_jax.chain.protocol import Chain, Metagraph, parse_commitments, window_of
+from templar_jax.chain.roles import ValidatorRule
 from templar_jax.chain.validation import (
     MAX_COMMITMENT_BYTES,
     normalize_weights,
@@ -32,6 +34,7 @@ from templar_jax.chain.validation import (
 
 __all__ = [
     "BittensorChain",
+    "BlockNotProducedError",
     "Chain",
     "ChainAlreadyInitializedError",
     "ChainConfigError",
@@ -50,6 +53,7 @@ __all__ = [
     "Metagraph",
     "NotRegisteredError",
     "RegistrationFullError",
+    "ValidatorRule",
     "normalize_weights",
     "parse_commitments",
     "validate_commitment",

@@ -1,58 +1,53 @@
-"""BittensorChain: a thin `Chain` adapter over a Bittensor `Subtensor` (bittensor>=10.5,<11).
+"""BittensorChain: `Chain` on a Bittensor subnet, for bittensor 10.5+ and 11.x alike.
 
-It only maps calls, retries transient failures (connection drops, timeouts) with exponential
-backoff, and reconnects between attempts when it built the Subtensor itself. It never logs
-secrets: commitment payloads appear in logs only as a byte count, wallets not at all.
-
-Subtensor methods used (10.x names, all called with keyword arguments):
-    get_current_block(), get_timestamp(block=), metagraph(netuid=),
-    get_uid_for_hotkey_on_subnet(hotkey_ss58=, netuid=), set_commitment(wallet=, netuid=, data=),
-    get_all_commitments(netuid=), set_weights(wallet=, netuid=, uids=, weights=), weights(netuid=)
-`bittensor` and `bittensor_wallet` are imported only when the constructor has to build the
-Subtensor or the wallet itself (install the `[chain]` extra); tests inject fakes instead.
+One thin adapter per SDK generation (`bittensor_sdk10`, `bittensor_sdk11`, chosen by the installed
+version) maps each operation to that SDK's call; this class holds what both share:
+- retries of transient failures (connection drops, timeouts) with exponential backoff, and a
+  reconnect between attempts when it built the Subtensor itself;
+- block time and blocks per window from the run config (the chain's own 12 s / 0.25 s block
+  time is not asked for);
+- the metagraph and the commitments read once per block (cached by block number), past blocks'
+  timestamps and hashes cached (they never change);
+- `wait_for_block` by subscription where the SDK has one (11.x) with a bounded poll as fallback
+  (10.x: a sleep until the block is due, then a poll every quarter block, at most every 3 s);
+- who is a validator: the run's `ValidatorRule` (stake threshold and permit).
+It never logs secrets: commitment payloads appear in logs only as a byte count, wallets not at all.
 """
 
 from __future__ import annotations
 
 import collections
-import datetime as dt
 import logging
 import time
 from typing import Any, Callable, Sequence, TypeVar
 
 from templar_jax.chain import validation
+from templar_jax.chain.bittensor_adapter import NeuronRows, SdkAdapter, installed_adapter
 from templar_jax.chain.errors import (
+    BlockNotProducedError,
     ChainTimeoutError,
-    ChainTransactionError,
     ChainUnavailableError,
     NotRegisteredError,
 )
-from templar_jax.chain.protocol import Metagraph, leader_of, parse_commitments, window_of
+from templar_jax.chain.protocol import Metagraph, parse_commitments, window_of
+from templar_jax.chain.roles import ValidatorRule
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_TRANSIENT_TYPES = (ConnectionError, TimeoutError, OSError, EOFError)
-_TRANSIENT_NAME_PARTS = ("connection", "timeout", "websocket", "closed")
-_TIMESTAMP_CACHE = 1024
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Connection-level failures worth a retry (SDK exceptions are matched by class name,
-    since websockets/substrate classes vary between versions)."""
-    if isinstance(exc, _TRANSIENT_TYPES):
-        return True
-    names = [cls.__name__.lower() for cls in type(exc).__mro__]
-    return any(part in name for name in names for part in _TRANSIENT_NAME_PARTS)
+_PAST_BLOCK_CACHE = 1024
+_MAX_POLL_S = 3.0
+_MIN_POLL_S = 0.25
 
 
 class BittensorChain:
     """`Chain` on a Bittensor subnet `netuid`.
 
-    Pass `subtensor` (and `wallet`) to inject objects; otherwise they are built from
-    `network` and `wallet_name`/`wallet_hotkey`. Without a wallet the chain is read-only
-    (`commit`, `set_weights` and `my_uid` raise NotRegisteredError).
+    Pass `subtensor` (and `wallet`) to inject objects, and `adapter` to name the SDK generation
+    they belong to; otherwise the installed SDK's adapter builds them from `network` and
+    `wallet_name`/`wallet_hotkey`. Without a wallet the chain is read-only (`commit`,
+    `set_weights` and `my_uid` raise NotRegisteredError).
     """
 
     def __init__(
@@ -65,6 +60,8 @@ class BittensorChain:
         wallet_path: str | None = None,
         blocks_per_window: int = 115,
         block_time_s: float = 12.0,
+        rule: ValidatorRule = ValidatorRule(),
+        adapter: SdkAdapter | None = None,
         subtensor: Any = None,
         wallet: Any = None,
         subtensor_factory: Callable[[], Any] | None = None,
@@ -78,40 +75,46 @@ class BittensorChain:
         self.netuid = int(netuid)
         self.blocks_per_window = int(blocks_per_window)
         self.block_time_s = float(block_time_s)
+        self.rule = rule
+        self.adapter: SdkAdapter = installed_adapter() if adapter is None else adapter
         self._max_attempts = int(max_attempts)
         self._backoff_s = float(backoff_s)
         self._max_backoff_s = float(max_backoff_s)
         self._sleep = sleep
         if subtensor is None and subtensor_factory is None:
-            subtensor_factory = _bittensor_factory(network)
+            subtensor_factory = lambda: self.adapter.connect(network)  # noqa: E731
         self._factory = subtensor_factory
         self._subtensor = subtensor  # built on first use, inside the retry loop, if None
         if wallet is None and wallet_name is not None:
-            wallet = _make_wallet(wallet_name, wallet_hotkey, wallet_path)
+            wallet = self.adapter.make_wallet(wallet_name, wallet_hotkey, wallet_path)
         self._wallet = wallet
         self.hotkey: str | None = (
             None if wallet is None else str(wallet.hotkey.ss58_address)
         )
         self._uid: int | None = None
         self._timestamps: collections.OrderedDict[int, float] = collections.OrderedDict()
+        self._hashes: collections.OrderedDict[int, str] = collections.OrderedDict()
+        self._metagraph: Metagraph | None = None
+        self._commitments: tuple[int, dict[int, str]] | None = None
 
     # ---- plumbing -------------------------------------------------------------------------
-    def _call(self, method: str, **kwargs: Any) -> Any:
+    def _call(self, name: str, op: Callable[[Any], T]) -> T:
+        """`op(subtensor)`, retried on transient failures (`name` only labels the logs)."""
         delay = self._backoff_s
         for attempt in range(1, self._max_attempts + 1):
             try:
                 if self._subtensor is None:
                     self._subtensor = self._factory()
-                return getattr(self._subtensor, method)(**kwargs)
+                return op(self._subtensor)
             except Exception as exc:
-                if not is_transient(exc):
+                if not self.adapter.is_transient(exc):
                     raise
                 if attempt == self._max_attempts:
                     raise ChainUnavailableError(
-                        f"subtensor.{method} failed {attempt} times; last: {type(exc).__name__}"
+                        f"subtensor {name} failed {attempt} times; last: {type(exc).__name__}"
                     ) from exc
-                log.warning("subtensor.%s failed (%s), attempt %d/%d; retrying in %.1f s",
-                            method, type(exc).__name__, attempt, self._max_attempts, delay)
+                log.warning("subtensor %s failed (%s), attempt %d/%d; retrying in %.1f s",
+                            name, type(exc).__name__, attempt, self._max_attempts, delay)
                 self._sleep(delay)
                 delay = min(delay * 2, self._max_backoff_s)
                 self._reconnect()
@@ -137,17 +140,20 @@ class BittensorChain:
 
     # ---- blocks and time ------------------------------------------------------------------
     def current_block(self) -> int:
-        return int(self._call("get_current_block"))
+        return self._call("head", self.adapter.head)
 
     def block_timestamp(self, block: int) -> float:
         block = int(block)
-        if block in self._timestamps:
-            return self._timestamps[block]
-        ts = _to_unix_seconds(self._call("get_timestamp", block=block))
-        self._timestamps[block] = ts  # a past block's time never changes
-        while len(self._timestamps) > _TIMESTAMP_CACHE:
-            self._timestamps.popitem(last=False)
-        return ts
+        return _cached(self._timestamps, block,
+                       lambda: self._call("timestamp", lambda s: self.adapter.timestamp(s, block)))
+
+    def block_hash(self, block: int) -> str:
+        """The hash of `block` (a past block's hash never changes, so it is cached)."""
+        block = int(block)
+        if block not in self._hashes and not 0 <= block <= self.current_block():
+            raise BlockNotProducedError(f"block {block} is not produced yet")
+        return _cached(self._hashes, block,
+                       lambda: self._call("block_hash", lambda s: self.adapter.block_hash(s, block)))
 
     def window_of(self, block: int) -> int:
         return window_of(block, self.blocks_per_window)
@@ -157,38 +163,56 @@ class BittensorChain:
 
     def wait_for_block(self, block: int, timeout: float | None = None) -> int:
         deadline = None if timeout is None else time.monotonic() + timeout
-        poll_s = min(max(self.block_time_s / 4, 0.25), 3.0)
+        if self.adapter.subscribes:
+            try:
+                if self._subtensor is None:
+                    self._subtensor = self._factory()
+                return self.adapter.wait_for_block(self._subtensor, block, timeout)
+            except TimeoutError as exc:
+                raise ChainTimeoutError(f"block {block} not reached in {timeout} s") from exc
+            except Exception as exc:
+                if not self.adapter.is_transient(exc):
+                    raise
+                log.warning("block subscription lost (%s); polling for block %d",
+                            type(exc).__name__, block)
+                self._reconnect()
+        return self._poll_for_block(block, timeout, deadline)
+
+    def _poll_for_block(self, block: int, timeout: float | None, deadline: float | None) -> int:
+        """Sleep until `block` is due, then poll every quarter block (0.25 s .. 3 s)."""
+        poll_s = min(max(self.block_time_s / 4, _MIN_POLL_S), _MAX_POLL_S)
         while True:
             head = self.current_block()
             if head >= block:
                 return head
             if deadline is not None and time.monotonic() >= deadline:
                 raise ChainTimeoutError(f"block {block} not reached in {timeout} s (head {head})")
-            pause = poll_s
+            pause = max(poll_s, (block - head - 1) * self.block_time_s)
             if deadline is not None:
-                pause = max(0.0, min(poll_s, deadline - time.monotonic()))
+                pause = max(0.0, min(pause, deadline - time.monotonic()))
             self._sleep(pause)
 
     # ---- neurons --------------------------------------------------------------------------
     def metagraph(self) -> Metagraph:
-        mg = self._call("metagraph", netuid=self.netuid)
-        uids = tuple(int(u) for u in mg.uids)
-        stake = tuple(float(s) for s in mg.S)
-        block = getattr(mg, "block", None)
-        return Metagraph(
-            block=int(block) if block is not None else self.current_block(),
-            uids=uids,
-            hotkeys=tuple(str(h) for h in mg.hotkeys),
-            stake=stake,
-            incentive=tuple(float(i) for i in mg.I),
-            leader_uid=leader_of(uids, stake),
+        """The metagraph at the head block; read from the chain once per block."""
+        return self._metagraph_at(self.current_block())
+
+    def _metagraph_at(self, block: int) -> Metagraph:
+        cached = self._metagraph
+        if cached is not None and cached.block == block:
+            return cached
+        rows: NeuronRows = self._call(
+            "metagraph", lambda s: self.adapter.neurons(s, self.netuid, block))
+        self._metagraph = Metagraph(
+            block=block, uids=rows.uids, hotkeys=rows.hotkeys, stake=rows.stake,
+            incentive=rows.incentive, validator_permit=rows.validator_permit, rule=self.rule,
         )
+        return self._metagraph
 
     def my_uid(self) -> int:
         if self._uid is None:
             self._require_wallet()
-            uid = self._call("get_uid_for_hotkey_on_subnet",
-                             hotkey_ss58=self.hotkey, netuid=self.netuid)
+            uid = self._call("uid", lambda s: self.adapter.uid(s, self.hotkey, self.netuid))
             if uid is None:
                 raise NotRegisteredError(
                     f"hotkey {self.hotkey} is not registered on netuid {self.netuid}"
@@ -198,24 +222,30 @@ class BittensorChain:
 
     # ---- commitments ----------------------------------------------------------------------
     def commit(self, data: str) -> None:
-        validation.validate_commitment(data)
+        n_bytes = validation.commitment_bytes(data)
         wallet = self._require_wallet()
-        result = self._call("set_commitment", wallet=wallet, netuid=self.netuid, data=data)
-        _check_extrinsic("set_commitment", result)
-        log.info("committed %d bytes on netuid %d", len(data.encode()), self.netuid)
+        self._call("set_commitment", lambda s: self.adapter.commit(s, wallet, self.netuid, data))
+        self._commitments = None  # ours changed: the next read must see it
+        log.info("committed %d bytes on netuid %d", n_bytes, self.netuid)
 
     def commitments(self) -> dict[int, str]:
-        raw = self._call("get_all_commitments", netuid=self.netuid) or {}
-        mg = self.metagraph()
-        by_hotkey = dict(zip(mg.hotkeys, mg.uids))
+        """{uid: commitment} at the head block; read once per block. Entries of hotkeys
+        outside that block's metagraph, and entries that are not valid commitments (too
+        long, not encodable), are dropped."""
+        block = self.current_block()
+        if self._commitments is not None and self._commitments[0] == block:
+            return dict(self._commitments[1])
+        raw = self._call("commitments", lambda s: self.adapter.commitments(s, self.netuid, block))
+        by_hotkey = dict(zip(self._metagraph_at(block).hotkeys, self._metagraph_at(block).uids))
         out: dict[int, str] = {}
         for hotkey, data in raw.items():
             uid = by_hotkey.get(hotkey)
-            if uid is None or not isinstance(data, str):
-                log.debug("ignoring a commitment of a hotkey outside the metagraph")
+            if uid is None or not validation.is_valid_commitment(data):
+                log.debug("ignoring a commitment outside the metagraph or not valid")
                 continue
             out[uid] = data
-        return dict(sorted(out.items()))
+        self._commitments = (block, dict(sorted(out.items())))
+        return dict(self._commitments[1])
 
     def parsed_commitments(self, parse: Callable[[str], T]) -> dict[int, T]:
         return parse_commitments(self.commitments(), parse)
@@ -225,67 +255,27 @@ class BittensorChain:
         wallet = self._require_wallet()
         normalized = validation.normalize_weights(uids, weights, self.metagraph().uids)
         ordered = sorted(normalized.items())
-        result = self._call(
-            "set_weights",
-            wallet=wallet,
-            netuid=self.netuid,
-            uids=[u for u, _ in ordered],
-            weights=[w for _, w in ordered],
-        )
-        _check_extrinsic("set_weights", result)
+        self._call("set_weights", lambda s: self.adapter.set_weights(
+            s, wallet, self.netuid, [u for u, _ in ordered], [w for _, w in ordered]))
         log.info("set %d weights on netuid %d", len(ordered), self.netuid)
 
     def weights(self) -> dict[int, dict[int, float]]:
+        block = self.current_block()
+        rows = self._call("weights", lambda s: self.adapter.weights(s, self.netuid, block))
         out: dict[int, dict[int, float]] = {}
-        for validator_uid, row in self._call("weights", netuid=self.netuid) or []:
-            total = float(sum(w for _, w in row))
+        for validator_uid, row in rows.items():
+            total = float(sum(row.values()))
             if total > 0:
-                out[int(validator_uid)] = {int(u): float(w) / total for u, w in row if w > 0}
+                out[validator_uid] = {u: w / total for u, w in row.items() if w > 0}
         return out
 
 
-def _check_extrinsic(name: str, result: Any) -> None:
-    """Accept a 10.x ExtrinsicResponse (`.success`, `.message`), a (success, message) tuple
-    or a bool; raise ChainTransactionError when the chain refused."""
-    if result is None:
-        return
-    if hasattr(result, "success"):
-        ok, message = bool(result.success), getattr(result, "message", "")
-    elif isinstance(result, tuple) and result:
-        ok, message = bool(result[0]), (result[1] if len(result) > 1 else "")
-    else:
-        ok, message = bool(result), ""
-    if not ok:
-        raise ChainTransactionError(f"{name} refused by the chain: {str(message)[:200]}")
-
-
-def _to_unix_seconds(value: Any) -> float:
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:  # the chain's Timestamp pallet is UTC
-            value = value.replace(tzinfo=dt.timezone.utc)
-        return value.timestamp()
-    seconds = float(value)
-    return seconds / 1000.0 if seconds > 1e11 else seconds  # Timestamp.Now is in ms
-
-
-def _bittensor_factory(network: str) -> Callable[[], Any]:
-    try:
-        import bittensor  # noqa: PLC0415 - optional dependency, extra [chain]
-    except ImportError as exc:
-        raise ChainUnavailableError(
-            "BittensorChain needs the optional bittensor SDK: pip install 'templar-jax[chain]'"
-        ) from exc
-    return lambda: bittensor.Subtensor(network=network)
-
-
-def _make_wallet(name: str, hotkey: str, path: str | None) -> Any:
-    try:
-        from bittensor_wallet import Wallet  # noqa: PLC0415 - optional dependency
-    except ImportError as exc:
-        raise ChainUnavailableError(
-            "BittensorChain needs bittensor-wallet: pip install 'templar-jax[chain]'"
-        ) from exc
-    kwargs = {"name": name, "hotkey": hotkey}
-    if path is not None:
-        kwargs["path"] = path
-    return Wallet(**kwargs)
+def _cached(cache: collections.OrderedDict, block: int, read: Callable[[], T]) -> T:
+    """A past block's value from `cache`, else `read()` it and keep the last 1024."""
+    if block in cache:
+        return cache[block]
+    value = read()
+    cache[block] = value
+    while len(cache) > _PAST_BLOCK_CACHE:
+        cache.popitem(last=False)
+    return value

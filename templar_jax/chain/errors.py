@@ -43,6 +43,10 @@ class InvalidWeightsError(ChainError, ValueError):
     """Weights are not finite, negative, for unknown uids, duplicated or all zero."""
 
 
+class BlockNotProducedError(ChainError, ValueError):
+    """`block_hash` was asked for a block the chain has not produced yet (or a negative one)."""
+
+
 class ChainTimeoutError(ChainError, TimeoutError):
     """`wait_for_block` did not see the block within its timeout."""
 

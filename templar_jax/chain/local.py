@@ -10,14 +10,20 @@ process agrees:
   the advance that produced them; blocks not produced yet are estimated at block_time apart.
 
 Incentive is computed on read from the latest weights with `consensus.yuma_incentive`.
+
+Block hashes are blake2b-256 over a random per-chain salt (created with the chain, kept in `meta`)
+and the block number, available once the block is produced: unknowable before, the same for every
+process, like a real chain's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import os
+import secrets
 import sqlite3
 import time
 from typing import Any, Callable, Mapping, Sequence, TypeVar
@@ -25,6 +31,7 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 from templar_jax.chain import validation
 from templar_jax.chain.consensus import yuma_incentive
 from templar_jax.chain.errors import (
+    BlockNotProducedError,
     ChainAlreadyInitializedError,
     ChainConfigError,
     ChainNotInitializedError,
@@ -33,7 +40,8 @@ from templar_jax.chain.errors import (
     NotRegisteredError,
     RegistrationFullError,
 )
-from templar_jax.chain.protocol import Metagraph, leader_of, parse_commitments, window_of
+from templar_jax.chain.protocol import Metagraph, parse_commitments, window_of
+from templar_jax.chain.roles import ValidatorRule, permits_by_stake
 from templar_jax.chain.sqlite_store import SCHEMA_VERSION, SqliteStore
 
 log = logging.getLogger(__name__)
@@ -42,6 +50,7 @@ T = TypeVar("T")
 
 MODES = ("clock", "manual")
 _SETTING_PREFIX = "setting:"
+_SALT_KEY = "block_hash_salt"
 
 
 class LocalChain:
@@ -51,11 +60,12 @@ class LocalChain:
 
     def __init__(self, path: str | os.PathLike, hotkey: str | None = None, *,
                  clock: Callable[[], float] = time.time, busy_timeout_s: float = 5.0,
-                 lock_deadline_s: float = 60.0) -> None:
+                 lock_deadline_s: float = 60.0, rule: ValidatorRule = ValidatorRule()) -> None:
         self._store = SqliteStore(path, busy_timeout_s=busy_timeout_s,
                                   lock_deadline_s=lock_deadline_s)
         self.path = self._store.path
         self.hotkey = hotkey
+        self.rule = rule  # who is a validator; staked neurons hold permits as on Bittensor
         self._clock = clock
         try:
             meta = self._store.transact(_read_meta, write=False) if _has_meta(self._store) else {}
@@ -100,6 +110,7 @@ class LocalChain:
                 "blocks_per_window": str(int(blocks_per_window)),
                 "mode": mode,
                 "max_uids": str(int(max_uids)),
+                _SALT_KEY: secrets.token_hex(32),
             }
             for key, value in (settings or {}).items():
                 meta[_SETTING_PREFIX + str(key)] = json.dumps(value)
@@ -127,7 +138,7 @@ class LocalChain:
         """The same chain, acting as another hotkey."""
         return LocalChain(self.path, hotkey=hotkey, clock=self._clock,
                           busy_timeout_s=self._store.busy_timeout_s,
-                          lock_deadline_s=self._store.lock_deadline_s)
+                          lock_deadline_s=self._store.lock_deadline_s, rule=self.rule)
 
     def close(self) -> None:
         self._store.close()
@@ -156,6 +167,15 @@ class LocalChain:
             return head_ts + (block - head) * self.block_time
 
         return self._store.transact(read, write=False)
+
+    def block_hash(self, block: int) -> str:
+        block = int(block)
+        head = self.current_block()
+        if not 0 <= block <= head:
+            raise BlockNotProducedError(f"block {block} is not produced yet (head {head})")
+        salt = self._store.transact(_block_salt, write=True)
+        digest = hashlib.blake2b(f"{salt}/{block}".encode(), digest_size=32).hexdigest()
+        return "0x" + digest
 
     def window_of(self, block: int) -> int:
         return window_of(block, self.blocks_per_window)
@@ -258,7 +278,8 @@ class LocalChain:
             hotkeys=tuple(str(r[1]) for r in neurons),
             stake=stake,
             incentive=tuple(incentive[u] for u in uids),
-            leader_uid=leader_of(uids, stake),
+            validator_permit=permits_by_stake(uids, stake),
+            rule=self.rule,
         )
 
     # ---- commitments ----------------------------------------------------------------------
@@ -336,6 +357,12 @@ def _has_meta(store: SqliteStore) -> bool:
 
 def _read_meta(conn: sqlite3.Connection) -> dict[str, str]:
     return {str(k): str(v) for k, v in conn.execute("SELECT key, value FROM meta")}
+
+
+def _block_salt(conn: sqlite3.Connection) -> str:
+    """The chain's block-hash salt; a chain created before salts existed gets one now (once)."""
+    conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", (_SALT_KEY, secrets.token_hex(32)))
+    return str(conn.execute("SELECT value FROM meta WHERE key=?", (_SALT_KEY,)).fetchone()[0])
 
 
 def _manual_head(conn: sqlite3.Connection) -> tuple[int, float]:

@@ -10,6 +10,8 @@ import dataclasses
 import logging
 from typing import Callable, Mapping, Protocol, Sequence, TypeVar, runtime_checkable
 
+from templar_jax.chain.roles import ValidatorRule
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -21,9 +23,10 @@ class Metagraph:
 
     Parallel tuples, one entry per registered neuron, sorted by uid. `stake` is in the chain's
     own unit (TAO / alpha on Bittensor, plain numbers locally); `incentive` sums to 1 over uids
-    once any validator has set weights (all zero before). `leader_uid` is the uid with the
-    highest stake (ties -> lowest uid), None when nobody has stake: the leader validator's
-    bucket holds peer lists, checkpoints and aggregator objects (SPEC sec. 3).
+    once any validator has set weights (all zero before); `validator_permit` is the chain's
+    permit. `rule` (the run's `chain.validator_*` keys) says which uids are validators; every
+    other uid is a miner. The leader validator (highest stake, ties -> lowest uid) holds peer
+    lists, checkpoints and aggregator objects in its bucket (SPEC sec. 3).
     """
 
     block: int
@@ -31,11 +34,13 @@ class Metagraph:
     hotkeys: tuple[str, ...]
     stake: tuple[float, ...]
     incentive: tuple[float, ...]
-    leader_uid: int | None
+    validator_permit: tuple[bool, ...]
+    rule: ValidatorRule = ValidatorRule()
 
     def __post_init__(self) -> None:
         n = len(self.uids)
-        if not (len(self.hotkeys) == len(self.stake) == len(self.incentive) == n):
+        columns = (self.hotkeys, self.stake, self.incentive, self.validator_permit)
+        if any(len(column) != n for column in columns):
             raise ValueError("metagraph columns must have one entry per uid")
 
     @property
@@ -60,19 +65,14 @@ class Metagraph:
 
     @property
     def validator_uids(self) -> tuple[int, ...]:
-        """Uids with stake > 0, highest stake first (ties by uid)."""
-        staked = [(s, u) for u, s in zip(self.uids, self.stake) if s > 0]
-        return tuple(u for s, u in sorted(staked, key=lambda su: (-su[0], su[1])))
+        """Uids that `rule` makes validators, highest stake first (ties by uid)."""
+        return self.rule.validators(self.uids, self.stake, self.validator_permit)
 
-
-def leader_of(uids: Sequence[int], stake: Sequence[float]) -> int | None:
-    """Highest stake wins, ties go to the lower uid; None when no one has stake."""
-    best: int | None = None
-    best_stake = 0.0
-    for uid, s in sorted(zip(uids, stake)):
-        if s > best_stake:
-            best, best_stake = uid, s
-    return best
+    @property
+    def leader_uid(self) -> int | None:
+        """The highest-stake validator; None when there is no validator."""
+        validators = self.validator_uids
+        return validators[0] if validators else None
 
 
 def window_of(block: int, blocks_per_window: int) -> int:
@@ -118,6 +118,11 @@ class Chain(Protocol):
     def current_block(self) -> int: ...
 
     def block_timestamp(self, block: int) -> float: ...
+
+    def block_hash(self, block: int) -> str:
+        """Hex hash of a block already produced (BlockNotProducedError for a future block): the
+        validator's evaluation randomness (gauntlet/eval_seed.py), unknowable before the block."""
+        ...
 
     def window_of(self, block: int) -> int: ...
 

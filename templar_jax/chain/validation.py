@@ -17,20 +17,42 @@ MAX_COMMITMENT_BYTES = 128
 MAX_HOTKEY_CHARS = 64
 
 
-def validate_commitment(data: str) -> str:
-    """Return `data` if it is a str of <= 128 UTF-8 bytes; raise a typed error otherwise."""
+def commitment_bytes(data: str) -> int:
+    """The UTF-8 size of a commitment; a typed error if it is not a str of <= 128 bytes.
+
+    A lone surrogate ("\\ud800") is a valid Python str that no chain can store: it raises
+    InvalidCommitmentError, never UnicodeEncodeError.
+    """
     if not isinstance(data, str):
         raise InvalidCommitmentError(f"commitment must be str, got {type(data).__name__}")
     try:
         n_bytes = len(data.encode("utf-8"))
     except UnicodeEncodeError as exc:
-        raise InvalidCommitmentError("commitment is not encodable as UTF-8") from exc
+        raise InvalidCommitmentError(
+            f"commitment is not encodable as UTF-8 ({exc.reason} at position {exc.start})"
+        ) from None
     if n_bytes > MAX_COMMITMENT_BYTES:
         raise CommitmentTooLongError(
             f"commitment is {n_bytes} bytes of UTF-8; the chain accepts at most "
             f"{MAX_COMMITMENT_BYTES}"
         )
+    return n_bytes
+
+
+def validate_commitment(data: str) -> str:
+    """Return `data` if it is a str of <= 128 UTF-8 bytes; raise a typed error otherwise."""
+    commitment_bytes(data)
     return data
+
+
+def is_valid_commitment(data: object) -> bool:
+    """Whether a commitment read back from a chain is one `commit` would have accepted
+    (readers drop the others: a peer's commitment is untrusted input)."""
+    try:
+        commitment_bytes(data)  # type: ignore[arg-type]
+    except (InvalidCommitmentError, CommitmentTooLongError):
+        return False
+    return True
 
 
 def validate_hotkey(hotkey: str) -> str:

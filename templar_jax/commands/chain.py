@@ -96,6 +96,10 @@ def _add_path(parser: argparse.ArgumentParser) -> None:
 
 def mask_commitment(data: str) -> str:
     """A short prefix and the length: enough to tell commitments apart, never the secret."""
+    from templar_jax.chain.validation import is_valid_commitment
+
+    if not is_valid_commitment(data):
+        return f"(invalid commitment, {len(data)} chars)"
     n_bytes = len(data.encode("utf-8"))
     prefix = data[:MASK_PREFIX_CHARS]
     if len(data) <= MASK_PREFIX_CHARS:  # a prefix would be all of it
