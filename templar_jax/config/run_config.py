@@ -22,7 +22,7 @@ from templar_jax.config import typed
 from templar_jax.config.errors import RunConfigError
 from templar_jax.config.sections import (
     ChainSection, DataSection, InnerSection, MeshSection, ModelSection, PeersSection, RunSection,
-    SparseLocoSection, StorageSection, ValidatorSection,
+    OffloadSection, SparseLocoSection, StorageSection, ValidatorSection,
 )
 from templar_jax.config.yaml_io import load_yaml
 from templar_jax.package_data import RUN_CONFIGS_DIR
@@ -43,6 +43,7 @@ class RunConfig:
     validator: ValidatorSection
     storage: StorageSection
     chain: ChainSection
+    offload: OffloadSection = dataclasses.field(default_factory=OffloadSection)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "run config") -> "RunConfig":

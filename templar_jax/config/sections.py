@@ -56,6 +56,22 @@ class MeshSection:
 
 
 @dataclass(frozen=True)
+class OffloadSection:
+    """State a miner keeps in host memory between the phases that use it (72B on 8 devices;
+    `templar-jax plan --offload ...` shows the bytes). Results are bit-identical either way."""
+
+    window_start_params: bool = doc("keep the window-start params (theta0) in host memory outside the delta/outer step", False)
+    error_feedback: bool = doc("keep the SparseLoCo error feedback in host memory outside compression", False)
+    optimizer: bool = doc("keep the AdamW state in host memory outside the inner loop", False)
+    memory_kind: Literal["pinned_host", "unpinned_host"] = doc(
+        "JAX memory kind of the offloaded state (pinned_host: fast DMA on GPU/TPU)", "pinned_host")
+
+    @property
+    def any(self) -> bool:
+        return self.window_start_params or self.error_feedback or self.optimizer
+
+
+@dataclass(frozen=True)
 class DataSection:
     """The training data."""
 

@@ -28,6 +28,7 @@ from templar_jax.checkpoint import (
 )
 from templar_jax.data import miner_pool, sample_digest, trained_indices
 from templar_jax.gauntlet import debug_object
+from templar_jax.model.offload import StateOffload, to_device
 from templar_jax.model.params import flatten_params
 from templar_jax.neurons.catchup import rebuild_params
 from templar_jax.neurons.common import NeuronBase, NeuronParts
@@ -63,6 +64,8 @@ class Miner(NeuronBase):
                              chunk=cfg.sparseloco.chunk, batch_dims=self.model.batch_dims,
                              impl=cfg.sparseloco.impl, kernel=cfg.sparseloco.kernel,
                              mesh=self.model.mesh)
+        devices = self.model.mesh.devices.flat if self.model.mesh is not None else jax.local_devices()[:1]
+        self.offload = StateOffload.from_section(cfg.offload, devices)
         self.resume = (LocalCheckpoints(self._resume_dir(), max_to_keep=2)
                        if cfg.run.resume_interval_windows > 0 else None)
 
@@ -84,9 +87,13 @@ class Miner(NeuronBase):
         The returned state keeps theta0: the outer step moves the params, not the training."""
         t0 = time.time()
         theta0 = state.params
-        trained = self._train(theta0, state.opt_state, window)
-        delta = jax.tree.map(lambda a, b: a - b, theta0, trained.params)
-        payload, ef = self.tx.update(delta, state.ef, null_round=self.is_null_round(window, start))
+        trained = self._train(theta0, to_device(state.opt_state), window)
+        opt_state = self.offload.optimizer(trained.opt_state)  # off the device before compression
+        delta = jax.tree.map(lambda a, b: a - b, to_device(theta0), trained.params)
+        trained = trained._replace(params=None)  # theta_H's buffers free up once delta exists
+        payload, ef = self.tx.update(delta, to_device(state.ef), null_round=self.is_null_round(window, start))
+        del delta
+        ef = self.offload.error_feedback(ef)
         meta = {"window": window, "uid": self.uid, "global_step": window - start,
                 "sample_digest": trained.sample_digest, "sample_count": trained.sample_count,
                 "version": self.version}
@@ -106,7 +113,7 @@ class Miner(NeuronBase):
             log.error("window %d: upload failed (%s)", window, err)
         done = Contribution(train_loss=float(np.mean(trained.losses)), inner_steps=len(trained.losses),
                             uploaded=uploaded, compute_s=compute_s, upload_s=time.time() - t_up)
-        return MinerState(theta0, trained.opt_state, ef), done
+        return MinerState(theta0, opt_state, ef), done
 
     def _gather_window(self, window: int) -> Gathered:
         """The payloads every honest neuron aggregates for `window` (peer list + reserves)."""
@@ -126,7 +133,7 @@ class Miner(NeuronBase):
         self.clock.wait_for_gather(window)
         t_gather = time.time()
         gathered = self._gather_window(window)
-        params = self.model.outer_step(state.params, gathered.applied)
+        params = self.offload.theta0(self.model.outer_step(to_device(state.params), gathered.applied))
         state = MinerState(params, state.opt_state, state.ef)
         self._save_resume(state, window, start)
         comm_s = done.upload_s + (time.time() - t_gather)  # clock waits are not counted
@@ -164,7 +171,7 @@ class Miner(NeuronBase):
             except CheckpointError as err:
                 log.warning("local resume checkpoint unusable (%s); joining as a new peer", err)
         if base is None and window <= start:
-            return MinerState(params0, opt_state, ef_state)
+            return self._parked(MinerState(params0, opt_state, ef_state))
         _, leader = self.leader_bucket()
         rebuilt = rebuild_params(self.model, leader, start=start, upto=window, base=base,
                                  cache_dir=self.run_dir / f"miner-{self.uid}-fetched",
@@ -174,7 +181,12 @@ class Miner(NeuronBase):
                          skipped=len(rebuilt.skipped))
         log.info("caught up to window %d: checkpoint %s, replayed %d windows, %d missing", window,
                  rebuilt.checkpoint_window, len(rebuilt.applied), len(rebuilt.skipped))
-        return MinerState(rebuilt.params, opt_state, ef_state)
+        return self._parked(MinerState(rebuilt.params, opt_state, ef_state))
+
+    def _parked(self, state: MinerState) -> MinerState:
+        """The state with each offloaded part in host memory (run config `offload`)."""
+        return MinerState(self.offload.theta0(state.params), self.offload.optimizer(state.opt_state),
+                          self.offload.error_feedback(state.ef))
 
     def _save_resume(self, state: MinerState, window: int, start: int) -> None:
         interval = self.cfg.run.resume_interval_windows

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from templar_jax.model.offload import fresh_device_copy
 from templar_jax.train.loop import run_steps
 from templar_jax.train.optimizer import TrainConfig, make_inner_optimizer
 from templar_jax.train.step import init_opt_state, make_train_step
@@ -36,6 +37,6 @@ class InnerTrainer:
         """-> (params, opt_state, losses). theta0 is left untouched: the step donates its inputs,
         so it trains a copy. With a deadline (unix time), stops before a step that would not
         finish in time, so a slow miner still uploads inside its window instead of missing it."""
-        params = jax.tree.map(jnp.copy, theta0)
+        params = fresh_device_copy(theta0)  # theta0 may wait in host memory (run config offload)
         out = run_steps(self.step, params, opt_state, batches, put_batch=int32_batch, deadline=deadline)
         return out.params, out.opt_state, out.losses
