@@ -165,3 +165,52 @@ def test_tampered_or_malicious_manifest_is_rejected(tmp_path, params_by_window):
     bucket.put(f"checkpoints/{VERSION}/_LATEST.json", b"{not json")
     with pytest.raises(RemoteCheckpointError, match="not JSON"):
         read_latest(bucket, VERSION)
+
+
+# --- hostile pointer and manifest bytes (issue 22): RemoteCheckpointError, nothing else --------
+
+
+@pytest.mark.parametrize("raw", [
+    b"[" * 100_000 + b"]" * 100_000,  # RecursionError inside json.loads
+    b'{"window": 1e400}',  # a float inf
+    b'{"window": Infinity}',
+    b'{"window": true}',
+    b'{"window": 5.0}',
+    b'{"window": -1}',
+    b"\xff\xfe",
+])
+def test_hostile_latest_pointer_is_a_typed_error(tmp_path, raw):
+    bucket = Bucket.open(f"file://{tmp_path}/bucket")
+    bucket.put(f"checkpoints/{VERSION}/_LATEST.json", raw)
+    with pytest.raises(RemoteCheckpointError):
+        read_latest(bucket, VERSION)
+    with pytest.raises(RemoteCheckpointError):
+        fetch_checkpoint(bucket, VERSION, tmp_path / "dl")
+
+
+SHA = "0" * 64
+
+
+@pytest.mark.parametrize("files, reason", [
+    ([{"path": ".", "size": 1, "sha256": SHA}], "bad manifest entry"),  # IsADirectoryError before
+    ([{"path": "a/", "size": 1, "sha256": SHA}], "bad manifest entry"),
+    ([{"path": "a//b", "size": 1, "sha256": SHA}], "bad manifest entry"),
+    ([{"path": "a/./b", "size": 1, "sha256": SHA}], "bad manifest entry"),
+    ([{"path": "a\0b", "size": 1, "sha256": SHA}], "bad manifest entry"),
+    ([{"path": "a", "size": float("inf"), "sha256": SHA}], "non-standard JSON constant Infinity"),
+    ([{"path": "a", "size": 1.0, "sha256": SHA}], "bad manifest entry"),
+    ([{"path": "a", "size": True, "sha256": SHA}], "bad manifest entry"),
+    ([{"path": "a", "size": 1 << 60, "sha256": SHA}], "bad manifest entry"),
+    ([{"path": "a", "size": 1, "sha256": SHA + "\n"}], "bad manifest entry"),
+    ([{"path": "a", "size": 1, "sha256": SHA}, {"path": "a/b", "size": 1, "sha256": SHA}],
+     "also a folder"),  # NotADirectoryError / IsADirectoryError before
+    ([{"path": "a", "size": 1, "sha256": SHA}, {"path": "a", "size": 1, "sha256": SHA}],
+     "twice"),
+])
+def test_hostile_manifest_entries_are_rejected_before_any_download(tmp_path, files, reason):
+    bucket = Bucket.open(f"file://{tmp_path}/bucket")
+    manifest = {"format": 1, "version": VERSION, "window": 5, "files": files, "info": {}}
+    bucket.put(f"checkpoints/{VERSION}/5/{MANIFEST}", json.dumps(manifest).encode())
+    with pytest.raises(RemoteCheckpointError, match=reason):
+        fetch_checkpoint(bucket, VERSION, tmp_path / "dl", window=5)
+    assert not (tmp_path / "dl" / "5.partial").exists()

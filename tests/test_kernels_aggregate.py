@@ -1,6 +1,6 @@
 """Both aggregation kernels (one-hot tiles and in-chunk scatter; interpret mode) equal
 `aggregate_tensor` bitwise: both rules, batched tensors, overlapping selections, clipping,
-non-finite skip, fallback, several chunks per program, more than 127 peers."""
+non-finite peers dropped, fallback, several chunks per program, more than 127 peers."""
 
 import jax
 import jax.numpy as jnp
@@ -75,7 +75,9 @@ def test_single_peer_and_non_64_tile(agg_kernel):
         assert_same(got, reference(group, shape))
 
 
-def test_non_finite_reference_tensor_is_skipped(peers, agg_kernel):
+def test_non_finite_peer_is_dropped_from_that_reference_tensor(peers, agg_kernel):
+    """A peer whose layer 1 decodes to inf drops out of layer 1 only (it used to skip the layer
+    for every peer); with no peer left in a layer, the "mean" rule's 0/0 skips that layer."""
     bad = peers[2]._replace(lut=np.asarray(peers[2].lut).copy())
     bad.lut[1, 3] = np.inf  # layer 1 of one peer decodes to inf somewhere
     group = [peers[0], peers[1], bad]
@@ -83,12 +85,18 @@ def test_non_finite_reference_tensor_is_skipped(peers, agg_kernel):
                                              rule="mean"))
     want = np.asarray(reference(group, SHAPE, batch_ndim=1, rule="mean"))
     np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
+    honest = np.asarray(reference(peers[:2], SHAPE, batch_ndim=1, rule="mean"))
+    np.testing.assert_array_equal(got[1].view(np.int32), honest[1].view(np.int32))
+    assert np.count_nonzero(got[1]) > 0 and np.count_nonzero(got[0]) > 0
+    got = np.asarray(aggregate_tensor_pallas([bad, bad], SHAPE, batch_ndim=1,
+                                             agg_kernel=agg_kernel, rule="mean"))
     assert np.all(got[1] == 0) and np.count_nonzero(got[0]) > 0
 
 
-def test_out_of_range_code_skips_the_tensor(peers, agg_kernel):
+def test_out_of_range_code_drops_the_peer_from_the_tensor(peers, agg_kernel):
     """A code past the LUT decodes to NaN in the pure path (take_along_axis fills), so that
-    reference tensor is skipped; the scatter kernel decodes codes itself and must agree."""
+    peer's norm is NaN and it drops out of that reference tensor; the scatter kernel decodes
+    codes itself and must agree."""
     bad = peers[1]._replace(codes=np.asarray(peers[1].codes).copy())
     bad.codes[0, 2, 5] = 9
     group = [peers[0], bad, peers[2]]
@@ -96,7 +104,9 @@ def test_out_of_range_code_skips_the_tensor(peers, agg_kernel):
         got = np.asarray(aggregate_tensor_pallas(group, SHAPE, rule=rule, batch_ndim=1,
                                                  agg_kernel=agg_kernel))
         assert_same(got, reference(group, SHAPE, rule=rule, batch_ndim=1), rule)
-        assert np.all(got[0] == 0) and np.count_nonzero(got[1]) > 0
+        honest = reference([peers[0], peers[2]], SHAPE, rule=rule, batch_ndim=1)
+        assert_same(got[0], honest[0], rule)
+        assert np.count_nonzero(got[0]) > 0 and np.count_nonzero(got[1]) > 0
 
 
 def test_fallback_1d_and_errors(peers, agg_kernel):

@@ -50,13 +50,21 @@ def test_aggregate_odd_shapes(shape):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
 
 
-def test_non_finite_result_skips_only_that_layer():
+def test_non_finite_peer_is_dropped_from_only_that_layer():
+    """A peer whose layer 0 decodes to NaN is dropped there (layer 0 is the good peer's alone),
+    and still counts in layer 1; when no peer is left in a layer, the "mean" rule's 0/0 makes
+    that layer non-finite and it is skipped (zeroed)."""
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 64, 128)).astype(np.float32)
     good = compress_tensor(x, batch_ndim=1)
     bad = compress_tensor(x * 2, batch_ndim=1)
     bad = bad._replace(shift=np.array([np.nan, 0.0], np.float32))  # layer 0 poisoned
     out = np.asarray(aggregate_tensor([good, bad], x.shape, batch_ndim=1))
+    alone = np.asarray(aggregate_tensor([good], x.shape, batch_ndim=1))
+    np.testing.assert_array_equal(out[0].view(np.int32), alone[0].view(np.int32))
+    assert np.all(np.isfinite(out[1])) and np.any(out[1] != 0)
+    assert not np.array_equal(out[1], alone[1]), "the bad peer's good layer still counts"
+    out = np.asarray(aggregate_tensor([bad, bad], x.shape, batch_ndim=1, rule="mean"))
     assert np.all(out[0] == 0)
     assert np.all(np.isfinite(out[1])) and np.any(out[1] != 0)
 
@@ -149,4 +157,48 @@ def test_invalid_and_padding_peers_never_reach_the_result(rule, path):
     good = [payloads[0], payloads[2], payloads[3]]
     want = np.asarray(run(stack_payloads(good, pad_to=4), np.arange(4) < 3))
     assert np.all(np.isfinite(got)) and np.count_nonzero(got) > 0
+    np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
+
+
+def _hostile(p, kind):
+    """A real payload made hostile: every value decodes to inf ("inf"), or to a finite 1e30
+    whose squares sum past float32 ("norm", an infinite clip norm)."""
+    from templar_jax.wire.synthetic import overflowing
+
+    if kind == "inf":
+        return overflowing(p)
+    return p._replace(shift=np.full_like(np.asarray(p.shift), 1e30),
+                      lut=np.zeros_like(np.asarray(p.lut)))
+
+
+@pytest.mark.parametrize("kind", ["inf", "norm"])
+@pytest.mark.parametrize("path", ["one_scatter", "ordered", "onehot_kernel", "scatter_kernel"])
+@pytest.mark.parametrize("rule", ["median_clip", "mean"])
+def test_overflow_peer_leaves_the_honest_aggregate_bit_identical(rule, path, kind):
+    """Issue 22: one peer whose side values are finite but whose values (or norm) overflow used
+    to make its clip factor 0, inf * 0 = NaN, and so skip the tensor for every peer. The core now
+    drops that peer: the honest peers' aggregate is bit-identical with and without it, on the
+    pure path and both Pallas kernels (interpret mode)."""
+    from templar_jax.sparseloco import KernelConfig
+    from templar_jax.sparseloco.aggregate import aggregate_stacked
+    from templar_jax.sparseloco.payload import stack_peers
+
+    def run(peers):
+        stacked, valid = stack_peers(peers)
+        kw = dict(shape=(2,) + SHAPE, batch_ndim=1, chunk=64, rule=rule)
+        if path.endswith("kernel"):
+            kernel = KernelConfig(backend="interpret", aggregate=path.split("_")[0],
+                                  aggregate_tiles=1)
+            return np.asarray(aggregate_stacked(stacked, valid, impl="pallas", kernel=kernel, **kw))
+        return np.asarray(aggregate_stacked(stacked, valid, ordered=path == "ordered", **kw))
+
+    rng = np.random.default_rng(12)
+    common = rng.standard_normal((2,) + SHAPE).astype(np.float32)
+    honest = [compress_tensor(common + rng.standard_normal((2,) + SHAPE).astype(np.float32) * (i + 1),
+                              batch_ndim=1) for i in range(3)]
+    bad = _hostile(honest[0], kind)
+    assert np.isfinite(bad.shift).all() and np.isfinite(bad.lut).all()
+    want = run(honest)
+    got = run([honest[0], bad, honest[1], honest[2]])
+    assert np.all(np.isfinite(got)) and np.count_nonzero(got[0]) > 0 and np.count_nonzero(got[1]) > 0
     np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))

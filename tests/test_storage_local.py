@@ -188,3 +188,26 @@ def test_sigv4_matches_botocore():
     with mock.patch("botocore.auth.get_current_datetime", return_value=now.replace(tzinfo=None)):
         signer.add_auth(request)
     assert request.headers["Authorization"] == mine["Authorization"]
+
+
+@pytest.mark.parametrize("key", ["../outside", "a/../../outside", "./x", "a//b", "/abs", "", "a\0b"])
+def test_keys_cannot_leave_the_bucket(tmp_path, key):
+    """Issue 22: `head` on a file bucket joined the key to the root itself and followed "../";
+    every operation now rejects a key that is not confined to the bucket, before any I/O."""
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"secret")
+    for url in (f"file://{tmp_path}/root", "memory://confined"):
+        bucket = Bucket.open(url)
+        bucket.put("inside", b"ok")
+        for op in (bucket.head, bucket.get, bucket.delete, lambda k: bucket.put(k, b"x"),
+                   lambda k: bucket.get_range(k, 0, 1), lambda k: bucket.get(k, max_bytes=10)):
+            with pytest.raises(keys.KeyOutsideBucket, match="not confined|not a string"):
+                op(key)
+        if key:  # "" is the whole bucket, a valid list prefix
+            with pytest.raises(keys.KeyOutsideBucket):
+                bucket.list(key + "/")
+        assert bucket.list("") == ["inside"] and bucket.head("inside").size == 2
+    assert outside.read_bytes() == b"secret"
+    from templar_jax.storage.errors import StorageError
+
+    assert isinstance(keys.KeyOutsideBucket("x"), StorageError)  # callers' storage handling applies

@@ -207,3 +207,52 @@ def test_analytic_size_matches_real_encode_of_real_shaped_layer():
     assert abs(w_down.encoded_bytes - 80 * w_down.chunks) < 2048
     out, _ = decode(data, table)
     _assert_same(pay, out)
+
+
+# --- side values that are each finite but decode to inf (issue 22) ------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_layer():
+    """A real compressed payload of one stacked tensor and its table."""
+    from templar_jax.sparseloco import compress_tensor
+
+    shape = (2, 128, 192)
+    x = np.random.default_rng(4).standard_normal(shape).astype(np.float32)
+    return expected_table({"layers/attn/wq": shape}), {"layers/attn/wq": compress_tensor(x, batch_ndim=1)}
+
+
+def test_overflowing_decoded_values_are_rejected(real_layer):
+    from templar_jax.wire.synthetic import overflow_payload
+
+    table, payload = real_layer
+    decode(encode(payload, META, expected=table), table)  # the real one passes
+    bad = overflow_payload(payload)
+    tp = bad["layers/attn/wq"]
+    assert np.isfinite(tp.shift).all() and np.isfinite(tp.lut).all()
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(tp.lut + tp.shift[..., None]).any(), "each value decodes to inf"
+    with pytest.raises(PayloadError, match="layers/attn/wq: lut \\+ shift overflows float32"):
+        decode(encode(bad, META, expected=table), table)
+
+
+def test_values_whose_norm_overflows_are_rejected_and_the_bound_is_tight(real_layer):
+    """Finite decoded values whose squares sum past float32 (an infinite clip norm) are
+    rejected; just under the bound they pass."""
+    from templar_jax.wire.format import NORM_SQ_BOUND
+
+    table, payload = real_layer
+    tp = payload["layers/attn/wq"]
+    n = np.asarray(tp.idx)[0].size  # values per reference tensor
+    edge = np.float32(np.sqrt(NORM_SQ_BOUND / n))
+    for peak, ok in ((edge * np.float32(0.999), True), (edge * np.float32(1.01), False)):
+        shift = np.array([0.0, peak], np.float32)  # layer 1 only
+        lut = np.zeros_like(np.asarray(tp.lut))
+        data = encode({"layers/attn/wq": tp._replace(shift=shift, lut=lut)}, META, expected=table)
+        if ok:
+            decode(data, table)
+            vals = np.full(n, peak, np.float32)
+            assert np.isfinite(np.sum(vals * vals, dtype=np.float32))
+        else:
+            with pytest.raises(PayloadError, match="layers/attn/wq: decoded value .* overflows the norm"):
+                decode(data, table)

@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Optional
 
 from templar_jax.checkpoint.local import CheckpointError
+from templar_jax.untrusted_json import json_int, loads_untrusted
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ MANIFEST_FORMAT = 1
 MAX_JSON_BYTES = 16 * 1024 * 1024
 _MIN_BYTES_PER_S = 5e6  # download-timeout floor rate for large files
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+MAX_FILE_BYTES = 1 << 50  # a manifest's size field beyond this is hostile, not a checkpoint
 
 
 class RemoteCheckpointError(CheckpointError):
@@ -134,10 +136,7 @@ def _get_json(bucket, key: str) -> Any:
         return None
     except ObjectTooLarge as err:
         raise RemoteCheckpointError(f"{key}: larger than {MAX_JSON_BYTES} bytes") from err
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise RemoteCheckpointError(f"{key}: not JSON ({err})") from err
+    return loads_untrusted(raw, key, error=RemoteCheckpointError)
 
 
 def read_latest(bucket, version: str) -> Optional[dict[str, Any]]:
@@ -145,10 +144,20 @@ def read_latest(bucket, version: str) -> Optional[dict[str, Any]]:
     pointer = _get_json(bucket, _keys().checkpoint_latest_key(version))
     if pointer is None:
         return None
-    if not isinstance(pointer, dict) or not isinstance(pointer.get("window"), int) \
-            or pointer["window"] < 0:
+    if not isinstance(pointer, dict):
         raise RemoteCheckpointError(f"_LATEST.json of {version!r} is malformed: {pointer!r:.200}")
+    json_int(pointer.get("window"), f"_LATEST.json of {version!r}: window",
+             error=RemoteCheckpointError, minimum=0)
     return pointer
+
+
+def safe_relative_path(path: Any) -> bool:
+    """A manifest file path that lands strictly inside the download folder as a file: canonical
+    POSIX form (no "", ".", "..", "//", trailing "/", backslash or NUL)."""
+    if not isinstance(path, str) or not path or "\\" in path or "\0" in path:
+        return False
+    parts = path.split("/")
+    return all(p not in ("", ".", "..") for p in parts)
 
 
 def _check_manifest(manifest: Any, version: str, window: int) -> list[dict]:
@@ -163,12 +172,20 @@ def _check_manifest(manifest: Any, version: str, window: int) -> list[dict]:
         raise RemoteCheckpointError(f"window {window}: manifest lists no files")
     for entry in files:
         path = entry.get("path") if isinstance(entry, dict) else None
-        ok = (isinstance(path, str) and path and not PurePosixPath(path).is_absolute()
-              and ".." not in PurePosixPath(path).parts and "\\" not in path
-              and isinstance(entry.get("size"), int) and entry["size"] >= 0
-              and isinstance(entry.get("sha256"), str) and _SHA_RE.match(entry["sha256"]))
+        ok = (safe_relative_path(path)
+              and type(entry.get("size")) is int and 0 <= entry["size"] <= MAX_FILE_BYTES
+              and isinstance(entry.get("sha256"), str) and _SHA_RE.fullmatch(entry["sha256"]))
         if not ok:
             raise RemoteCheckpointError(f"window {window}: bad manifest entry {entry!r:.200}")
+    paths = {e["path"] for e in files}
+    if len(paths) != len(files):
+        raise RemoteCheckpointError(f"window {window}: manifest lists a file twice")
+    for path in paths:  # "a" and "a/b" cannot both be files
+        parents = PurePosixPath(path).parents
+        clash = next((str(d) for d in parents if str(d) in paths), None)
+        if clash is not None:
+            raise RemoteCheckpointError(f"window {window}: manifest file {clash!r} is also a "
+                                        f"folder of {path!r}")
     return files
 
 

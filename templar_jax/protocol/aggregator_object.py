@@ -11,6 +11,8 @@ import json
 import struct
 from typing import Mapping
 
+from templar_jax.untrusted_json import json_int, json_int_list, loads_untrusted
+
 MAGIC = b"TJAGG\x00\x01\x00"
 MAX_HEADER = 1 << 16
 
@@ -33,13 +35,15 @@ def decode_aggregator(data: bytes, *, window: int | None = None) -> dict[int, by
     if hlen > MAX_HEADER:
         raise AggregatorObjectError(f"header of {hlen} bytes is too long")
     start = len(MAGIC) + 4
-    try:
-        header = json.loads(data[start:start + hlen])
-        uids = [int(u) for u in header["uids"]]
-        sizes = [int(s) for s in header["sizes"]]
-        got_window = int(header["window"])
-    except (ValueError, KeyError, TypeError) as err:
-        raise AggregatorObjectError(f"malformed header ({err})") from None
+    if start + hlen > len(data):
+        raise AggregatorObjectError("truncated inside the header")
+    err = AggregatorObjectError
+    header = loads_untrusted(bytes(data[start:start + hlen]), "aggregator header", error=err)
+    if not isinstance(header, dict):
+        raise AggregatorObjectError("aggregator header is not a JSON object")
+    uids = json_int_list(header.get("uids"), "aggregator uids", error=err, minimum=0)
+    sizes = json_int_list(header.get("sizes"), "aggregator sizes", error=err, minimum=0)
+    got_window = json_int(header.get("window"), "aggregator window", error=err, minimum=0)
     if window is not None and got_window != window:
         raise AggregatorObjectError(f"object is for window {got_window}, expected {window}")
     if len(uids) != len(sizes) or any(s < 0 for s in sizes) or len(set(uids)) != len(uids):

@@ -11,8 +11,13 @@ from typing import Sequence
 
 from templar_jax.storage.bucket import Bucket
 from templar_jax.storage.keys import parse_peers_key, peers_key, start_window_key
+from templar_jax.untrusted_json import json_int, json_int_list, loads_untrusted
 
 log = logging.getLogger(__name__)
+
+
+class LeaderObjectError(ValueError):
+    """A leader's published object (start window, peer list) is malformed (reason in message)."""
 
 
 @dataclass(frozen=True)
@@ -27,9 +32,22 @@ class PeerList:
 
     @classmethod
     def from_json(cls, data: bytes) -> "PeerList":
-        obj = json.loads(data)
-        ints = lambda xs: [int(x) for x in xs]  # noqa: E731
-        return cls(int(obj["first_effective_window"]), ints(obj["gather"]), ints(obj["reserve"]))
+        """Parse a published list; LeaderObjectError for anything malformed."""
+        obj = loads_untrusted(data, "peer list", error=LeaderObjectError)
+        if not isinstance(obj, dict):
+            raise LeaderObjectError("peer list is not a JSON object")
+        return cls(json_int(obj.get("first_effective_window"), "peer list first_effective_window",
+                            error=LeaderObjectError, minimum=0),
+                   json_int_list(obj.get("gather"), "peer list gather", error=LeaderObjectError, minimum=0),
+                   json_int_list(obj.get("reserve"), "peer list reserve", error=LeaderObjectError, minimum=0))
+
+
+def parse_start_window(data: bytes) -> int:
+    """The start window of a published object; LeaderObjectError for anything malformed."""
+    obj = loads_untrusted(data, "start_window object", error=LeaderObjectError)
+    if not isinstance(obj, dict):
+        raise LeaderObjectError("start_window object is not a JSON object")
+    return json_int(obj.get("start_window"), "start_window", error=LeaderObjectError, minimum=0)
 
 
 def read_start_window(leader: Bucket, version: str) -> int | None:
@@ -38,9 +56,9 @@ def read_start_window(leader: Bucket, version: str) -> int | None:
     except Exception:
         return None
     try:
-        return int(json.loads(data)["start_window"])
-    except (ValueError, KeyError, TypeError):
-        log.warning("leader's start_window object is malformed; ignoring it")
+        return parse_start_window(data)
+    except LeaderObjectError as err:
+        log.warning("leader's start_window object is malformed (%s); ignoring it", err)
         return None
 
 
@@ -66,9 +84,14 @@ def read_peer_list(leader: Bucket, window: int, version: str) -> PeerList | None
     if best is None:
         return None
     try:
-        return PeerList.from_json(leader.get(best[1], max_bytes=1 << 20))
+        data = leader.get(best[1], max_bytes=1 << 20)
     except Exception as err:
         log.warning("peer list %s unreadable (%s)", best[1], err)
+        return None
+    try:
+        return PeerList.from_json(data)
+    except LeaderObjectError as err:
+        log.warning("peer list %s malformed (%s)", best[1], err)
         return None
 
 

@@ -7,7 +7,11 @@ Rule "median_clip" (production), per reference tensor b:
     v_r  <- v_r * min(1, m / (n_r + 1e-8))           (clip each peer to the median norm)
     out_x = sum_r v_r[x] / #{r : r selected x}       (per-coordinate mean; 0 where no peer did)
 Rule "mean" (the paper): out_x = sum_r v_r[x] / R_valid.
-A reference tensor whose result has any non-finite value is zeroed (skipped). Arrays are
+A peer counts for reference tensor b only when its norm there is finite: a peer whose values
+overflow (inf, NaN, or squares that sum past float32) is dropped from that tensor, so it can
+never cancel the honest peers' update (the wire decoder rejects such payloads first; this is
+the core's own guard). A reference tensor whose result still has a non-finite value (e.g. no
+peer left for the "mean" rule's divisor) is zeroed (skipped). Arrays are
 [R, B, C, K] (peers, reference tensors, chunks, values per chunk); R may be padded (`valid_R`
 marks the real peers). Under shard_map, `axis_names` completes the per-peer norms and the
 non-finite check across the shards of one reference tensor.
@@ -39,12 +43,13 @@ def check_rule(rule: str) -> None:
 
 
 def lower_median(norms_RxB, n_valid=None):
-    """Lower median over the first axis; with `n_valid`, over the first n_valid rows after
-    sorting (invalid peers carry +inf, so they sort last)."""
+    """Lower median over the first axis; with `n_valid` (a scalar or one count per column),
+    over the first n_valid rows after sorting (invalid peers carry +inf, so they sort last)."""
     r = norms_RxB.shape[0]
     if n_valid is None:
         return jnp.sort(norms_RxB, axis=0)[(r - 1) // 2]
-    return jnp.take(jnp.sort(norms_RxB, axis=0), (n_valid - 1) // 2, axis=0)
+    pos = jnp.broadcast_to((jnp.maximum(n_valid, 1) - 1) // 2, norms_RxB.shape[1:])
+    return jnp.take_along_axis(jnp.sort(norms_RxB, axis=0), pos[None], axis=0)[0]
 
 
 def peers_upto(valid_R):
@@ -53,25 +58,33 @@ def peers_upto(valid_R):
     return jnp.max(jnp.where(valid_R > 0, jnp.arange(1, valid_R.shape[0] + 1), 0))
 
 
-def valid_count(valid_R):
-    """(valid_R as float32, number of valid peers as int32)."""
-    valid_R = valid_R.astype(jnp.float32)
-    return valid_R, jnp.sum(valid_R).astype(jnp.int32)
+def peer_norms(vals_RxBxCxK, axis_names: Sequence[str] = ()):
+    """L2 norm of each peer's decoded values per reference tensor [R, B] (complete across
+    shards)."""
+    return jnp.sqrt(jax.vmap(lambda v: codec.sumsq(v, axis_names))(vals_RxBxCxK))
 
 
-def clip_factors(vals_RxBxCxK, valid_R, n_valid, axis_names: Sequence[str] = ()):
+def finite_peers(norms_RxB, valid_R):
+    """(valid_RxB float32, n_valid_B int32): peer r counts for reference tensor b when it is
+    valid and its norm there is finite. A non-finite norm (an inf or NaN value, or a sum of
+    squares past float32) would make its clip factor 0 and inf * 0 = NaN, which skips the
+    tensor for every peer; dropping the peer keeps the others' result bit-identical."""
+    ok_RxB = (valid_R[:, None] > 0) & jnp.isfinite(norms_RxB)
+    return ok_RxB.astype(jnp.float32), jnp.sum(ok_RxB, axis=0, dtype=jnp.int32)
+
+
+def clip_factors(norms_RxB, valid_RxB, n_valid_B):
     """min(1, m / (n_r + eps)) per peer and reference tensor [R, B]; m is the lower median of
     the valid peers' norms (invalid peers' norms are replaced by +inf, so they never count)."""
-    norms_RxB = jnp.sqrt(jax.vmap(lambda v: codec.sumsq(v, axis_names))(vals_RxBxCxK))
-    m_B = lower_median(jnp.where(valid_R[:, None] > 0, norms_RxB, jnp.inf), n_valid)
+    m_B = lower_median(jnp.where(valid_RxB > 0, norms_RxB, jnp.inf), n_valid_B)
     return jnp.minimum(1.0, m_B / (norms_RxB + CLIP_EPS))
 
 
-def drop_invalid(idx_RxBxCxK, valid_R, chunk_size: int):
-    """Invalid and padding peers' indices moved past the chunk, so every scatter (mode="drop")
-    and every kernel drops them whatever values they hold: no +0.0 adds (on a GPU, atomics
-    piling onto one address per chunk) and no NaN from an invalid peer."""
-    return jnp.where(valid_R[:, None, None, None] > 0, idx_RxBxCxK, chunk_size)
+def drop_invalid(idx_RxBxCxK, valid_RxB, chunk_size: int):
+    """Invalid and padding peers' indices (per reference tensor) moved past the chunk, so every
+    scatter (mode="drop") and every kernel drops them whatever values they hold: no +0.0 adds
+    (on a GPU, atomics piling onto one address per chunk) and no NaN from an invalid peer."""
+    return jnp.where(valid_RxB[:, :, None, None] > 0, idx_RxBxCxK, chunk_size)
 
 
 def peer_sums(zeros_BxCxS, idx_RxBxCxK, vals_RxBxCxK, ordered_upto=None):
@@ -99,14 +112,16 @@ def aggregate_chunks(idx_RxBxCxK, vals_RxBxCxK, valid_R, *, chunk_size: int, rul
     `ordered`: add the peers one scatter at a time up to the last valid one (`peer_sums`).
     """
     r, b, c, k = idx_RxBxCxK.shape
-    valid_R, n_valid = valid_count(valid_R)
+    norms_RxB = peer_norms(vals_RxBxCxK, axis_names)
+    valid_RxB, n_valid_B = finite_peers(norms_RxB, valid_R)
     upto = peers_upto(valid_R) if ordered else None
-    idx_RxBxCxK = drop_invalid(idx_RxBxCxK, valid_R, chunk_size)
+    idx_RxBxCxK = drop_invalid(idx_RxBxCxK, valid_RxB, chunk_size)
     zeros = jnp.zeros((b, c, chunk_size), jnp.float32)
     if rule == "mean":
-        dense = peer_sums(zeros, idx_RxBxCxK, vals_RxBxCxK, upto) / n_valid.astype(jnp.float32)
+        sums = peer_sums(zeros, idx_RxBxCxK, vals_RxBxCxK, upto)
+        dense = sums / n_valid_B.astype(jnp.float32)[:, None, None]
     else:
-        factor_RxB = clip_factors(vals_RxBxCxK, valid_R, n_valid, axis_names)
+        factor_RxB = clip_factors(norms_RxB, valid_RxB, n_valid_B)
         ones = jnp.ones(vals_RxBxCxK.shape, jnp.float32)
         sums = peer_sums(zeros, idx_RxBxCxK, vals_RxBxCxK * factor_RxB[:, :, None, None], upto)
         counts = peer_sums(zeros, idx_RxBxCxK, ones, upto)

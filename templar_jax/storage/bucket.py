@@ -25,6 +25,7 @@ import tensorstore as ts
 
 from templar_jax.storage import gcs_compose, metadata, s3_multipart
 from templar_jax.storage.s3_credentials import S3Credentials
+from templar_jax.storage.keys import check_object_key
 from templar_jax.storage.errors import ObjectNotFound, ObjectTooLarge, StorageError, StorageTimeout
 from templar_jax.storage.location import Location, S3Profile, kvstore_spec, parse_url
 from templar_jax.storage.metadata import ObjectInfo
@@ -135,6 +136,7 @@ class Bucket:
 
     async def _call(self, op: str, key: str, make: Callable[[], Awaitable[T]], timeout: float | None = None) -> T:
         """Run one request under the concurrency bound, with timeout and retries."""
+        check_object_key(key, prefix=op == "list")  # every operation stays inside the bucket
         cfg = self.config
         timeout = cfg.request_timeout_s if timeout is None else timeout
         delay = cfg.backoff_initial_s
@@ -228,6 +230,7 @@ class Bucket:
 
     async def ahead(self, key: str, *, timeout: float | None = None) -> ObjectInfo | None:
         """Size and storage timestamp, or None when the object does not exist."""
+        check_object_key(key)  # the memory branch below makes no request
         loc = self.location
         t = self.config.request_timeout_s if timeout is None else timeout
         if loc.scheme == "memory":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from templar_jax.storage.errors import StorageError
+
 
 class BadKey(ValueError):
     """A key that does not follow the naming scheme."""
@@ -66,3 +68,27 @@ def parse_peers_key(key: str) -> tuple[int, str]:
     if not m:
         raise BadKey(f"not a peers key: {key[:120]!r}")
     return int(m.group(1)), m.group(2)
+
+
+class KeyOutsideBucket(BadKey, StorageError):
+    """A key that could address something outside the bucket (or its prefix): a storage error
+    that is never retried."""
+
+    def __init__(self, reason: str):
+        StorageError.__init__(self, reason)
+
+
+def check_object_key(key: str, *, prefix: bool = False) -> str:
+    """`key` if it stays inside the bucket on every backend: no leading "/", no "." or ".."
+    segment (a file bucket's path join, or an HTTP layer that normalizes dot segments, would
+    leave the bucket root), no empty segment, no NUL. `prefix`: a list prefix, which may be
+    empty or end in "/"."""
+    if not isinstance(key, str):
+        raise KeyOutsideBucket(f"key {key!r} is not a string")
+    body = key[:-1] if prefix and key.endswith("/") else key
+    if not body and prefix:
+        return key
+    parts = body.split("/")
+    if not body or "\0" in body or any(p in ("", ".", "..") for p in parts):
+        raise KeyOutsideBucket(f"key {key[:120]!r} is not confined to the bucket")
+    return key

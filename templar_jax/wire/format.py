@@ -200,6 +200,26 @@ def _view(data: memoryview, spec_offset: int, lay: TensorLayout, array_name: str
                          offset=spec_offset).reshape(spec.shape)
 
 
+# The aggregation squares and sums each reference tensor's decoded values (the clip norm) in
+# float32, in whatever order its backend reduces: n * max|v|^2 under half of float32's largest
+# value keeps that sum finite whatever the order, with room for rounding.
+NORM_SQ_BOUND = float(np.finfo(np.float32).max) / 2
+
+
+def check_decoded_range(name: str, shift: np.ndarray, lut: np.ndarray, n_values: int) -> None:
+    """Every value this tensor can decode to, `lut[code] + shift` in float32 exactly as
+    `codec.dequantize` computes it, must be finite, and so must the sum of `n_values` of their
+    squares: side values that are each finite can still decode to inf (or an infinite norm),
+    which would poison the aggregation for every peer."""
+    with np.errstate(over="ignore"):  # an overflow is what this looks for
+        values = lut + shift[..., None]  # float32 + float32: the decoder's own rounding
+    if not np.isfinite(values).all():
+        raise PayloadError(f"{name}: lut + shift overflows float32 (decoded values are not finite)")
+    peak = float(np.max(np.abs(values.astype(np.float64)), initial=0.0))
+    if n_values * peak * peak > NORM_SQ_BOUND:
+        raise PayloadError(f"{name}: decoded value {peak:.3g} overflows the norm of {n_values} values")
+
+
 def _decode_tensor(name: str, data: memoryview, entry: dict, lay: TensorLayout) -> TensorPayload:
     arrays = {a: _view(data, entry["arrays"][a]["offset"], lay, a) for a in ARRAY_ORDER}
     side = {}
@@ -208,6 +228,7 @@ def _decode_tensor(name: str, data: memoryview, entry: dict, lay: TensorLayout) 
         if not np.isfinite(value).all():
             raise PayloadError(f"{name}: non-finite {array_name}")
         side[array_name] = value
+    check_decoded_range(name, side["shift"], side["lut"], lay.num_chunks * lay.k)
     try:
         if lay.idx_coding == "implicit":
             idx = np.broadcast_to(np.arange(lay.k, dtype=np.int32), (lay.rows, lay.k)).copy()

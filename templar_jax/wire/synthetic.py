@@ -31,3 +31,18 @@ def random_tensor_payload(rng: np.random.Generator, et: ExpectedTensor, *, chunk
 
 def random_payload(rng: np.random.Generator, table: ExpectedTable, *, chunk: int = 64, topk: int = 64) -> Payload:
     return {name: random_tensor_payload(rng, et, chunk=chunk, topk=topk) for name, et in table.items()}
+
+
+def overflowing(tp: TensorPayload) -> TensorPayload:
+    """A hostile copy of `tp`: shift and lut each finite (float32's largest value), but every
+    value decodes to lut + shift = inf. Indices and codes stay the real ones, so only the range
+    check in `decode` (and the aggregation's own guard) can catch it."""
+    big = np.finfo(np.float32).max
+    shift = np.full(np.shape(tp.shift), big, np.float32)
+    lut = np.full(np.shape(tp.lut), big, np.float32)
+    return tp._replace(shift=shift, lut=lut)
+
+
+def overflow_payload(like: Payload) -> Payload:
+    """`overflowing` applied to every tensor of a real payload."""
+    return {name: overflowing(tp) for name, tp in like.items()}

@@ -31,13 +31,13 @@ from jax.experimental import pallas as pl
 
 from templar_jax.sparseloco import codec
 from templar_jax.sparseloco.geometry import ChunkGeometry
-from templar_jax.sparseloco.kernels.aggregate_scatter import Coded, scatter_sum_tiles
+from templar_jax.sparseloco.kernels.aggregate_scatter import Coded, inverse_counts, scatter_sum_tiles
 from templar_jax.sparseloco.kernels.backend import kernel_tiles, pallas_call_kwargs
 from templar_jax.sparseloco.kernels.config import KernelConfig
 from templar_jax.sparseloco.kernels.tile_select import onehot_dot
 from templar_jax.sparseloco.payload import TensorPayload
 from templar_jax.sparseloco.rules import (
-    aggregate_block, clip_factors, drop_invalid, peers_upto, valid_count)
+    aggregate_block, clip_factors, drop_invalid, finite_peers, peer_norms, peers_upto)
 
 log = logging.getLogger(__name__)
 
@@ -91,20 +91,20 @@ def _aggregate_kernel(idx_ref, val_ref, inv_n_ref, n_loop_ref, out_ref, bad_ref,
             dense = jnp.where(counts > 0, sums / jnp.maximum(counts, 1.0), 0.0)
         else:  # paper rule: plain average over the valid peers. XLA rewrites the pure path's
             # `sums / n` (division by a broadcast scalar) to `sums * (1/n)`; do the same here.
-            dense = sums * inv_n_ref[0, 0]
+            dense = sums * inv_n_ref[0, 0]  # this tensor's 1 / (number of valid peers)
         out_ref[:, pl.ds(j * w, w)] = dense
         n_bad = jnp.sum((~jnp.isfinite(dense)).astype(jnp.int32))
         bad = jnp.where(slots == j, n_bad, bad)
     bad_ref[...] = bad
 
 
-def scatter_mean_tiles(idx_RxBxCxK, vals_RxBxCxK, n_valid, geom: ChunkGeometry, *, rule: str,
+def scatter_mean_tiles(idx_RxBxCxK, vals_RxBxCxK, n_valid_B, geom: ChunkGeometry, *, rule: str,
                        config: KernelConfig = KernelConfig(), n_loop=None):
     """(dense_BxRowsxCols float32, nonfinite_BxYxXx1 int32) from decoded, clipped peer values,
     `config.aggregate_tiles` chunks per program.
 
-    Entries with an index outside the chunk (padding peers) contribute nothing; `n_valid` is
-    the divisor of the "mean" rule. Only peers 0..n_loop-1 are read (default: all R), so the
+    Entries with an index outside the chunk (padding and dropped peers) contribute nothing;
+    `n_valid_B` (per reference tensor) is the divisor of the "mean" rule. Only peers 0..n_loop-1 are read (default: all R), so the
     padding after the last real peer costs nothing.
     """
     config = config.resolve("aggregate")
@@ -113,22 +113,23 @@ def scatter_mean_tiles(idx_RxBxCxK, vals_RxBxCxK, n_valid, geom: ChunkGeometry, 
     t = config.aggregate_tiles
     idx = idx_RxBxCxK.reshape(r, b, y, x, k)
     vals = vals_RxBxCxK.astype(jnp.float32).reshape(r, b, y, x, k)
-    inv_n_1x1 = jnp.reshape(1.0 / n_valid.astype(jnp.float32), (1, 1))
+    inv_n_Bx1x1 = inverse_counts(n_valid_B, b)
     n_loop_1x1 = jnp.reshape(jnp.asarray(r if n_loop is None else n_loop, jnp.int32), (1, 1))
     scalar_spec = pl.BlockSpec((1, 1), lambda bi, yi, xi: (0, 0))
+    per_tensor_spec = pl.BlockSpec((None, 1, 1), lambda bi, yi, xi: (bi, 0, 0))
     peer_spec = pl.BlockSpec((r, None, None, t, k), lambda bi, yi, xi: (0, bi, yi, xi, 0))
     kernel = partial(_aggregate_kernel, h=h, w=w, tiles=t, rule=rule, bf16=config.dots == "bf16")
     return pl.pallas_call(
         kernel,
         grid=(b, y, x // t),
-        in_specs=[peer_spec, peer_spec, scalar_spec, scalar_spec],
+        in_specs=[peer_spec, peer_spec, per_tensor_spec, scalar_spec],
         out_specs=[pl.BlockSpec((None, h, w * t), lambda bi, yi, xi: (bi, yi, xi)),
                    pl.BlockSpec((None, None, t, 1), lambda bi, yi, xi: (bi, yi, xi, 0))],
         out_shape=[jax.ShapeDtypeStruct((b, y * h, x * w), jnp.float32),
                    jax.ShapeDtypeStruct((b, y, x, 1), jnp.int32)],
         name="sparseloco_aggregate",
         **pallas_call_kwargs(config),
-    )(idx, vals, inv_n_1x1, n_loop_1x1)
+    )(idx, vals, inv_n_Bx1x1, n_loop_1x1)
 
 
 def _zero_bad_tensors(dense, nonfinite, axis_names):
@@ -155,21 +156,22 @@ def aggregate_block_pallas(flat_R: TensorPayload, valid_R, *, geom: ChunkGeometr
         log.debug("pure-JAX aggregation for %s: %s", geom, reason)
         return aggregate_block(flat_R, valid_R, geom=geom, rule=rule, axis_names=axis_names)
     config = dataclasses.replace(config, aggregate_tiles=tiles)
-    valid_R, n_valid = valid_count(valid_R)
     vals = jax.vmap(codec.dequantize)(flat_R.codes, flat_R.shift, flat_R.lut)
-    factor_RxB = clip_factors(vals, valid_R, n_valid, axis_names) if rule == "median_clip" else None
+    norms_RxB = peer_norms(vals, axis_names)
+    valid_RxB, n_valid_B = finite_peers(norms_RxB, valid_R)  # a non-finite peer drops out
+    factor_RxB = clip_factors(norms_RxB, valid_RxB, n_valid_B) if rule == "median_clip" else None
     if config.aggregate == "scatter":
         # each code's value, with the operations the pure path applies to every entry
         table = flat_R.lut + flat_R.shift[:, :, None]
         if factor_RxB is not None:
             table = table * factor_RxB[:, :, None]
-        dense, nonfinite = scatter_sum_tiles(flat_R.idx, Coded(flat_R.codes, table), n_valid,
+        dense, nonfinite = scatter_sum_tiles(flat_R.idx, Coded(flat_R.codes, table), n_valid_B,
                                              geom, rule=rule, config=config,
-                                             n_loop=peers_upto(valid_R), valid_R=valid_R)
+                                             n_loop=peers_upto(valid_R), valid_RxB=valid_RxB)
     else:
         if factor_RxB is not None:
             vals = vals * factor_RxB[:, :, None, None]
-        idx = drop_invalid(flat_R.idx, valid_R, geom.chunk_size)
-        dense, nonfinite = scatter_mean_tiles(idx, vals, n_valid, geom, rule=rule, config=config,
+        idx = drop_invalid(flat_R.idx, valid_RxB, geom.chunk_size)
+        dense, nonfinite = scatter_mean_tiles(idx, vals, n_valid_B, geom, rule=rule, config=config,
                                               n_loop=peers_upto(valid_R))
     return _zero_bad_tensors(dense, nonfinite, axis_names)

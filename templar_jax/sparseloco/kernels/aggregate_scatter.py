@@ -97,7 +97,7 @@ def _scatter_kernel(idx_ref, *refs, n_codes, w, tiles, chunk_size, rule, barrier
     def add_peer(p, carry):
         idx = idx_ref[p]
         # padding peers drop out, as do indices outside the chunk (the wire decoder rejects them)
-        ok = (valid_ref[p] > 0) & (idx >= 0) & (idx < chunk_size)
+        ok = (valid_ref[p, 0] > 0) & (idx >= 0) & (idx < chunk_size)
         safe = jnp.where(ok, idx, 0)
         rows = lax.div(safe, jnp.int32(w))
         cols = slot_txk * w + lax.rem(safe, jnp.int32(w))
@@ -113,8 +113,8 @@ def _scatter_kernel(idx_ref, *refs, n_codes, w, tiles, chunk_size, rule, barrier
     if cnt_ref is not None:  # mean over the peers that selected the coordinate
         counts = cnt_ref[...].astype(jnp.float32)
         dense = jnp.where(counts > 0, sums / jnp.maximum(counts, 1.0), 0.0)
-    else:  # paper rule; `sums * (1/n)` as XLA rewrites the pure path's `sums / n`
-        dense = sums * inv_n_ref[0, 0]
+    else:  # paper rule; `sums * (1/n)` as XLA rewrites the pure path's `sums / n` (this
+        dense = sums * inv_n_ref[0, 0]  # tensor's n)
     out_ref[...] = dense
     bad_ref[...] = jnp.full(bad_ref.shape, jnp.sum((~jnp.isfinite(dense)).astype(jnp.int32)))
 
@@ -131,16 +131,24 @@ def _pow2_table(table_RxBxN):
     return jnp.pad(table_RxBxN, ((0, 0), (0, 0), (0, pad)), constant_values=jnp.nan)
 
 
-def scatter_sum_tiles(idx_RxBxCxK, values, n_valid, geom: ChunkGeometry, *, rule: str,
-                      config: KernelConfig = KernelConfig(), n_loop=None, valid_R=None):
+def inverse_counts(n_valid_B, b: int):
+    """[B, 1, 1] float32 1 / n per reference tensor (a scalar count applies to every tensor):
+    each program reads its tensor's (1, 1) block, a block Mosaic TPU accepts."""
+    n = jnp.broadcast_to(jnp.asarray(n_valid_B).astype(jnp.float32), (b,))
+    return (1.0 / n).reshape(b, 1, 1)
+
+
+def scatter_sum_tiles(idx_RxBxCxK, values, n_valid_B, geom: ChunkGeometry, *, rule: str,
+                      config: KernelConfig = KernelConfig(), n_loop=None, valid_RxB=None):
     """(dense_BxRowsxCols float32, nonfinite_BxYxBlocksx1 int32); the contract of
     `aggregate.scatter_mean_tiles` (which counts non-finite entries per tile, this per block),
     `config.aggregate_tiles` chunks per program.
 
     `values`: decoded, clipped values [R, B, C, K], or `Coded` codes and per-peer code tables
-    that the kernel decodes itself (so XLA never writes the decoded values out). `valid_R`
-    (default: all peers) drops padding peers. Each peer's indices within a chunk must be
-    distinct.
+    that the kernel decodes itself (so XLA never writes the decoded values out). `valid_RxB`
+    (default: all peers) drops padding peers, and peers dropped from one reference tensor;
+    `n_valid_B` is the "mean" rule's divisor per tensor. Each peer's indices within a chunk
+    must be distinct.
     """
     config = config.resolve("aggregate")
     (h, w), (y, x), k = geom.tile, geom.grid, geom.k
@@ -157,10 +165,12 @@ def scatter_sum_tiles(idx_RxBxCxK, values, n_valid, geom: ChunkGeometry, *, rule
     else:
         value_args = [values.astype(jnp.float32).reshape(grid_5d)]
         value_specs, n_codes = [peer_spec], 0
-    valid = jnp.ones((r,), jnp.int32) if valid_R is None else (valid_R > 0).astype(jnp.int32)
-    inv_n_1x1 = jnp.reshape(1.0 / n_valid.astype(jnp.float32), (1, 1))
+    valid_RxB = jnp.ones((r, b)) if valid_RxB is None else valid_RxB
+    valid = (valid_RxB > 0).astype(jnp.int32)[..., None]  # [R, B, 1]
+    inv_n_Bx1x1 = inverse_counts(n_valid_B, b)
     n_loop_1x1 = jnp.reshape(jnp.asarray(r if n_loop is None else n_loop, jnp.int32), (1, 1))
     scalar_spec = pl.BlockSpec((1, 1), lambda bi, yi, xi: (0, 0))
+    per_tensor_spec = pl.BlockSpec((None, 1, 1), lambda bi, yi, xi: (bi, 0, 0))
     dense_spec = pl.BlockSpec((None, h, w * t), lambda bi, yi, xi: (bi, yi, xi))
     out_specs = [dense_spec]
     out_shape = [jax.ShapeDtypeStruct((b, y * h, x * w), jnp.float32)]
@@ -174,11 +184,12 @@ def scatter_sum_tiles(idx_RxBxCxK, values, n_valid, geom: ChunkGeometry, *, rule
     outs = pl.pallas_call(
         kernel,
         grid=(b, y, x // t),
-        in_specs=[peer_spec, *value_specs, pl.BlockSpec((r,), lambda bi, yi, xi: (0,)),
-                  scalar_spec, scalar_spec],
+        in_specs=[peer_spec, *value_specs,
+                  pl.BlockSpec((r, None, 1), lambda bi, yi, xi: (0, bi, 0)),
+                  per_tensor_spec, scalar_spec],
         out_specs=out_specs,
         out_shape=out_shape,
         name="sparseloco_aggregate_scatter",
         **pallas_call_kwargs(config),
-    )(idx_RxBxCxK.reshape(grid_5d), *value_args, valid, inv_n_1x1, n_loop_1x1)
+    )(idx_RxBxCxK.reshape(grid_5d), *value_args, valid, inv_n_Bx1x1, n_loop_1x1)
     return outs[0], outs[-1]
