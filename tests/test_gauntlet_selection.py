@@ -54,12 +54,12 @@ def test_gather_list_ranks_and_excludes():
     peers[13] = PeerRecord(mu=25.0, sigma=8.0, final_score=99.0, banned_until=60)
     peers[20] = PeerRecord(mu=40.0, sigma=1.0, final_score=6.0)  # same score, better ordinal
     state = ValidatorState(peers=peers)
-    pl = select_gather_peers(state, range(40), window=50, cfg=CFG)
+    pl = select_gather_peers(state, range(40), window=50, cfg=CFG, gather=20, reserve=10)
     assert len(pl.gather) == 20 and len(pl.reserve) == 10
     assert 6 not in pl.gather + pl.reserve and 13 not in pl.gather + pl.reserve
     assert pl.gather[:4] == [20, 27, 34, 5]  # score 6: ordinal desc, then uid asc
     assert set(pl.gather).isdisjoint(pl.reserve)
     ranked = rank_uids(state, range(40), CFG)
     assert pl.gather + pl.reserve == [u for u in ranked if u not in (6, 13)][:30]
-    fresh = select_gather_peers(ValidatorState(), range(3), window=0, cfg=CFG)
+    fresh = select_gather_peers(ValidatorState(), range(3), window=0, cfg=CFG, gather=20, reserve=10)
     assert fresh.gather == [0, 1, 2] and fresh.reserve == []

@@ -9,10 +9,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from templar_jax.chain import BlockNotProducedError
 from templar_jax.chain.local import LocalChain
 from templar_jax.config import load_run_config
 from templar_jax.demo.behaviors import BehaviorError, CopyUpload, CorruptUpload, NoiseUpload, parse_behavior
 from templar_jax.events import EventLog, read_all_events
+from templar_jax.gauntlet import PeerRecord, ValidatorState, draw
 from templar_jax.neurons.clock import WindowClock
 from templar_jax.neurons.common import NeuronParts
 from templar_jax.neurons.datasets import DataSets
@@ -113,6 +115,34 @@ def test_validator_and_miner_apply_the_same_update(net, model):
     assert mine["params_digest"] == scores["params_digest"]
     published = decode_aggregator(validator.bucket.get(aggregator_key(0, model.version)), window=0)
     assert sorted(published) == [1, 3]
+
+
+def test_evaluation_seed_comes_from_a_block_after_the_upload_deadline(net):
+    """Nobody can compute the evaluation seed while uploads are still accepted: its block is the
+    first one at or after the upload window's close, and it is mixed with a secret in the run folder."""
+    validator = Validator(net.parts("validator-0", "validator"))
+    close = validator.clock.phases(0).upload_close
+    asked = time.time()
+    drawn = validator.eval_draw(0)
+    assert asked < close <= time.time()  # asked while uploads were open: it waited for the deadline
+    assert net.chain.block_timestamp(drawn.block) >= close
+    assert drawn.block_hash == net.chain.block_hash(drawn.block)
+    future = validator.clock.first_block(2)
+    with pytest.raises(BlockNotProducedError):  # the next window's block does not exist yet
+        net.chain.block_hash(future)
+    secret = (net.run_dir / "validator-0-eval-secret").read_bytes()
+    assert drawn == draw(secret, 0, drawn.block, drawn.block_hash, 0)  # auditable given the secret
+    assert Validator(net.parts("validator-0", "validator")).eval_secret == secret  # same secret on restart
+
+
+def test_a_recycled_uid_starts_over(net, model):
+    validator = Validator(net.parts("validator-0", "validator"))
+    strong = PeerRecord(mu=40.0, sigma=2.0, bma=0.9, final_score=3.0, banned_until=99)
+    validator.state = ValidatorState(peers={1: strong, 2: strong}, hotkeys={1: "old-owner", 2: "miner-2"})
+    validator.process_window(model.init_params(), 0, start=0)  # a null round: no scoring, same bookkeeping
+    state = validator.state
+    assert 1 not in state.peers and state.peers[2] == strong
+    assert state.hotkeys[1] == "miner-1" and state.hotkeys[2] == "miner-2"
 
 
 def test_behaviors_parse_to_uploads():

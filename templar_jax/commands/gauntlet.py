@@ -30,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--burn-fraction", type=float, default=None,
                    help="weight share burned to --burn-uid (default: config default 0.5)")
     p.add_argument("--burn-uid", type=int, default=None, help="uid receiving burned weight")
+    p.add_argument("--gather", type=int, default=20, help="gather peers in the peer list (run config peers.gather)")
+    p.add_argument("--reserve", type=int, default=10, help="reserve peers (run config peers.reserve)")
     p.add_argument("--window", type=int, default=None,
                    help="window for ban checks (default: the state's last window)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -51,7 +53,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         return 1
     window = state.window if args.window is None else args.window
     weights = dict(zip(*compute_weights(state, window, cfg)))
-    peers = select_gather_peers(state, state.peers, window, cfg)
+    peers = select_gather_peers(state, state.peers, window, cfg, gather=args.gather, reserve=args.reserve)
     rows = []
     for uid in rank_uids(state, state.peers, cfg):
         rec = state.peers[uid]

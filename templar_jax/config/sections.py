@@ -3,7 +3,8 @@
 A field without a default is a required key. Values derived from keys (the init seed, the
 aggregation rule's library name, the wire's index code name) are properties, not extra keys.
 Where a wing owns the type, the section is that type: `inner` extends
-`templar_jax.train.optimizer.TrainConfig`, `sparseloco.kernel` is
+`templar_jax.train.optimizer.TrainConfig`, `validator` extends
+`templar_jax.gauntlet.config.GauntletConfig`, `sparseloco.kernel` is
 `templar_jax.sparseloco.kernels.config.KernelConfig`.
 """
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
 from templar_jax.config.typed import doc
+from templar_jax.gauntlet.config import GauntletConfig
 from templar_jax.sparseloco.kernels.config import KernelConfig
 from templar_jax.train.optimizer import TrainConfig
 
@@ -132,15 +134,13 @@ class PeersSection:
     gather_timeout_s: float = doc("per-peer download timeout")
 
 
-@dataclass(frozen=True)
-class ValidatorSection:
-    """Scoring (Gauntlet), weights and checkpoints."""
+@dataclass(frozen=True, kw_only=True)
+class ValidatorSection(GauntletConfig):
+    """Scoring (Gauntlet), weights and checkpoints: the loop's own keys plus every key of
+    GauntletConfig (SPEC sec. 5 defaults); the validator scores with this section as is."""
 
-    eval_uids: int = doc("uids evaluated per window")
     eval_sequences: int = doc("sequences per loss evaluation (own and random data)")
     weights_interval_windows: int = doc("windows between set_weights calls")
-    burn_fraction: float = doc("share of weight burned to burn_uid")
-    burn_uid: int = doc("uid receiving the burned share")
     checkpoint_interval_windows: int = doc("windows between published checkpoints")
 
 

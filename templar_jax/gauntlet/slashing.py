@@ -1,7 +1,12 @@
 """Slashing: score penalties for missing, late, invalid, inactive, out-of-sync or harmful miners.
 
 Readings of SPEC sec. 5 that the spec leaves open (documented here, pinned in tests):
-- missing/late payload of an EVALUATED uid: final x 0.75; a result below 1e-4 becomes 0.
+- missing/late payload of an EVALUATED uid: final x 0.75 ** k, where k counts the consecutive
+  windows without a valid payload including this one (`missing_streak`; the reference's escalating
+  penalty: 0.75, 0.5625, 0.42, ... so a peer that keeps skipping uploads loses its score fast,
+  while one missed upload costs what SPEC says); `missing_slash_escalates: false` gives a flat
+  x 0.75. A result below 1e-4 becomes 0. The streak returns to 0 with the next valid payload and
+  survives a record reset (so a reset does not restart the escalation).
 - invalid payload (failed decode/validation): final = 0.
 - inactivity applies to uids that were NOT evaluated this window (so no uid is slashed twice for
   the same absent payload): each consecutive window without a payload multiplies final by 0.75;
@@ -29,9 +34,17 @@ def _shrink(score: float, factor: float, cfg: GauntletConfig) -> float:
     return 0.0 if abs(new) < cfg.zero_below else new
 
 
+def missing_factor(streak: int, cfg: GauntletConfig) -> float:
+    """Score multiplier of the `streak`-th consecutive window without a payload."""
+    return cfg.missing_slash ** (max(1, streak) if cfg.missing_slash_escalates else 1)
+
+
 def slash_missing(state: ValidatorState, uid: int, cfg: GauntletConfig) -> ValidatorState:
+    """An evaluated uid's payload is missing or late: advance its streak and slash escalating."""
     rec = state.peer(uid, cfg)
-    return state.update_peer(uid, cfg, final_score=_shrink(rec.final_score, cfg.missing_slash, cfg))
+    streak = rec.missing_streak + 1
+    return state.update_peer(uid, cfg, missing_streak=streak,
+                             final_score=_shrink(rec.final_score, missing_factor(streak, cfg), cfg))
 
 
 def slash_invalid(state: ValidatorState, uid: int, cfg: GauntletConfig) -> ValidatorState:
@@ -57,14 +70,16 @@ def apply_inactivity(
 ) -> ValidatorState:
     """Advance the inactivity counter of every known uid without a payload this window.
 
-    `active_uids`: uids whose payload arrived this window (their counter returns to 0).
+    `active_uids`: uids whose payload arrived this window (their counters return to 0).
     `skip`: uids handled elsewhere this window (the evaluated ones: slash_missing covers them).
+    The missing-upload streak of a uid without a payload advances here too (so an evaluation
+    after a few silent windows slashes at the escalated rate).
     """
     active = {int(u) for u in active_uids}
     skipped = {int(u) for u in skip}
     peers = dict(state.peers)
     for uid in active:
-        peers[uid] = dataclasses.replace(state.peer(uid, cfg), inactive_windows=0)
+        peers[uid] = dataclasses.replace(state.peer(uid, cfg), inactive_windows=0, missing_streak=0)
     for uid, rec in state.peers.items():
         if uid in active or uid in skipped:
             continue
@@ -72,6 +87,7 @@ def apply_inactivity(
         rec = dataclasses.replace(
             rec,
             inactive_windows=count,
+            missing_streak=rec.missing_streak + 1,
             final_score=_shrink(rec.final_score, cfg.inactivity_slash, cfg),
         )
         if count >= cfg.inactivity_reset_windows:

@@ -6,6 +6,10 @@ half-applied window never exists. Persistence is JSON (never pickle: a validator
 read its own state file without executing anything), written atomically: temp file in the same
 directory, fsync, `os.replace`, fsync of the directory. A crash leaves either the old or the new
 file, never a torn one, so a restarted validator resumes scoring where it stopped.
+
+Version 2 added the hotkey seen on each uid (uid recycling, recycling.py), each record's
+missing-upload streak (escalating slash) and the recent evaluation-seed draws (eval_seed.py, for
+audits); a version-1 file still loads (empty hotkeys and draws, streaks 0).
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ from typing import Any, Mapping
 
 from templar_jax.gauntlet.config import GauntletConfig
 from templar_jax.gauntlet.errors import StateError
+from templar_jax.gauntlet.eval_seed import EvalDraw
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+DRAWS_KEPT = 64  # recent evaluation-seed draws kept in the state (every draw is also in the event log)
 STATE_KIND = "templar-jax/gauntlet-state"
 NEVER = -1  # window value meaning "has not happened"
 
@@ -44,6 +51,7 @@ class PeerRecord:
     negative_streak: int = 0  # consecutive negative evaluations
     excluded: bool = False  # excluded from gather until a positive evaluation
     banned_until: int = NEVER  # banned while window < banned_until (copy detection)
+    missing_streak: int = 0  # consecutive windows without a valid payload (escalating slash)
 
     @classmethod
     def initial(cls, cfg: GauntletConfig) -> "PeerRecord":
@@ -57,6 +65,7 @@ class PeerRecord:
             banned_until=self.banned_until,
             last_eval_window=self.last_eval_window,
             inactive_windows=self.inactive_windows,
+            missing_streak=self.missing_streak,
         )
 
     def ordinal(self, cfg: GauntletConfig) -> float:
@@ -76,6 +85,8 @@ class ValidatorState:
     # absolute change of each sampled element (sync.py); None until two samples were seen.
     sync_prev_sample: tuple[float, ...] | None = None
     sync_change_ema: tuple[float, ...] | None = None
+    hotkeys: Mapping[int, str] = field(default_factory=dict)  # hotkey last seen on each uid
+    eval_draws: tuple[EvalDraw, ...] = ()  # the last DRAWS_KEPT evaluation-seed draws, oldest first
     version: int = STATE_VERSION
 
     def peer(self, uid: int, cfg: GauntletConfig) -> PeerRecord:
@@ -90,11 +101,17 @@ class ValidatorState:
     def update_peer(self, uid: int, cfg: GauntletConfig, **changes: Any) -> "ValidatorState":
         return self.with_peer(uid, dataclasses.replace(self.peer(uid, cfg), **changes))
 
+    def with_draw(self, draw: EvalDraw) -> "ValidatorState":
+        """Record a window's evaluation-seed draw (replacing an earlier one of the same window)."""
+        kept = [d for d in self.eval_draws if d.window != draw.window] + [draw]
+        return dataclasses.replace(self, eval_draws=tuple(kept[-DRAWS_KEPT:]))
+
 
 # ---------------------------------------------------------------------------------------------
 # JSON persistence
 # ---------------------------------------------------------------------------------------------
 _RECORD_FIELDS = {f.name: f.type for f in dataclasses.fields(PeerRecord)}
+_ADDED_IN_V2 = {"missing_streak"}
 
 
 def state_to_json(state: ValidatorState) -> str:
@@ -106,6 +123,8 @@ def state_to_json(state: ValidatorState) -> str:
         "peers": {str(uid): dataclasses.asdict(rec) for uid, rec in sorted(state.peers.items())},
         "sync_prev_sample": _opt_list(state.sync_prev_sample),
         "sync_change_ema": _opt_list(state.sync_change_ema),
+        "hotkeys": {str(uid): hk for uid, hk in sorted(state.hotkeys.items())},
+        "eval_draws": [d._asdict() for d in state.eval_draws],
     }
     try:
         return json.dumps(doc, allow_nan=False, sort_keys=True, indent=1)
@@ -121,18 +140,22 @@ def state_from_json(text: str) -> ValidatorState:
         raise StateError(f"state file is not valid JSON: {exc}") from exc
     if not isinstance(doc, dict) or doc.get("kind") != STATE_KIND:
         raise StateError("state file is not a gauntlet state (missing or wrong 'kind')")
-    if doc.get("version") != STATE_VERSION:
-        raise StateError(f"unknown state version {doc.get('version')!r} (expected {STATE_VERSION})")
+    version = doc.get("version")
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
+        raise StateError(f"unknown state version {version!r} (readable: {READABLE_VERSIONS})")
     window = _int(doc.get("window"), "window")
     peers_doc = doc.get("peers")
     if not isinstance(peers_doc, dict):
         raise StateError("'peers' must be an object of uid -> record")
-    peers = {_uid(key): _record(key, value) for key, value in peers_doc.items()}
+    peers = {_uid(key): _record(key, value, version) for key, value in peers_doc.items()}
     prev = _float_tuple(doc.get("sync_prev_sample"), "sync_prev_sample")
     ema = _float_tuple(doc.get("sync_change_ema"), "sync_change_ema")
     if prev is not None and ema is not None and len(prev) != len(ema):
         raise StateError("sync_prev_sample and sync_change_ema differ in length")
-    return ValidatorState(window=window, peers=peers, sync_prev_sample=prev, sync_change_ema=ema)
+    hotkeys = _hotkeys(doc.get("hotkeys", {}) if version >= 2 else {})
+    draws = _draws(doc.get("eval_draws", []) if version >= 2 else [])
+    return ValidatorState(window=window, peers=peers, sync_prev_sample=prev, sync_change_ema=ema,
+                          hotkeys=hotkeys, eval_draws=draws)
 
 
 def save_state(state: ValidatorState, path: str | os.PathLike) -> None:
@@ -203,11 +226,14 @@ def _uid(key: str) -> int:
     return int(key)
 
 
-def _record(key: str, value: Any) -> PeerRecord:
-    if not isinstance(value, dict) or set(value) != set(_RECORD_FIELDS):
-        raise StateError(f"peer {key}: record fields must be exactly {sorted(_RECORD_FIELDS)}")
+def _record(key: str, value: Any, version: int = STATE_VERSION) -> PeerRecord:
+    expected = set(_RECORD_FIELDS) - (_ADDED_IN_V2 if version < 2 else set())
+    if not isinstance(value, dict) or set(value) != expected:
+        raise StateError(f"peer {key}: record fields must be exactly {sorted(expected)}")
     parsed: dict[str, Any] = {}
     for name, type_name in _RECORD_FIELDS.items():
+        if name not in value:
+            continue  # a field added after this file's version keeps its default
         what = f"peer {key}.{name}"
         if type_name == "bool":
             if not isinstance(value[name], bool):
@@ -228,3 +254,24 @@ def _float_tuple(value: Any, what: str) -> tuple[float, ...] | None:
     if not isinstance(value, list):
         raise StateError(f"{what} must be a list of numbers or null")
     return tuple(_float(v, f"{what}[{i}]") for i, v in enumerate(value))
+
+
+def _hotkeys(value: Any) -> dict[int, str]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise StateError("'hotkeys' must be an object of uid -> hotkey string")
+    return {_uid(key): hk for key, hk in value.items()}
+
+
+def _draws(value: Any) -> tuple[EvalDraw, ...]:
+    if not isinstance(value, list):
+        raise StateError("'eval_draws' must be a list")
+    draws = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict) or set(item) != set(EvalDraw._fields):
+            raise StateError(f"eval_draws[{i}] must hold exactly {list(EvalDraw._fields)}")
+        if not (isinstance(item["block_hash"], str) and isinstance(item["secret_sha256"], str)):
+            raise StateError(f"eval_draws[{i}]: block_hash and secret_sha256 must be strings")
+        draws.append(EvalDraw(_int(item["window"], f"eval_draws[{i}].window"),
+                              _int(item["block"], f"eval_draws[{i}].block"), item["block_hash"],
+                              item["secret_sha256"], _int(item["seed"], f"eval_draws[{i}].seed")))
+    return tuple(draws)

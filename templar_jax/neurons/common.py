@@ -42,9 +42,8 @@ class NeuronParts:
 
 
 def gauntlet_config(cfg: RunConfig) -> GauntletConfig:
-    return GauntletConfig(burn_fraction=cfg.validator.burn_fraction, burn_uid=cfg.validator.burn_uid,
-                          eval_uids_per_window=cfg.validator.eval_uids, gather_peers=cfg.peers.gather,
-                          reserve_peers=cfg.peers.reserve)
+    """The run config's `validator` section is a GauntletConfig: every Gauntlet key, one source."""
+    return cfg.validator
 
 
 class NeuronBase:

@@ -38,6 +38,7 @@ from templar_jax.sparseloco import SparseLoCoState, sparseloco
 from templar_jax.storage.errors import StorageError
 from templar_jax.storage.keys import debug_key, gradient_key
 from templar_jax.train.inner import InnerTrainer
+from templar_jax.train.optimizer import at_schedule_step, global_inner_step
 from templar_jax.wire import PayloadError
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,9 @@ class Miner(NeuronBase):
         The returned state keeps theta0: the outer step moves the params, not the training."""
         t0 = time.time()
         theta0 = state.params
-        trained = self._train(theta0, to_device(state.opt_state), window)
+        # the lr schedule follows the run's global inner step, whatever this miner trained before
+        opt_state = at_schedule_step(to_device(state.opt_state), global_inner_step(window, start, self.cfg.inner.steps))
+        trained = self._train(theta0, opt_state, window)
         opt_state = self.offload.optimizer(trained.opt_state)  # off the device before compression
         delta = jax.tree.map(lambda a, b: a - b, to_device(theta0), trained.params)
         trained = trained._replace(params=None)  # theta_H's buffers free up once delta exists

@@ -10,6 +10,11 @@ weights every `weights_interval_windows`; publish an orbax checkpoint every
 `checkpoint_interval_windows`. The scoring state is saved atomically each window and the params
 are rebuilt on restart from the latest published checkpoint plus the published aggregates, so a
 restart resumes where it stopped.
+
+Which uids are evaluated and on which sequences comes from the window's evaluation seed
+(gauntlet/eval_seed.py): the hash of the first block after the upload deadline mixed with a
+secret kept in the run folder, so no miner can know it while it can still upload; each draw is
+recorded in the state and the `scores` event. A uid whose hotkey changed starts over.
 """
 
 from __future__ import annotations
@@ -27,9 +32,13 @@ from templar_jax.gauntlet import (
     Evaluation,
     apply_copy_verdicts,
     apply_inactivity,
+    EvalDraw,
     compute_weights,
     detect_copies,
+    draw,
+    load_or_create_secret,
     load_or_init,
+    observe_hotkeys,
     observe_validator_sample,
     parse_debug_object,
     sample_params,
@@ -69,6 +78,7 @@ class Validator(NeuronBase):
         self.ckpts = LocalCheckpoints(self.run_dir / f"validator-{self.uid}-checkpoints", max_to_keep=2)
         self.state = load_or_init(self.state_path)
         self.validator_seed = validator_seed
+        self.eval_secret = load_or_create_secret(self.run_dir / f"validator-{self.uid}-eval-secret")
 
     def _densify(self, payload, like, clip):
         return densify(payload, like, clip_norm=clip, chunk=self.cfg.sparseloco.chunk, batch_dims=self.model.batch_dims)
@@ -86,8 +96,20 @@ class Validator(NeuronBase):
     def _tokens(self, idx) -> np.ndarray:
         return self.data.train.samples(np.asarray(idx))
 
+    def eval_draw(self, window: int) -> EvalDraw:
+        """The window's evaluation seed, from a block stamped at or after the close of its upload
+        window (the current block once that has passed; otherwise waits for the first such block)."""
+        close = self.clock.phases(window).upload_close
+        block = self.chain.current_block()
+        while True:
+            while self.chain.block_timestamp(block) < close:
+                block += 1
+            self.chain.wait_for_block(block)
+            if self.chain.block_timestamp(block) >= close:  # the produced block's own time
+                return draw(self.eval_secret, window, block, self.chain.block_hash(block), self.validator_seed)
+
     def _evaluate(self, theta0, window: int, uids, gathered: Gathered, rand_tokens, loss_rand_before,
-                  val_sample) -> tuple[list[Evaluation], list[int], list[int], dict[int, float]]:
+                  val_sample, seed: int) -> tuple[list[Evaluation], list[int], list[int], dict[int, float]]:
         s = self.cfg
         got, contributors = gathered.payloads, gathered.contributors
         evaluations, missing, invalid, behind = [], [], [], {}
@@ -105,7 +127,7 @@ class Validator(NeuronBase):
             theta_u = jax.tree.map(lambda p, u: p - step * u, theta0, update)
             own = self._tokens(validator_own_indices(
                 uid, window, self.data.train.n_samples, s.inner.steps, s.inner.target_batch,
-                s.inner.batch, validator_seed=self.validator_seed, n=s.validator.eval_sequences))
+                s.inner.batch, validator_seed=seed, n=s.validator.eval_sequences))
             x = self._steps_behind(uid, window, val_sample)
             if x is not None:
                 behind[uid] = x
@@ -138,13 +160,14 @@ class Validator(NeuronBase):
         s, cfg = self.cfg, self.gauntlet_cfg
         got, contributors = gathered.payloads, gathered.contributors
         val_sample = sample_params(flatten_params(theta0), self.sample_positions)
-        eval_uids = select_eval_uids(self.state, miners, window, cfg)
+        seed = self.eval_draw(window)
+        eval_uids = select_eval_uids(self.state, miners, window, cfg, seed=seed.seed)
         rand_tokens = self._tokens(validator_random_indices(
-            window, self.data.train.n_samples, validator_seed=self.validator_seed, n=s.validator.eval_sequences))
+            window, self.data.train.n_samples, validator_seed=seed.seed, n=s.validator.eval_sequences))
         loss_rand_before = self.model.loss(theta0, rand_tokens)
         evaluations, missing, invalid, behind = self._evaluate(
-            theta0, window, eval_uids, gathered, rand_tokens, loss_rand_before, val_sample)
-        state = score_window(self.state, window, evaluations, cfg, missing=missing, invalid=invalid)
+            theta0, window, eval_uids, gathered, rand_tokens, loss_rand_before, val_sample, seed.seed)
+        state = score_window(self.state.with_draw(seed), window, evaluations, cfg, missing=missing, invalid=invalid)
         uploads = {u: got.valid[u] for u in got.valid}
         verdicts = detect_copies(uploads, got.stored_at, cfg)
         state = apply_copy_verdicts(state, verdicts, window, cfg)
@@ -161,6 +184,9 @@ class Validator(NeuronBase):
     def process_window(self, theta0, window: int, start: int):
         """Gather every miner, score, apply the outer step, publish and report; the new params."""
         miners, buckets = self.peer_view()
+        self.state, recycled = observe_hotkeys(self.state, self._hotkeys())
+        if recycled:
+            log.info("window %d: uids %s have a new hotkey; their records start over", window, recycled)
         gathered = self.gather(window, miners, self.peer_list(window, miners), buckets, keep_raw=True)
         if self.is_null_round(window, start):
             # Null rounds carry zeros (identical indices for everyone): nothing to score.
@@ -180,6 +206,10 @@ class Validator(NeuronBase):
                                      self.model.params_digest(params)))
         return params
 
+    def _hotkeys(self) -> dict[int, str]:
+        graph = self.chain.metagraph()
+        return dict(zip(graph.uids, graph.hotkeys))
+
     def _publish(self, params, window: int, start: int, state, miners, gathered: Gathered):
         """aggregator-W, the peer list, a checkpoint and the weights, each when due."""
         s, cfg = self.cfg, self.gauntlet_cfg
@@ -189,7 +219,8 @@ class Validator(NeuronBase):
             self.bucket.put(aggregator_key(window, self.version),
                             encode_aggregator(window, {u: gathered.payloads.raw[u] for u in gathered.contributors}))
             if (window - start) % s.peers.refresh_windows == 0:
-                chosen = select_gather_peers(state, miners, window, cfg)
+                chosen = select_gather_peers(state, miners, window, cfg, gather=s.peers.gather,
+                                             reserve=s.peers.reserve)
                 publish_peer_list(self.bucket, PeerList(window + 2, chosen.gather, chosen.reserve), self.version)
             if s.validator.checkpoint_interval_windows > 0 and step % s.validator.checkpoint_interval_windows == 0:
                 t = time.time()
@@ -229,7 +260,9 @@ class Validator(NeuronBase):
             uids[str(uid)] = {"loss_score": rec.loss_score, "final": rec.final_score, "bma": rec.bma,
                               "sync": rec.sync, "weight": wmap.get(uid, 0.0), "status": status,
                               "evaluated": uid in eval_uids, "gathered": uid in contributors}
+        drawn = next((d for d in state.eval_draws if d.window == window), None)
         self.events.emit("scores", window=window, heldout_loss=w.heldout_loss, uids=uids,
+                         eval_draw=None if drawn is None else {**drawn._asdict(), "seed": str(drawn.seed)},
                          gather_s=w.gathered.seconds, weights_set=w.weights is not None, aggregated=contributors,
                          params_digest=w.params_digest)
         log.info("window %d: held-out loss %s, aggregated %s, evaluated %s", window,

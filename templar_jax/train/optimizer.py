@@ -3,12 +3,20 @@
 Defaults are the reference's production values (SPEC sec. 2). Weight decay is decoupled and
 scaled by the learning rate (torch.optim.AdamW semantics, which optax.adamw shares) and, as in
 the reference, applies to every parameter.
+
+The schedule's step is the run's GLOBAL inner step, not this optimizer's own count: before each
+window a miner sets it with `at_schedule_step(opt_state, global_inner_step(window, start, H))`, so
+a late joiner, a restarted miner or one that cut a window short trains at the same learning rate
+as everyone (the reference derives it from the global outer step). For a miner that trained every
+step since the start window the two counts are equal, so nothing changes for it. Adam's own
+count (bias correction of its moments) stays local: those moments are this miner's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -57,6 +65,25 @@ def lr_schedule(cfg: TrainConfig) -> optax.Schedule:
         return jnp.where(t < warmup, warm, cosine)
 
     return schedule
+
+
+def global_inner_step(window: int, start_window: int, inner_steps: int) -> int:
+    """Inner steps the run has taken before `window`: (window - start) * H."""
+    return max(0, int(window) - int(start_window)) * int(inner_steps)
+
+
+def at_schedule_step(opt_state, step: int):
+    """`opt_state` with the learning-rate schedule's count set to `step` (same dtype and sharding);
+    every other part, Adam's count included, is unchanged."""
+    def set_count(node):
+        if not isinstance(node, optax.ScaleByScheduleState):
+            return node
+        count = node.count
+        value = jnp.asarray(step, dtype=count.dtype)
+        sharding = getattr(count, "sharding", None)
+        return node._replace(count=value if sharding is None else jax.device_put(value, sharding))
+
+    return jax.tree.map(set_count, opt_state, is_leaf=lambda n: isinstance(n, optax.ScaleByScheduleState))
 
 
 def make_inner_optimizer(cfg: TrainConfig | None = None) -> optax.GradientTransformation:
