@@ -32,7 +32,7 @@ class RunSection:
     version: str = doc("run version string; partitions every object key (SPEC sec. 3) and seeds "
                        "the initial params")
     blocks_per_window: int = doc("chain blocks per window (window = block // this)")
-    block_time_s: float = doc("expected seconds per block (LocalChain tick, ETA logs)")
+    block_time_s: float = doc("expected seconds per block (LocalChain tick, BittensorChain's wait, ETA logs)")
     null_rounds: int = doc("windows after start_window that send zeros and reset EF")
     resume_interval_windows: int = doc("windows between a miner's local resume checkpoints (0: none)", 0)
 
@@ -163,3 +163,7 @@ class ChainSection:
     netuid: int = doc("subnet id (3 for Templar)")
     wallet: str | None = doc("bittensor wallet (coldkey) name", None)
     hotkey: str | None = doc("bittensor hotkey name", None)
+    validator_min_stake: float = doc("a uid is a validator only with at least this stake (and > 0); "
+                                     "on mainnet miners hold stake too", 0.0)
+    validator_permit_required: bool = doc("a validator must also hold the chain's validator permit "
+                                          "(LocalChain grants one to each of its 64 highest stakes)", True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from templar_jax.chain import ValidatorRule
 from templar_jax.config import RunConfig
 from templar_jax.events import EventLog
 from templar_jax.neurons.clock import WindowClock
@@ -33,7 +34,10 @@ def build_parts(cfg: RunConfig, *, role: str, hotkey: str, run_dir: str | Path,
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     chain = open_chain(cfg.chain.backend, cfg.chain.network, hotkey, netuid=cfg.chain.netuid,
-                       wallet=cfg.chain.wallet)
+                       wallet=cfg.chain.wallet, blocks_per_window=cfg.run.blocks_per_window,
+                       block_time_s=cfg.run.block_time_s,
+                       rule=ValidatorRule(min_stake=cfg.chain.validator_min_stake,
+                                          require_permit=cfg.chain.validator_permit_required))
     uid = my_uid(chain, register_stake=register_stake)
     storage = cfg.storage
     bucket, access = open_my_bucket(storage.bucket, endpoint=storage.endpoint,

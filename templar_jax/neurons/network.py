@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from templar_jax.chain import Chain
+from templar_jax.chain import Chain, ValidatorRule
 from templar_jax.storage.bucket import Bucket
 from templar_jax.storage.credentials import (
     BucketAccess,
@@ -25,18 +25,22 @@ class NetworkSetupError(RuntimeError):
 
 
 def open_chain(backend: str, network: str, hotkey: str, *, netuid: int = 3,
-               wallet: str | None = None) -> Chain:
+               wallet: str | None = None, blocks_per_window: int = 115, block_time_s: float = 12.0,
+               rule: ValidatorRule = ValidatorRule()) -> Chain:
+    """The run's chain. A LocalChain keeps the block time and window length it was created with;
+    on Bittensor they come from the run config (`run.block_time_s`, `run.blocks_per_window`)."""
     if backend == "local":
         from templar_jax.chain.local import LocalChain
 
         if not Path(network).exists():
             raise NetworkSetupError(
                 f"local chain {network} does not exist (create it with `templar-jax chain init`)")
-        return LocalChain(network, hotkey=hotkey)
+        return LocalChain(network, hotkey=hotkey, rule=rule)
     if backend == "bittensor":
         from templar_jax.chain.bittensor_chain import BittensorChain
 
-        return BittensorChain(netuid, network=network, wallet_name=wallet, wallet_hotkey=hotkey)
+        return BittensorChain(netuid, network=network, wallet_name=wallet, wallet_hotkey=hotkey,
+                              blocks_per_window=blocks_per_window, block_time_s=block_time_s, rule=rule)
     raise NetworkSetupError(f"unknown chain backend {backend!r} (local or bittensor)")
 
 
