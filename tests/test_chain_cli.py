@@ -81,6 +81,8 @@ def test_mask_commitment():
     assert mask_commitment(SECRET) == "AAAAAA… (128 B)"
     assert mask_commitment("abc") == "*** (3 B)"
     assert mask_commitment("é" * 10) == "éééééé… (20 B)"
+    # a lone surrogate (no chain can store it) is shown as invalid, never raises UnicodeEncodeError
+    assert mask_commitment("secret\ud800") == "(invalid commitment, 7 chars)"
 
 
 def test_help_is_fast_and_complete():

@@ -307,3 +307,26 @@ def test_lock_deadline_gives_typed_error(tmp_path):
     finally:
         holder.join()
     assert chain.register("impatient") == 0  # fine once the lock is gone
+
+
+def test_staked_neurons_hold_permits_and_the_rule_picks_validators(manual):
+    from templar_jax.chain import ValidatorRule
+    from templar_jax.chain.roles import permits_by_stake
+
+    manual.register("validator-0", 1000)
+    manual.register("miner-0", 50)  # a miner that earned stake
+    manual.register("miner-1")
+    mg = manual.metagraph()
+    assert mg.validator_permit == (True, True, False)
+    assert mg.validator_uids == (0, 1)  # the default rule: today's demo behaviour
+    strict = LocalChain(manual.path, rule=ValidatorRule(min_stake=100.0))
+    assert strict.metagraph().validator_uids == (0,) and strict.metagraph().leader_uid == 0
+    assert strict.with_hotkey("miner-1").metagraph().rule == ValidatorRule(min_stake=100.0)
+    # the chain's permits go to the 64 highest stakes (ties by uid), never to zero stake
+    stake = [float(u % 7) for u in range(100)]
+    permits = permits_by_stake(range(100), stake)
+    assert sum(permits) == 64 and not any(p for p, s in zip(permits, stake) if s == 0)
+    assert min(s for p, s in zip(permits, stake) if p) >= max(s for p, s in zip(permits, stake) if not p)
+    with pytest.raises(ChainConfigError, match="validator_min_stake"):
+        ValidatorRule(min_stake=float("nan"))
+

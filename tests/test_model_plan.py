@@ -6,8 +6,10 @@ import pytest
 
 from templar_jax.cli import main
 from templar_jax.model import layer_param_count, load_model_config, param_count
+from templar_jax.model.fit import GB, fit_report
 from templar_jax.model.plan import (
-    GIB, activation_bytes, attention_score_bytes, gathered_weight_bytes, plan_memory, sharded_shape,
+    GIB, OFFLOADABLE, activation_bytes, attention_score_bytes, gathered_weight_bytes, plan_memory,
+    sharded_shape,
 )
 
 
@@ -28,7 +30,8 @@ def test_covenant_fsdp8_state_bytes():
     assert rows["params (fp32)"] == param_count(cfg) * 4 / 8
     assert rows["adamw mu+nu (2x fp32)"] == 2 * rows["params (fp32)"]
     assert rows["error feedback (fp32)"] == rows["theta0 copy (fp32)"] == rows["params (fp32)"]
-    assert plan["total_bytes"] == sum(rows.values())
+    assert plan["phases_bytes"]["train"] == sum(rows.values())
+    assert plan["total_bytes"] == max(plan["phases_bytes"].values()) == plan["phases_bytes"][plan["peak_phase"]]
     assert not plan["fits"]  # 6 x 35.3 GB of fp32 state alone
     assert plan_memory(cfg, "fsdp=64", remat="full", device_gb=80)["fits"]
 
@@ -71,3 +74,42 @@ def test_gathered_weights_come_from_the_parameter_table():
     # kv projections (8 heads) divide by tensor=8 like the rest; the norms stay whole
     assert gathered_weight_bytes(cfg, 8) == max(2 * ((layer - 2 * cfg.d_model) / 8 + 2 * cfg.d_model),
                                                 cfg.vocab_size * cfg.d_model) * 2
+
+
+def test_offload_moves_state_from_the_device_to_the_host():
+    cfg = load_model_config("covenant-72b")
+    kw = dict(micro_batch=1, seq_len=2048, remat="full")
+    plain = plan_memory(cfg, "fsdp=8", **kw)
+    state = plain["rows_bytes"]["params (fp32)"]
+    assert plain["host_bytes"] == 0 and plain["phases_bytes"]["compress"] > plain["phases_bytes"]["train"]
+    ef = plan_memory(cfg, "fsdp=8", offload=["error_feedback"], **kw)
+    assert "error feedback (fp32)" not in ef["rows_bytes"] and ef["host_bytes"] == 8 * state
+    assert ef["phases_bytes"]["train"] == plain["phases_bytes"]["train"] - state
+    full = plan_memory(cfg, "fsdp=8", offload=OFFLOADABLE, devices_per_host=4, host_gb=500, **kw)
+    # AdamW stays on the device for the inner loop, so the inner loop is the peak: 16 bytes/param
+    assert full["peak_phase"] == "train" and full["total_bytes"] < plain["total_bytes"] - 2 * state
+    assert full["host_bytes"] == 4 * 4 * state and full["host_fits"] is False  # 4 devices x 4 fp32 trees
+    with pytest.raises(ValueError, match="unknown offload"):
+        plan_memory(cfg, "fsdp=8", offload=["grads"])
+
+
+def test_covenant_72b_fits_8xB200_only_with_offload_and_8xH200_needs_more():
+    cfg = load_model_config("covenant-72b")
+    b200 = {v.offload: v for v in fit_report(cfg, devices=8, device_gb=192, host_gb=2000).verdicts}
+    assert b200["all"].fits and b200["all"].micro_batch >= 1 and b200["all"].device_bytes <= 0.9 * 192 * GB
+    assert not any(v.fits for name, v in b200.items() if name != "all")
+    h200 = fit_report(cfg, devices=8, device_gb=141, host_gb=2000)
+    assert not any(v.fits for v in h200.verdicts)
+    assert any(n.startswith("bf16 AdamW moments") for n in h200.needs)
+    assert any(n.startswith("16 devices") for n in h200.needs)
+
+
+def test_plan_cli_offload_and_fit(capsys):
+    assert main(["plan", "--model", "covenant-72b", "--offload", "all", "--device-gb", "178.8",
+                 "--micro-batch", "2", "--host-gb", "1900"]) == 0
+    out = capsys.readouterr().out
+    assert "fits in 178.8 GiB" in out and "1,052.0 GiB per host" in out and "; fits" in out
+    assert main(["plan", "--model", "covenant-72b", "--fit", "--device-gb", "141", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [v["offload"] for v in report["verdicts"]][-1] == "all" and report["needs"]
+    assert main(["plan", "--model", "tiny", "--offload", "grads"]) == 2

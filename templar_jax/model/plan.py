@@ -13,6 +13,16 @@ The one planner: `templar-jax plan` prints it, and the launchers pick their mesh
   activations   see `activation_bytes`
   attn scores   only for unfused attention, see `attention_score_bytes`
 
+Phases. The inner loop is not the only peak: the miner also holds, per device,
+  train     params, grads, AdamW, activations (+ theta0 and error feedback unless offloaded)
+  compress  theta0 + theta_H -> delta, then EF in + EF out beside delta, plus the compression's
+            temporaries (`compress_temp_bytes`) (+ AdamW unless offloaded, + theta0 unless offloaded)
+  outer     theta0, the dense aggregate and the new params (+ EF and AdamW unless offloaded)
+`offload` names the states that wait in host memory between phases (run config `offload`,
+model/offload.py): they leave these sums and count in the host's RAM instead
+(`host_bytes` = offloaded bytes per device x devices per host). The peak phase is the plan's
+total.
+
 Activation estimate (bf16 = 2 bytes per element; t = micro_batch * seq_len tokens on one device,
 T = tensor-parallel size, D/F = model/ffn width, Hq = n_heads*head_dim, Hkv = n_kv_heads*head_dim):
   saved per layer and token (what the backward pass keeps):
@@ -41,6 +51,8 @@ from templar_jax.model.sharding import LOGICAL_RULES, logical_to_spec, mesh_axis
 
 GIB = 1024**3
 FP32, BF16 = 4, 2
+# run config offload keys (config.sections.OffloadSection) the plan understands
+OFFLOADABLE = ("window_start_params", "error_feedback", "optimizer")
 # Policies under which the backward pass keeps every layer's attention scores.
 SCORE_SAVING_POLICIES = ("none", "everything_saveable", "dots_saveable")
 
@@ -92,6 +104,46 @@ def gathered_weight_bytes(cfg: ModelConfig, tensor: int) -> float:
     return max(2 * layer, embedding_param_count(cfg)) * BF16
 
 
+def compress_temp_bytes(cfg: ModelConfig, mesh_shape: dict[str, int]) -> float:
+    """Compression works tensor by tensor; its temporaries (chunked copy, top-k values and
+    indices, the decoded payload) are about two fp32 copies of the largest per-device tensor."""
+    largest = max(math.prod(sharded_shape(s.shape, s.logical_axes, mesh_shape))
+                  for s in param_table(cfg).values())
+    return 2 * largest * FP32
+
+
+def check_offload(offload) -> frozenset[str]:
+    unknown = set(offload) - set(OFFLOADABLE)
+    if unknown:
+        raise ModelConfigError(f"unknown offload {sorted(unknown)}; choose from {OFFLOADABLE}")
+    return frozenset(offload)
+
+
+def phase_rows(state: float, offload: frozenset[str], train_extra: dict, compress_temp: float,
+               moment_bytes: int = FP32) -> dict:
+    """{phase: {row: bytes}} on one device; `state` = one fp32 param-shaped tree per device;
+    AdamW's mu and nu take `moment_bytes` per parameter each."""
+    resident = {}
+    if "window_start_params" not in offload:
+        resident["theta0 copy (fp32)"] = state
+    if "error_feedback" not in offload:
+        resident["error feedback (fp32)"] = state
+    moments = {f"adamw mu+nu (2x {'fp32' if moment_bytes == FP32 else 'bf16'})": 2 * state * moment_bytes / FP32}
+    adamw = {} if "optimizer" in offload else moments
+    train = {"params (fp32)": state, "grads (fp32)": state, **moments,
+             **{k: v for k, v in resident.items()}, **train_extra}
+    # the delta is computed from a device copy of theta0 and theta_H; then theta_H is freed
+    # and the error feedback comes in (and a new one goes out) beside the delta
+    delta = {"theta0 + theta_H + delta (3x fp32)": 3 * state, **adamw,
+             **{k: v for k, v in resident.items() if k.startswith("error")}}
+    compress = {"delta (fp32)": state, "error feedback in + out (2x fp32)": 2 * state,
+                "compression temporaries (fp32)": compress_temp, **adamw,
+                **{k: v for k, v in resident.items() if k.startswith("theta0")}}
+    outer = {"theta0 + aggregate + new params (3x fp32)": 3 * state, **adamw,
+             **{k: v for k, v in resident.items() if k.startswith("error")}}
+    return {"train": train, "delta": delta, "compress": compress, "outer": outer}
+
+
 def plan_memory(
     cfg: ModelConfig,
     mesh: str | dict | None = "fsdp=8",
@@ -102,13 +154,22 @@ def plan_memory(
     device_gb: float = 80.0,
     device_bytes: float | None = None,
     platform: str = "gpu",
+    offload=(),
+    devices_per_host: int | None = None,
+    host_gb: float | None = None,
+    moment_bytes: int = FP32,
 ) -> dict:
     """Bytes per device for a miner's state and one micro-batch; `fits` compares the total to
     `device_bytes` (default `device_gb` GiB).
 
     micro_batch is per device (the global micro-batch is micro_batch * data * fsdp).
     `platform` ("gpu", "tpu", "cpu") decides whether attention is fused (model.attention_impl).
+    `offload`: names from OFFLOADABLE kept in host memory between phases; `host_bytes` is their
+    sum over the `devices_per_host` devices of one host (default: all, at most 8), checked
+    against `host_gb` GiB when given (`host_fits`). `moment_bytes` = 2 plans bf16 AdamW moments
+    (a what-if for `model/fit.py`; the trainer keeps them in fp32).
     """
+    offload = check_offload(offload)
     mesh_shape = parse_mesh_spec(mesh)
     seq_len = seq_len or cfg.max_seq_len
     remat = remat or cfg.remat_policy
@@ -117,18 +178,22 @@ def plan_memory(
     budget = device_gb * GIB if device_bytes is None else device_bytes
     tensor = mesh_axis_size(mesh_shape, LOGICAL_RULES["mlp"])
     p_elems = sharded_param_elements(cfg, mesh_shape)
-    rows = {
-        "params (fp32)": p_elems * FP32,
-        "grads (fp32)": p_elems * FP32,
-        "adamw mu+nu (2x fp32)": 2 * p_elems * FP32,
-        "error feedback (fp32)": p_elems * FP32,
-        "theta0 copy (fp32)": p_elems * FP32,
+    extra = {
         "gathered weights (bf16)": gathered_weight_bytes(cfg, tensor),
         f"activations (remat={remat})": activation_bytes(cfg, micro_batch, seq_len, remat, tensor),
     }
     if attention_backend(cfg, platform) != "cudnn":
-        rows["attention scores (fp32, unfused)"] = attention_score_bytes(cfg, micro_batch, seq_len, remat, tensor)
-    total = sum(rows.values())
+        extra["attention scores (fp32, unfused)"] = attention_score_bytes(cfg, micro_batch, seq_len, remat, tensor)
+    state = p_elems * FP32
+    phases = phase_rows(state, offload, extra, compress_temp_bytes(cfg, mesh_shape), moment_bytes)
+    phase_bytes = {name: sum(rows.values()) for name, rows in phases.items()}
+    peak = max(phase_bytes, key=phase_bytes.get)
+    total = phase_bytes[peak]
+    devices = math.prod(mesh_shape.values())
+    per_host = devices_per_host or min(devices, 8)
+    offloaded = {"window_start_params": state, "error_feedback": state,
+                 "optimizer": 2 * state * moment_bytes / FP32}
+    host = sum(offloaded[k] for k in offload) * per_host
     return {
         "param_count": param_count(cfg),
         "param_count_untied": param_count(cfg, untied=True),
@@ -139,8 +204,16 @@ def plan_memory(
         "seq_len": seq_len,
         "remat": remat,
         "platform": platform,
-        "rows_bytes": rows,
+        "offload": sorted(offload),
+        "rows_bytes": phases["train"],
+        "phases_rows_bytes": phases,
+        "phases_bytes": phase_bytes,
+        "peak_phase": peak,
         "total_bytes": total,
         "device_bytes": budget,
         "fits": total <= budget,
+        "devices_per_host": per_host,
+        "host_bytes": host,
+        "host_budget_bytes": None if host_gb is None else host_gb * GIB,
+        "host_fits": None if host_gb is None else host <= host_gb * GIB,
     }
