@@ -27,6 +27,7 @@ COMMAND_MODULES: list[str] = [
     "payload",
     "eval",
     "config",
+    "simulate",
 ]
 
 

@@ -1,0 +1,126 @@
+"""`--calibrate`: measure the stage costs on this machine with this project's own code.
+
+- train tokens/s: bench/train_step.py (run as a subprocess from the repository root);
+- compress, encode, decode, aggregate per parameter: the sparseloco transformation, the wire
+  codec and the aggregation on random parameters shaped like the model preset (second call,
+  after compilation);
+- apply: the outer step plus a resume checkpoint (params, two optimizer moments, error
+  feedback) saved with orbax, as the miner does every window;
+- store request: one write + read of a payload-sized file (the demo's file buckets).
+Meant for small presets (tiny, 150m) on the current machine; a 72B calibration is written by hand
+from measured anchors (see docs/results.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from templar_jax.config import RunConfig
+from templar_jax.netsim.calibration import FIGURES, Figure, StageCosts
+
+
+class CalibrationRunError(RuntimeError):
+    """A bench the calibration needs could not run; the message says which and why."""
+
+
+def _best(fn, repeats: int = 3) -> float:
+    fn()  # compile / warm caches
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def _train_bench(cfg: RunConfig, repo: Path) -> dict:
+    script = repo / "bench" / "train_step.py"
+    if not script.exists():
+        raise CalibrationRunError(f"{script} not found: run --calibrate from the repository root")
+    cmd = [sys.executable, str(script), "--model", cfg.model.preset, "--batch", str(cfg.inner.batch),
+           "--seq-len", str(cfg.data.seq_len), "--steps", "5"]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=repo)
+    for line in out.stdout.splitlines():
+        if line.startswith("JSON "):
+            return json.loads(line[5:])
+    raise CalibrationRunError(f"{' '.join(cmd)} printed no JSON line (rc {out.returncode}): {out.stderr[-400:]}")
+
+
+def calibrate(cfg: RunConfig, repo: str | Path = ".", peers: int = 6) -> StageCosts:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from templar_jax.checkpoint.local import CheckpointMeta, LocalCheckpoints
+    from templar_jax.model import flat_param_shapes, load_model_config, param_batch_dims
+    from templar_jax.sparseloco import aggregate, outer_step, sparseloco
+    from templar_jax.tree import unflatten_params
+    from templar_jax.wire import decode, encode, expected_table
+
+    repo = Path(repo)
+    device = f"{jax.devices()[0].device_kind} x{jax.device_count()} ({os.cpu_count()} host cores)"
+    background = os.getloadavg()[0]  # before our own benches add to it
+    bench = _train_bench(cfg, repo)
+    mcfg = load_model_config(cfg.model.preset)
+    shapes, bdims = flat_param_shapes(mcfg), param_batch_dims(mcfg)
+    table = expected_table(shapes, batch_dims=bdims)
+    n = sum(int(np.prod(s)) for s in shapes.values())
+    key = jax.random.PRNGKey(0)
+    params = unflatten_params({k: jax.random.normal(jax.random.fold_in(key, i), s, jnp.float32) * 1e-2
+                               for i, (k, s) in enumerate(sorted(shapes.items()))})
+    sl = cfg.sparseloco
+    tx = sparseloco(beta=sl.error_decay, topk=sl.topk, chunk=sl.chunk, batch_dims=bdims)
+    ef = tx.init(params)
+    delta = jax.tree.map(lambda x: x * 1e-3, params)
+    compress_s = _best(lambda: jax.block_until_ready(tx.update(delta, ef)))
+    payload, _ = tx.update(delta, ef)
+    payload = jax.device_get(payload)
+    meta = {"window": 0, "uid": 0}
+    kw = dict(index_coding=sl.wire_index_coding, chunk=sl.chunk, topk=sl.topk)
+    encode_s = _best(lambda: encode(payload, meta, expected=table, **kw))
+    data = encode(payload, meta, expected=table, **kw)
+    decode_s = _best(lambda: decode(data, table, chunk=sl.chunk, topk=sl.topk))
+    got = [decode(data, table, chunk=sl.chunk, topk=sl.topk)[0]] * peers
+    agg_s = _best(lambda: jax.block_until_ready(aggregate(got, params, rule=sl.aggregation_rule, chunk=sl.chunk,
+                                                          batch_dims=bdims)))
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = LocalCheckpoints(Path(tmp) / "resume", max_to_keep=2)
+        step = iter(range(10 ** 6))
+
+        def apply() -> None:
+            upd = aggregate(got, params, rule=sl.aggregation_rule, chunk=sl.chunk, batch_dims=bdims)
+            new = jax.block_until_ready(outer_step(params, upd, sl.outer_lr))
+            ckpt.save(next(step), new, meta=CheckpointMeta(window=0, global_step=0, version="calibrate"),
+                      extras={"mu": new, "nu": new, "ef": new})
+            ckpt.wait()
+
+        apply_s = _best(apply) - agg_s
+        path = Path(tmp) / "object"
+
+        def put_get() -> None:
+            path.write_bytes(data)
+            path.read_bytes()
+        store_s = _best(put_get)
+    src = f"templar-jax simulate --calibrate ({cfg.model.preset}, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC)"
+    v = {
+        "train_tokens_per_s": (bench["tokens_per_s"], f"bench/train_step.py --model {cfg.model.preset} "
+                               f"--batch {cfg.inner.batch} --seq-len {cfg.data.seq_len}"),
+        "train_step_overhead_s": (0.0, "not measured: the bench times the jitted step only"),
+        "compress_s_per_param": (compress_s / n, f"{src}: sparseloco update"),
+        "encode_s_per_param": (encode_s / n, f"{src}: wire.encode"),
+        "decode_s_per_param": (decode_s / n, f"{src}: wire.decode"),
+        "aggregate_s_per_param": (agg_s / n / peers, f"{src}: sparseloco.aggregate of {peers} peers"),
+        "apply_s": (max(0.0, apply_s), f"{src}: outer step + orbax resume save"),
+        "eval_s_per_token": (1.0 / (3.0 * bench["tokens_per_s"]), "forward = 1/3 of a train step (derived)"),
+        "store_request_s": (store_s, f"{src}: file write + read of one payload"),
+        "host_cores": (float(os.cpu_count() or 1), "os.cpu_count()"),
+        "bench_background_load": (background, "os.getloadavg()[0] just before the benches"),
+    }
+    return StageCosts({k: Figure(float(val), FIGURES[k], s, bench.get("device_kind", device) if k == "train_tokens_per_s"
+                                 else device) for k, (val, s) in v.items()})
