@@ -159,7 +159,7 @@ def test_gcs_and_file_commitments(tmp_path):
 
 
 @pytest.mark.parametrize("bad", ["", "x" * 128, "gs:A", "gs:ok-bucket/a b", "file:relative", "f" * 127,
-                                 b"\xff\xfe", "z" * 300, "file:/tmp/\x01"])
+                                 b"\xff\xfe", "z" * 300, "file:/tmp/\x01", "file:/tmp/\ud800"])
 def test_malformed_commitments_raise_typed_error(bad):
     with pytest.raises(CommitmentError):
         decode_commitment(bad)

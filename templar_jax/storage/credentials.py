@@ -97,7 +97,11 @@ def decode_commitment(commitment: str | bytes) -> BucketAccess:
             raise CommitmentError("commitment is not UTF-8") from None
     if not isinstance(commitment, str):
         raise CommitmentError(f"commitment must be a string, got {type(commitment).__name__}")
-    if len(commitment.encode()) > MAX_COMMITMENT_BYTES:
+    try:
+        n_bytes = len(commitment.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate: a str no chain can hold
+        raise CommitmentError("commitment is not encodable as UTF-8") from None
+    if n_bytes > MAX_COMMITMENT_BYTES:
         raise CommitmentError(f"commitment longer than {MAX_COMMITMENT_BYTES} bytes")
     if commitment.startswith("gs:"):
         bucket, _, prefix = commitment[3:].partition("/")
