@@ -82,3 +82,37 @@ def test_select_contributors_fills_missing_gather_peers_from_reserves():
     assert select_contributors(peers, {5: 0, 9: 0, 2: 0, 7: 0}) == [2, 5, 7]  # reserve order, not uid
     assert select_contributors(peers, {4: 0, 6: 0}) == []  # not on the list: never counts
     assert select_contributors(PeerList(WINDOW, [1, 2], [2]), {2: 0}) == [2]  # a reserve counts once
+
+
+def test_an_overflow_payload_is_counted_invalid_and_the_honest_aggregate_is_unchanged(tmp_path, table):
+    """Issue 22: a payload built from a real compressed one, whose shift and lut are each finite
+    but decode to inf, is counted invalid by the gather (so the validator slashes it), and the
+    honest peers' aggregate is bit-identical whether or not it is handed to the aggregation."""
+    from templar_jax.sparseloco import aggregate, compress_tensor
+    from templar_jax.sparseloco.tree import flatten
+    from templar_jax.wire.synthetic import overflow_payload
+
+    rng = np.random.default_rng(5)
+
+    def real(uid):
+        payload = {name: compress_tensor(rng.standard_normal(shape).astype(np.float32),
+                                         batch_ndim=table[name].batch_dims)
+                   for name, shape in SHAPES.items()}
+        return payload, encode(payload, {"window": WINDOW, "uid": uid, "version": VERSION}, expected=table)
+
+    (p1, b1), (p2, b2), (p3, _) = real(1), real(2), real(3)
+    bad = overflow_payload(p3)
+    now = time.time()
+    buckets = {1: _upload(tmp_path, 1, b1), 2: _upload(tmp_path, 2, b2),
+               3: _upload(tmp_path, 3, encode(bad, {"window": WINDOW, "uid": 3, "version": VERSION},
+                                              expected=table))}
+    got = _gather(table, [1, 2, 3], buckets, UploadWindow(now - 60, now + 60))
+    assert set(got.valid) == {1, 2} and got.invalid == {3}
+    assert got.failed[3].startswith("invalid:") and "overflows" in got.failed[3]
+    for rule in ("median_clip", "mean"):
+        want = flatten(aggregate([got.valid[1], got.valid[2]], SHAPES, rule=rule))
+        with_bad = flatten(aggregate([got.valid[1], bad, got.valid[2]], SHAPES, rule=rule))
+        for name in SHAPES:
+            w, g = np.asarray(want[name]), np.asarray(with_bad[name])
+            np.testing.assert_array_equal(g.view(np.int32), w.view(np.int32))
+            assert np.count_nonzero(w) > 0

@@ -196,3 +196,32 @@ def test_cli_rejects_an_unknown_behavior_before_joining(tmp_path, capsys):
                "--set", f"chain.network={tmp_path / 'no-chain.sqlite'}", "--behavior", "evil"])
     assert rc == 1 and "unknown behavior 'evil'" in capsys.readouterr().out
     assert not (tmp_path / "events").exists()  # nothing was built
+
+
+def test_an_overflow_upload_is_counted_invalid_and_leaves_the_honest_update(net, model):
+    """Issue 22's `overflow` adversary (side values finite, decoded values inf): the validator and
+    the miners count it invalid at decode, and the update they apply is the honest peer's alone;
+    handed to the aggregation directly, it is dropped there too."""
+    from templar_jax.wire.synthetic import overflow_payload
+
+    validator = Validator(net.parts("validator-0", "validator"))
+    miner = Miner(net.parts("miner-2", "miner"))
+    overflower = Miner(net.parts("miner-3", "miner"), upload=parse_behavior("overflow"))
+    assert str(overflower.upload) == "overflow"
+    honest, data = _payload_bytes(model, 1, 0, seed=11)
+    net.parts("miner-1", "miner").bucket.put(gradient_key(0, 1, model.version), data)
+    own = _payload_bytes(model, 3, 0, seed=13)[0]
+    bad = overflower.upload.prepare(overflower, own, {"window": 0, "uid": 3, "version": model.version})
+    with pytest.raises(PayloadError, match="overflows"):
+        model.decode_payload(bad, window=0, uid=3)
+    overflower.bucket.put(gradient_key(0, 3, model.version), bad)  # uid 3: the reserve for missing 2
+
+    theta0 = model.init_params()
+    params_v = validator.process_window(theta0, 0, start=0)
+    state = miner.step_window(miner.start_state(0, 0), 0, start=0)
+    want = model.params_digest(model.outer_step(theta0, [honest]))
+    assert model.params_digest(params_v) == model.params_digest(state.params) == want
+    assert model.params_digest(model.outer_step(theta0, [honest, overflow_payload(own)])) == want
+    scores = next(e for e in read_all_events(net.run_dir) if e["event"] == "scores")
+    assert scores["aggregated"] == [1] and scores["uids"]["3"]["status"] == "invalid"
+    assert scores["uids"]["3"]["weight"] == 0.0

@@ -25,7 +25,7 @@ def register(sub) -> None:
                                    "the environment (TEMPLAR_S3_* for S3/R2 buckets).")
     _common(p)
     p.add_argument("--behavior", default="honest",
-                   help="honest (default) | noise | corrupt | copy:UID  (adversarial modes for demos/tests)")
+                   help="honest (default) | noise | corrupt | overflow | copy:UID  (adversarial modes for demos/tests)")
     p.set_defaults(func=_run_miner)
     p = sub.add_parser("validator", help="run a validator: gather, score (Gauntlet), set weights",
                        description="Run one validator's window loop (SPEC sec. 1, 3, 5).")

@@ -6,6 +6,9 @@ honest miner in place of its own (`templar-jax miner --behavior ...`).
   and window metadata and uploads it as its own (a later uploader with identical indices).
 - `noise`: uploads a well-formed payload with random indices and codes (no training signal).
 - `corrupt`: uploads bytes that fail validation.
+- `overflow`: uploads its own payload with side values that are each finite but decode to inf
+  (issue 22: such a peer used to cancel the window's update for everyone); now rejected by
+  `decode` as invalid, and dropped by the aggregation itself.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 from templar_jax.neurons.upload import MinerView, Upload
 from templar_jax.sparseloco import Payload, TensorPayload, chunk_geometry
 from templar_jax.storage.keys import gradient_key
+from templar_jax.wire.synthetic import overflow_payload
 
 
 class BehaviorError(ValueError):
@@ -49,6 +53,16 @@ class CorruptUpload(Upload):
         return data[: len(data) // 2] + bytes(len(data) - len(data) // 2)
 
 
+class OverflowUpload(Upload):
+    """Its own indices and codes, with every tensor's shift and lut at float32's largest value:
+    each side value is finite, each decoded value lut + shift is inf."""
+
+    name = "overflow"
+
+    def prepare(self, miner: MinerView, payload: Payload, meta: dict) -> bytes:
+        return miner.model.codec.encode(overflow_payload(jax.device_get(payload)), meta)
+
+
 class CopyUpload(Upload):
     """The target's payload of the same window, re-signed as the copier's."""
 
@@ -74,13 +88,15 @@ class CopyUpload(Upload):
 
 
 def parse_behavior(text: str) -> Upload:
-    """`honest`, `noise`, `corrupt` or `copy:UID` -> the miner's Upload."""
+    """`honest`, `noise`, `corrupt`, `overflow` or `copy:UID` -> the miner's Upload."""
     kind, _, arg = text.partition(":")
-    if not arg and kind in ("honest", "noise", "corrupt"):
-        return {"honest": Upload, "noise": NoiseUpload, "corrupt": CorruptUpload}[kind]()
+    simple = {"honest": Upload, "noise": NoiseUpload, "corrupt": CorruptUpload,
+              "overflow": OverflowUpload}
+    if not arg and kind in simple:
+        return simple[kind]()
     if kind == "copy" and arg.isdigit():
         return CopyUpload(int(arg))
-    raise BehaviorError(f"unknown behavior {text!r} (honest, noise, corrupt, copy:UID)")
+    raise BehaviorError(f"unknown behavior {text!r} (honest, noise, corrupt, overflow, copy:UID)")
 
 
 def noise_payload(like: Payload, chunk_sizes: dict[str, int], rng: np.random.Generator) -> Payload:
