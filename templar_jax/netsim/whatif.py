@@ -28,12 +28,14 @@ def whatif(base: Scenario, costs: StageCosts, *, peers: Iterable[int], bandwidth
                     rows.append({"peers": p, "bandwidth_bps": bw, "inner_steps": steps, "overlap": ov.value,
                                  "utilization": s["utilization"], "wall_utilization": s["wall_utilization"],
                                  "aggregated_tokens_per_window": s["aggregated_tokens_per_window"],
+                                 "aggregated_peers_per_window": s["aggregated_peers_per_window"],
                                  "bottleneck": s["bottleneck"]})
     return rows
 
 
 def markdown(rows: list[dict]) -> str:
-    """peers x bandwidth, one column per overlap mode: 'utilization% (bottleneck)'."""
+    """peers x bandwidth, one column per overlap mode: 'utilization%, peers aggregated per window
+    (first bottleneck)'."""
     overlaps = list(dict.fromkeys(r["overlap"] for r in rows))
     head = "| peers | link | inner steps | " + " | ".join(f"overlap {o}" for o in overlaps) + " |"
     lines = [head, "|" + " --- |" * (3 + len(overlaps))]
@@ -42,6 +44,7 @@ def markdown(rows: list[dict]) -> str:
         cells.setdefault((r["peers"], r["bandwidth_bps"], r["inner_steps"]), {})[r["overlap"]] = r
     for (p, bw, steps), by in cells.items():
         link = f"{bw / 1e9:g} Gbit/s" if bw >= 1e9 else f"{bw / 1e6:g} Mbit/s"
-        vals = [f"{100 * by[o]['utilization']:.1f}% ({by[o]['bottleneck']})" for o in overlaps]
+        vals = [f"{100 * by[o]['utilization']:.1f}%, {by[o]['aggregated_peers_per_window']:g} agg "
+                f"({by[o]['bottleneck']})" for o in overlaps]
         lines.append(f"| {p} | {link} | {steps} | " + " | ".join(vals) + " |")
     return "\n".join(lines)
