@@ -5,7 +5,7 @@ top-level package but share almost no names, so each gets a thin adapter
 (`bittensor_sdk10.Sdk10Adapter`, `bittensor_sdk11.Sdk11Adapter`) that maps one operation to
 that SDK's call and its result to plain Python values. The adapters keep no state: the
 connection object (`sub`) is owned by `BittensorChain`, which retries and reconnects.
-`installed_adapter()` picks the adapter of the installed SDK.
+`bittensor_chain.installed_adapter()` picks the adapter of the installed SDK.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import dataclasses
 import datetime as dt
 from typing import Any, Protocol, Sequence
 
-from templar_jax.chain.errors import ChainTransactionError, ChainUnavailableError
+from templar_jax.chain.errors import ChainTransactionError
 
 _TRANSIENT_TYPES = (ConnectionError, TimeoutError, OSError, EOFError)
 _TRANSIENT_NAME_PARTS = ("connection", "timeout", "websocket", "closed")
@@ -66,23 +66,6 @@ class SdkAdapter(Protocol):
     # Only where `subscribes` is True: the head once it reaches `block`; TimeoutError after
     # `timeout` s; a transient error when the subscription drops (the chain then polls).
     def wait_for_block(self, sub: Any, block: int, timeout: float | None) -> int: ...
-
-
-def installed_adapter() -> SdkAdapter:
-    """The adapter of the installed SDK (11.x has `bittensor.SyncClient`, 10.x does not)."""
-    try:
-        import bittensor  # noqa: PLC0415 - optional dependency, extra [chain]
-    except ImportError as exc:
-        raise ChainUnavailableError(
-            "BittensorChain needs the optional bittensor SDK: pip install 'templar-jax[chain]'"
-        ) from exc
-    if hasattr(bittensor, "SyncClient"):
-        from templar_jax.chain.bittensor_sdk11 import Sdk11Adapter  # noqa: PLC0415
-
-        return Sdk11Adapter()
-    from templar_jax.chain.bittensor_sdk10 import Sdk10Adapter  # noqa: PLC0415
-
-    return Sdk10Adapter()
 
 
 def is_transient(exc: BaseException) -> bool:

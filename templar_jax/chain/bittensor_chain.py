@@ -22,7 +22,9 @@ import time
 from typing import Any, Callable, Sequence, TypeVar
 
 from templar_jax.chain import validation
-from templar_jax.chain.bittensor_adapter import NeuronRows, SdkAdapter, installed_adapter
+from templar_jax.chain.bittensor_adapter import NeuronRows, SdkAdapter
+from templar_jax.chain.bittensor_sdk10 import Sdk10Adapter
+from templar_jax.chain.bittensor_sdk11 import Sdk11Adapter
 from templar_jax.chain.errors import (
     BlockNotProducedError,
     ChainTimeoutError,
@@ -39,6 +41,19 @@ T = TypeVar("T")
 _PAST_BLOCK_CACHE = 1024
 _MAX_POLL_S = 3.0
 _MIN_POLL_S = 0.25
+
+
+def installed_adapter() -> SdkAdapter:
+    """The adapter of the installed SDK (11.x has `bittensor.SyncClient`, 10.x does not)."""
+    try:
+        import bittensor  # noqa: PLC0415 - optional dependency, extra [chain]
+    except ImportError as exc:
+        raise ChainUnavailableError(
+            "BittensorChain needs the optional bittensor SDK: pip install 'templar-jax[chain]'"
+        ) from exc
+    if hasattr(bittensor, "SyncClient"):
+        return Sdk11Adapter()
+    return Sdk10Adapter()
 
 
 class BittensorChain:
