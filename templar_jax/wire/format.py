@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
 
 from templar_jax.sparseloco.payload import Payload, TensorPayload
 from templar_jax.wire.bitpack import pack_uint, unpack_uint
-from templar_jax.wire.elias_fano import EFDecodeError, check_sorted_in_range, ef_decode, ef_encode, ef_params
+from templar_jax.wire.codes_fast import unpack_codes
+from templar_jax.wire.elias_fano import EFDecodeError, check_sorted_in_range, ef_encode, ef_params
+from templar_jax.wire.elias_fano_fast import ef_decode_fast
 from templar_jax.wire.errors import PayloadError
 from templar_jax.wire.expected import ExpectedTable, ExpectedTensor, expected_table
 from templar_jax.wire.layout import (
@@ -220,7 +224,8 @@ def check_decoded_range(name: str, shift: np.ndarray, lut: np.ndarray, n_values:
         raise PayloadError(f"{name}: decoded value {peak:.3g} overflows the norm of {n_values} values")
 
 
-def _decode_tensor(name: str, data: memoryview, entry: dict, lay: TensorLayout) -> TensorPayload:
+def _decode_tensor(name: str, data: memoryview, entry: dict, lay: TensorLayout,
+                   pool: Executor | None = None) -> TensorPayload:
     arrays = {a: _view(data, entry["arrays"][a]["offset"], lay, a) for a in ARRAY_ORDER}
     side = {}
     for array_name in ("shift", "scale", "lut"):
@@ -239,14 +244,14 @@ def _decode_tensor(name: str, data: memoryview, entry: dict, lay: TensorLayout) 
             check_sorted_in_range(idx64.astype(np.int64), lay.chunk_size)
             idx = idx64.astype(np.int32)
         else:
-            idx = ef_decode(arrays["idx"], ef_params(lay.chunk_size, lay.k))
+            idx = ef_decode_fast(arrays["idx"], ef_params(lay.chunk_size, lay.k), pool)
     except EFDecodeError as e:
         raise PayloadError(f"{name}: {e}") from None
-    codes, pad_ok = unpack_uint(arrays["codes"], lay.k, CODE_BITS)
+    codes, pad_ok = unpack_codes(arrays["codes"], lay.k, pool)
     if not pad_ok:
         raise PayloadError(f"{name}: nonzero padding bits in codes")
     shape = lay.batch_shape + (lay.num_chunks, lay.k)
-    return TensorPayload(idx.reshape(shape), codes.astype(np.uint8).reshape(shape), side["shift"], side["scale"],
+    return TensorPayload(idx.reshape(shape), codes.reshape(shape), side["shift"], side["scale"],
                          side["lut"])
 
 
@@ -259,12 +264,16 @@ def decode(
     topk: int = 64,
     require_all: bool = True,
     expected_meta: Mapping[str, Any] | None = None,
+    workers: int = 1,
 ) -> tuple[Payload, dict[str, Any]]:
     """Parse and fully validate a peer payload against the parameter table.
 
     `expected`: flat name -> ExpectedTensor, or name -> shape (batch dims from `batch_dims` or the
     `layers/` rule), or a params tree. Raises PayloadError (only) for any bad input.
+    `workers` > 1 decodes the index and code arrays on that many threads (same result).
     """
+    if type(workers) is not int or workers < 1:
+        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
     table: ExpectedTable = expected_table(expected, batch_dims=batch_dims)
     buf = memoryview(data).cast("B")
     bound = max_payload_bytes(table, chunk=chunk, topk=topk)
@@ -318,5 +327,6 @@ def decode(
         raise PayloadError(f"truncated: {len(body)} data bytes, header declares {offset}")
     if len(body) > offset:
         raise PayloadError(f"{len(body) - offset} trailing bytes after the data")
-    payload = {name: _decode_tensor(name, body, tensors[name], layouts[name]) for name in tensors}
+    with ThreadPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
+        payload = {name: _decode_tensor(name, body, tensors[name], layouts[name], pool) for name in tensors}
     return payload, meta

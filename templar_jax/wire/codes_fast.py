@@ -1,0 +1,49 @@
+"""2-bit quantization codes, unpacked by table lookup in cache-sized blocks.
+
+Four codes share a byte (bitpack, LSB first), so two bytes hold eight codes: a 65536-entry table
+maps each 16-bit pair of bytes to its eight codes as eight bytes (one uint64), and one lookup per
+pair of bytes writes them in place. Same values as `unpack_uint(packed, k, 2)`; row widths the
+table does not cover (k not a multiple of 8) go through unpack_uint.
+"""
+
+from __future__ import annotations
+
+import sys
+from concurrent.futures import Executor
+from functools import lru_cache
+
+import numpy as np
+
+from templar_jax.wire.bitpack import unpack_uint
+from templar_jax.wire.layout import CODE_BITS
+from templar_jax.wire.row_blocks import all_blocks_ok
+
+CODES_PER_LOOKUP = 8
+
+
+@lru_cache(maxsize=1)
+def codes_table() -> np.ndarray:
+    """uint64 [65536]: byte j of entry v is code j of the 16-bit little-endian value v."""
+    values = np.arange(1 << 16, dtype=np.uint32)
+    codes = ((values[:, None] >> (CODE_BITS * np.arange(CODES_PER_LOOKUP, dtype=np.uint32))) & 3)
+    return codes.astype(np.uint8).view("<u8")[:, 0]
+
+
+def unpack_codes(packed_XxB: np.ndarray, k: int, pool: Executor | None = None) -> tuple[np.ndarray, bool]:
+    """(codes uint8 [X, k], padding_is_zero), as unpack_uint(packed, k, 2) gives them."""
+    packed = np.ascontiguousarray(packed_XxB, np.uint8)
+    if k % CODES_PER_LOOKUP or sys.byteorder != "little" or packed.ndim != 2 or packed.shape[1] * 4 != k:
+        values, pad_ok = unpack_uint(packed, k, CODE_BITS)
+        return values.astype(np.uint8), pad_ok
+    rows = packed.shape[0]
+    pairs = packed.view("<u2")  # [X, k / 8]
+    out = np.empty((rows, k), np.uint8)
+    out_words = out.view("<u8")  # [X, k / 8]
+    table = codes_table()
+
+    def block(start: int, stop: int) -> bool:
+        np.take(table, pairs[start:stop], out=out_words[start:stop])
+        return True
+
+    all_blocks_ok(block, rows, pool)
+    return out, True  # k * 2 bits fill whole bytes: no padding bits
