@@ -7,7 +7,9 @@ The node is shaped like 11.x's blocking `bittensor.Subtensor` (the `block` prope
 `Commitments.set_commitment` call; refusals are the real `ChainError` with its code. Facade
 calls are bound against the real `Subtensor` signatures and namespace reads checked against
 11.x's read registry, so a renamed argument fails here. The wallet is a real `bittensor.Wallet`
-with a dev hotkey on disk.
+with a dev hotkey on disk. The reads also run end to end through the real `bittensor.Subtensor`
+over a fake `Substrate` (11.x's own test seam), so 11.x's namespaces, block pinning and
+decoding are exercised too; signing and submission are not (no live node here).
 
 Needs 11.x installed: in an environment without it, the one test below reruns this file in
 `.sdk-venvs/bt11` (created by `python tests/bittensor_sdks.py 11`, or skipped without it).
@@ -264,3 +266,111 @@ def test_connection_errors_retry_policy_errors_do_not(node):
     assert not adapter.is_transient(bt.RpcPolicyError("429", status_code=429))
     assert adapter.is_transient(bt.ChainError("Connection lost"))
     assert not adapter.is_transient(bt.ChainError("bad", code="INVALID_ARGUMENT"))
+
+
+class FakeSubstrate:
+    """11.x's own test seam (`Subtensor(substrate=...)`, the `bittensor._substrate.Substrate`
+    protocol): decoded storage and runtime-API values, so every read below runs 11.x's real
+    facade, namespaces, block pinning and decoding. Writes (signing, submission) are not faked."""
+
+    def __init__(self, hotkeys: list[str], head: int = 7000):
+        self.hotkeys, self.head = hotkeys, head
+        self.token_symbols: dict[int, str] = {}
+        self.commit_fields = {hotkeys[1]: "file:/tmp/miner-1", hotkeys[2]: "x" * 129}
+        self.reads: list[tuple] = []
+
+    def balance(self, rao: int, netuid: int = 0):
+        return bt.Balance(rao, netuid)
+
+    async def connect(self):
+        pass
+
+    async def close(self):
+        pass
+
+    async def block_hash(self, block=None):
+        return "0x" + f"{self.head if block is None else block:x}".rjust(64, "0")
+
+    async def block_number(self):
+        return self.head
+
+    async def finalized_block_number(self):
+        return self.head - 2
+
+    async def get_block(self, block_number=None, block_hash=None):
+        number = self.head if block_number is None else block_number
+        return {"header": {"number": number, "hash": await self.block_hash(number)}, "extrinsics": []}
+
+    async def blocks(self, *, finalized=False):
+        for number in range(self.head, self.head + 10):
+            yield {"header": {"number": number, "parentHash": "0x00"}}
+
+    async def query(self, module, storage_function, params=None, block_hash=None):
+        self.reads.append((module, storage_function, params, block_hash))
+        at = int(block_hash, 16) if block_hash else self.head
+        if (module, storage_function) == ("Timestamp", "Now"):
+            return int((GENESIS.timestamp() + 12 * at) * 1000)
+        if (module, storage_function) == ("SubtensorModule", "Uids"):
+            return self.hotkeys.index(params[1]) if params[1] in self.hotkeys else None
+        return None
+
+    async def query_map(self, module, storage_function, params=None, block_hash=None):
+        self.reads.append((module, storage_function, params, block_hash))
+        if (module, storage_function) == ("Commitments", "CommitmentOf"):
+            # decoded as 11.x's metagraph._field_items reads it: one-key dicts, hex payloads
+            return [(hk, {"block": 6990, "deposit": 0,
+                          "info": {"fields": [{f"Raw{len(text)}": "0x" + text.encode().hex()}]}})
+                    for hk, text in self.commit_fields.items()]
+        if (module, storage_function) == ("SubtensorModule", "Uids"):
+            return [(hk, uid) for uid, hk in enumerate(self.hotkeys)]
+        if (module, storage_function) == ("SubtensorModule", "Weights"):
+            return [(0, [(1, 49151), (2, 16383)]), (2, [(1, 65535)])]
+        return []
+
+    async def runtime_call(self, api, method, params, block_hash=None):
+        self.reads.append((api, method, params, block_hash))
+        if (api, method) != ("SubnetInfoRuntimeApi", "get_metagraph"):
+            return None
+        stake = [5000, 20, 1500, 0]
+        return {
+            "netuid": params[0], "block": int(block_hash, 16), "tempo": 360, "last_step": 0,
+            "blocks_since_last_step": 0, "owner_hotkey": "", "owner_coldkey": "",
+            "network_registered_at": 0, "hotkeys": list(self.hotkeys), "coldkeys": list(self.hotkeys),
+            "validator_permit": [True, False, True, False],
+            "incentives": [0, 32768, 16384, 16383],  # PerU16
+            "total_stake": [s * 10**9 for s in stake],  # rao
+        }
+
+    async def constant(self, module, name):
+        return None
+
+
+@pytest.fixture
+def real_subtensor(wallets):
+    substrate = FakeSubstrate([w.hotkey.ss58_address for w in wallets])
+    sub = bt.Subtensor("local", substrate=substrate)
+    yield sub, substrate
+    sub.close()
+
+
+@needs_11
+def test_reads_through_the_real_11x_subtensor(real_subtensor, wallets):
+    sub, substrate = real_subtensor
+    chain = BittensorChain(NETUID, subtensor=sub, wallet=wallets[2], blocks_per_window=100)
+    assert chain.current_block() == 7000 and chain.my_uid() == 2
+    assert chain.block_timestamp(100) == GENESIS.timestamp() + 1200
+    assert chain.block_hash(6999) == "0x" + f"{6999:x}".rjust(64, "0")
+    assert chain.wait_for_block(7003, timeout=5) == 7003  # the SDK's block subscription
+    mg = chain.metagraph()
+    assert mg.block == 7000 and mg.uids == (0, 1, 2, 3) and mg.hotkeys == tuple(substrate.hotkeys)
+    assert mg.stake == (5000.0, 20.0, 1500.0, 0.0)
+    assert mg.incentive == pytest.approx((0.0, 0.5, 0.25, 0.25), abs=1e-4)
+    assert mg.validator_permit == (True, False, True, False) and mg.validator_uids == (0, 2)
+    head_hash = "0x" + f"{7000:x}".rjust(64, "0")
+    assert ("SubnetInfoRuntimeApi", "get_metagraph", [NETUID], head_hash) in substrate.reads
+    assert chain.commitments() == {1: "file:/tmp/miner-1"}  # 129 bytes: dropped
+    assert ("Commitments", "CommitmentOf", [NETUID], head_hash) in substrate.reads
+    assert chain.weights() == {0: pytest.approx({1: 0.75, 2: 0.25}, abs=1e-4), 2: {1: 1.0}}
+    n_reads = len(substrate.reads)
+    chain.metagraph(), chain.commitments()  # the same block: nothing read again
+    assert len(substrate.reads) == n_reads
