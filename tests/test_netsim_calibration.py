@@ -45,7 +45,9 @@ def test_packaged_covenant_calibration_names_every_source():
         packaged_calibration("nope")
 
 
-def test_bench_slowdown_is_processor_sharing():
-    c = costs_from_dict(entries(host_cores={"value": 2, "source": "x", "device": "y"},
-                                bench_background_load={"value": 3, "source": "x", "device": "y"}))
-    assert c.bench_slowdown() == 2.0
+def test_host_slowdown_splits_the_host_throughput():
+    c = costs_from_dict(entries(train_tokens_per_s={"value": 1000, "source": "x", "device": "y"},
+                                host_tokens_per_s={"value": 1500, "source": "x", "device": "y"}))
+    assert c.host_slowdown(1) == 1.0 and c.host_slowdown(3) == 2.0
+    alone = costs_from_dict(entries(host_tokens_per_s={"value": 0, "source": "x", "device": "y"}))
+    assert alone.host_slowdown(7) == 1.0

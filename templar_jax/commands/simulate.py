@@ -23,7 +23,7 @@ def _costs(args):
     raise SystemExit("simulate: give --calibration FILE (or make one with --calibrate --write FILE)")
 
 
-def _scenario(args, cfg, overlap, costs):
+def _scenario(args, cfg, overlap):
     from templar_jax.netsim import Churn, Faults, Links, Store, StampRule, mbit, scenario_from_config
 
     links = Links(up_bps=mbit(args.up_mbit), down_bps=mbit(args.down_mbit), latency_s=args.latency_s,
@@ -34,9 +34,7 @@ def _scenario(args, cfg, overlap, costs):
         cfg, links=links, peers=args.peers, windows=args.windows, store=store, overlap=overlap,
         churn=Churn(args.leave, args.join, args.catch_up_windows),
         faults=Faults(args.stragglers, args.straggler_slowdown, args.upload_failure),
-        processes_per_host=args.processes_per_host,
-        background_load=costs["bench_background_load"] if args.background_load is None else args.background_load,
-        inner_steps=args.inner_steps, seed=args.seed)
+        processes_per_host=args.processes_per_host, inner_steps=args.inner_steps, seed=args.seed)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -70,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
     overlaps = [Overlap(o) for o in args.overlap]
     if args.whatif:
-        base = _scenario(args, cfg, overlaps[0], costs)
+        base = _scenario(args, cfg, overlaps[0])
         rows = whatif(base, costs, peers=args.whatif_peers, bandwidths_bps=[b * 1e6 for b in args.whatif_mbit],
                       overlaps=overlaps, inner_steps=args.whatif_steps)
         print(markdown(rows))
@@ -78,7 +76,7 @@ def _run(args: argparse.Namespace) -> int:
             write_jsonl((json.dumps({"kind": "whatif", **r}) for r in rows), out / "whatif.jsonl")
         return 0
     for ov in overlaps:
-        res = simulate(_scenario(args, cfg, ov, costs), costs)
+        res = simulate(_scenario(args, cfg, ov), costs)
         s = summary(res)
         line = (f"{cfg.model.preset}: {args.peers} peers, overlap {ov.value}: utilization {100 * s['utilization']:.1f}%"
                 f" (wall {100 * s['wall_utilization']:.1f}%), median compute {s['median_s']['compute_s']:.1f} s,"
@@ -125,8 +123,6 @@ def register(subparsers) -> None:
     p.add_argument("--overlap", nargs="+", default=["none", "after_upload"],
                    choices=("none", "after_upload", "full"))
     p.add_argument("--processes-per-host", type=int, default=1)
-    p.add_argument("--background-load", type=float, default=None,
-                   help="other load on each host (default: the calibration's bench_background_load)")
     p.add_argument("--leave", type=float, default=0.0, help="probability a peer leaves after a window")
     p.add_argument("--join", type=float, default=0.0, help="expected joiners per window")
     p.add_argument("--catch-up-windows", type=int, default=1)

@@ -26,8 +26,7 @@ FIGURES: dict[str, str] = {
     "apply_s": "s per window (outer step + resume checkpoint + bookkeeping)",
     "eval_s_per_token": "s/token (validator forward pass)",
     "store_request_s": "s per object-store request (latency)",
-    "host_cores": "cores shared by the processes on one host (0 = one device per peer)",
-    "bench_background_load": "other processes' load (1-min load average) on the host while the benches ran",
+    "host_tokens_per_s": "tokens/s of one host saturated with training processes (0 = one peer per host)",
 }
 
 
@@ -63,11 +62,11 @@ class StageCosts:
     def __getitem__(self, name: str) -> float:
         return self.figures[name].value
 
-    def bench_slowdown(self) -> float:
-        """How much the host's other load slowed the benches (processor sharing): the figures
-        divided by it are the unloaded costs."""
-        cores = self["host_cores"]
-        return max(1.0, (1.0 + self["bench_background_load"]) / cores) if cores > 0 else 1.0
+    def host_slowdown(self, processes: int) -> float:
+        """How much slower each of `processes` busy processes sharing one host runs than one alone:
+        they split the host's measured throughput (1 when peers do not share hosts)."""
+        host = self["host_tokens_per_s"]
+        return max(1.0, processes * self["train_tokens_per_s"] / host) if host > 0 else 1.0
 
     def with_values(self, source: str, device: str, **values: float) -> "StageCosts":
         """A copy with some figures replaced (each new one named by `source` and `device`)."""

@@ -64,10 +64,7 @@ def simulate(sc: Scenario, costs: StageCosts) -> SimResult:
     cap = sc.peers + int(sc.churn.join_per_window * sc.windows * 3) + 16
     up_bps, down_bps = _link_draws(sc, rng, cap)
     straggler = rng.random(cap) < sc.faults.straggler_fraction
-    cores = costs["host_cores"]
-    # processor sharing on a shared host, relative to the load the benches ran under
-    host_slow = (max(1.0, (sc.processes_per_host + sc.background_load) / cores) / costs.bench_slowdown()
-                 if cores > 0 else 1.0)
+    host_slow = costs.host_slowdown(sc.processes_per_host)
     step_base = work.tokens_per_step / costs["train_tokens_per_s"] + costs["train_step_overhead_s"]
     prep_base = work.params * (costs["compress_s_per_param"] + costs["encode_s_per_param"])
     parts, request_s = sc.parts(), costs["store_request_s"]

@@ -56,8 +56,12 @@ def summary(res: SimResult, *, skip: int = 1) -> dict:
     per_peer: dict[int, list[PeerWindow]] = {}
     for r in rows:
         per_peer.setdefault(r.peer, []).append(r)
-    tokens = [sum(r.inner_steps for r in res.records if r.window == w and r.peer in res.gather_sets[w])
-              * sc.work.tokens_per_step for w in range(skip, sc.windows)]
+    tokens = []
+    for w in range(skip, sc.windows):
+        got = [r.gathered for r in rows if r.window == w and r.inner_steps]
+        share = median(got) / len(res.gather_sets[w]) if got and res.gather_sets[w] else 0.0
+        trained = sum(r.inner_steps for r in res.records if r.window == w and r.peer in res.gather_sets[w])
+        tokens.append(share * trained * sc.work.tokens_per_step)  # what a median peer actually applied
     return {
         "model": sc.work.model, "peers": sc.peers, "windows": sc.windows, "overlap": sc.overlap.value,
         "payload_bytes": sc.work.payload_bytes, "window_s": sc.timing.window_s,
@@ -68,7 +72,7 @@ def summary(res: SimResult, *, skip: int = 1) -> dict:
                      ("compute_s", "comm_s", "upload_s", "download_s", "aggregate_s")},
         "median_inner_steps": med([r.inner_steps for r in rows]),
         "aggregated_tokens_per_window": med(tokens),
-        "aggregated_peers_per_window": med([len(g) for g in res.gather_sets[skip:]]),
+        "aggregated_peers_per_window": med([r.gathered for r in ok]),
         "late_uploads": sum(r.late for r in rows), "gather_timeouts": sum(r.timeouts > 0 for r in rows),
         "bottleneck": bottleneck(rows, sc.overlap),
     }

@@ -13,10 +13,11 @@ Assumptions the engine makes (stated once, printed by `templar-jax simulate`):
   neurons). "after_upload": they start when this window's upload ends; download runs in the
   background and decode + aggregate + apply interrupt training (issue 20's delayed outer step).
   "full": they start right after encode; upload and download both run in the background.
-- Processes on one host with `host_cores` > 0 share its cores (processor sharing): compute is
-  slowed by max(1, (processes per host + background load) / cores), and the calibrated figures
-  are first made unloaded by the same rule with the load the benches ran under (the demo runs
-  7 processes on 2 cores that other work shares too).
+- Processes on one shared host split its measured throughput (`host_tokens_per_s`, the train
+  bench run as several processes at once): each runs max(1, n * single / host) times slower
+  than one alone, for training and every other stage (the demo runs 7 processes on 2 cores).
+  The calibration is taken under the machine's load at that time; run it just before the run
+  it should predict.
 """
 
 from __future__ import annotations
@@ -110,7 +111,6 @@ class Scenario:
     overlap: Overlap = Overlap.NONE
     validators: int = 1
     processes_per_host: int = 1
-    background_load: float = 0.0  # other processes' load on each host (load-average units)
     seed: int = 0
 
     def __post_init__(self):
