@@ -396,3 +396,12 @@ def test_subscription_wait_timeout_and_fallback(fake, sleeps):
     assert _names(fake).count("get_current_block") == 2
     with pytest.raises(KeyError):
         chain_with(KeyError("bug")).wait_for_block(1, timeout=5)
+
+
+def test_future_block_times_are_estimated_at_the_run_block_time(fake):
+    fake.ticking = False  # head 1000
+    chain = BittensorChain(NETUID, subtensor=fake, adapter=ADAPTER, block_time_s=0.25)
+    assert chain.block_timestamp(1040) == GENESIS.timestamp() + 12 * 1000 + 40 * 0.25
+    assert [kw for name, kw in fake.calls if name == "get_timestamp"] == [{"block": 1000}]
+    fake.block = 1040  # produced now: the chain's own time, cached from here on
+    assert chain.block_timestamp(1040) == GENESIS.timestamp() + 12 * 1040

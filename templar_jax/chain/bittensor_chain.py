@@ -158,7 +158,13 @@ class BittensorChain:
         return self._call("head", self.adapter.head)
 
     def block_timestamp(self, block: int) -> float:
+        """A produced block's time (cached: it never changes); a future block's is estimated
+        from the head's time at the run's block time, as LocalChain does."""
         block = int(block)
+        if block not in self._timestamps:
+            head = self.current_block()
+            if block > head:
+                return self.block_timestamp(head) + (block - head) * self.block_time_s
         return _cached(self._timestamps, block,
                        lambda: self._call("timestamp", lambda s: self.adapter.timestamp(s, block)))
 
@@ -251,7 +257,8 @@ class BittensorChain:
         if self._commitments is not None and self._commitments[0] == block:
             return dict(self._commitments[1])
         raw = self._call("commitments", lambda s: self.adapter.commitments(s, self.netuid, block))
-        by_hotkey = dict(zip(self._metagraph_at(block).hotkeys, self._metagraph_at(block).uids))
+        mg = self._metagraph_at(block)
+        by_hotkey = dict(zip(mg.hotkeys, mg.uids))
         out: dict[int, str] = {}
         for hotkey, data in raw.items():
             uid = by_hotkey.get(hotkey)
