@@ -7,10 +7,12 @@ are injected at the part level (tensorstore reads the GCS URL once per process).
 import asyncio
 import os
 import time
+import urllib.request
 
 import pytest
 
 from templar_jax.storage import Bucket, BucketConfig, ObjectTooLarge, StorageError
+from templar_jax.storage.sigv4 import sign_headers
 from templar_jax.storage.transfer import MiB, TransferConfig, part_ranges, read_parts, write_parts
 from tests.servers import fault_proxy, gcs_server, s3_server  # noqa: F401  (fixtures)
 
@@ -226,17 +228,49 @@ def test_gcs_persistent_failure_is_typed_and_cleans_parts(gcs_server):
 # ------------------------------------------------------------------ 300 MB through both servers
 
 
+def _s3_etag(s3_server, bucket, key):
+    loc, c = bucket.location, s3_server.credentials
+    url = f"{loc.endpoint}/{loc.bucket}/{loc.prefix}{key}"
+    headers = sign_headers("HEAD", url, region=loc.region, access_key_id=c.access_key_id,
+                           secret_access_key=c.secret_access_key)
+    with urllib.request.urlopen(urllib.request.Request(url, method="HEAD", headers=headers), timeout=10) as r:
+        return r.headers["ETag"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["s3", "gcs"])
 def test_300mb_round_trip_in_64mib_parts(backend, s3_server, gcs_server):
     config = BucketConfig(request_timeout_s=30.0, transfer=TransferConfig())  # the defaults: 64 MiB parts
     bucket = _s3(s3_server, s3_server.endpoint, config) if backend == "s3" else _gcs(gcs_server, config)
-    blob = os.urandom(300_000_000)  # five parts
+    bucket._kv = kv = _CutKv(bucket._kv)  # counts tensorstore requests, cuts nothing
+    blob = os.urandom(300_000_000)  # five parts: 4 x 64 MiB + 31.6 MB
     start = time.monotonic()
     bucket.put("payload", blob)
     put_s = time.monotonic() - start
+    if backend == "s3":
+        assert _s3_etag(s3_server, bucket, "payload").strip('"').endswith("-5")  # a 5-part multipart object
+    else:
+        assert sum(k.startswith("_parts/") for k in kv.writes) == 5
     start = time.monotonic()
     assert bucket.get("payload", max_bytes=len(blob)) == blob
     get_s = time.monotonic() - start
+    assert len(kv.reads) == 5
     print(f"{backend}: 300 MB put {put_s:.1f} s, get {get_s:.1f} s")
     assert bucket.list() == ["payload"]
+
+
+def test_run_sync_never_formats_the_result():
+    """asyncio.run (3.11) repr()s its main task on exit; a 100 MB result took seconds to format."""
+    from templar_jax.storage.sync import run_sync
+
+    formatted = []
+
+    class Big:
+        def __repr__(self):
+            formatted.append(1)
+            return "Big"
+
+    async def make():
+        return Big()
+
+    assert isinstance(run_sync(make()), Big) and formatted == []

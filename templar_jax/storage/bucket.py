@@ -29,6 +29,7 @@ from templar_jax.storage.keys import check_object_key
 from templar_jax.storage.errors import ObjectNotFound, ObjectTooLarge, StorageError, StorageTimeout
 from templar_jax.storage.location import Location, S3Profile, kvstore_spec, parse_url
 from templar_jax.storage.metadata import ObjectInfo
+from templar_jax.storage.sync import run_sync
 from templar_jax.storage.transfer import TransferConfig, read_parts, write_parts
 
 log = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ class Bucket:
 
     @staticmethod
     def _run(coro: Awaitable[T]) -> T:
-        return asyncio.run(coro)  # type: ignore[arg-type]
+        return run_sync(coro)
 
     def _timeout(self, nbytes: int, timeout: float | None = None) -> float:
         return self.config.transfer.timeout_s(nbytes, self.config.request_timeout_s) if timeout is None else timeout
@@ -171,9 +172,10 @@ class Bucket:
                                   self._timeout(end - start, timeout))
         if result.state != "value":
             raise ObjectNotFound(f"{key} not found")
-        if len(result.value) != end - start:
-            raise StorageError(f"get {key}: got {len(result.value)} bytes, asked for {end - start}")
-        return result.value
+        value = result.value  # each .value access copies the bytes out of tensorstore
+        if len(value) != end - start:
+            raise StorageError(f"get {key}: got {len(value)} bytes, asked for {end - start}")
+        return value
 
     async def _put_s3_parts(self, key: str, data: bytes) -> None:
         loc = self.location

@@ -17,6 +17,7 @@ from typing import NamedTuple
 from templar_jax.storage.bucket import Bucket
 from templar_jax.storage.errors import ObjectNotFound, ObjectTooLarge, StorageError
 from templar_jax.storage.keys import gradient_key
+from templar_jax.storage.sync import run_sync
 from templar_jax.storage.timing import TimeStatus, UploadWindow, check_upload_time
 
 log = logging.getLogger(__name__)
@@ -120,4 +121,4 @@ async def agather(
 
 def gather(peers: Sequence[PeerSource], window: int, deadline_s: float, **kwargs) -> list[PeerOutcome]:
     """Sync wrapper of agather (do not call from inside a running event loop)."""
-    return asyncio.run(agather(peers, window, deadline_s, **kwargs))
+    return run_sync(agather(peers, window, deadline_s, **kwargs))
