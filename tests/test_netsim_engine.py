@@ -59,7 +59,7 @@ def test_late_uploads_are_not_gathered_unless_the_store_stamps_the_start():
 def test_slow_downloads_hit_the_gather_timeout():
     s = summary(simulate(scenario(links=Links(up_bps=8e9, down_bps=0.5e9)), costs()))  # 64 s per source
     assert s["gather_timeouts"] > 0 and s["median_s"]["download_s"] == pytest.approx(30.0)
-    assert s["bottleneck"] == "gather timeout (download)" and s["aggregated_peers_per_window"] == 0
+    assert s["bottleneck"] == "gather timeout (download link)" and s["aggregated_peers_per_window"] == 0
 
 
 def test_bucket_egress_is_shared_by_all_readers():
@@ -67,6 +67,8 @@ def test_bucket_egress_is_shared_by_all_readers():
     assert summary(simulate(sc, costs()))["median_s"]["download_s"] == pytest.approx(1.0)
     sc = dataclasses.replace(sc, peers=13)
     assert summary(simulate(sc, costs()))["median_s"]["download_s"] == pytest.approx(2.0)
+    sc = dataclasses.replace(sc, peers=260)  # 37 s per payload > 30 s gather timeout
+    assert summary(simulate(sc, costs()))["bottleneck"] == "gather timeout (bucket egress)"
 
 
 def test_train_deadline_cuts_inner_steps():

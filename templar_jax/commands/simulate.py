@@ -39,8 +39,8 @@ def _scenario(args, cfg, overlap):
 
 def _run(args: argparse.Namespace) -> int:
     from templar_jax.config import load_run_config
-    from templar_jax.netsim import (ASSUMPTIONS, Overlap, calibrate, compare, gantt_png, jsonl, markdown,
-                                    measured_summary, miner_windows, save_costs, simulate, summary, whatif,
+    from templar_jax.netsim import (ASSUMPTIONS, Overlap, calibrate, gantt_png, jsonl, markdown,
+                                    save_costs, simulate, summary, validate_run, whatif,
                                     write_jsonl)
 
     config = args.config or ("covenant-72b" if args.model == "covenant-72b" else "demo")
@@ -67,6 +67,14 @@ def _run(args: argparse.Namespace) -> int:
     if out:
         out.mkdir(parents=True, exist_ok=True)
     overlaps = [Overlap(o) for o in args.overlap]
+    if args.validate:
+        v = validate_run(args.validate, costs)
+        p, m, e = v["predicted"], v["measured"], v["error"]
+        print(f"{args.validate}: compute share predicted {100 * p['utilization']:.1f}% vs measured "
+              f"{100 * m['utilization']:.1f}% ({e['utilization_points']:+.1f} points); median compute "
+              f"{p['median_s']['compute_s']:.2f} s vs {m['median_s']['compute_s']:.2f} s ({100 * e['compute_s_rel']:+.0f}%); "
+              f"median comm {p['median_s']['comm_s']:.2f} s vs {m['median_s']['comm_s']:.2f} s ({100 * e['comm_s_rel']:+.0f}%)")
+        return 0
     if args.whatif:
         base = _scenario(args, cfg, overlaps[0])
         rows = whatif(base, costs, peers=args.whatif_peers, bandwidths_bps=[b * 1e6 for b in args.whatif_mbit],
@@ -87,10 +95,6 @@ def _run(args: argparse.Namespace) -> int:
         if args.model == "covenant-72b":
             line += f"; Covenant published {100 * COVENANT['published_utilization']:.1f}%"
         print(line)
-        if args.validate:
-            m = measured_summary(miner_windows(Path(args.validate) / "events"))
-            print(f"  measured ({args.validate}): utilization {100 * m['utilization']:.1f}%, median compute "
-                  f"{m['median_s']['compute_s']:.2f} s, comm {m['median_s']['comm_s']:.2f} s; error {compare(s, m)}")
         if out:
             write_jsonl(jsonl(res), out / f"sim-{ov.value}.jsonl")
             gantt_png(res, out / f"gantt-{ov.value}.png")
@@ -130,7 +134,7 @@ def register(subparsers) -> None:
     p.add_argument("--straggler-slowdown", type=float, default=2.0)
     p.add_argument("--upload-failure", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--validate", default=None, metavar="RUN_DIR", help="compare with a run's event log")
+    p.add_argument("--validate", default=None, metavar="RUN_DIR", help="simulate a recorded demo run and compare with its event log")
     p.add_argument("--whatif", action="store_true", help="grid over --whatif-peers x --whatif-mbit x overlap")
     p.add_argument("--whatif-peers", type=int, nargs="+", default=[20, 100, 500])
     p.add_argument("--whatif-mbit", type=float, nargs="+", default=[100, 1000, 10000])

@@ -18,6 +18,7 @@ from templar_jax.netsim.measured import compare, measured_summary, miner_windows
 from templar_jax.netsim.report import bottleneck, jsonl, summary, utilization, write_jsonl
 from templar_jax.netsim.scenario import (
     ASSUMPTIONS, Churn, Faults, Links, Overlap, Scenario, ScenarioError, StampRule, Store, Timing, Work, mbit)
+from templar_jax.netsim.validate import demo_scenario, validate_run
 from templar_jax.netsim.whatif import markdown, whatif
 
 def packaged_calibration(name: str) -> Path:
@@ -33,5 +34,5 @@ __all__ = [
     "PeerWindow", "Scenario", "ScenarioError", "SimResult", "StageCosts", "StampRule", "Store", "Timing", "Work",
     "bottleneck", "calibrate", "compare", "costs_from_dict", "gantt_png", "jsonl", "load_costs", "markdown",
     "mbit", "measured_summary", "miner_windows", "packaged_calibration", "payload_size", "save_costs",
-    "scenario_from_config", "simulate", "summary", "utilization", "whatif", "with_inner_steps", "write_jsonl",
+    "scenario_from_config", "simulate", "summary", "utilization", "validate_run", "demo_scenario", "whatif", "with_inner_steps", "write_jsonl",
 ]

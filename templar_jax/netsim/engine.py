@@ -36,6 +36,7 @@ class PeerWindow:
     late: bool = False
     gathered: int = 0
     timeouts: int = 0
+    download_limit: str = ""  # what set the download rate: "download link" or "bucket egress"
     truncated: bool = False  # the train deadline cut inner steps
     segments: list = dataclasses.field(default_factory=list)  # (phase, start, end)
 
@@ -121,7 +122,9 @@ def simulate(sc: Scenario, costs: StageCosts) -> SimResult:
             up_end = max(t1, t0 + r.compute_s) + r.upload_s
             g_start = max(gather_at, up_end if r.uploaded else gather_at)
             if gathered:
-                rate = float(min(down_bps[p] / len(gathered), store.egress_bps / max(1, readers)))
+                link, egress = float(down_bps[p] / len(gathered)), store.egress_bps / max(1, readers)
+                rate = min(link, egress)
+                r.download_limit = "download link" if link <= egress else "bucket egress"
                 one = _transfer_s(work.payload_bytes, rate, parts, store.parallel_parts, request_s, sc.links.latency_s)
                 r.timeouts = len(gathered) if one > tm.gather_timeout_s else 0
                 r.download_s = min(one, tm.gather_timeout_s)

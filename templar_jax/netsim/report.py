@@ -37,8 +37,10 @@ def bottleneck(rows: list[PeerWindow], overlap: Overlap) -> str:
     n = max(1, len(rows))
     if sum(r.late for r in rows) / n > 0.05:
         return "upload window (uploads late)"
-    if sum(r.timeouts > 0 for r in rows) / n > 0.05:
-        return "gather timeout (download)"
+    timed_out = [r for r in rows if r.timeouts]
+    if len(timed_out) / n > 0.05:
+        limits = [r.download_limit for r in timed_out]
+        return f"gather timeout ({max(set(limits), key=limits.count)})"
     if sum(r.truncated for r in rows) / n > 0.05:
         return "train deadline (steps cut)"
     if sum(r.comm_s for r in rows) < 0.01 * sum(r.compute_s for r in rows):
