@@ -4,6 +4,7 @@ slices; tensor parallelism only when a layer's working set does not fit."""
 
 import pytest
 
+from templar_jax.config import load_run_config
 from templar_jax.launch.hardware import load_tpu_slice
 from templar_jax.model import embedding_param_count, layer_param_count, param_count
 from templar_jax.model.config import load_model_config
@@ -33,21 +34,22 @@ def test_launch_plan_is_the_cli_plan_for_the_per_device_micro_batch():
     assert launch == cli
 
 
-def plan_for_slice(preset, slice_name, micro_batch, seq_len=2048):
+def plan_for_slice(preset, slice_name, micro_batch, seq_len=2048, offload=()):
     s = load_tpu_slice(slice_name)
     return plan_mesh(load_model_config(preset), devices=s.chips, devices_per_host=s.chips_per_host,
                      num_processes=s.hosts, hbm_gb=s.hbm_gb_per_chip, micro_batch=micro_batch,
-                     seq_len=seq_len, platform="tpu")
+                     seq_len=seq_len, platform="tpu", offload=offload)
 
 
 @pytest.mark.parametrize("preset,slice_name,mb,fsdp,procs", [
-    ("covenant-72b", "v5p-64", 32, 32, 8),
+    ("covenant-72b", "v5p-64", 32, 32, 8),  # with the shipped run config's offload (below)
     ("1b", "v5e-16", 16, 16, 4),
     ("1b", "v5e-8", 16, 8, 1),
     ("1b", "v4-32", 16, 16, 4),
 ])
 def test_shipped_slices_get_fsdp_over_all_chips(preset, slice_name, mb, fsdp, procs):
-    plan = plan_for_slice(preset, slice_name, mb)
+    offload = load_run_config("covenant-72b").offload.names if preset == "covenant-72b" else ()
+    plan = plan_for_slice(preset, slice_name, mb, offload=offload)
     assert plan.mesh == {"data": 1, "fsdp": fsdp, "tensor": 1}
     assert plan.num_processes == procs and plan.devices_per_process * procs == fsdp
     assert plan.device_bytes <= plan.budget_bytes
@@ -55,9 +57,9 @@ def test_shipped_slices_get_fsdp_over_all_chips(preset, slice_name, mb, fsdp, pr
 
 def test_tensor_parallelism_is_chosen_only_when_a_layer_does_not_fit():
     cfg = load_model_config("covenant-72b")
-    # 20 GB chips: the state (6.6 GB) fits, but one layer's working set plus the gathered
-    # embedding table (4.3 GB) and the logits only fit once split over tensor
-    kw = dict(devices=256, devices_per_host=4, num_processes=64, hbm_gb=20, seq_len=2048, platform="tpu")
+    # 24 GB chips: the state (6.6 GB) fits, but one layer's working set plus the gathered
+    # embedding table (fp32, and its gradient: 17.2 GB) and the logits only fit once split over tensor
+    kw = dict(devices=256, devices_per_host=4, num_processes=64, hbm_gb=24, seq_len=2048, platform="tpu")
     plan = plan_mesh(cfg, micro_batch=64, **kw)
     assert plan.mesh["tensor"] > 1 and plan.mesh["fsdp"] * plan.mesh["tensor"] == 256
     fsdp_only = device_plan(cfg, {"data": 1, "fsdp": 256, "tensor": 1}, micro_batch=64, seq_len=2048,

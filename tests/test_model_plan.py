@@ -81,34 +81,41 @@ def test_offload_moves_state_from_the_device_to_the_host():
     kw = dict(micro_batch=1, seq_len=2048, remat="full")
     plain = plan_memory(cfg, "fsdp=8", **kw)
     state = plain["rows_bytes"]["params (fp32)"]
-    assert plain["host_bytes"] == 0 and plain["phases_bytes"]["compress"] > plain["phases_bytes"]["train"]
+    assert plain["host_bytes"] == 0 and plain["peak_phase"] == "train"
+    assert plain["phases_bytes"]["compress"] > plain["phases_bytes"]["delta"] == plain["phases_bytes"]["outer"]
     ef = plan_memory(cfg, "fsdp=8", offload=["error_feedback"], **kw)
     assert "error feedback (fp32)" not in ef["rows_bytes"] and ef["host_bytes"] == 8 * state
     assert ef["phases_bytes"]["train"] == plain["phases_bytes"]["train"] - state
     full = plan_memory(cfg, "fsdp=8", offload=OFFLOADABLE, devices_per_host=4, host_gb=500, **kw)
     # AdamW stays on the device for the inner loop, so the inner loop is the peak: 16 bytes/param
-    assert full["peak_phase"] == "train" and full["total_bytes"] < plain["total_bytes"] - 2 * state
+    assert full["peak_phase"] == "train" and full["total_bytes"] == plain["total_bytes"] - 2 * state
     assert full["host_bytes"] == 4 * 4 * state and full["host_fits"] is False  # 4 devices x 4 fp32 trees
     with pytest.raises(ValueError, match="unknown offload"):
         plan_memory(cfg, "fsdp=8", offload=["grads"])
 
 
-def test_covenant_72b_fits_8xB200_only_with_offload_and_8xH200_needs_more():
+def test_covenant_72b_on_8xB200_needs_every_offload_and_bf16_moments_8xH200_more_devices():
     cfg = load_model_config("covenant-72b")
-    b200 = {v.offload: v for v in fit_report(cfg, devices=8, device_gb=192, host_gb=2000).verdicts}
-    assert b200["all"].fits and b200["all"].micro_batch >= 1 and b200["all"].device_bytes <= 0.9 * 192 * GB
-    assert not any(v.fits for name, v in b200.items() if name != "all")
+    b200 = fit_report(cfg, devices=8, device_gb=192, host_gb=2000)
+    verdicts = {v.offload: v for v in b200.verdicts}
+    # every offload on: under the raw 192 GB at micro-batch 1, but over the 90% the launchers plan for
+    assert 0.9 * 192 * GB < verdicts["all"].device_bytes < 192 * GB and not verdicts["all"].fits
+    assert all(v.device_bytes > verdicts["all"].device_bytes for n, v in verdicts.items() if n != "all")
+    assert b200.needs[0].startswith("bf16 AdamW moments") and "micro-batch 2" in b200.needs[0]
+    assert verdicts["all"].host_bytes == 16 * param_count(cfg)  # theta0, EF, mu, nu in fp32 on one host
     h200 = fit_report(cfg, devices=8, device_gb=141, host_gb=2000)
     assert not any(v.fits for v in h200.verdicts)
-    assert any(n.startswith("bf16 AdamW moments") for n in h200.needs)
-    assert any(n.startswith("16 devices") for n in h200.needs)
+    assert not any(n.startswith("bf16 AdamW moments") for n in h200.needs)
+    assert h200.needs[0].startswith("16 devices (fsdp=16, every offload on)")
 
 
 def test_plan_cli_offload_and_fit(capsys):
     assert main(["plan", "--model", "covenant-72b", "--offload", "all", "--device-gb", "178.8",
                  "--micro-batch", "2", "--host-gb", "1900"]) == 0
     out = capsys.readouterr().out
-    assert "fits in 178.8 GiB" in out and "1,052.0 GiB per host" in out and "; fits" in out
+    assert "does NOT fit in 178.8 GiB" in out and "1,052.0 GiB per host" in out and "; fits" in out
+    assert main(["plan", "--model", "covenant-72b", "--offload", "all", "--device-gb", "200"]) == 0
+    assert "fits in 200 GiB" in capsys.readouterr().out
     assert main(["plan", "--model", "covenant-72b", "--fit", "--device-gb", "141", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert [v["offload"] for v in report["verdicts"]][-1] == "all" and report["needs"]

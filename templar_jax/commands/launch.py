@@ -111,7 +111,8 @@ def _plan_line(args, devices: int, per_host: int, processes: int, hbm_gb: float,
     cfg = load_model_config(rc.model.preset, **rc.model.overrides)
     plan = plan_mesh(cfg, devices=devices, devices_per_host=per_host, num_processes=processes,
                      hbm_gb=hbm_gb, micro_batch=rc.inner.micro_batch,
-                     seq_len=rc.data.seq_len, mesh_spec=rc.mesh.spec, platform=platform)
+                     seq_len=rc.data.seq_len, mesh_spec=rc.mesh.spec, platform=platform,
+                     offload=rc.offload.names)
     return (f"# plan: mesh {plan.mesh_spec} | {plan.num_processes} processes x "
             f"{plan.devices_per_process} devices | ~{plan.device_bytes / 1e9:.1f} GB of "
             f"{plan.budget_bytes / 1e9:.1f} GB usable per device (remat={plan.remat})")

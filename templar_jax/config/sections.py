@@ -72,6 +72,11 @@ class OffloadSection:
     def any(self) -> bool:
         return self.window_start_params or self.error_feedback or self.optimizer
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The offloaded states by the memory planner's names (model.plan.OFFLOADABLE)."""
+        return tuple(k for k in ("window_start_params", "error_feedback", "optimizer") if getattr(self, k))
+
 
 @dataclass(frozen=True)
 class DataSection:

@@ -41,6 +41,7 @@ class MeshPlan:
     device_bytes: float             # planned peak bytes per device (plan_memory's total)
     budget_bytes: float             # usable HBM per device
     remat: str                      # the remat policy the bytes assume
+    offload: tuple[str, ...] = ()   # states planned in host memory (run config `offload`)
 
     @property
     def mesh_spec(self) -> str:
@@ -48,11 +49,12 @@ class MeshPlan:
 
 
 def device_plan(cfg: ModelConfig, mesh: Mapping[str, int], *, micro_batch: int, seq_len: int,
-                budget_bytes: float, platform: str, remat: str = LAUNCH_REMAT) -> dict:
+                budget_bytes: float, platform: str, remat: str = LAUNCH_REMAT, offload=()) -> dict:
     """plan_memory for a *global* micro-batch, split over the batch axes (data x fsdp)."""
     batch_shards = mesh.get("data", 1) * mesh.get("fsdp", 1)
     return plan_memory(cfg, dict(mesh), micro_batch=math.ceil(micro_batch / batch_shards),
-                       seq_len=seq_len, remat=remat, device_bytes=budget_bytes, platform=platform)
+                       seq_len=seq_len, remat=remat, device_bytes=budget_bytes, platform=platform,
+                       offload=offload)
 
 
 def _tensor_ok(cfg: ModelConfig, tensor: int, devices: int, devices_per_host: int) -> bool:
@@ -76,12 +78,14 @@ def plan_mesh(
     platform: str,
     mesh_spec: str | Mapping[str, int] = "auto",
     remat: str = LAUNCH_REMAT,
+    offload=(),
 ) -> MeshPlan:
     """Pick (or check) the mesh for `cfg` on `devices` devices of `hbm_gb` GB each.
 
     `micro_batch` is global (the run config's `inner.micro_batch`). `mesh_spec` other than
     "auto" (e.g. "fsdp=16,tensor=2") is taken as given and only checked against the device
-    count; its planned bytes are still reported.
+    count; its planned bytes are still reported. `offload`: the run config's offloaded states
+    (`OffloadSection.names`), which leave device memory between phases.
     """
     budget = hbm_gb * GB * HBM_USABLE_FRACTION
     if devices % num_processes:
@@ -89,9 +93,9 @@ def plan_mesh(
 
     def make(mesh: dict[str, int]) -> MeshPlan:
         plan = device_plan(cfg, mesh, micro_batch=micro_batch, seq_len=seq_len,
-                           budget_bytes=budget, platform=platform, remat=remat)
+                           budget_bytes=budget, platform=platform, remat=remat, offload=offload)
         return MeshPlan(mesh, devices, num_processes, devices // num_processes, plan["total_bytes"], budget,
-                        remat)
+                        remat, tuple(offload))
 
     if mesh_spec != "auto":
         mesh = parse_mesh_spec(mesh_spec)
