@@ -1,8 +1,8 @@
 """Transfer benchmark: one large object's put and get throughput per part count, per local server.
 
 Servers: fake-gcs-server (GCS: parts written by tensorstore, joined by compose) and moto (S3:
-multipart upload), both on this machine, so the numbers measure client + server overhead, not a
-network. For each part count N the object moves as N parts of ceil(size / N) bytes, all N in
+multipart upload, in its own process), both on this machine, so the numbers measure client +
+server overhead on shared cores, not a network. For each part count N the object moves as N parts of ceil(size / N) bytes, all N in
 flight (N = 1: one PUT and one GET, the path below the threshold); the last row per server is
 the reference's shape: 64 MiB parts, 8 in flight (storage.transfer.TransferConfig defaults).
 
@@ -71,7 +71,7 @@ def main() -> None:
     blob = os.urandom(args.size)
     rows = []
     for backend in args.backends.split(","):
-        server = GcsServer() if backend == "gcs" else S3Server()
+        server = GcsServer() if backend == "gcs" else S3Server(own_process=True)
         if backend == "gcs":
             os.environ.update({"TENSORSTORE_GCS_HTTP_URL": server.url, "GOOGLE_AUTH_TOKEN_FOR_TESTING": "x",
                                "STORAGE_EMULATOR_HOST": server.url})

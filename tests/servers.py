@@ -8,6 +8,8 @@
   GOOGLE_AUTH_TOKEN_FOR_TESTING (tensorstore) and STORAGE_EMULATOR_HOST (google-cloud-storage)
   for the session: tensorstore reads the GCS URL once per process, hence session scope.
 - s3_server: moto's ThreadedMotoServer (S3/R2 API) on a free port; `.endpoint`, `.credentials`.
+  `S3Server(own_process=True)` runs moto in a child process instead (benchmarks: an in-process
+  moto shares the client's GIL).
 - fault_proxy: factory for an HTTP proxy in front of a server that can delay, fail with 503,
   truncate responses, or cut a connection mid-transfer after N bytes of the request or response
   body; `FaultProxy.endpoint` is what the client should use.
@@ -23,6 +25,7 @@ import os
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -88,15 +91,20 @@ class GcsServer:
 
 
 class S3Server:
-    def __init__(self):
+    def __init__(self, own_process: bool = False):
         from moto.server import ThreadedMotoServer
 
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.region = "us-east-1"
         self.credentials = S3Credentials("testkeyid0000000", "testsecret000000000000000000000")
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        self._server.start()
+        self._server = self._proc = None
+        if own_process:
+            self._proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        else:
+            self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+            self._server.start()
         _wait_http(self.endpoint + "/")
 
     def new_bucket(self) -> str:
@@ -108,7 +116,14 @@ class S3Server:
         return name
 
     def stop(self):
-        self._server.stop()
+        if self._server is not None:
+            self._server.stop()
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
 
 
 class FaultProxy:
