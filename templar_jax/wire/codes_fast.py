@@ -42,7 +42,7 @@ def unpack_codes(packed_XxB: np.ndarray, k: int, pool: Executor | None = None) -
     table = codes_table()
 
     def block(start: int, stop: int) -> bool:
-        np.take(table, pairs[start:stop], out=out_words[start:stop])
+        np.take(table, pairs[start:stop], out=out_words[start:stop], mode="clip")  # all in range
         return True
 
     all_blocks_ok(block, rows, pool)

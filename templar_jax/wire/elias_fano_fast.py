@@ -9,8 +9,9 @@ Rows are decoded in cache-sized blocks (row_blocks), optionally on several threa
   before; the row then holds the positions p_i of its k set bits in rank order: high_i = p_i - i.
 - Low part: 8 values of l bits fill exactly l bytes; one uint64 read at byte stride l holds
   them, and three shift-and-mask steps move value t from bit l*t to byte t.
-- The checks (bit count per row, padding, strictly increasing, in range) are whole-block
-  booleans. If any row fails, the whole tensor goes through the reference decoder, which raises
+- The checks (bit count per row, strictly increasing, in range) are whole-block booleans. A set
+  padding bit needs no check of its own: its high part, at least ((u - 1) >> l) + 1, puts the
+  index out of range. If any row fails, the whole tensor goes through the reference decoder, which raises
   the exact EFDecodeError (naming the first bad row).
 Geometries these tricks do not cover (k not a multiple of 8, a bitmap of an odd number of bytes
 or over 16 bytes, over 8 low bits, chunks over 65536) use the reference decoder.
@@ -106,7 +107,7 @@ def _high_positions(chunks_BxC: np.ndarray, k: int) -> np.ndarray | None:
     row_stride = k + CHUNK_BITS  # a chunk's 16 bytes written at start <= k stay in the row
     dst_offsets = np.empty((c, b), np.intp)
     np.add(starts.T, np.arange(0, b * row_stride, row_stride), out=dst_offsets)
-    positions = np.take(chunk_positions_table(), chunks_BxC.T, axis=0)  # [C, B, 16]
+    positions = np.take(chunk_positions_table(), chunks_BxC.T, axis=0, mode="clip")  # [C, B, 16]
     for m in range(1, c):
         np.add(positions[m], CHUNK_BITS * m, out=positions[m])
     scratch = np.empty(b * row_stride + CHUNK_BITS, np.uint8)
@@ -136,16 +137,18 @@ def _low_values(code_BxR: np.ndarray, p: EFParams) -> np.ndarray:
     return low.view(np.uint8).reshape(b, p.k)
 
 
+@lru_cache(maxsize=None)
+def _ranks(k: int) -> np.ndarray:
+    return np.arange(k, dtype=np.uint8)
+
+
 def _decode_block(code: np.ndarray, p: EFParams, out: np.ndarray, start: int, stop: int) -> bool:
     block = code[start:stop]
-    pad = 8 * p.high_bytes - p.high_bits
-    if pad and (block[:, -1] >> np.uint8(8 - pad)).any():
-        return False
     positions = _high_positions(block[:, p.low_bytes :].view("<u2"), p.k)
     if positions is None:
         return False
+    np.subtract(positions, _ranks(p.k), out=positions)  # position - rank = high part
     idx = positions.astype(np.uint16)
-    idx -= np.arange(p.k, dtype=np.uint16)  # position - rank = high part
     if p.low_bits:
         idx <<= np.uint16(p.low_bits)
         idx |= _low_values(block, p)

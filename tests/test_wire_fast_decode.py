@@ -1,0 +1,194 @@
+"""The streaming decoders give exactly what the reference decoders give: values, dtypes, and the
+same typed error with the same reason on every bad input (random, corrupted and adversarial)."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from templar_jax.wire import decode, encode, expected_table
+from templar_jax.wire.bitpack import pack_uint, unpack_uint
+from templar_jax.wire.codes_fast import unpack_codes
+from templar_jax.wire.elias_fano import EFDecodeError, ef_decode, ef_encode, ef_params
+from templar_jax.wire.elias_fano_fast import chunk_positions_table, ef_decode_fast, fast_path_supported
+from templar_jax.wire.row_blocks import BLOCK_ROWS, block_bounds
+from templar_jax.wire.synthetic import random_payload, random_sorted_indices
+
+# Covered by the fast path (the first six) and not (the reference answers for them).
+GEOMETRIES = [(4096, 64), (4096, 32), (1024, 64), (256, 64), (128, 64), (64, 32), (2816, 64), (4096, 8),
+              (4096, 128), (97, 2), (64, 64)]
+
+
+def _outcome(fn, *args):
+    """('ok', array) or ('error', reason): what a decoder did with these bytes."""
+    try:
+        return "ok", fn(*args)
+    except EFDecodeError as e:
+        return "error", str(e)
+
+
+def _assert_same(code, p, pool=None):
+    ref, fast = _outcome(ef_decode, code, p), _outcome(ef_decode_fast, code, p, pool)
+    assert ref[0] == fast[0], (ref, fast)
+    if ref[0] == "ok":
+        assert fast[1].dtype == ref[1].dtype == np.int32
+        np.testing.assert_array_equal(fast[1], ref[1])
+    else:
+        assert fast[1] == ref[1]
+    return ref[0]
+
+
+def test_the_72b_geometry_takes_the_fast_path():
+    assert fast_path_supported(ef_params(4096, 64))
+    assert not fast_path_supported(ef_params(2816, 64))  # 151 high bits: over 16 bytes
+
+
+def test_positions_table_lists_set_bits_in_order():
+    table = chunk_positions_table()
+    assert table[0b1010_0000_0000_0101, :4].tolist() == [0, 2, 13, 15]
+    assert table[0xFFFF].tolist() == list(range(16))
+    assert not table[0].any()
+
+
+@pytest.mark.parametrize("universe,k", GEOMETRIES)
+def test_valid_rows_decode_identically(universe, k):
+    p = ef_params(universe, k)
+    rng = np.random.default_rng(universe + k)
+    rows = BLOCK_ROWS + 37 if (universe, k) == (4096, 64) else 300  # several blocks for the main one
+    idx = random_sorted_indices(rng, rows, k, universe)
+    code = ef_encode(idx, p)
+    readonly = np.frombuffer(code.tobytes(), np.uint8).reshape(code.shape)  # as the wire decoder sees it
+    np.testing.assert_array_equal(ef_decode_fast(readonly, p), idx)
+    _assert_same(readonly, p)
+
+
+@pytest.mark.parametrize("universe,k", GEOMETRIES[:6])
+def test_extreme_rows_decode_identically(universe, k):
+    p = ef_params(universe, k)
+    first = np.arange(k, dtype=np.int32)
+    last = np.arange(universe - k, universe, dtype=np.int32)
+    spread = (np.arange(k) * (universe // k)).astype(np.int32)
+    code = ef_encode(np.stack([first, last, spread, first]), p)
+    assert _assert_same(code, p) == "ok"
+
+
+def _corruptions(code: np.ndarray, p, rng: np.random.Generator):
+    """Named bad (or possibly still valid) variants of a valid code block."""
+    yield "random bytes", rng.integers(0, 256, code.shape, dtype=np.uint8)
+    yield "all ones", np.full_like(code, 0xFF)
+    yield "all zeros", np.zeros_like(code)
+    for _ in range(20):
+        flipped = code.copy()
+        row, col, bit = rng.integers(code.shape[0]), rng.integers(code.shape[1]), rng.integers(8)
+        flipped[row, col] ^= np.uint8(1 << bit)
+        yield "one bit flipped", flipped
+    if 8 * p.high_bytes > p.high_bits:
+        padded = code.copy()
+        padded[-1, -1] |= np.uint8(0x80)  # the bitmap's padding bit in the last row
+        yield "padding bit", padded
+        # ... and one real bit cleared, so the row still counts k set bits
+        last_set = np.flatnonzero(np.unpackbits(padded[-1, p.low_bytes:], bitorder="little")[: p.high_bits])[-1]
+        padded[-1, p.low_bytes + last_set // 8] ^= np.uint8(1 << (last_set % 8))
+        yield "padding bit for a real bit", padded
+    # Two set bits swapped between neighbours keeps the count but can break the order.
+    high = np.unpackbits(code[:, p.low_bytes:], axis=1, bitorder="little")
+    for _ in range(10):
+        row = rng.integers(code.shape[0])
+        ones = np.flatnonzero(high[row, : p.high_bits])
+        zeros = np.flatnonzero(high[row, : p.high_bits] == 0)
+        if not len(ones) or not len(zeros):
+            continue
+        moved = high.copy()
+        moved[row, rng.choice(ones)] = 0
+        moved[row, rng.choice(zeros)] = 1
+        bad = code.copy()
+        bad[:, p.low_bytes:] = np.packbits(moved, axis=1, bitorder="little")
+        yield "bit moved", bad
+    dup = code.copy()
+    dup[-1, : p.low_bytes] = 0  # equal low parts: adjacent equal highs become duplicates
+    yield "low parts zeroed", dup
+
+
+@pytest.mark.parametrize("universe,k", GEOMETRIES)
+def test_corrupted_rows_fail_identically(universe, k):
+    p = ef_params(universe, k)
+    rng = np.random.default_rng(7 * universe + k)
+    code = ef_encode(random_sorted_indices(rng, 40, k, universe), p)
+    outcomes = {"ok": 0, "error": 0}
+    for _, bad in _corruptions(code, p, rng):
+        outcomes[_assert_same(bad, p)] += 1
+    assert outcomes["error"] > 0
+
+
+def test_a_bad_row_in_a_later_block_names_the_same_row_with_threads():
+    p = ef_params(4096, 64)
+    code = ef_encode(random_sorted_indices(np.random.default_rng(1), 3 * BLOCK_ROWS, 64, 4096), p)
+    code[2 * BLOCK_ROWS + 5, p.low_bytes] ^= 1  # one bit more or less in that row's bitmap
+    with ThreadPoolExecutor(2) as pool:
+        assert _assert_same(code, p, pool) == "error"
+    with pytest.raises(EFDecodeError, match=f"chunk {2 * BLOCK_ROWS + 5} has"):
+        ef_decode_fast(code, p)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.sampled_from(GEOMETRIES[:6]), st.integers(1, 6), st.data())
+def test_hypothesis_bytes_decode_like_the_reference(geometry, rows, data):
+    p = ef_params(*geometry)
+    if data.draw(st.booleans()):  # arbitrary bytes: almost always invalid
+        raw = data.draw(st.binary(min_size=rows * p.row_bytes, max_size=rows * p.row_bytes))
+        code = np.frombuffer(raw, np.uint8).reshape(rows, p.row_bytes)
+    else:  # a valid block with a few bytes overwritten: near-valid inputs
+        seed = data.draw(st.integers(0, 2**32 - 1))
+        code = ef_encode(random_sorted_indices(np.random.default_rng(seed), rows, p.k, p.universe), p)
+        for _ in range(data.draw(st.integers(0, 3))):
+            code[data.draw(st.integers(0, rows - 1)), data.draw(st.integers(0, p.row_bytes - 1))] = (
+                data.draw(st.integers(0, 255)))
+    _assert_same(code, p)
+
+
+@pytest.mark.parametrize("k", [64, 32, 8, 12, 5])
+def test_codes_unpack_like_unpack_uint(k):
+    rng = np.random.default_rng(k)
+    rows = BLOCK_ROWS + 3 if k == 64 else 50
+    codes = rng.integers(0, 4, (rows, k), dtype=np.uint8)
+    packed = pack_uint(codes, 2)
+    ref, ref_ok = unpack_uint(packed, k, 2)
+    with ThreadPoolExecutor(2) as pool:
+        for p in (None, pool):
+            got, ok = unpack_codes(packed, k, p)
+            assert got.dtype == np.uint8 and ok == ref_ok
+            np.testing.assert_array_equal(got, ref)
+    if k % 4:  # nonzero padding bits are still reported
+        bad = packed.copy()
+        bad[0, -1] |= 0x80
+        assert unpack_codes(bad, k)[1] is False
+
+
+def test_every_byte_pattern_of_codes_matches():
+    packed = np.arange(1 << 16, dtype=np.uint32).astype("<u2").view(np.uint8).reshape(-1, 2)  # 8 codes/row
+    np.testing.assert_array_equal(unpack_codes(packed, 8)[0], unpack_uint(packed, 8, 2)[0])
+
+
+def test_decode_with_threads_equals_one_thread():
+    table = expected_table({"layers/attn/wq": (2, 256, 128), "layers/attn_norm/scale": (2, 64), "head": (64, 96)})
+    payload = random_payload(np.random.default_rng(4), table)
+    data = encode(payload, {"window": 1, "uid": 2, "version": "0"}, expected=table)
+    one, _ = decode(data, table)
+    two, _ = decode(data, table, workers=2)
+    for name in table:
+        for field in ("idx", "codes", "shift", "scale", "lut"):
+            a, b = getattr(one[name], field), getattr(two[name], field)
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(one[name].idx, payload[name].idx)
+    with pytest.raises(ValueError, match="workers"):
+        decode(data, table, workers=0)
+
+
+def test_block_bounds_cover_rows_in_order():
+    assert block_bounds(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert block_bounds(0, 4) == []
+    with pytest.raises(ValueError):
+        block_bounds(3, 0)
