@@ -70,10 +70,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.validate:
         v = validate_run(args.validate, costs)
         p, m, e = v["predicted"], v["measured"], v["error"]
+        pm, mm = p["median_s"], m["median_s"]
         print(f"{args.validate}: compute share predicted {100 * p['utilization']:.1f}% vs measured "
               f"{100 * m['utilization']:.1f}% ({e['utilization_points']:+.1f} points); median compute "
-              f"{p['median_s']['compute_s']:.2f} s vs {m['median_s']['compute_s']:.2f} s ({100 * e['compute_s_rel']:+.0f}%); "
-              f"median comm {p['median_s']['comm_s']:.2f} s vs {m['median_s']['comm_s']:.2f} s ({100 * e['comm_s_rel']:+.0f}%)")
+              f"{pm['compute_s']:.2f} s vs {mm['compute_s']:.2f} s ({100 * e['compute_s_rel']:+.0f}%); "
+              f"median comm {pm['comm_s']:.2f} s vs {mm['comm_s']:.2f} s ({100 * e['comm_s_rel']:+.0f}%)")
         return 0
     if args.whatif:
         base = _scenario(args, cfg, overlaps[0])
@@ -134,7 +135,8 @@ def register(subparsers) -> None:
     p.add_argument("--straggler-slowdown", type=float, default=2.0)
     p.add_argument("--upload-failure", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--validate", default=None, metavar="RUN_DIR", help="simulate a recorded demo run and compare with its event log")
+    p.add_argument("--validate", default=None, metavar="RUN_DIR",
+                   help="simulate a recorded demo run and compare with its event log")
     p.add_argument("--whatif", action="store_true", help="grid over --whatif-peers x --whatif-mbit x overlap")
     p.add_argument("--whatif-peers", type=int, nargs="+", default=[20, 100, 500])
     p.add_argument("--whatif-mbit", type=float, nargs="+", default=[100, 1000, 10000])

@@ -34,5 +34,6 @@ __all__ = [
     "PeerWindow", "Scenario", "ScenarioError", "SimResult", "StageCosts", "StampRule", "Store", "Timing", "Work",
     "bottleneck", "calibrate", "compare", "costs_from_dict", "gantt_png", "jsonl", "load_costs", "markdown",
     "mbit", "measured_summary", "miner_windows", "packaged_calibration", "payload_size", "save_costs",
-    "scenario_from_config", "simulate", "summary", "utilization", "validate_run", "demo_scenario", "whatif", "with_inner_steps", "write_jsonl",
+    "scenario_from_config", "simulate", "summary", "utilization", "validate_run", "demo_scenario", "whatif",
+    "with_inner_steps", "write_jsonl",
 ]

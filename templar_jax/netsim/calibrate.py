@@ -129,5 +129,4 @@ def calibrate(cfg: RunConfig, repo: str | Path = ".", peers: int = 6) -> StageCo
         "store_request_s": (store_s, f"{src}: file write + read of one payload"),
         "host_tokens_per_s": (host_tps, f"bench/train_step.py as {copies} processes at once, summed"),
     }
-    return StageCosts({k: Figure(float(val), FIGURES[k], s, bench.get("device_kind", device) if k == "train_tokens_per_s"
-                                 else device) for k, (val, s) in v.items()})
+    return StageCosts({k: Figure(float(val), FIGURES[k], s, device) for k, (val, s) in v.items()})

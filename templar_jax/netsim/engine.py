@@ -130,8 +130,8 @@ def simulate(sc: Scenario, costs: StageCosts) -> SimResult:
                 r.download_s = min(one, tm.gather_timeout_s)
             r.gathered = len(gathered) - r.timeouts
             slow = host_slow * (sc.faults.straggler_slowdown if straggler[p] else 1.0)
-            r.aggregate_s = slow * (work.params * r.gathered * (costs["decode_s_per_param"] + costs["aggregate_s_per_param"])
-                                    + costs["apply_s"])
+            per_param = costs["decode_s_per_param"] + costs["aggregate_s_per_param"]
+            r.aggregate_s = slow * (work.params * r.gathered * per_param + costs["apply_s"])
             d_end = g_start + r.download_s
             r.segments += [("download", g_start, d_end), ("aggregate", d_end, d_end + r.aggregate_s)]
             if sc.overlap == Overlap.NONE:
