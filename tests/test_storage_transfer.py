@@ -191,6 +191,15 @@ class _CutKv:
         return getattr(self._kv, name)
 
 
+class _ReplacingKv(_CutKv):
+    """Overwrites the object (same size, other bytes) just before the second part is read."""
+
+    def read(self, key, **kw):
+        if len(self.reads) == 1:
+            self._kv.write(key, bytes(len(BLOB))).result()
+        return super().read(key, **kw)
+
+
 def _gcs(gcs_server, config=CONFIG):
     return Bucket.open(f"gs://{gcs_server.new_bucket()}/run/", config=config)
 
@@ -215,6 +224,16 @@ def test_gcs_cut_parts_complete_on_retry(gcs_server):
     assert kv.write_cuts == 0 and sum(k.startswith("_parts/") for k in kv.writes) == 4
     assert bucket.get("big") == BLOB
     assert kv.read_cuts == 0 and len(kv.reads) == 5
+
+
+@pytest.mark.parametrize("backend", ["gcs", "s3"])
+def test_an_object_replaced_mid_transfer_is_an_error_not_a_mix(backend, gcs_server, s3_server):
+    bucket = _gcs(gcs_server) if backend == "gcs" else _s3(s3_server, s3_server.endpoint)
+    bucket.put("big", BLOB)
+    bucket._kv = _ReplacingKv(bucket._kv)
+    with pytest.raises(StorageError, match="replaced"):
+        bucket.get("big")
+    assert bucket.get("big") == bytes(len(BLOB))  # once it is stable, it reads whole
 
 
 def test_gcs_persistent_failure_is_typed_and_cleans_parts(gcs_server):

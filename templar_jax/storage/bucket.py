@@ -166,8 +166,10 @@ class Bucket:
     def _in_parts(self, nbytes: int) -> bool:
         return self.location.scheme in ("gs", "s3") and self.config.transfer.in_parts(nbytes)
 
-    async def _read_range(self, key: str, start: int, end: int, timeout: float | None) -> bytes:
-        """One ranged read request (with the Bucket's retries)."""
+    async def _read_range(self, key: str, start: int, end: int, timeout: float | None,
+                          generations: set | None = None) -> bytes:
+        """One ranged read request (with the Bucket's retries); adds the object generation it
+        read to `generations` when given."""
         result = await self._call("get", key, lambda: self._kv.read(key, byte_range=slice(start, end)),
                                   self._timeout(end - start, timeout))
         if result.state != "value":
@@ -175,6 +177,8 @@ class Bucket:
         value = result.value  # each .value access copies the bytes out of tensorstore
         if len(value) != end - start:
             raise StorageError(f"get {key}: got {len(value)} bytes, asked for {end - start}")
+        if generations is not None:
+            generations.add(result.stamp.generation)
         return value
 
     async def _put_s3_parts(self, key: str, data: bytes) -> None:
@@ -271,8 +275,12 @@ class Bucket:
         if end == start:
             return b""
         if self._in_parts(end - start):
-            return await read_parts(start, end, self.config.transfer,
-                                    lambda a, b: self._read_range(key, a, b, timeout))
+            generations: set = set()
+            data = await read_parts(start, end, self.config.transfer,
+                                    lambda a, b: self._read_range(key, a, b, timeout, generations))
+            if len(generations) > 1:  # parts of two uploads must never be stitched together
+                raise StorageError(f"get {key}: the object was replaced during a transfer in parts", transient=True)
+            return data
         return await self._read_range(key, start, end, timeout)
 
     async def alist(self, prefix: str = "") -> list[str]:
