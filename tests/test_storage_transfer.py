@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from templar_jax.storage import Bucket, BucketConfig, ObjectTooLarge, StorageError
+from templar_jax.storage import Bucket, BucketConfig, ObjectTooLarge, StorageError, StorageTimeout
 from templar_jax.storage.sigv4 import sign_headers
 from templar_jax.storage.transfer import MiB, TransferConfig, part_ranges, read_parts, write_parts
 from tests.servers import fault_proxy, gcs_server, s3_server  # noqa: F401  (fixtures)
@@ -146,6 +146,20 @@ def test_s3_persistent_cuts_fail_typed_and_leave_no_object(s3_server, fault_prox
     proxy.methods, proxy.cut_next, proxy.cut_after_bytes = {"GET"}, 10**6, MiB
     with pytest.raises(StorageError):
         bucket.get("big")
+
+
+def test_request_timeout_grows_with_the_bytes_it_moves(s3_server, fault_proxy):
+    proxy = fault_proxy(s3_server.endpoint)
+    slow_rate = TransferConfig(part_bytes=5 * MiB, threshold_bytes=5 * MiB, min_rate_Bps=2e6)  # 5 MiB: 2.6 s
+    bucket = _s3(s3_server, proxy.endpoint, BucketConfig(request_timeout_s=1.0, retries=0, transfer=slow_rate))
+    blob = BLOB[:10 * MiB]  # two parts of 5 MiB
+    bucket.put("big", blob)
+    bucket.put("small", b"abc")
+    proxy.methods, proxy.delay_s = {"GET"}, 1.5  # every GET answers after 1.5 s
+    assert bucket.get("big") == blob  # each 5 MiB part may take 2.6 s
+    with pytest.raises(StorageTimeout):
+        bucket.get("small")  # 3 bytes may take the 1 s floor
+    proxy.reset()
 
 
 def test_s3_size_cap_is_checked_before_any_byte(s3_server, fault_proxy):
