@@ -49,12 +49,13 @@ class MeshPlan:
 
 
 def device_plan(cfg: ModelConfig, mesh: Mapping[str, int], *, micro_batch: int, seq_len: int,
-                budget_bytes: float, platform: str, remat: str = LAUNCH_REMAT, offload=()) -> dict:
+                budget_bytes: float, platform: str, remat: str = LAUNCH_REMAT, offload=(),
+                devices_per_host: int | None = None) -> dict:
     """plan_memory for a *global* micro-batch, split over the batch axes (data x fsdp)."""
     batch_shards = mesh.get("data", 1) * mesh.get("fsdp", 1)
     return plan_memory(cfg, dict(mesh), micro_batch=math.ceil(micro_batch / batch_shards),
                        seq_len=seq_len, remat=remat, device_bytes=budget_bytes, platform=platform,
-                       offload=offload)
+                       offload=offload, devices_per_host=devices_per_host)
 
 
 def _tensor_ok(cfg: ModelConfig, tensor: int, devices: int, devices_per_host: int) -> bool:
@@ -93,7 +94,8 @@ def plan_mesh(
 
     def make(mesh: dict[str, int]) -> MeshPlan:
         plan = device_plan(cfg, mesh, micro_batch=micro_batch, seq_len=seq_len,
-                           budget_bytes=budget, platform=platform, remat=remat, offload=offload)
+                           budget_bytes=budget, platform=platform, remat=remat, offload=offload,
+                           devices_per_host=devices_per_host)
         return MeshPlan(mesh, devices, num_processes, devices // num_processes, plan["total_bytes"], budget,
                         remat, tuple(offload))
 
