@@ -62,6 +62,7 @@ def test_valid_rows_decode_identically(universe, k):
     readonly = np.frombuffer(code.tobytes(), np.uint8).reshape(code.shape)  # as the wire decoder sees it
     np.testing.assert_array_equal(ef_decode_fast(readonly, p), idx)
     _assert_same(readonly, p)
+    assert ef_decode_fast(code[:0], p).shape == (0, k)
 
 
 @pytest.mark.parametrize("universe,k", GEOMETRIES[:6])
