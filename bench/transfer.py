@@ -6,7 +6,10 @@ server overhead on shared cores, not a network. For each part count N the object
 flight (N = 1: one PUT and one GET, the path below the threshold); the last row per server is
 the reference's shape: 64 MiB parts, 8 in flight (storage.transfer.TransferConfig defaults).
 
-    python bench/transfer.py [--size 300000000] [--parts 1,2,4,8] [--backends gcs,s3]
+With --stream-MBps R, every connection goes through a local proxy that paces each request and
+response body to R MB/s (a WAN-like per-stream limit, which parts in parallel are for).
+
+    python bench/transfer.py [--size 300000000] [--parts 1,2,4,8] [--backends gcs,s3] [--stream-MBps 0]
 Prints a table (with each row's throughput as a ratio of the 1-part row) and one JSON line per row.
 """
 
@@ -35,16 +38,16 @@ def _config(size: int, parts: int | None) -> TransferConfig:
     return TransferConfig(part_bytes=part_bytes, threshold_bytes=1, part_concurrency=parts)
 
 
-def _open(backend: str, server, transfer: TransferConfig) -> Bucket:
+def _open(backend: str, server, endpoint: str, transfer: TransferConfig) -> Bucket:
     config = BucketConfig(request_timeout_s=300.0, retries=1, transfer=transfer)
     if backend == "gcs":
         return Bucket.open(f"gs://{server.new_bucket()}/", config=config)
-    return Bucket.open(f"s3://{server.new_bucket()}/", server.credentials, endpoint=server.endpoint, config=config)
+    return Bucket.open(f"s3://{server.new_bucket()}/", server.credentials, endpoint=endpoint, config=config)
 
 
-def _row(backend: str, server, blob: bytes, parts: int | None) -> dict:
+def _row(backend: str, server, endpoint: str, blob: bytes, parts: int | None) -> dict:
     transfer = _config(len(blob), parts)
-    bucket = _open(backend, server, transfer)
+    bucket = _open(backend, server, endpoint, transfer)
     start = time.perf_counter()
     bucket.put("object", blob)
     put_s = time.perf_counter() - start
@@ -64,21 +67,29 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=300_000_000, help="object bytes")
     ap.add_argument("--parts", default="1,2,4,8", help="part counts to measure (plus the reference row)")
     ap.add_argument("--backends", default="gcs,s3")
+    ap.add_argument("--stream-MBps", type=float, default=0.0, help="per-connection pace through a proxy (0: direct)")
     args = ap.parse_args()
-    from tests.servers import GcsServer, S3Server
+    from tests.servers import FaultProxy, GcsServer, S3Server
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     blob = os.urandom(args.size)
     rows = []
     for backend in args.backends.split(","):
         server = GcsServer() if backend == "gcs" else S3Server(own_process=True)
-        if backend == "gcs":
-            os.environ.update({"TENSORSTORE_GCS_HTTP_URL": server.url, "GOOGLE_AUTH_TOKEN_FOR_TESTING": "x",
+        direct = server.url if backend == "gcs" else server.endpoint
+        proxy = FaultProxy(direct) if args.stream_MBps else None
+        if proxy:
+            proxy.stream_Bps = args.stream_MBps * 1e6
+        endpoint = proxy.endpoint if proxy else direct
+        if backend == "gcs":  # tensorstore reads this once per process: run one paced or direct setting
+            os.environ.update({"TENSORSTORE_GCS_HTTP_URL": endpoint, "GOOGLE_AUTH_TOKEN_FOR_TESTING": "x",
                                "STORAGE_EMULATOR_HOST": server.url})
         try:
             for parts in [int(p) for p in args.parts.split(",")] + [None]:
-                rows.append(_row(backend, server, blob, parts))
+                rows.append(_row(backend, server, endpoint, blob, parts) | {"stream_MBps": args.stream_MBps})
         finally:
+            if proxy:
+                proxy.stop()
             server.stop()
     base = {r["backend"]: r for r in rows if r["parts"] == 1 and not r["reference_shape"]}
     print(f"{'backend':<7} {'parts':>5} {'MiB/part':>8} {'flight':>6} {'put s':>6} {'put MB/s':>8} {'x1':>5} "

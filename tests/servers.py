@@ -134,6 +134,8 @@ class FaultProxy:
     cut_next, cut_after_bytes: reset that many connections mid-transfer: a request with a body
     (an upload) after reading cut_after_bytes of it, any other after sending that many bytes of
     the response body.
+    stream_Bps: pace every request and response body to this many bytes/s per connection (a
+    WAN-like per-stream limit, for benchmarks); 0: no limit.
     methods: which methods the faults apply to (default all).
     """
 
@@ -144,6 +146,7 @@ class FaultProxy:
         self.truncate_next = 0
         self.cut_next = 0
         self.cut_after_bytes = 0
+        self.stream_Bps = 0.0
         self.methods: set[str] | None = None
         self.requests: list[str] = []
         self._lock = threading.Lock()
@@ -154,6 +157,16 @@ class FaultProxy:
 
             def log_message(self, *args):
                 pass
+
+            def _steps(self, total: int):
+                """[offset, end) steps over a body; with stream_Bps, 1 MiB each, paced to that rate."""
+                step = 2**20 if proxy.stream_Bps else max(total, 1)
+                start = time.monotonic()
+                for offset in range(0, total, step):
+                    end = min(offset + step, total)
+                    yield offset, end
+                    if proxy.stream_Bps:
+                        time.sleep(max(0.0, end / proxy.stream_Bps - (time.monotonic() - start)))
 
             def _reset(self):
                 # SO_LINGER 0: closing sends RST, as a dropped connection does
@@ -174,7 +187,7 @@ class FaultProxy:
                 if cut and length > proxy.cut_after_bytes:
                     self.rfile.read(proxy.cut_after_bytes)
                     return self._reset()
-                body = self.rfile.read(length)
+                body = b"".join(self.rfile.read(end - offset) for offset, end in self._steps(length))
                 if applies and proxy.delay_s:
                     time.sleep(proxy.delay_s)
                 if fail:
@@ -202,7 +215,9 @@ class FaultProxy:
                     conn.close()
                     return self._reset()
                 if self.command != "HEAD":
-                    self.wfile.write(data[: len(data) // 2] if truncate else data)
+                    sent = data[: len(data) // 2] if truncate else data
+                    for offset, end in self._steps(len(sent)):
+                        self.wfile.write(sent[offset:end])
                 if truncate:
                     self.close_connection = True
                 conn.close()
@@ -217,7 +232,7 @@ class FaultProxy:
 
     def reset(self):
         self.delay_s, self.fail_next, self.truncate_next, self.methods = 0.0, 0, 0, None
-        self.cut_next, self.cut_after_bytes = 0, 0
+        self.cut_next, self.cut_after_bytes, self.stream_Bps = 0, 0, 0.0
         self.requests.clear()
 
     def stop(self):
