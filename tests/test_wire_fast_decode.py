@@ -149,6 +149,22 @@ def test_hypothesis_bytes_decode_like_the_reference(geometry, rows, data):
     _assert_same(code, p)
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.sampled_from(GEOMETRIES[:6]), st.integers(1, 5), st.integers(0, 2**32 - 1), st.booleans())
+def test_hypothesis_bitmaps_with_k_set_bits_decode_like_the_reference(geometry, rows, seed, low_zero):
+    """The hardest inputs: every row has exactly k set bits (padding bits included), so only the
+    order and range checks can tell good rows from bad ones."""
+    p = ef_params(*geometry)
+    rng = np.random.default_rng(seed)
+    bitmap = np.zeros((rows, 8 * p.high_bytes), np.uint8)
+    for row in range(rows):
+        bitmap[row, rng.choice(8 * p.high_bytes, p.k, replace=False)] = 1
+    low = np.zeros((rows, p.low_bytes), np.uint8) if low_zero else rng.integers(0, 256, (rows, p.low_bytes),
+                                                                                   dtype=np.uint8)
+    code = np.concatenate([low, np.packbits(bitmap, axis=1, bitorder="little")], axis=1)
+    _assert_same(code, p)
+
+
 @pytest.mark.parametrize("k", [64, 32, 8, 12, 5])
 def test_codes_unpack_like_unpack_uint(k):
     rng = np.random.default_rng(k)
