@@ -12,7 +12,12 @@ from templar_jax.wire import decode, encode, expected_table
 from templar_jax.wire.bitpack import pack_uint, unpack_uint
 from templar_jax.wire.codes_fast import unpack_codes
 from templar_jax.wire.elias_fano import EFDecodeError, ef_decode, ef_encode, ef_params
-from templar_jax.wire.elias_fano_fast import chunk_positions_table, ef_decode_fast, fast_path_supported
+from templar_jax.wire.elias_fano_fast import (
+    chunk_popcount_table,
+    chunk_positions_table,
+    ef_decode_fast,
+    fast_path_supported,
+)
 from templar_jax.wire.row_blocks import BLOCK_ROWS, block_bounds
 from templar_jax.wire.synthetic import random_payload, random_sorted_indices
 
@@ -50,6 +55,12 @@ def test_positions_table_lists_set_bits_in_order():
     assert table[0b1010_0000_0000_0101, :4].tolist() == [0, 2, 13, 15]
     assert table[0xFFFF].tolist() == list(range(16))
     assert not table[0].any()
+
+
+def test_popcount_table_for_numpy_1_counts_bits():
+    values = np.arange(1 << 16, dtype=np.uint32)
+    expected = sum((values >> bit) & 1 for bit in range(16))
+    np.testing.assert_array_equal(chunk_popcount_table(), expected)
 
 
 @pytest.mark.parametrize("universe,k", GEOMETRIES)

@@ -26,7 +26,9 @@ def codes_table() -> np.ndarray:
     """uint64 [65536]: byte j of entry v is code j of the 16-bit little-endian value v."""
     values = np.arange(1 << 16, dtype=np.uint32)
     codes = ((values[:, None] >> (CODE_BITS * np.arange(CODES_PER_LOOKUP, dtype=np.uint32))) & 3)
-    return codes.astype(np.uint8).view("<u8")[:, 0]
+    table = codes.astype(np.uint8).view("<u8")[:, 0]
+    table.setflags(write=False)  # shared by every thread
+    return table
 
 
 def unpack_codes(packed_XxB: np.ndarray, k: int, pool: Executor | None = None) -> tuple[np.ndarray, bool]:

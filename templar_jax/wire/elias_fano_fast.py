@@ -11,8 +11,8 @@ Rows are decoded in cache-sized blocks (row_blocks), optionally on several threa
   them, and three shift-and-mask steps move value t from bit l*t to byte t.
 - The checks (bit count per row, strictly increasing, in range) are whole-block booleans. A set
   padding bit needs no check of its own: its high part, at least ((u - 1) >> l) + 1, puts the
-  index out of range. If any row fails, the whole tensor goes through the reference decoder, which raises
-  the exact EFDecodeError (naming the first bad row).
+  index out of range. If any row fails, the whole tensor goes through the reference decoder,
+  which raises the exact EFDecodeError (naming the first bad row).
 Geometries these tricks do not cover (k not a multiple of 8, a bitmap of an odd number of bytes
 or over 16 bytes, over 8 low bits, chunks over 65536) use the reference decoder.
 """
@@ -56,6 +56,7 @@ def chunk_positions_table() -> np.ndarray:
     table = np.zeros((1 << CHUNK_BITS, CHUNK_BITS), np.uint8)
     rows, pos = np.nonzero(bits)
     table[rows, rank[rows, pos]] = pos
+    table.setflags(write=False)  # shared by every thread
     return table
 
 
@@ -63,7 +64,9 @@ def chunk_positions_table() -> np.ndarray:
 def chunk_popcount_table() -> np.ndarray:
     """uint8 [65536]: set bits of each 16-bit value (np.bitwise_count needs NumPy 2)."""
     values = np.arange(1 << CHUNK_BITS, dtype=np.uint32)
-    return ((values[:, None] >> np.arange(CHUNK_BITS, dtype=np.uint32)) & 1).sum(axis=1).astype(np.uint8)
+    table = ((values[:, None] >> np.arange(CHUNK_BITS, dtype=np.uint32)) & 1).sum(axis=1).astype(np.uint8)
+    table.setflags(write=False)
+    return table
 
 
 @lru_cache(maxsize=None)
@@ -139,7 +142,9 @@ def _low_values(code_BxR: np.ndarray, p: EFParams) -> np.ndarray:
 
 @lru_cache(maxsize=None)
 def _ranks(k: int) -> np.ndarray:
-    return np.arange(k, dtype=np.uint8)
+    ranks = np.arange(k, dtype=np.uint8)
+    ranks.setflags(write=False)
+    return ranks
 
 
 def _decode_block(code: np.ndarray, p: EFParams, out: np.ndarray, start: int, stop: int) -> bool:
