@@ -48,7 +48,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.model:
         cfg = cfg.with_overrides([f"model.preset={args.model}"])
     if args.calibrate:
-        costs = calibrate(cfg, repo=".")
+        costs = calibrate(cfg)
         if args.write:
             save_costs(costs, args.write)
             print(f"wrote {args.write}")

@@ -1,6 +1,7 @@
 """`--calibrate`: measure the stage costs on this machine with this project's own code.
 
-- train tokens/s: bench/train_step.py (run as a subprocess from the repository root);
+- train tokens/s: netsim/train_probe.py (the miner's inner loop) in one process, and the host's
+  tokens/s with 2 probes per core running at once (processes sharing a host, as in the demo);
 - compress, encode, decode, aggregate per parameter: the sparseloco transformation, the wire
   codec and the aggregation on random parameters shaped like the model preset (second call,
   after compilation);
@@ -39,26 +40,28 @@ def _best(fn, repeats: int = 3) -> float:
     return best
 
 
-def _train_benches(cfg: RunConfig, repo: Path, copies: int, steps: int) -> list[dict]:
-    """bench/train_step.py run as `copies` processes at once; one JSON result per process."""
-    script = repo / "bench" / "train_step.py"
-    if not script.exists():
-        raise CalibrationRunError(f"{script} not found: run --calibrate from the repository root")
-    cmd = [sys.executable, str(script), "--model", cfg.model.preset, "--batch", str(cfg.inner.batch),
-           "--seq-len", str(cfg.data.seq_len), "--steps", str(steps)]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=repo)
-             for _ in range(copies)]
+def _train_probes(cfg: RunConfig, copies: int, steps: int, start_at: float = 0.0) -> list[dict]:
+    """`copies` train probes (netsim/train_probe.py) run at once; one JSON result per process."""
+    cmd = [sys.executable, "-m", "templar_jax.netsim.train_probe", "--model", cfg.model.preset,
+           "--batch", str(cfg.inner.batch), "--seq-len", str(cfg.data.seq_len), "--steps", str(steps),
+           "--start-at", str(start_at)]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(copies)]
     results = []
     for proc in procs:
         out, err = proc.communicate()
-        line = next((ln for ln in out.splitlines() if ln.startswith("JSON ")), None)
+        line = next((ln for ln in out.splitlines() if ln.startswith("{")), None)
         if line is None:
             raise CalibrationRunError(f"{' '.join(cmd)} printed no JSON line (rc {proc.returncode}): {err[-400:]}")
-        results.append(json.loads(line[5:]))
+        results.append(json.loads(line))
     return results
 
 
-def calibrate(cfg: RunConfig, repo: str | Path = ".", peers: int = 6) -> StageCosts:
+def host_throughput(results: list[dict]) -> float:
+    """Tokens/s of the host while all probes ran: every token over the span from first start to last end."""
+    return sum(r["tokens"] for r in results) / (max(r["end"] for r in results) - min(r["start"] for r in results))
+
+
+def calibrate(cfg: RunConfig, peers: int = 6) -> StageCosts:
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -69,12 +72,12 @@ def calibrate(cfg: RunConfig, repo: str | Path = ".", peers: int = 6) -> StageCo
     from templar_jax.tree import unflatten_params
     from templar_jax.wire import decode, encode, expected_table
 
-    repo = Path(repo)
     device = f"{jax.devices()[0].device_kind} x{jax.device_count()} ({os.cpu_count()} host cores)"
-    bench = _train_benches(cfg, repo, 1, 10)[0]
-    # the host's throughput when several peers share it (the demo's case): 2 processes per core
+    single = _train_probes(cfg, 1, 20)[0]["tokens_per_s"]
+    # the host's throughput when several peers share it (the demo's case): 2 processes per core,
+    # timed from one instant after every copy has compiled
     copies = 2 * (os.cpu_count() or 1)
-    host_tps = sum(r["tokens_per_s"] for r in _train_benches(cfg, repo, copies, 40))
+    host_tps = host_throughput(_train_probes(cfg, copies, 20, start_at=time.time() + 30 + 10 * copies))
     mcfg = load_model_config(cfg.model.preset)
     shapes, bdims = flat_param_shapes(mcfg), param_batch_dims(mcfg)
     table = expected_table(shapes, batch_dims=bdims)
@@ -117,16 +120,15 @@ def calibrate(cfg: RunConfig, repo: str | Path = ".", peers: int = 6) -> StageCo
         store_s = _best(put_get)
     src = f"templar-jax simulate --calibrate ({cfg.model.preset}, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC)"
     v = {
-        "train_tokens_per_s": (bench["tokens_per_s"], f"bench/train_step.py --model {cfg.model.preset} "
-                               f"--batch {cfg.inner.batch} --seq-len {cfg.data.seq_len}"),
-        "train_step_overhead_s": (0.0, "not measured: the bench times the jitted step only"),
+        "train_tokens_per_s": (single, f"{src}: train_probe (train/loop.py run_steps, one process)"),
+        "train_step_overhead_s": (0.0, "included: the probe runs the miner's loop (a host sync per step)"),
         "compress_s_per_param": (compress_s / n, f"{src}: sparseloco update"),
         "encode_s_per_param": (encode_s / n, f"{src}: wire.encode"),
         "decode_s_per_param": (decode_s / n, f"{src}: wire.decode"),
         "aggregate_s_per_param": (agg_s / n / peers, f"{src}: sparseloco.aggregate of {peers} peers"),
         "apply_s": (max(0.0, apply_s), f"{src}: outer step + orbax resume save (async, as the miner)"),
-        "eval_s_per_token": (1.0 / (3.0 * bench["tokens_per_s"]), "forward = 1/3 of a train step (derived)"),
+        "eval_s_per_token": (1.0 / (3.0 * single), "forward = 1/3 of a train step (derived)"),
         "store_request_s": (store_s, f"{src}: file write + read of one payload"),
-        "host_tokens_per_s": (host_tps, f"bench/train_step.py as {copies} processes at once, summed"),
+        "host_tokens_per_s": (host_tps, f"{src}: train_probe as {copies} processes at once"),
     }
     return StageCosts({k: Figure(float(val), FIGURES[k], s, device) for k, (val, s) in v.items()})
