@@ -99,6 +99,14 @@ def test_stragglers_failures_and_churn():
     assert left
 
 
+def test_validator_evaluation_must_fit_the_window():
+    work = Work("m", 10 ** 9, GB, 1000, 10, eval_tokens_per_uid=1000, eval_uids=20)
+    s = summary(simulate(scenario(work=work), costs(eval_s_per_token=0.01)))
+    assert s["validator_eval_s"] == pytest.approx(6 * 1000 * 0.01)  # 6 peers evaluated
+    s = summary(simulate(scenario(work=work, peers=20), costs(eval_s_per_token=0.01)))
+    assert s["validator_eval_s"] == pytest.approx(200.0) and s["bottleneck"] == "validator evaluation"
+
+
 def test_bad_settings_name_the_field():
     with pytest.raises(ScenarioError, match="links.up_bps"):
         scenario(links=Links(up_bps=0, down_bps=1))

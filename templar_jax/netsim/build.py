@@ -36,7 +36,9 @@ def work_from_config(cfg: RunConfig, *, inner_steps: int | None = None) -> Work:
     params, nbytes = payload_size(cfg.model.preset, sl.wire_index_coding, sl.chunk, sl.topk)
     return Work(model=cfg.model.preset, params=params, payload_bytes=nbytes,
                 tokens_per_step=cfg.inner.batch * cfg.data.seq_len,
-                inner_steps=inner_steps or cfg.inner.steps)
+                inner_steps=inner_steps or cfg.inner.steps,
+                eval_tokens_per_uid=4 * cfg.validator.eval_sequences * cfg.data.seq_len,
+                eval_uids=cfg.validator.eval_uids_per_window)
 
 
 def timing_from_config(cfg: RunConfig) -> Timing:

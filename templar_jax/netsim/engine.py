@@ -46,6 +46,7 @@ class SimResult:
     scenario: Scenario
     records: list[PeerWindow]
     gather_sets: list[list[int]]  # per window: the peers whose payloads were aggregated
+    validator_eval_s: float = 0.0  # the validator's Gauntlet forward passes per window
 
 
 def _link_draws(sc: Scenario, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -152,4 +153,6 @@ def simulate(sc: Scenario, costs: StageCosts) -> SimResult:
                 catching[next_peer] = sc.churn.catch_up_windows
                 train_ready[next_peer] = t1
                 next_peer += 1
-    return SimResult(sc, records, gather_sets)
+    evaluated = min(work.eval_uids, sc.peers)
+    eval_s = host_slow * evaluated * work.eval_tokens_per_uid * costs["eval_s_per_token"]
+    return SimResult(sc, records, gather_sets, eval_s)

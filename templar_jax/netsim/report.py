@@ -75,8 +75,10 @@ def summary(res: SimResult, *, skip: int = 1) -> dict:
         "median_inner_steps": med([r.inner_steps for r in rows]),
         "aggregated_tokens_per_window": med(tokens),
         "aggregated_peers_per_window": med([r.gathered for r in ok]),
+        "validator_eval_s": res.validator_eval_s,
         "late_uploads": sum(r.late for r in rows), "gather_timeouts": sum(r.timeouts > 0 for r in rows),
-        "bottleneck": bottleneck(rows, sc.overlap),
+        "bottleneck": ("validator evaluation" if res.validator_eval_s > sc.timing.window_s
+                       else bottleneck(rows, sc.overlap)),
     }
 
 

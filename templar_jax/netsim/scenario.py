@@ -83,6 +83,8 @@ class Work:
     payload_bytes: int
     tokens_per_step: int
     inner_steps: int
+    eval_tokens_per_uid: int = 0  # validator: sequences x length x 4 passes (own/random, before/after)
+    eval_uids: int = 20
 
 
 @dataclasses.dataclass(frozen=True)
