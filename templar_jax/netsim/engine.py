@@ -67,6 +67,7 @@ def simulate(sc: Scenario, costs: StageCosts) -> SimResult:
     up_bps, down_bps = _link_draws(sc, rng, cap)
     straggler = rng.random(cap) < sc.faults.straggler_fraction
     host_slow = costs.host_slowdown(sc.processes_per_host)
+    exchange_slow = costs.host_slowdown(sc.exchange_processes_per_host or sc.processes_per_host)
     step_base = work.tokens_per_step / costs["train_tokens_per_s"] + costs["train_step_overhead_s"]
     prep_base = work.params * (costs["compress_s_per_param"] + costs["encode_s_per_param"])
     parts, request_s = sc.parts(), costs["store_request_s"]
@@ -130,7 +131,7 @@ def simulate(sc: Scenario, costs: StageCosts) -> SimResult:
                 r.timeouts = len(gathered) if one > tm.gather_timeout_s else 0
                 r.download_s = min(one, tm.gather_timeout_s)
             r.gathered = len(gathered) - r.timeouts
-            slow = host_slow * (sc.faults.straggler_slowdown if straggler[p] else 1.0)
+            slow = exchange_slow * (sc.faults.straggler_slowdown if straggler[p] else 1.0)
             per_param = costs["decode_s_per_param"] + costs["aggregate_s_per_param"]
             r.aggregate_s = slow * (work.params * r.gathered * per_param + costs["apply_s"])
             d_end = g_start + r.download_s

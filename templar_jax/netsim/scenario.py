@@ -15,7 +15,8 @@ Assumptions the engine makes (stated once, printed by `templar-jax simulate`):
   "full": they start right after encode; upload and download both run in the background.
 - Processes on one shared host split its measured throughput (`host_tokens_per_s`, the train
   bench run as several processes at once): each runs max(1, n * single / host) times slower
-  than one alone, for training and every other stage (the demo runs 7 processes on 2 cores).
+  than one alone (the demo runs 7 processes on 2 cores): training with `processes_per_host`
+  busy, the exchange (gather, decode, aggregate, apply + save) with `exchange_processes_per_host`.
   The calibration is taken under the machine's load at that time; run it just before the run
   it should predict.
 """
@@ -112,7 +113,8 @@ class Scenario:
     faults: Faults = Faults()
     overlap: Overlap = Overlap.NONE
     validators: int = 1
-    processes_per_host: int = 1
+    processes_per_host: int = 1  # busy while training (miners and the validator's evaluation)
+    exchange_processes_per_host: int | None = None  # busy during gather + aggregate (default: the above)
     seed: int = 0
 
     def __post_init__(self):

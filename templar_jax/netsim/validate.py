@@ -19,7 +19,9 @@ LOCAL_DISK = Links(up_bps=8e9, down_bps=8e9, latency_s=0.0)
 
 
 def demo_scenario(run_dir: str | Path, *, windows: int = 12) -> Scenario:
-    """The demo run in `run_dir` as a scenario: every miner and the validator on this one host."""
+    """The demo run in `run_dir` as a scenario: every miner and the validator on this one host.
+    While miners train, the validator evaluates the previous window (miners + 1 busy); at the
+    gather the miners aggregate and save at once while the validator waits on its reads (miners)."""
     run_dir = Path(run_dir)
     spec = json.loads((run_dir / "run_config.json").read_text())
     cfg = load_run_config(spec["config"], spec.get("overrides", []))
@@ -27,7 +29,8 @@ def demo_scenario(run_dir: str | Path, *, windows: int = 12) -> Scenario:
     if not miners:
         raise FileNotFoundError(f"no miner event logs in {run_dir / 'events'}")
     return scenario_from_config(cfg, links=LOCAL_DISK, peers=miners, windows=windows,
-                                store=Store(egress_bps=8e9), processes_per_host=miners + 1)
+                                store=Store(egress_bps=8e9), processes_per_host=miners + 1,
+                                exchange_processes_per_host=miners)
 
 
 def validate_run(run_dir: str | Path, costs: StageCosts) -> dict:
