@@ -92,7 +92,7 @@ def _run(args: argparse.Namespace) -> int:
                 f" comm {s['median_s']['comm_s']:.1f} s (upload {s['median_s']['upload_s']:.1f},"
                 f" download {s['median_s']['download_s']:.1f}, aggregate {s['median_s']['aggregate_s']:.1f}),"
                 f" payload {s['payload_bytes'] / 1e9:.3g} GB, {s['aggregated_peers_per_window']:g} peers aggregated"
-                f" per window, bottleneck: {s['bottleneck']}")
+                f" per window ({s['aggregated_tokens_per_window'] / 1e6:.3g}M tokens), bottleneck: {s['bottleneck']}")
         if args.model == "covenant-72b":
             line += f"; Covenant published {100 * COVENANT['published_utilization']:.1f}%"
         print(line)
