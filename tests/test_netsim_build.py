@@ -3,14 +3,8 @@
 from templar_jax.config import load_run_config
 from templar_jax.model import flat_param_shapes, load_model_config, param_batch_dims
 from templar_jax.netsim import build
-from templar_jax.neurons import clock
 from templar_jax.wire import encode, expected_table
 from templar_jax.wire.synthetic import random_payload
-
-
-def test_clock_margins_match_the_neurons():
-    assert build.TRAIN_MARGIN_S == clock.TRAIN_MARGIN_S
-    assert build.GATHER_MARGIN_S == clock.GATHER_MARGIN_S
 
 
 def test_payload_bytes_are_a_real_encode():

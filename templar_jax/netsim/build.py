@@ -9,11 +9,7 @@ from functools import lru_cache
 
 from templar_jax.config import RunConfig
 from templar_jax.netsim.scenario import Links, Scenario, Timing, Work
-
-# The neurons' WindowClock margins (neurons/clock.py); copied as data because the simulator
-# never imports the neurons. tests/test_netsim_build.py checks they still agree.
-TRAIN_MARGIN_S = 1.0
-GATHER_MARGIN_S = 0.3
+from templar_jax.protocol.timing import GATHER_MARGIN_S, TRAIN_MARGIN_S
 
 
 @lru_cache(maxsize=16)

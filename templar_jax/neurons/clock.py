@@ -18,10 +18,8 @@ import time
 from typing import NamedTuple
 
 from templar_jax.chain import Chain
+from templar_jax.protocol.timing import GATHER_MARGIN_S, TRAIN_MARGIN_S
 from templar_jax.storage.timing import UploadWindow
-
-TRAIN_MARGIN_S = 1.0  # inner steps stop this long before the window ends (compress + encode)
-GATHER_MARGIN_S = 0.3  # after the upload window closes, so every valid upload is visible
 
 
 class WindowPhases(NamedTuple):
