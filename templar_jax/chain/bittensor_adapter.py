@@ -10,26 +10,14 @@ connection object (`sub`) is owned by `BittensorChain`, which retries and reconn
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from typing import Any, Protocol, Sequence
 
 from templar_jax.chain.errors import ChainTransactionError
+from templar_jax.chain.protocol import Metagraph
 
 _TRANSIENT_TYPES = (ConnectionError, TimeoutError, OSError, EOFError)
 _TRANSIENT_NAME_PARTS = ("connection", "timeout", "websocket", "closed")
-
-
-@dataclasses.dataclass(frozen=True)
-class NeuronRows:
-    """The subnet's neurons at `block`, as plain Python values (one entry per uid)."""
-
-    block: int
-    uids: tuple[int, ...]
-    hotkeys: tuple[str, ...]
-    stake: tuple[float, ...]
-    incentive: tuple[float, ...]
-    validator_permit: tuple[bool, ...]
 
 
 class SdkAdapter(Protocol):
@@ -50,7 +38,7 @@ class SdkAdapter(Protocol):
 
     def block_hash(self, sub: Any, block: int) -> str: ...
 
-    def neurons(self, sub: Any, netuid: int, block: int) -> NeuronRows: ...
+    def neurons(self, sub: Any, netuid: int, block: int) -> Metagraph: ...
 
     def uid(self, sub: Any, hotkey: str, netuid: int) -> int | None: ...
 

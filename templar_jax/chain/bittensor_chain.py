@@ -17,12 +17,13 @@ It never logs secrets: commitment payloads appear in logs only as a byte count, 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import time
 from typing import Any, Callable, Sequence, TypeVar
 
 from templar_jax.chain import validation
-from templar_jax.chain.bittensor_adapter import NeuronRows, SdkAdapter
+from templar_jax.chain.bittensor_adapter import SdkAdapter
 from templar_jax.chain.bittensor_sdk10 import Sdk10Adapter
 from templar_jax.chain.bittensor_sdk11 import Sdk11Adapter
 from templar_jax.chain.errors import (
@@ -222,12 +223,9 @@ class BittensorChain:
         cached = self._metagraph
         if cached is not None and cached.block == block:
             return cached
-        rows: NeuronRows = self._call(
+        rows: Metagraph = self._call(
             "metagraph", lambda s: self.adapter.neurons(s, self.netuid, block))
-        self._metagraph = Metagraph(
-            block=block, uids=rows.uids, hotkeys=rows.hotkeys, stake=rows.stake,
-            incentive=rows.incentive, validator_permit=rows.validator_permit, rule=self.rule,
-        )
+        self._metagraph = dataclasses.replace(rows, block=block, rule=self.rule)
         return self._metagraph
 
     def my_uid(self) -> int:

@@ -12,13 +12,13 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from templar_jax.chain.bittensor_adapter import (
-    NeuronRows,
     check_extrinsic,
     is_transient,
     scalar_int,
     to_unix_seconds,
 )
 from templar_jax.chain.errors import ChainUnavailableError
+from templar_jax.chain.protocol import Metagraph
 
 
 class Sdk10Adapter:
@@ -54,10 +54,10 @@ class Sdk10Adapter:
     def block_hash(self, sub: Any, block: int) -> str:
         return str(sub.get_block_hash(block=block))
 
-    def neurons(self, sub: Any, netuid: int, block: int) -> NeuronRows:
+    def neurons(self, sub: Any, netuid: int, block: int) -> Metagraph:
         mg = sub.metagraph(netuid=netuid, block=block)
         reported = getattr(mg, "block", None)
-        return NeuronRows(
+        return Metagraph(
             block=block if reported is None else scalar_int(reported),
             uids=tuple(int(u) for u in mg.uids),
             hotkeys=tuple(str(h) for h in mg.hotkeys),

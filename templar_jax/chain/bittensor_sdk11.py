@@ -16,12 +16,12 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from templar_jax.chain.bittensor_adapter import (
-    NeuronRows,
     check_extrinsic,
     is_transient,
     to_unix_seconds,
 )
 from templar_jax.chain.errors import ChainTransactionError, ChainUnavailableError
+from templar_jax.chain.protocol import Metagraph
 
 
 class Sdk11Adapter:
@@ -64,12 +64,12 @@ class Sdk11Adapter:
             raise ChainUnavailableError(f"the node has no header for block {block}")
         return str(info.hash)
 
-    def neurons(self, sub: Any, netuid: int, block: int) -> NeuronRows:
+    def neurons(self, sub: Any, netuid: int, block: int) -> Metagraph:
         mg = sub.subnets.metagraph(netuid, block=block, commitments=False)
         if mg is None:
             raise ChainUnavailableError(f"netuid {netuid} does not exist at block {block}")
         neurons = sorted(mg.neurons, key=lambda n: n.uid)
-        return NeuronRows(
+        return Metagraph(
             block=int(mg.block),
             uids=tuple(int(n.uid) for n in neurons),
             hotkeys=tuple(str(n.hotkey) for n in neurons),
