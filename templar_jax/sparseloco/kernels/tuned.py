@@ -10,12 +10,12 @@ full select, one-hot compaction and the one-hot aggregation kernel.
 
 MEASURED_ON = "one NVIDIA H200, 2026-11-27, jax 0.11.2, Triton 3.6.0 (bench/device_check.sh)"
 
-# Compression, DOTS:WARPS:RADIX:COMPACT:SELECT. 23.4 ms per 70B decoder layer (855.7M params),
-# pure JAX 60.3 ms, bitwise equal: `impl="auto"` compresses with the kernel on GPUs.
+# Compression, DOTS:WARPS:RADIX:COMPACT:SELECT: faster than pure JAX and bitwise equal on that
+# device (times in docs/results.md), so `impl="auto"` compresses with the kernel on GPUs.
 GPU_COMPRESS = "bf16:4:1:onehot:full"
 
-# Aggregation, KERNEL:WARPS:TILES:DOTS: what the Pallas path runs. 201 ms for 20 peers against
-# 33.1 ms for pure JAX, so `impl="auto"` aggregates in pure JAX on GPUs until an entry here beats
-# it (then set GPU_AGGREGATE_BEATS_PURE).
+# Aggregation, KERNEL:WARPS:TILES:DOTS: what the Pallas path runs. Slower than pure JAX on that
+# device (docs/results.md), so `impl="auto"` aggregates in pure JAX on GPUs until an entry here
+# beats it (then set GPU_AGGREGATE_BEATS_PURE).
 GPU_AGGREGATE = "onehot:4:1:bf16"
 GPU_AGGREGATE_BEATS_PURE = False
