@@ -1,7 +1,6 @@
 """The measured kernel variants: what every `auto` option of `KernelConfig` runs on NVIDIA GPUs
 (Triton), the fastest ones measured with results equal to the pure-JAX path, and whether
-`impl="auto"` uses the kernels at all. The one place in code that holds measured numbers (their
-history: docs/results.md). Adopting a device run's winner is an edit here: copy the `spec` of
+`impl="auto"` uses the kernels at all (the measured times: docs/results.md). Adopting a device run's winner is an edit here: copy the `spec` of
 bench/compress.py's `best` lines (grammar: kernels/config.py).
 
 CPUs (the interpreter) and TPUs keep the reference forms: one bit per radix-select step, the
