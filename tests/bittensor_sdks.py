@@ -66,6 +66,19 @@ def run_tests_in_venv(generation: int, test_file: str) -> subprocess.CompletedPr
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
+def check_file_in_venv(generation: int, test_file: str) -> None:
+    """Rerun `test_file` in the generation's venv (skip without one); every test there but the
+    one calling this must pass."""
+    import pytest
+
+    if not venv_ready(generation):
+        pytest.skip(f"no bittensor {generation}.x venv: python tests/bittensor_sdks.py {generation}")
+    done = run_tests_in_venv(generation, test_file)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    summary = done.stdout.strip().splitlines()[-1]
+    assert " passed" in summary and "1 skipped" in summary, summary  # only the caller skips there
+
+
 if __name__ == "__main__":
     for gen in [int(a) for a in sys.argv[1:]] or sorted(REQUIREMENTS):
         if venv_ready(gen):
