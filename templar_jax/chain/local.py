@@ -78,6 +78,7 @@ class LocalChain:
         self.blocks_per_window = int(meta["blocks_per_window"])
         self.mode = meta["mode"]
         self.max_uids = int(meta["max_uids"])
+        self._salt: str | None = meta.get(_SALT_KEY)  # None on a chain created before salts: made on first use
         self.settings: dict[str, Any] = {
             k[len(_SETTING_PREFIX):]: json.loads(v)
             for k, v in meta.items() if k.startswith(_SETTING_PREFIX)
@@ -173,8 +174,9 @@ class LocalChain:
         head = self.current_block()
         if not 0 <= block <= head:
             raise BlockNotProducedError(f"block {block} is not produced yet (head {head})")
-        salt = self._store.transact(_block_salt, write=True)
-        digest = hashlib.blake2b(f"{salt}/{block}".encode(), digest_size=32).hexdigest()
+        if self._salt is None:
+            self._salt = self._store.transact(_block_salt, write=True)
+        digest = hashlib.blake2b(f"{self._salt}/{block}".encode(), digest_size=32).hexdigest()
         return "0x" + digest
 
     def window_of(self, block: int) -> int:
