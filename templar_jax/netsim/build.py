@@ -9,7 +9,6 @@ from functools import lru_cache
 
 from templar_jax.config import RunConfig
 from templar_jax.netsim.scenario import Links, Scenario, Timing, Work
-from templar_jax.protocol.timing import GATHER_MARGIN_S, TRAIN_MARGIN_S
 
 
 @lru_cache(maxsize=16)
@@ -40,8 +39,7 @@ def work_from_config(cfg: RunConfig, *, inner_steps: int | None = None) -> Work:
 def timing_from_config(cfg: RunConfig) -> Timing:
     p = cfg.peers
     return Timing(window_s=cfg.run.blocks_per_window * cfg.run.block_time_s, upload_span_s=p.upload_window_s,
-                  gather_timeout_s=p.gather_timeout_s, train_margin_s=TRAIN_MARGIN_S,
-                  gather_margin_s=GATHER_MARGIN_S, gather_peers=p.gather, reserve_peers=p.reserve,
+                  gather_timeout_s=p.gather_timeout_s, gather_peers=p.gather, reserve_peers=p.reserve,
                   refresh_windows=p.refresh_windows)
 
 

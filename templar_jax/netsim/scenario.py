@@ -27,6 +27,8 @@ import dataclasses
 import enum
 import math
 
+from templar_jax.protocol.timing import GATHER_MARGIN_S, TRAIN_MARGIN_S
+
 
 class ScenarioError(ValueError):
     """A scenario setting out of range; the message names it."""
@@ -94,8 +96,8 @@ class Timing:
     window_s: float
     upload_span_s: float
     gather_timeout_s: float
-    train_margin_s: float = 1.0
-    gather_margin_s: float = 0.3
+    train_margin_s: float = TRAIN_MARGIN_S
+    gather_margin_s: float = GATHER_MARGIN_S
     gather_peers: int = 20
     reserve_peers: int = 10
     refresh_windows: int = 2
