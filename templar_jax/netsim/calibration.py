@@ -68,15 +68,6 @@ class StageCosts:
         host = self["host_tokens_per_s"]
         return max(1.0, processes * self["train_tokens_per_s"] / host) if host > 0 else 1.0
 
-    def with_values(self, source: str, device: str, **values: float) -> "StageCosts":
-        """A copy with some figures replaced (each new one named by `source` and `device`)."""
-        figs = dict(self.figures)
-        for name, v in values.items():
-            if name not in FIGURES:
-                raise CalibrationError(f"unknown calibration figure {name!r}")
-            figs[name] = Figure(float(v), FIGURES[name], source, device)
-        return StageCosts(figs)
-
     def to_dict(self) -> dict[str, Any]:
         return {k: dataclasses.asdict(f) for k, f in sorted(self.figures.items())}
 

@@ -9,14 +9,12 @@ from statistics import median
 from templar_jax.events import read_events
 
 
-def miner_windows(events_dir: str | Path, *, skip_null: bool = True) -> list[dict]:
+def miner_windows(events_dir: str | Path) -> list[dict]:
     """The miners' `window` events that trained (null rounds and the compile window left out)."""
     rows = []
     for path in sorted(Path(events_dir).glob("miner-*.jsonl")):
         for ev in read_events(path):
-            if ev.get("event") != "window" or not ev.get("inner_steps"):
-                continue
-            if skip_null and ev.get("null_round"):
+            if ev.get("event") != "window" or not ev.get("inner_steps") or ev.get("null_round"):
                 continue
             rows.append(ev)
     return rows
