@@ -133,29 +133,29 @@ def check_offload(offload) -> frozenset[str]:
     return frozenset(offload)
 
 
+def state_bytes(state: float, moment_bytes: int = FP32) -> dict:
+    """{OFFLOADABLE name: bytes per device} of the states that may wait in host memory;
+    `state` = one fp32 param-shaped tree per device."""
+    return {"window_start_params": state, "error_feedback": state, "optimizer": 2 * state * moment_bytes / FP32}
+
+
 def phase_rows(state: float, offload: frozenset[str], train_extra: dict, payload: float,
                moment_bytes: int = FP32) -> dict:
     """{phase: {row: bytes}} on one device; `state` = one fp32 param-shaped tree per device;
     AdamW's mu and nu take `moment_bytes` per parameter each."""
-    resident = {}
-    if "window_start_params" not in offload:
-        resident["theta0 copy (fp32)"] = state
-    if "error_feedback" not in offload:
-        resident["error feedback (fp32)"] = state
-    moments = {f"adamw mu+nu (2x {'fp32' if moment_bytes == FP32 else 'bf16'})": 2 * state * moment_bytes / FP32}
+    moments = {f"adamw mu+nu (2x {'fp32' if moment_bytes == FP32 else 'bf16'})":
+               state_bytes(state, moment_bytes)["optimizer"]}
     adamw = {} if "optimizer" in offload else moments
-    train = {"params (fp32)": state, "grads (fp32)": state, **moments,
-             **{k: v for k, v in resident.items()}, **train_extra}
+    theta0 = {} if "window_start_params" in offload else {"theta0 copy (fp32)": state}
+    ef = {} if "error_feedback" in offload else {"error feedback (fp32)": state}
+    train = {"params (fp32)": state, "grads (fp32)": state, **moments, **theta0, **ef, **train_extra}
     # the delta is computed from a device copy of theta0 and theta_H; then theta_H is freed
     # and the error feedback comes in (and a new one goes out) beside the delta
-    delta = {"theta0 + theta_H + delta (3x fp32)": 3 * state, **adamw,
-             **{k: v for k, v in resident.items() if k.startswith("error")}}
+    delta = {"theta0 + theta_H + delta (3x fp32)": 3 * state, **adamw, **ef}
     compress = {"delta (fp32)": state, "error feedback in + out (2x fp32)": 2 * state,
                 "compression temporaries (~1x fp32)": state, "payload (int32 + uint8 per value)": payload,
-                **adamw,
-                **{k: v for k, v in resident.items() if k.startswith("theta0")}}
-    outer = {"theta0 + aggregate + new params (3x fp32)": 3 * state, **adamw,
-             **{k: v for k, v in resident.items() if k.startswith("error")}}
+                **adamw, **theta0}
+    outer = {"theta0 + aggregate + new params (3x fp32)": 3 * state, **adamw, **ef}
     return {"train": train, "delta": delta, "compress": compress, "outer": outer}
 
 
@@ -208,15 +208,14 @@ def plan_memory(
     total = phase_bytes[peak]
     devices = math.prod(mesh_shape.values())
     per_host = devices_per_host or min(devices, 8)
-    offloaded = {"window_start_params": state, "error_feedback": state,
-                 "optimizer": 2 * state * moment_bytes / FP32}
+    offloaded = state_bytes(state, moment_bytes)
     host = sum(offloaded[k] for k in offload) * per_host
     return {
         "param_count": param_count(cfg),
         "param_count_untied": param_count(cfg, untied=True),
         "params_per_device": p_elems,
         "mesh": mesh_shape,
-        "devices": math.prod(mesh_shape.values()),
+        "devices": devices,
         "micro_batch": micro_batch,
         "seq_len": seq_len,
         "remat": remat,
