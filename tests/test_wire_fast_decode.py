@@ -18,7 +18,7 @@ from templar_jax.wire.elias_fano_fast import (
     ef_decode_fast,
     fast_path_supported,
 )
-from templar_jax.wire.row_blocks import BLOCK_ROWS, block_bounds
+from templar_jax.wire.row_blocks import BLOCK_ROWS, all_blocks_ok, block_bounds
 from templar_jax.wire.synthetic import random_payload, random_sorted_indices
 
 # Covered by the fast path (the first six) and not (the reference answers for them).
@@ -220,3 +220,34 @@ def test_block_bounds_cover_rows_in_order():
     assert block_bounds(0, 4) == []
     with pytest.raises(ValueError):
         block_bounds(3, 0)
+
+
+def test_blocks_after_a_failure_are_skipped():
+    calls = []
+
+    def fn(start, stop):
+        calls.append(start)
+        return start != 4
+
+    assert all_blocks_ok(fn, 12, block_rows=4) is False
+    assert calls == [0, 4]  # inline: block 8 never runs
+    calls.clear()
+    with ThreadPoolExecutor(1) as pool:  # one worker: blocks run in order
+        assert all_blocks_ok(fn, 12, pool, block_rows=4) is False
+    assert calls == [0, 4]
+    with ThreadPoolExecutor(2) as pool:
+        assert all_blocks_ok(lambda s, e: True, 12, pool, block_rows=4) is True
+        assert all_blocks_ok(fn, 12, pool, block_rows=4) is False
+
+
+def test_a_bad_first_block_still_raises_the_reference_error_of_the_whole_tensor():
+    p = ef_params(4096, 64)
+    code = ef_encode(random_sorted_indices(np.random.default_rng(2), 3 * BLOCK_ROWS, 64, 4096), p)
+    code[3, p.low_bytes] ^= 1  # bit count wrong in block 0
+    code[2 * BLOCK_ROWS + 1, -1] |= 0x80  # a padding bit in block 2: the reference reports this first
+    with pytest.raises(EFDecodeError, match="nonzero padding bits in high part"):
+        ef_decode(code, p)
+    with pytest.raises(EFDecodeError, match="nonzero padding bits in high part"):
+        ef_decode_fast(code, p)
+    with ThreadPoolExecutor(2) as pool, pytest.raises(EFDecodeError, match="nonzero padding bits in high part"):
+        ef_decode_fast(code, p, pool)

@@ -24,10 +24,22 @@ def block_bounds(rows: int, block_rows: int = BLOCK_ROWS) -> list[tuple[int, int
 def all_blocks_ok(
     fn: Callable[[int, int], bool], rows: int, pool: Executor | None = None, block_rows: int = BLOCK_ROWS
 ) -> bool:
-    """fn(start, stop) on every block (on `pool` when given and there is more than one block);
-    True when every call returned True. Every block runs even after a failure (each writes
-    only its own rows, and a failure is rare: a bad payload)."""
+    """fn(start, stop) on the blocks (on `pool` when given and there is more than one block);
+    True when every call returned True. After a call returns False the blocks not yet started
+    are skipped: the caller then discards the output (a bad payload goes to the reference
+    decoder), so decoding the rest would be work done twice."""
     bounds = block_bounds(rows, block_rows)
     if pool is None or len(bounds) < 2:
-        return all([fn(s, e) for s, e in bounds])
-    return all(list(pool.map(lambda b: fn(*b), bounds)))
+        return all(fn(s, e) for s, e in bounds)
+    failed = False  # set by any worker; a stale read only runs one more block
+
+    def run(block: tuple[int, int]) -> bool:
+        nonlocal failed
+        if failed:
+            return False
+        ok = fn(*block)
+        if not ok:
+            failed = True
+        return ok
+
+    return all(list(pool.map(run, bounds)))
