@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from templar_jax.chain import Chain
+from templar_jax.chain import Chain, Metagraph
 from templar_jax.config import RunConfig
 from templar_jax.events import EventLog
 from templar_jax.gauntlet import GauntletConfig, choose_sample_positions
@@ -61,22 +61,24 @@ class NeuronBase:
                  self.cfg.model.preset, self.data.train.n_samples)
 
     # -- network reads --------------------------------------------------------------------
-    def leader_bucket(self) -> tuple[int, Bucket | None]:
-        leader = self.chain.metagraph().leader_uid
+    def leader_bucket(self, graph: Metagraph | None = None) -> tuple[int, Bucket | None]:
+        """(leader uid, its bucket) from `graph` (read from the chain when not given)."""
+        leader = (self.chain.metagraph() if graph is None else graph).leader_uid
         if leader == self.uid:
             return leader, self.bucket
         return leader, self.peers.bucket(leader)
 
-    def peer_view(self) -> tuple[list[int], dict[int, Bucket]]:
+    def peer_view(self, graph: Metagraph | None = None) -> tuple[list[int], dict[int, Bucket]]:
         """(miner uids, every committed bucket) from one read of the chain's commitments.
-        Miners are the uids without stake that committed a bucket (the gather candidates)."""
+        Miners are the uids without stake that committed a bucket (the gather candidates);
+        `graph` is the window's metagraph (read from the chain when not given)."""
         buckets = self.peers.refresh()
-        validators = set(self.chain.metagraph().validator_uids)
+        validators = set((self.chain.metagraph() if graph is None else graph).validator_uids)
         return sorted(u for u in buckets if u not in validators), buckets
 
-    def peer_list(self, window: int, miners: list[int]) -> PeerList:
+    def peer_list(self, window: int, miners: list[int], graph: Metagraph | None = None) -> PeerList:
         """The leader's peer list effective at `window`; before its first one, miners by uid."""
-        _, leader = self.leader_bucket()
+        _, leader = self.leader_bucket(graph)
         peers = read_peer_list(leader, window, self.version) if leader is not None else None
         return peers or default_peer_list(window, miners, self.cfg.peers.gather, self.cfg.peers.reserve)
 

@@ -120,8 +120,9 @@ class Miner(NeuronBase):
 
     def _gather_window(self, window: int) -> Gathered:
         """The payloads every honest neuron aggregates for `window` (peer list + reserves)."""
-        miners, buckets = self.peer_view()
-        peers = self.peer_list(window, miners)
+        graph = self.chain.metagraph()  # one read for the window: validators and leader
+        miners, buckets = self.peer_view(graph)
+        peers = self.peer_list(window, miners, graph)
         return self.gather(window, peers.gather + peers.reserve, peers, buckets)
 
     def step_window(self, state: MinerState, window: int, start: int) -> MinerState:

@@ -183,11 +183,12 @@ class Validator(NeuronBase):
     # -- one window ------------------------------------------------------------------------------
     def process_window(self, theta0, window: int, start: int):
         """Gather every miner, score, apply the outer step, publish and report; the new params."""
-        miners, buckets = self.peer_view()
-        self.state, recycled = observe_hotkeys(self.state, self._hotkeys())
+        graph = self.chain.metagraph()  # one read for the window: validators, hotkeys and leader
+        miners, buckets = self.peer_view(graph)
+        self.state, recycled = observe_hotkeys(self.state, dict(zip(graph.uids, graph.hotkeys)))
         if recycled:
             log.info("window %d: uids %s have a new hotkey; their records start over", window, recycled)
-        gathered = self.gather(window, miners, self.peer_list(window, miners), buckets, keep_raw=True)
+        gathered = self.gather(window, miners, self.peer_list(window, miners, graph), buckets, keep_raw=True)
         if self.is_null_round(window, start):
             # Null rounds carry zeros (identical indices for everyone): nothing to score.
             scoring = Scoring(self.state, [], [])
@@ -205,10 +206,6 @@ class Validator(NeuronBase):
         self._report(ValidatorWindow(window, miners, gathered, scoring, weights, self._heldout_loss(params),
                                      self.model.params_digest(params)))
         return params
-
-    def _hotkeys(self) -> dict[int, str]:
-        graph = self.chain.metagraph()
-        return dict(zip(graph.uids, graph.hotkeys))
 
     def _publish(self, params, window: int, start: int, state, miners, gathered: Gathered):
         """aggregator-W, the peer list, a checkpoint and the weights, each when due."""
