@@ -384,8 +384,8 @@ def main() -> None:
                     help="kernel variants as DOTS:WARPS[:RADIX[:COMPACT[:SELECT]]], "
                          "comma-separated (DOTS auto|f32|bf16: how the exact one-hot matmuls "
                          "run, auto = bf16 on Triton; WARPS: Triton warps per program; RADIX: "
-                         "bits per radix-select step, default 1; COMPACT auto|onehot|scatter; "
-                         "SELECT auto|full|early)")
+                         "bits per radix-select step, default 1; COMPACT onehot|scatter, default "
+                         "onehot; SELECT full|early, default full)")
     ap.add_argument("--stage-variants", type=_variant_list("compress"),
                     default=["auto:4"],
                     help="compression variants (as --variants) to profile by stage: the "
@@ -393,8 +393,8 @@ def main() -> None:
     ap.add_argument("--agg-variants", type=_variant_list("aggregate"),
                     default=["onehot:4:1", "scatter:4:1"],
                     help="aggregation kernel variants as KERNEL:WARPS:TILES[:DOTS] (KERNEL "
-                         "onehot|scatter; TILES: 64x64 chunks per program; DOTS for onehot, "
-                         "default auto)")
+                         "onehot|scatter; TILES: 64x64 chunks per program; DOTS auto|f32|bf16 "
+                         "for onehot, default bf16)")
     ap.add_argument("--only", choices=("compress", "aggregate"), default=None)
     args = ap.parse_args()
     if 8192 % args.scale or 1024 % args.scale or (1024 // args.scale) < 1:
