@@ -50,7 +50,6 @@ class NeuronBase:
     role = "neuron"
 
     def __init__(self, parts: NeuronParts):
-        self.parts = parts
         self.cfg, self.hotkey, self.uid, self.run_dir = parts.cfg, parts.hotkey, parts.uid, Path(parts.run_dir)
         self.chain, self.bucket, self.peers = parts.chain, parts.bucket, parts.peers
         self.data, self.model, self.clock, self.events = parts.data, parts.model, parts.clock, parts.events
