@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 from templar_jax.storage.s3_credentials import S3Credentials
 from templar_jax.storage.errors import StorageError, http_error
-from templar_jax.storage.sigv4 import sign_headers
+from templar_jax.storage.sigv4 import s3_auth_headers, s3_object_url
 
 
 class ObjectInfo(NamedTuple):
@@ -47,12 +47,8 @@ def file_head(root: str, key: str) -> ObjectInfo | None:
 def s3_head(
     endpoint: str, bucket: str, key: str, *, region: str, credentials: S3Credentials | None, timeout: float,
 ) -> ObjectInfo | None:
-    url = f"{endpoint.rstrip('/')}/{quote(bucket, safe='')}/{quote(key, safe='/~')}"
-    headers = {}
-    if credentials is not None:
-        headers = sign_headers("HEAD", url, region=region, access_key_id=credentials.access_key_id,
-                               secret_access_key=credentials.secret_access_key,
-                               session_token=credentials.session_token)
+    url = s3_object_url(endpoint, bucket, key)
+    headers = s3_auth_headers(credentials, "HEAD", url, region=region)
     request = urllib.request.Request(url, method="HEAD", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as resp:

@@ -7,7 +7,6 @@ threads, in parallel per part, with its own timeouts and retries. Create -> uplo
 
 from __future__ import annotations
 
-import hashlib
 import re
 import urllib.error
 import urllib.request
@@ -17,7 +16,7 @@ from xml.sax.saxutils import escape
 
 from templar_jax.storage.errors import StorageError, http_error
 from templar_jax.storage.s3_credentials import S3Credentials
-from templar_jax.storage.sigv4 import sign_headers
+from templar_jax.storage.sigv4 import s3_auth_headers, s3_object_url
 
 
 class S3Object(NamedTuple):
@@ -30,14 +29,10 @@ class S3Object(NamedTuple):
 
 def _request(obj: S3Object, method: str, query: str, body: bytes | memoryview, timeout: float,
              what: str) -> tuple[dict[str, str], bytes]:
-    url = f"{obj.endpoint.rstrip('/')}/{quote(obj.bucket, safe='')}/{quote(obj.key, safe='/~')}?{query}"
+    url = f"{s3_object_url(obj.endpoint, obj.bucket, obj.key)}?{query}"
     # an explicit type: urllib would send form-encoded, and servers may parse the body as a form
-    headers = {"Content-Length": str(len(body)), "Content-Type": "application/octet-stream"}
-    if obj.credentials is not None:
-        c = obj.credentials
-        headers.update(sign_headers(method, url, region=obj.region, access_key_id=c.access_key_id,
-                                    secret_access_key=c.secret_access_key, session_token=c.session_token,
-                                    payload_sha256=hashlib.sha256(body).hexdigest()))
+    headers = {"Content-Length": str(len(body)), "Content-Type": "application/octet-stream",
+               **s3_auth_headers(obj.credentials, method, url, region=obj.region, body=body)}
     request = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as resp:

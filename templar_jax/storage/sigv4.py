@@ -9,9 +9,28 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit
 
+if TYPE_CHECKING:
+    from templar_jax.storage.s3_credentials import S3Credentials
+
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+def s3_object_url(endpoint: str, bucket: str, key: str) -> str:
+    """Path-style URL of one object, URI-encoded once (as S3 signs it)."""
+    return f"{endpoint.rstrip('/')}/{quote(bucket, safe='')}/{quote(key, safe='/~')}"
+
+
+def s3_auth_headers(credentials: S3Credentials | None, method: str, url: str, *, region: str,
+                    body: bytes | memoryview = b"") -> dict[str, str]:
+    """`sign_headers` for `credentials` and `body` ({} for an anonymous request: no hashing)."""
+    if credentials is None:
+        return {}
+    return sign_headers(method, url, region=region, access_key_id=credentials.access_key_id,
+                        secret_access_key=credentials.secret_access_key,
+                        session_token=credentials.session_token, payload_sha256=hashlib.sha256(body).hexdigest())
 
 
 def _hmac(key: bytes, msg: str) -> bytes:
