@@ -40,22 +40,23 @@ class FitReport:
     needs: list[str] = field(default_factory=list)
 
 
-def _plan(cfg, mesh, mb, offload, budget, per_host, seq_len, remat, platform, moment_bytes=FP32):
-    return plan_memory(cfg, mesh, micro_batch=mb, seq_len=seq_len, remat=remat, device_bytes=budget,
-                       platform=platform, offload=offload, devices_per_host=per_host,
-                       moment_bytes=moment_bytes)
+def _host_ok(plan: dict, host_budget: float | None) -> bool:
+    return host_budget is None or plan["host_bytes"] <= host_budget
 
 
-def largest_micro_batch(cfg, mesh, offload, budget, per_host, seq_len, remat, platform,
+def largest_micro_batch(cfg, devices, offload, budget, per_host, seq_len, remat, platform,
                         moment_bytes=FP32) -> tuple[int, dict]:
-    """Largest micro-batch of MICRO_BATCHES whose plan fits `budget` (0 and the mb=1 plan if none)."""
-    best, plan = 0, _plan(cfg, mesh, 1, offload, budget, per_host, seq_len, remat, platform, moment_bytes)
+    """Largest micro-batch of MICRO_BATCHES whose plan (fsdp over `devices`) fits `budget`
+    (0 and the mb=1 plan if none)."""
+    best, plan = 0, None
     for mb in MICRO_BATCHES:
-        p = _plan(cfg, mesh, mb, offload, budget, per_host, seq_len, remat, platform, moment_bytes)
+        p = plan_memory(cfg, {"data": 1, "fsdp": devices, "tensor": 1}, micro_batch=mb, seq_len=seq_len,
+                        remat=remat, device_bytes=budget, platform=platform, offload=offload,
+                        devices_per_host=per_host, moment_bytes=moment_bytes)
         if not p["fits"]:
             break
         best, plan = mb, p
-    return best, plan
+    return best, p if plan is None else plan
 
 
 def fit_report(cfg: ModelConfig, *, devices: int, device_gb: float, host_gb: float | None = None,
@@ -66,13 +67,11 @@ def fit_report(cfg: ModelConfig, *, devices: int, device_gb: float, host_gb: flo
     per_host = devices_per_host or min(devices, 8)
     budget = device_gb * GB * HBM_USABLE_FRACTION
     host_budget = None if host_gb is None else host_gb * GB
-    mesh = {"data": 1, "fsdp": devices, "tensor": 1}
     verdicts = []
     for name, offload in OFFLOAD_SETTINGS.items():
-        mb, plan = largest_micro_batch(cfg, mesh, offload, budget, per_host, seq_len, remat, platform)
-        host_ok = host_budget is None or plan["host_bytes"] <= host_budget
+        mb, plan = largest_micro_batch(cfg, devices, offload, budget, per_host, seq_len, remat, platform)
         verdicts.append(Verdict(name, mb, plan["total_bytes"], plan["peak_phase"], plan["host_bytes"],
-                                mb > 0 and host_ok))
+                                mb > 0 and _host_ok(plan, host_budget)))
     needs = [] if any(v.fits for v in verdicts) else _needs(cfg, devices, per_host, budget, host_budget,
                                                              seq_len, remat, platform)
     return FitReport(devices, budget, host_budget, verdicts, needs)
@@ -80,18 +79,16 @@ def fit_report(cfg: ModelConfig, *, devices: int, device_gb: float, host_gb: flo
 
 def _needs(cfg, devices, per_host, budget, host_budget, seq_len, remat, platform) -> list[str]:
     out = []
-    mesh = {"data": 1, "fsdp": devices, "tensor": 1}
-    mb, plan = largest_micro_batch(cfg, mesh, OFFLOADABLE, budget, per_host, seq_len, remat, platform,
+    mb, plan = largest_micro_batch(cfg, devices, OFFLOADABLE, budget, per_host, seq_len, remat, platform,
                                    moment_bytes=BF16)
-    if mb and (host_budget is None or plan["host_bytes"] <= host_budget):
+    if mb and _host_ok(plan, host_budget):
         out.append(f"bf16 AdamW moments (mu, nu) with every offload on: {plan['total_bytes'] / GB:.1f} GB "
                    f"per device at micro-batch {mb} (the trainer keeps fp32 moments today)")
     for name, offload in (("every offload on", OFFLOADABLE), ("no offload", ())):
         for more in (2, 4, 8, 16):
             n = devices * more
-            mesh = {"data": 1, "fsdp": n, "tensor": 1}
-            mb, plan = largest_micro_batch(cfg, mesh, offload, budget, per_host, seq_len, remat, platform)
-            if mb and (host_budget is None or plan["host_bytes"] <= host_budget):
+            mb, plan = largest_micro_batch(cfg, n, offload, budget, per_host, seq_len, remat, platform)
+            if mb and _host_ok(plan, host_budget):
                 out.append(f"{n} devices (fsdp={n}, {name}): {plan['total_bytes'] / GB:.1f} GB per device "
                            f"at micro-batch {mb}")
                 break
