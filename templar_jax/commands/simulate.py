@@ -28,8 +28,11 @@ def _scenario(args, cfg, overlap):
 
     links = Links(up_bps=mbit(args.up_mbit), down_bps=mbit(args.down_mbit), latency_s=args.latency_s,
                   spread=args.spread)
-    store = Store(egress_bps=args.store_egress_gbit * 1e9, part_size=args.part_mib << 20,
-                  parallel_parts=args.parallel_parts, stamp=StampRule(args.stamp))
+    default = Store()  # the Bucket's TransferConfig
+    store = Store(egress_bps=args.store_egress_gbit * 1e9,
+                  part_size=default.part_size if args.part_mib is None else args.part_mib << 20,
+                  parallel_parts=default.parallel_parts if args.parallel_parts is None else args.parallel_parts,
+                  stamp=StampRule(args.stamp))
     return scenario_from_config(
         cfg, links=links, peers=args.peers, windows=args.windows, store=store, overlap=overlap,
         churn=Churn(args.leave, args.join, args.catch_up_windows),
@@ -121,8 +124,8 @@ def register(subparsers) -> None:
     p.add_argument("--latency-s", type=float, default=0.05)
     p.add_argument("--spread", type=float, default=0.0, help="lognormal sigma of per-peer link rates")
     p.add_argument("--store-egress-gbit", type=float, default=10.0, help="per-bucket egress Gbit/s")
-    p.add_argument("--part-mib", type=int, default=64, help="transfer part size (MiB)")
-    p.add_argument("--parallel-parts", type=int, default=8)
+    p.add_argument("--part-mib", type=int, default=None, help="transfer part size (MiB; default: the Bucket's, 64)")
+    p.add_argument("--parallel-parts", type=int, default=None, help="parts in flight (default: the Bucket's, 8)")
     p.add_argument("--stamp", choices=("completion", "initiation"), default="completion",
                    help="which instant the store stamps on an upload")
     p.add_argument("--overlap", nargs="+", default=["none", "after_upload"],

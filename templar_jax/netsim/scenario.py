@@ -28,6 +28,9 @@ import enum
 import math
 
 from templar_jax.protocol.timing import GATHER_MARGIN_S, TRAIN_MARGIN_S
+from templar_jax.storage.transfer import TransferConfig
+
+_TRANSFER = TransferConfig()  # the Bucket's defaults: 64 MiB parts, 8 in flight (the reference's shape)
 
 
 class ScenarioError(ValueError):
@@ -59,8 +62,8 @@ class Links:
 class Store:
     """Object store: per-bucket egress, request latency, and how the transport splits objects."""
     egress_bps: float = 10e9
-    part_size: int = 64 << 20
-    parallel_parts: int = 8
+    part_size: int = _TRANSFER.part_bytes
+    parallel_parts: int = _TRANSFER.part_concurrency
     stamp: StampRule = StampRule.COMPLETION
 
 
