@@ -3,8 +3,8 @@ window by window on the chain's clock, with the protocol's timing rules, churn, 
 failed uploads and the overlap option; calibrated on this project's own measurements.
 
 It imports the wire size tables, the run config, the protocol's timing constants and the storage
-transfer defaults, never the
-neurons (they model the same protocol and share protocol/timing.py's window margins).
+transfer defaults, never the neurons (they model the same protocol and share protocol/timing.py's
+window margins).
 """
 
 from pathlib import Path
