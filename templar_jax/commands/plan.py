@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 
 
 def register(subparsers) -> None:
@@ -64,7 +65,7 @@ def run(args) -> int:
     try:
         cfg = load_model_config(args.model)
         if args.fit:
-            return _print_fit(console, cfg, args, devices=_devices(parse_mesh_spec(args.mesh)))
+            return _print_fit(console, cfg, args, devices=math.prod(parse_mesh_spec(args.mesh).values()))
         plan = plan_memory(
             cfg, args.mesh, micro_batch=args.micro_batch, seq_len=args.seq_len,
             remat=args.remat, device_gb=args.device_gb, platform=args.platform,
@@ -78,13 +79,6 @@ def run(args) -> int:
         return 0
     _print_plan(console, args, plan)
     return 0
-
-
-def _devices(mesh: dict) -> int:
-    n = 1
-    for v in mesh.values():
-        n *= v
-    return n
 
 
 def _print_plan(console, args, plan: dict) -> None:
