@@ -13,7 +13,7 @@ from templar_jax.netsim.build import payload_size, scenario_from_config, with_in
 from templar_jax.netsim.calibrate import calibrate
 from templar_jax.netsim.calibration import (
     FIGURES, CalibrationError, Figure, StageCosts, costs_from_dict, load_costs, save_costs)
-from templar_jax.netsim.engine import PHASES, PeerWindow, SimResult, simulate
+from templar_jax.netsim.engine import PeerWindow, SimResult, simulate
 from templar_jax.netsim.gantt import gantt_png
 from templar_jax.netsim.measured import compare, measured_summary, miner_windows
 from templar_jax.netsim.report import bottleneck, jsonl, summary, utilization, write_jsonl
@@ -31,7 +31,7 @@ def packaged_calibration(name: str) -> Path:
 
 
 __all__ = [
-    "ASSUMPTIONS", "FIGURES", "PHASES", "CalibrationError", "Churn", "Faults", "Figure", "Links", "Overlap",
+    "ASSUMPTIONS", "FIGURES", "CalibrationError", "Churn", "Faults", "Figure", "Links", "Overlap",
     "PeerWindow", "Scenario", "ScenarioError", "SimResult", "StageCosts", "StampRule", "Store", "Timing", "Work",
     "bottleneck", "calibrate", "compare", "costs_from_dict", "gantt_png", "jsonl", "load_costs", "markdown",
     "mbit", "measured_summary", "miner_windows", "packaged_calibration", "payload_size", "save_costs",

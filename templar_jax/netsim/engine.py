@@ -16,9 +16,6 @@ import numpy as np
 from templar_jax.netsim.calibration import StageCosts
 from templar_jax.netsim.scenario import Overlap, Scenario, StampRule
 
-PHASES = ("train", "prepare", "upload", "download", "aggregate")
-
-
 @dataclasses.dataclass
 class PeerWindow:
     """One peer's window: phase intervals (unix-like seconds from t=0) and what they produced."""
