@@ -16,6 +16,7 @@ import numpy as np
 from templar_jax.netsim.calibration import StageCosts
 from templar_jax.netsim.scenario import Overlap, Scenario, StampRule
 
+
 @dataclasses.dataclass
 class PeerWindow:
     """One peer's window: phase intervals (unix-like seconds from t=0) and what they produced."""
