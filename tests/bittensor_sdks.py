@@ -79,6 +79,21 @@ def check_file_in_venv(generation: int, test_file: str) -> None:
     assert " passed" in summary and "1 skipped" in summary, summary  # only the caller skips there
 
 
+def gate(generation: int, test_file: str):
+    """For a test file of one SDK generation: (is that generation installed here, the skip marker
+    of the tests that need it, the test that reruns `test_file` in its venv when it is not)."""
+    import pytest
+
+    here = installed_generation() == generation
+    needs = pytest.mark.skipif(not here, reason=f"bittensor {generation}.x is not installed here")
+
+    @pytest.mark.skipif(here, reason="runs the file directly here")
+    def test_in_venv():
+        check_file_in_venv(generation, test_file)
+
+    return here, needs, test_in_venv
+
+
 if __name__ == "__main__":
     for gen in [int(a) for a in sys.argv[1:]] or sorted(REQUIREMENTS):
         if venv_ready(gen):

@@ -22,16 +22,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bittensor_sdks  # noqa: E402
 
-HERE_GENERATION = bittensor_sdks.installed_generation()
-needs_10 = pytest.mark.skipif(HERE_GENERATION != 10, reason="bittensor 10.x is not installed here")
+SDK_HERE, needs_10, test_in_the_10x_venv = bittensor_sdks.gate(10, __file__)
 
-
-@pytest.mark.skipif(HERE_GENERATION == 10, reason="runs the file directly here")
-def test_in_the_10x_venv():
-    bittensor_sdks.check_file_in_venv(10, __file__)
-
-
-if HERE_GENERATION == 10:
+if SDK_HERE:
     from bittensor.core.chain_data import AxonInfo, NeuronInfoLite
     from bittensor.core.metagraph import Metagraph as SdkMetagraph
     from bittensor.core.subtensor import Subtensor

@@ -28,16 +28,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bittensor_sdks  # noqa: E402
 
-HERE_GENERATION = bittensor_sdks.installed_generation()
-needs_11 = pytest.mark.skipif(HERE_GENERATION != 11, reason="bittensor 11.x is not installed here")
+SDK_HERE, needs_11, test_in_the_11x_venv = bittensor_sdks.gate(11, __file__)
 
-
-@pytest.mark.skipif(HERE_GENERATION == 11, reason="runs the file directly here")
-def test_in_the_11x_venv():
-    bittensor_sdks.check_file_in_venv(11, __file__)
-
-
-if HERE_GENERATION == 11:
+if SDK_HERE:
     import bittensor as bt
     from bittensor import namespaces
     from bittensor.reads.base import REGISTRY
