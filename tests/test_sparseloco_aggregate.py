@@ -128,24 +128,32 @@ def test_ordered_peer_sums_equal_the_one_scatter_path_bitwise(rule):
     assert np.count_nonzero(got) > 0
 
 
-@pytest.mark.parametrize("path", ["one_scatter", "ordered", "onehot_kernel", "scatter_kernel"])
+PATHS = ["one_scatter", "ordered", "onehot_kernel", "scatter_kernel"]
+
+
+def aggregate_on_path(stacked, valid, path, **kw):
+    """`aggregate_stacked` on one path of PATHS: the pure core with one scatter or in peer
+    order, or a Pallas aggregation kernel (interpret mode)."""
+    from templar_jax.sparseloco import KernelConfig
+    from templar_jax.sparseloco.aggregate import aggregate_stacked
+
+    if path.endswith("kernel"):
+        kernel = KernelConfig(backend="interpret", aggregate=path.split("_")[0], aggregate_tiles=1)
+        return np.asarray(aggregate_stacked(stacked, valid, impl="pallas", kernel=kernel, **kw))
+    return np.asarray(aggregate_stacked(stacked, valid, ordered=path == "ordered", **kw))
+
+
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("rule", ["median_clip", "mean"])
 def test_invalid_and_padding_peers_never_reach_the_result(rule, path):
     """Peers marked invalid (and the padding slots) are dropped from every scatter, whatever
     they hold: an invalid peer whose table decodes to NaN leaves the result bit-identical to
     aggregating the valid peers alone (multiplying it by 0 would have made NaN). The same for
     the Pallas kernels (interpret mode)."""
-    from templar_jax.sparseloco import KernelConfig
-    from templar_jax.sparseloco.aggregate import aggregate_stacked
     from templar_jax.sparseloco.payload import peer_bucket, stack_payloads
 
     def run(st, v):
-        kw = dict(shape=SHAPE, batch_ndim=0, chunk=64, rule=rule)
-        if path.endswith("kernel"):
-            kernel = KernelConfig(backend="interpret", aggregate=path.split("_")[0],
-                                  aggregate_tiles=1)
-            return aggregate_stacked(st, v, impl="pallas", kernel=kernel, **kw)
-        return aggregate_stacked(st, v, ordered=path == "ordered", **kw)
+        return aggregate_on_path(st, v, path, shape=SHAPE, batch_ndim=0, chunk=64, rule=rule)
 
     payloads = peer_payloads(4, seed=11)
     poisoned = payloads[1]._replace(lut=np.full_like(np.asarray(payloads[1].lut), np.nan))
@@ -153,9 +161,9 @@ def test_invalid_and_padding_peers_never_reach_the_result(rule, path):
     stacked = stack_payloads(with_bad, pad_to=peer_bucket(7))  # 8 slots: 4 peers + 4 zero payloads
     valid = np.arange(8) < 4
     valid[1] = False
-    got = np.asarray(run(stacked, valid))
+    got = run(stacked, valid)
     good = [payloads[0], payloads[2], payloads[3]]
-    want = np.asarray(run(stack_payloads(good, pad_to=4), np.arange(4) < 3))
+    want = run(stack_payloads(good, pad_to=4), np.arange(4) < 3)
     assert np.all(np.isfinite(got)) and np.count_nonzero(got) > 0
     np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
 
@@ -172,25 +180,18 @@ def _hostile(p, kind):
 
 
 @pytest.mark.parametrize("kind", ["inf", "norm"])
-@pytest.mark.parametrize("path", ["one_scatter", "ordered", "onehot_kernel", "scatter_kernel"])
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("rule", ["median_clip", "mean"])
 def test_overflow_peer_leaves_the_honest_aggregate_bit_identical(rule, path, kind):
     """Issue 22: one peer whose side values are finite but whose values (or norm) overflow used
     to make its clip factor 0, inf * 0 = NaN, and so skip the tensor for every peer. The core now
     drops that peer: the honest peers' aggregate is bit-identical with and without it, on the
     pure path and both Pallas kernels (interpret mode)."""
-    from templar_jax.sparseloco import KernelConfig
-    from templar_jax.sparseloco.aggregate import aggregate_stacked
     from templar_jax.sparseloco.payload import stack_peers
 
     def run(peers):
-        stacked, valid = stack_peers(peers)
-        kw = dict(shape=shape, batch_ndim=1, chunk=64, rule=rule)
-        if path.endswith("kernel"):
-            kernel = KernelConfig(backend="interpret", aggregate=path.split("_")[0],
-                                  aggregate_tiles=1)
-            return np.asarray(aggregate_stacked(stacked, valid, impl="pallas", kernel=kernel, **kw))
-        return np.asarray(aggregate_stacked(stacked, valid, ordered=path == "ordered", **kw))
+        return aggregate_on_path(*stack_peers(peers), path, shape=shape, batch_ndim=1, chunk=64,
+                                 rule=rule)
 
     shape = (2, 64, 128)  # 2 layers of 2 tiles: small, since the kernels run interpreted
     rng = np.random.default_rng(12)
