@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from templar_jax.neurons.exchange import gather_window, select_contributors
+from templar_jax.protocol.codec import PayloadCodec
 from templar_jax.protocol.leader import PeerList
 from templar_jax.storage.bucket import Bucket
 from templar_jax.storage.keys import gradient_key
@@ -37,8 +38,9 @@ def _payload_bytes(table, uid, window=WINDOW, seed=None):
 
 
 def _gather(table, uids, buckets, upload, keep_raw=False):
-    return gather_window(WINDOW, uids, buckets, upload=upload, version=VERSION, expected=table,
-                         deadline_s=10.0, chunk=64, topk=64, keep_raw=keep_raw)
+    codec = PayloadCodec(table, chunk=64, topk=64, index_coding="elias-fano")
+    return gather_window(WINDOW, uids, buckets, upload=upload, version=VERSION, codec=codec,
+                         deadline_s=10.0, keep_raw=keep_raw)
 
 
 def test_gather_keeps_valid_payloads_and_names_why_others_failed(tmp_path, table):

@@ -86,8 +86,7 @@ class NeuronBase:
         """`uids`' payloads of `window` (upload window from the clock) and who counts by `peers`."""
         t0 = time.time()
         got = gather_window(window, uids, buckets, upload=self.clock.upload_window(window), version=self.version,
-                            expected=self.model.expected, deadline_s=self.cfg.peers.gather_timeout_s,
-                            chunk=self.cfg.sparseloco.chunk, topk=self.cfg.sparseloco.topk, keep_raw=keep_raw)
+                            codec=self.model.codec, deadline_s=self.cfg.peers.gather_timeout_s, keep_raw=keep_raw)
         return Gathered(peers, got, select_contributors(peers, got.valid), time.time() - t0)
 
     def wait_start_window(self, poll_s: float = 0.5, timeout_s: float = 600.0) -> int:

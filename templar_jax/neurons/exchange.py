@@ -12,12 +12,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+from templar_jax.protocol.codec import PayloadCodec
 from templar_jax.protocol.leader import PeerList
 from templar_jax.sparseloco import Payload
 from templar_jax.storage.bucket import Bucket
 from templar_jax.storage.gather import GatherStatus, PeerSource, gather
 from templar_jax.storage.timing import UploadWindow
-from templar_jax.wire import PayloadError, decode, max_payload_bytes
+from templar_jax.wire import PayloadError
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,8 @@ def gather_window(
     *,
     upload: UploadWindow,
     version: str,
-    expected: Any,
+    codec: PayloadCodec,
     deadline_s: float,
-    chunk: int,
-    topk: int,
     keep_raw: bool = False,
 ) -> WindowPayloads:
     """Fetch and validate `uids`' payloads for `window`; only objects the bucket stamped inside
@@ -56,16 +55,14 @@ def gather_window(
             sources.append(PeerSource(uid, buckets[uid]))
         else:
             out.failed[uid] = "no usable bucket commitment"
-    bound = max_payload_bytes(expected, chunk=chunk, topk=topk)
-    outcomes = gather(sources, window, deadline_s, version=version, max_bytes=bound,
+    outcomes = gather(sources, window, deadline_s, version=version, max_bytes=codec.max_bytes,
                       upload_window=upload)
     for oc in outcomes:
         if oc.status is not GatherStatus.OK:
             out.failed[oc.uid] = f"{oc.status.value}: {oc.reason}" if oc.reason else oc.status.value
             continue
         try:
-            payload, _ = decode(oc.data, expected, chunk=chunk, topk=topk,
-                                   expected_meta={"window": window, "uid": oc.uid, "version": version})
+            payload, _ = codec.decode(oc.data, expected_meta={"window": window, "uid": oc.uid, "version": version})
         except PayloadError as err:
             out.failed[oc.uid] = f"invalid: {err}"
             out.invalid.add(oc.uid)

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 import jax
 
 from templar_jax.sparseloco import Payload
-from templar_jax.wire import decode, encode
+from templar_jax.wire import decode, encode, max_payload_bytes
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,11 @@ class PayloadCodec:
     def encode(self, payload: Payload, meta: Mapping[str, Any]) -> bytes:
         return encode(jax.device_get(payload), meta, expected=self.expected, index_coding=self.index_coding,
                       chunk=self.chunk, topk=self.topk)
+
+    @property
+    def max_bytes(self) -> int:
+        """The largest valid payload's size: a download bound."""
+        return max_payload_bytes(self.expected, chunk=self.chunk, topk=self.topk)
 
     def decode(self, data: bytes, *, expected_meta: Mapping[str, Any] | None = None) -> tuple[Payload, dict]:
         """Raises wire.PayloadError (only) for bad bytes or metadata other than `expected_meta`."""
