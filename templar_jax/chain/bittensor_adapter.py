@@ -88,13 +88,3 @@ def to_unix_seconds(value: Any) -> float:
     seconds = float(value)
     return seconds / 1000.0 if seconds > 1e11 else seconds  # Timestamp.Now is in ms
 
-
-def scalar_int(value: Any) -> int:
-    """An int from a Python/NumPy scalar or a one-element array (10.x's `Metagraph.block`)."""
-    ravel = getattr(value, "ravel", None)
-    if callable(ravel):
-        flat = ravel()
-        if len(flat) != 1:
-            raise ValueError(f"expected one value, got {len(flat)}")
-        return int(flat[0])
-    return int(value)

@@ -1,8 +1,8 @@
 """The `SdkAdapter` of bittensor 10.x (>= 10.5): the classic blocking `Subtensor`.
 
 Methods used, all with keyword arguments: get_current_block(), get_timestamp(block=),
-get_block_hash(block=), metagraph(netuid=, block=) (.uids .hotkeys .S .I .validator_permit
-.block), get_uid_for_hotkey_on_subnet(hotkey_ss58=, netuid=), set_commitment(wallet=, netuid=,
+get_block_hash(block=), metagraph(netuid=, block=) (.uids .hotkeys .S .I .validator_permit),
+get_uid_for_hotkey_on_subnet(hotkey_ss58=, netuid=), set_commitment(wallet=, netuid=,
 data=), get_all_commitments(netuid=, block=), set_weights(wallet=, netuid=, uids=, weights=),
 weights(netuid=, block=). 10.x's own wait_for_block has no timeout, so `BittensorChain` polls.
 """
@@ -14,7 +14,6 @@ from typing import Any, Sequence
 from templar_jax.chain.bittensor_adapter import (
     check_extrinsic,
     is_transient,
-    scalar_int,
     to_unix_seconds,
 )
 from templar_jax.chain.errors import ChainUnavailableError
@@ -56,9 +55,8 @@ class Sdk10Adapter:
 
     def neurons(self, sub: Any, netuid: int, block: int) -> Metagraph:
         mg = sub.metagraph(netuid=netuid, block=block)
-        reported = getattr(mg, "block", None)
         return Metagraph(
-            block=block if reported is None else scalar_int(reported),
+            block=block,
             uids=tuple(int(u) for u in mg.uids),
             hotkeys=tuple(str(h) for h in mg.hotkeys),
             stake=tuple(float(s) for s in mg.S),

@@ -70,7 +70,7 @@ class Sdk11Adapter:
             raise ChainUnavailableError(f"netuid {netuid} does not exist at block {block}")
         neurons = sorted(mg.neurons, key=lambda n: n.uid)
         return Metagraph(
-            block=int(mg.block),
+            block=block,
             uids=tuple(int(n.uid) for n in neurons),
             hotkeys=tuple(str(n.hotkey) for n in neurons),
             stake=tuple(float(n.total_stake.amount) for n in neurons),
