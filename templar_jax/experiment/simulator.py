@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from templar_jax.experiment.config import SimConfig
 from templar_jax.experiment.data import ReplicaData
-from templar_jax.model import init_params, load_model_config
+from templar_jax.model import init_params, load_model_config, param_count
 from templar_jax.train.loop import run_steps
 from templar_jax.train.loss import loss_fn
 from templar_jax.train.optimizer import TrainConfig, make_inner_optimizer
@@ -31,7 +30,7 @@ class Simulator:
                                 cosine_steps=max(total_steps - cfg.warmup_steps, 1))
         self.optimizer = make_inner_optimizer(train_cfg)
         self.params0 = init_params(self.model_cfg, cfg.seed)
-        self.numel = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(self.params0))
+        self.numel = param_count(self.model_cfg)
         # not donated: params0 and the round's global params are read again after training
         self.step = make_train_step(self.model_cfg, self.optimizer, pad_id=self.data.pad_id, donate=False)
         self.vstep = jax.jit(jax.vmap(self.step))
