@@ -34,15 +34,16 @@ class NoiseUpload(Upload):
 
     def __init__(self):
         self.rng: np.random.Generator | None = None  # seeded by the miner's uid on first use
+        self.chunk_sizes: dict[str, int] = {}  # of the miner's model, on first use
 
     def prepare(self, miner: MinerView, payload: Payload, meta: dict) -> bytes:
+        model, codec = miner.model, miner.model.codec
         if self.rng is None:
             self.rng = np.random.default_rng(miner.uid)
-        model, codec = miner.model, miner.model.codec
-        chunk_sizes = {name: chunk_geometry(shape[model.batch_dims[name]:], chunk=codec.chunk,
-                                            topk=codec.topk).chunk_size
-                       for name, shape in model.shapes_flat.items()}
-        return codec.encode(noise_payload(jax.device_get(payload), chunk_sizes, self.rng), meta)
+            self.chunk_sizes = {name: chunk_geometry(shape[model.batch_dims[name]:], chunk=codec.chunk,
+                                                     topk=codec.topk).chunk_size
+                                for name, shape in model.shapes_flat.items()}
+        return codec.encode(noise_payload(jax.device_get(payload), self.chunk_sizes, self.rng), meta)
 
 
 class CorruptUpload(Upload):
