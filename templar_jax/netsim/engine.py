@@ -119,7 +119,8 @@ def simulate(sc: Scenario, costs: StageCosts) -> SimResult:
         for p, r in rows.items():
             if r.status == "catching_up":
                 continue
-            up_end = max(t1, t0 + r.compute_s) + r.upload_s
+            prep_end = next(end for name, _, end in r.segments if name == "prepare")
+            up_end = max(t1, prep_end) + r.upload_s  # as the first loop: training may start after t0
             g_start = max(gather_at, up_end if r.uploaded else gather_at)
             if gathered:
                 link, egress = float(down_bps[p] / len(gathered)), store.egress_bps / max(1, readers)
@@ -142,7 +143,7 @@ def simulate(sc: Scenario, costs: StageCosts) -> SimResult:
                 train_ready[p], stall[p] = up_end, r.aggregate_s
             else:
                 r.comm_s = r.aggregate_s
-                train_ready[p], stall[p] = t0 + r.compute_s, r.aggregate_s
+                train_ready[p], stall[p] = prep_end, r.aggregate_s
         records += rows.values()
         # churn after the window: leavers go, joiners start catching up
         alive = [p for p in alive if rng.random() >= sc.churn.leave_per_window]
