@@ -58,9 +58,6 @@ class RunConfig:
         """A copy with `section.key=value` strings applied and checked."""
         return RunConfig.from_dict(apply_overrides(self.to_dict(), overrides), source=source)
 
-    def replace(self, **sections: Any) -> "RunConfig":
-        return dataclasses.replace(self, **sections)
-
 
 def all_keys() -> list[str]:
     """Every dotted key a run config may hold, e.g. 'inner.lr', 'sparseloco.kernel.dots'."""
