@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from templar_jax.data import ShardDataset, ensure_bundled_dataset
+from templar_jax.train.synthetic import markov_rows
 
 
 class ReplicaData:
@@ -46,12 +47,7 @@ class ReplicaData:
         return len(self._train) if self.source == "bundled" else -1
 
     def _markov(self, rng, n: int) -> np.ndarray:
-        out = np.empty((n, self.seq_len), np.uint32)
-        out[:, 0] = rng.integers(0, len(self._succ), size=n)
-        pick = rng.integers(0, self._succ.shape[1], size=(n, self.seq_len))
-        for t in range(1, self.seq_len):
-            out[:, t] = self._succ[out[:, t - 1], pick[:, t]]
-        return out
+        return markov_rows(self._succ, rng, n, self.seq_len)
 
     def replica_batch(self, replica: int, step: int) -> np.ndarray:
         if self.source == "bundled":

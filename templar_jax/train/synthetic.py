@@ -12,6 +12,18 @@ from typing import Iterator
 import numpy as np
 
 
+def markov_rows(successors_VxK: np.ndarray, rng: np.random.Generator, n: int, seq_len: int) -> np.ndarray:
+    """uint32 [n, seq_len]: `n` walks of the chain `successors_VxK` (a uniform start token, then
+    a uniformly picked successor at each position), drawn from `rng`."""
+    vocab_size, branching = successors_VxK.shape
+    out = np.empty((n, seq_len), np.uint32)
+    out[:, 0] = rng.integers(0, vocab_size, size=n)
+    choice_NxL = rng.integers(0, branching, size=(n, seq_len))
+    for t in range(1, seq_len):
+        out[:, t] = successors_VxK[out[:, t - 1], choice_NxL[:, t]]
+    return out
+
+
 def markov_batches(
     vocab_size: int, batch: int, seq_len: int, seed: int = 0, branching: int = 4
 ) -> Iterator[np.ndarray]:
@@ -19,9 +31,4 @@ def markov_batches(
     rng = np.random.default_rng(seed)
     successors_VxK = rng.integers(0, vocab_size, size=(vocab_size, branching))
     while True:
-        out = np.empty((batch, seq_len), np.uint32)
-        out[:, 0] = rng.integers(0, vocab_size, size=batch)
-        choice_BxL = rng.integers(0, branching, size=(batch, seq_len))
-        for t in range(1, seq_len):
-            out[:, t] = successors_VxK[out[:, t - 1], choice_BxL[:, t]]
-        yield out
+        yield markov_rows(successors_VxK, rng, batch, seq_len)
