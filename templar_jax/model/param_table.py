@@ -24,7 +24,6 @@ from templar_jax.model.config import ModelConfig
 from templar_jax.tree import unflatten_params
 
 INIT_STD = 0.02  # LLaMA / HF initializer_range
-INITS = ("normal", "ones")  # normal: INIT_STD * N(0, 1); ones: RMSNorm scales
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +32,7 @@ class ParamSpec:
 
     shape: tuple[int, ...]
     logical_axes: tuple[str, ...]
-    init: str
+    init: str  # "normal": INIT_STD * N(0, 1); "ones": RMSNorm scales
     stacked: bool
 
     @property
