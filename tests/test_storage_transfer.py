@@ -206,12 +206,17 @@ class _CutKv:
 
 
 class _ReplacingKv(_CutKv):
-    """Overwrites the object (same size, other bytes) just before the second part is read."""
+    """Overwrites the object (same size, other bytes) just before the second part is read, once
+    the first part's read is done (else that read may see the new object too)."""
 
     def read(self, key, **kw):
         if len(self.reads) == 1:
+            self._first.result()
             self._kv.write(key, bytes(len(BLOB))).result()
-        return super().read(key, **kw)
+        future = super().read(key, **kw)
+        if len(self.reads) == 1:
+            self._first = future
+        return future
 
 
 def _gcs(gcs_server, config=CONFIG):
