@@ -9,8 +9,8 @@ from jax.sharding import NamedSharding
 from templar_jax.neurons.datasets import open_datasets
 from templar_jax.protocol.global_model import GlobalModel
 from templar_jax.neurons.mesh import neuron_mesh
+from templar_jax.neurons.miner import inner_trainer
 from templar_jax.config import load_run_config
-from templar_jax.train.inner import InnerTrainer
 from templar_jax.sparseloco import sparseloco
 
 
@@ -33,8 +33,7 @@ def test_sharded_neuron_matches_single_device():
     batches = [data.train.samples(np.arange(8) + 8 * i) for i in range(2)]
     out = {}
     for name, model in (("plain", plain), ("sharded", sharded)):
-        trainer = InnerTrainer(model.cfg, settings.inner, accum_steps=settings.inner.accum_steps,
-                               pad_id=data.pad_id, mesh=model.mesh)
+        trainer = inner_trainer(model)
         theta0 = model.init_params()
         trained, _, losses = trainer.run(theta0, trainer.init(theta0), batches)
         out[name] = (model, theta0, trained, losses)

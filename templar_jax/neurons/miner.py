@@ -34,6 +34,7 @@ from templar_jax.neurons.catchup import rebuild_params
 from templar_jax.neurons.common import NeuronBase, NeuronParts
 from templar_jax.neurons.upload import Upload
 from templar_jax.neurons.window_state import Contribution, Gathered, MinerState
+from templar_jax.protocol.global_model import GlobalModel
 from templar_jax.sparseloco import SparseLoCoState, sparseloco
 from templar_jax.storage.errors import StorageError
 from templar_jax.storage.keys import debug_key, gradient_key
@@ -42,6 +43,19 @@ from templar_jax.train.optimizer import at_schedule_step, global_inner_step
 from templar_jax.wire import PayloadError
 
 log = logging.getLogger(__name__)
+
+
+def inner_trainer(model: GlobalModel) -> InnerTrainer:
+    """The miner's inner loop on `model` (its run config's `inner` section); warm-up compiles this one."""
+    inner = model.run_config.inner
+    return InnerTrainer(model.cfg, inner, accum_steps=inner.accum_steps, pad_id=model.pad_id, mesh=model.mesh)
+
+
+def compressor(model: GlobalModel):
+    """The miner's SparseLoCo transform (run config `sparseloco`); warm-up compiles this one."""
+    slc = model.run_config.sparseloco
+    return sparseloco(beta=slc.error_decay, topk=slc.topk, chunk=slc.chunk, batch_dims=model.batch_dims,
+                      impl=slc.impl, kernel=slc.kernel, mesh=model.mesh)
 
 
 class Trained(NamedTuple):
@@ -59,12 +73,7 @@ class Miner(NeuronBase):
         super().__init__(parts)
         cfg = self.cfg
         self.upload = upload or Upload()
-        self.trainer = InnerTrainer(self.model.cfg, cfg.inner, accum_steps=cfg.inner.accum_steps,
-                                    pad_id=self.data.pad_id, mesh=self.model.mesh)
-        self.tx = sparseloco(beta=cfg.sparseloco.error_decay, topk=cfg.sparseloco.topk,
-                             chunk=cfg.sparseloco.chunk, batch_dims=self.model.batch_dims,
-                             impl=cfg.sparseloco.impl, kernel=cfg.sparseloco.kernel,
-                             mesh=self.model.mesh)
+        self.trainer, self.tx = inner_trainer(self.model), compressor(self.model)
         devices = self.model.mesh.devices.flat if self.model.mesh is not None else jax.local_devices()[:1]
         self.offload = StateOffload.from_section(cfg.offload, devices)
         self.resume = (LocalCheckpoints(self._resume_dir(), max_to_keep=2)

@@ -16,9 +16,9 @@ import numpy as np
 
 from templar_jax.neurons.datasets import open_datasets
 from templar_jax.neurons.mesh import neuron_mesh
+from templar_jax.neurons.miner import compressor, inner_trainer
 from templar_jax.config import load_run_config
-from templar_jax.train.inner import InnerTrainer
-from templar_jax.sparseloco import densify, median_norms, sparseloco
+from templar_jax.sparseloco import densify, median_norms
 from templar_jax.sparseloco.payload import peer_bucket
 from templar_jax.protocol.global_model import GlobalModel
 from templar_jax.xla_cache import enable_compilation_cache
@@ -31,14 +31,11 @@ def warm_up(settings, *, max_peers: int, eval_batches: tuple[int, ...]) -> float
     data = open_datasets(settings.data.path, settings.data.seq_len)
     model = GlobalModel(settings, pad_id=data.pad_id, mesh=neuron_mesh(settings.mesh.spec))
     params = model.init_params()
-    trainer = InnerTrainer(model.cfg, settings.inner, accum_steps=settings.inner.accum_steps, pad_id=data.pad_id,
-                           mesh=model.mesh)
+    trainer = inner_trainer(model)
     opt = trainer.init(params)
     batch = data.train.samples(np.arange(settings.inner.batch))
     trained, opt, _ = trainer.run(params, opt, [batch])
-    tx = sparseloco(beta=settings.sparseloco.error_decay, topk=settings.sparseloco.topk, chunk=settings.sparseloco.chunk,
-                    batch_dims=model.batch_dims, impl=settings.sparseloco.impl,
-                    kernel=settings.sparseloco.kernel, mesh=model.mesh)
+    tx = compressor(model)
     ef = tx.init(params)
     delta = jax.tree.map(lambda a, b: a - b, params, trained)
     for null_round in (True, False):
