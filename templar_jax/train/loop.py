@@ -84,8 +84,9 @@ def run_steps(
         t0 = clock()
         device_batch = put_batch(batch)
         params, opt_state, metrics = step(params, opt_state, device_batch)
-        loss = host_mean(metrics["loss"])  # waits for the step: honest timing
-        record = StepRecord(step=len(records), loss=loss, grad_norm=host_mean(metrics["grad_norm"]),
+        # one read of both metrics, which waits for the step: honest timing
+        loss, grad_norm = jax.device_get((metrics["loss"], metrics["grad_norm"]))
+        record = StepRecord(step=len(records), loss=host_mean(loss), grad_norm=host_mean(grad_norm),
                             tokens=target_positions(device_batch), seconds=clock() - t0)
         records.append(record)
         if on_step is not None:
