@@ -69,10 +69,6 @@ class OffloadSection:
         "JAX memory kind of the offloaded state (pinned_host: fast DMA on GPU/TPU)", "pinned_host")
 
     @property
-    def any(self) -> bool:
-        return self.window_start_params or self.error_feedback or self.optimizer
-
-    @property
     def names(self) -> tuple[str, ...]:
         """The offloaded states by the memory planner's names (model.plan.OFFLOADABLE)."""
         return tuple(k for k in ("window_start_params", "error_feedback", "optimizer") if getattr(self, k))
