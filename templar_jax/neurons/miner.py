@@ -83,7 +83,7 @@ class Miner(NeuronBase):
     def _train(self, params, opt_state, window: int) -> Trained:
         inner = self.cfg.inner
         pool = miner_pool(self.uid, window, self.data.train.n_samples, inner.steps, inner.target_batch)
-        rows = trained_indices(pool, inner.steps, inner.batch)
+        rows = self.upload.training_rows(self, window, trained_indices(pool, inner.steps, inner.batch))
         batches = [self.data.train.samples(r) for r in rows]
         params, opt_state, losses = self.trainer.run(params, opt_state, batches,
                                                      deadline=self.clock.train_deadline(window))
