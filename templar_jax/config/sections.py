@@ -156,6 +156,18 @@ class StorageSection:
 
 
 @dataclass(frozen=True)
+class MetricsSection:
+    """What a neuron exports besides its event log (off unless set): a Prometheus/OpenMetrics
+    endpoint and Weights & Biases logging (extra [wandb])."""
+
+    port: int | None = doc("serve metrics at http://HOST:PORT/metrics (0: any free port, written to "
+                           "RUN_DIR/metrics/; unset: no endpoint)", None)
+    host: str = doc("address the metrics endpoint binds to", "127.0.0.1")
+    peak_tflops: float = doc("peak TFLOP/s per device, for the MFU gauge (0: no MFU)", 0.0)
+    wandb_project: str | None = doc("log each event to this Weights & Biases project (unset: off)", None)
+
+
+@dataclass(frozen=True)
 class ChainSection:
     """The chain this run reports to."""
 
