@@ -112,6 +112,10 @@ class SparseLocoSection:
     impl: Literal["auto", "jax", "pallas"] = doc(
         "'auto' (the Pallas compression kernel on GPUs, pure JAX elsewhere), 'jax' or 'pallas'", "auto")
     kernel: KernelConfig = doc("Pallas kernel variant (all 'auto' by default)", default_factory=KernelConfig)
+    overlap: bool = doc(
+        "miners train window W+1 while W's upload and gather run in the background, and apply W's outer "
+        "step when its aggregate arrives, keeping the progress made meanwhile (docs/overlap.md); the "
+        "global model, the validator and catch-up are the same either way", False)
 
     @property
     def aggregation_rule(self) -> str:

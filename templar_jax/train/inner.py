@@ -33,10 +33,13 @@ class InnerTrainer:
     def init(self, params):
         return init_opt_state(self.optimizer, params, self.model_cfg, self.mesh)
 
-    def run(self, theta0, opt_state, batches: Sequence[np.ndarray], *, deadline: float | None = None):
+    def run(self, theta0, opt_state, batches: Sequence[np.ndarray], *, deadline: float | None = None,
+            before_step=None):
         """-> (params, opt_state, losses). theta0 is left untouched: the step donates its inputs,
         so it trains a copy. With a deadline (unix time), stops before a step that would not
-        finish in time, so a slow miner still uploads inside its window instead of missing it."""
+        finish in time, so a slow miner still uploads inside its window instead of missing it.
+        `before_step(params) -> params` runs before each step (run_steps)."""
         params = fresh_device_copy(theta0)  # theta0 may wait in host memory (run config offload)
-        out = run_steps(self.step, params, opt_state, batches, put_batch=int32_batch, deadline=deadline)
+        out = run_steps(self.step, params, opt_state, batches, put_batch=int32_batch, deadline=deadline,
+                        before_step=before_step)
         return out.params, out.opt_state, out.losses

@@ -69,18 +69,23 @@ def run_steps(
     deadline: float | None = None,
     clock: Callable[[], float] = time.time,
     on_step: Callable[[StepRecord], None] | None = None,
+    before_step: Callable[[Any], Any] | None = None,
 ) -> LoopResult:
     """`params, opt_state, metrics = step(params, opt_state, put_batch(b))` for each batch b.
 
     `step` may donate its inputs: pass params you will not read again (a copy of theta0).
     With a deadline (in `clock`'s time), the loop stops before a step that would end after it,
     judged by the previous step's duration; the first step always runs, so a slow trainer still
-    has something to send. `on_step` is called with each step's record as it completes.
+    has something to send. `on_step` is called with each step's record as it completes;
+    `before_step(params)` returns the params the next step trains (the miner's overlapped outer
+    step moves them onto the new global params there; see neurons/overlap.py).
     """
     records: list[StepRecord] = []
     for batch in batches:
         if deadline is not None and records and clock() + records[-1].seconds > deadline:
             return LoopResult(params, opt_state, records, True)
+        if before_step is not None:
+            params = before_step(params)
         t0 = clock()
         device_batch = put_batch(batch)
         params, opt_state, metrics = step(params, opt_state, device_batch)
