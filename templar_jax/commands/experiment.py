@@ -32,6 +32,8 @@ def register(subparsers) -> None:
     c.add_argument("--topk", type=int, default=64, help="values kept per 4096-element chunk")
     c.add_argument("--rule", choices=("median_clip", "mean"), default="median_clip",
                    help="SparseLoCo aggregation rule (SPEC 2.4 or the paper's 1/R mean)")
+    c.add_argument("--overlap-steps", type=int, default=2,
+                   help="sparseloco-overlap: inner steps of round r+1 run before round r's outer step lands")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", type=Path, default=Path("runs/experiment"), help="output folder")
     c.set_defaults(func=_compare)
@@ -49,7 +51,8 @@ def _compare(args) -> int:
     cfg = SimConfig(model=args.model, replicas=args.replicas, inner_steps=args.inner_steps,
                     rounds=args.rounds, batch=args.batch, inner_lr=args.inner_lr,
                     warmup_steps=args.warmup, data=args.data, alpha=args.alpha, beta=args.beta,
-                    topk=args.topk, rule=args.rule, seed=args.seed)
+                    topk=args.topk, rule=args.rule, seed=args.seed,
+                    overlap_steps=args.overlap_steps)
     console = Console()
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("rounds", total=len(methods) * cfg.rounds)

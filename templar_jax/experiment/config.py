@@ -24,3 +24,4 @@ class SimConfig:
     topk: int = 64
     chunk: int = 64
     rule: str = "median_clip"
+    overlap_steps: int = 2       # sparseloco-overlap: inner steps run before the late outer step lands

@@ -7,6 +7,11 @@
 * sparseloco: same inner loop; each replica compresses its pseudo-gradient with error feedback
               (top-64/4096 = 1.56% density, 2-bit), the payloads go through the real wire
               encoder/decoder, aggregation per SPEC 2.4, outer SGD alpha 1.0.
+* sparseloco-overlap: SparseLoCo with overlapped outer steps (docs/overlap.md): round r+1's first
+              `overlap_steps` inner steps run from each replica's end-of-round-r params while the
+              aggregate is in flight; then theta_{r+1} lands, the replicas keep that progress
+              (x <- theta_{r+1} + (x - x_end_r)) and measure round r+1's pseudo-gradient from
+              theta_{r+1}. The global params follow the same rule as sparseloco.
 
 Inner optimizer state persists across rounds. `on_round(method, round, heldout_loss)` reports.
 """
@@ -23,7 +28,7 @@ import optax
 
 from templar_jax import wire
 from templar_jax.experiment.simulator import Simulator
-from templar_jax.sparseloco import aggregate, outer_step, sparseloco
+from templar_jax.sparseloco import aggregate, outer_step, rebase, sparseloco
 from templar_jax.train.loop import run_steps
 
 OnRound = Callable[[str, int, float], None]
@@ -83,7 +88,17 @@ def run_diloco(sim: Simulator, on_round: OnRound) -> MethodResult:
     return method_result("diloco", sim, losses, bytes_per_round=4 * sim.numel)
 
 
-def run_sparseloco(sim: Simulator, on_round: OnRound) -> MethodResult:
+def overlapped_round(sim: Simulator, theta, x_end, opt_states, round_index: int, overlap_steps: int):
+    """One round whose first `overlap_steps` vmapped steps run from the replicas' previous ends
+    `x_end` before the global params `theta` arrive (then rebased onto them)."""
+    batches = [sim.data.stacked(s) for s in sim.round_steps(round_index)]
+    early = run_steps(sim.vstep, x_end, opt_states, batches[:overlap_steps])
+    late = run_steps(sim.vstep, rebase(theta, early.params, x_end), early.opt_state, batches[overlap_steps:])
+    return late.params, late.opt_state
+
+
+def run_sparseloco(sim: Simulator, on_round: OnRound, *, overlap_steps: int = 0,
+                   name: str = "sparseloco") -> MethodResult:
     cfg = sim.cfg
     tx = sparseloco(beta=cfg.beta, topk=cfg.topk, chunk=cfg.chunk)
     params = sim.params0
@@ -92,8 +107,12 @@ def run_sparseloco(sim: Simulator, on_round: OnRound) -> MethodResult:
     pseudo_grad = jax.jit(lambda p, s, i: jax.tree.map(lambda a, b: a - b[i], p, s))
     table = wire.expected_table(params)
     losses, sizes = [], []
+    x_end = None  # overlap: the replicas' params at the end of the previous round
     for r in range(cfg.rounds):
-        stacked, opt_states = sim.inner_round(params, opt_states, r)
+        if x_end is None:
+            stacked, opt_states = sim.inner_round(params, opt_states, r)
+        else:
+            stacked, opt_states = overlapped_round(sim, params, x_end, opt_states, r, overlap_steps)
         received = []
         for i in range(cfg.replicas):
             payload, ef_states[i] = tx.update(pseudo_grad(params, stacked, i), ef_states[i])
@@ -104,11 +123,18 @@ def run_sparseloco(sim: Simulator, on_round: OnRound) -> MethodResult:
             received.append(wire.decode(blob, table, chunk=cfg.chunk, topk=cfg.topk)[0])
         agg = aggregate(received, params, rule=cfg.rule, chunk=cfg.chunk)
         params = outer_step(params, agg, alpha=cfg.alpha)
+        if overlap_steps > 0:
+            x_end = stacked
         losses.append(sim.evaluate(params))
-        on_round("sparseloco", r, losses[-1])
-    return method_result("sparseloco", sim, losses, bytes_per_round=int(np.mean(sizes)))
+        on_round(name, r, losses[-1])
+    return method_result(name, sim, losses, bytes_per_round=int(np.mean(sizes)))
+
+
+def run_sparseloco_overlap(sim: Simulator, on_round: OnRound) -> MethodResult:
+    return run_sparseloco(sim, on_round, overlap_steps=sim.cfg.overlap_steps, name="sparseloco-overlap")
 
 
 RUNNERS: dict[str, Callable[[Simulator, OnRound], MethodResult]] = {
-    "adamw": run_adamw, "diloco": run_diloco, "sparseloco": run_sparseloco}
+    "adamw": run_adamw, "diloco": run_diloco, "sparseloco": run_sparseloco,
+    "sparseloco-overlap": run_sparseloco_overlap}
 METHODS = tuple(RUNNERS)

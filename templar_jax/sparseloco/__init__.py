@@ -10,6 +10,7 @@ from templar_jax.sparseloco.dispatch import IMPLS, resolve_impl
 from templar_jax.sparseloco.geometry import (
     ChunkGeometry, CompressionConfigError, chunk_geometry, split, tensor_geometry)
 from templar_jax.sparseloco.kernels.config import KernelConfig, KernelConfigError
+from templar_jax.sparseloco.overlap import rebase
 from templar_jax.sparseloco.payload import Payload, TensorPayload, peer_bucket
 from templar_jax.sparseloco.rules import RULES, AggregationError
 from templar_jax.sparseloco.sharded import ShardPlan, plan_shards
@@ -25,5 +26,5 @@ __all__ = [
     "aggregate_tensor_sharded", "batch_dims_from_names", "chunk_geometry", "compress_tensor",
     "decompress_tensor", "densify", "ef_compress_tensor", "median_norms", "null_payload",
     "outer_optimizer", "outer_step", "payload_bytes_reference", "payload_norms", "peer_bucket",
-    "plan_shards", "resolve_impl", "sparseloco", "split", "tensor_geometry",
+    "plan_shards", "rebase", "resolve_impl", "sparseloco", "split", "tensor_geometry",
 ]
