@@ -80,17 +80,18 @@ class Miner(NeuronBase):
                        if cfg.run.resume_interval_windows > 0 else None)
 
     # -- one window ---------------------------------------------------------------------
-    def _train(self, params, opt_state, window: int) -> Trained:
+    def _train(self, params, opt_state, window: int, start: int) -> Trained:
         inner = self.cfg.inner
-        pool = miner_pool(self.uid, window, self.data.train.n_samples, inner.steps, inner.target_batch)
+        train = self.data.train_at(window - start)  # the shard schedule's samples at this global step
+        pool = miner_pool(self.uid, window, train.n_samples, inner.steps, inner.target_batch)
         rows = self.upload.training_rows(self, window, trained_indices(pool, inner.steps, inner.batch))
-        batches = [self.data.train.samples(r) for r in rows]
+        batches = [train.samples(r) for r in rows]
         params, opt_state, losses = self.trainer.run(params, opt_state, batches,
                                                      deadline=self.clock.train_deadline(window))
         if len(losses) < len(batches):
             log.warning("window %d: trained %d of %d inner steps before the upload deadline", window,
                         len(losses), len(batches))
-        return Trained(params, opt_state, losses, sample_digest(self.data.train.ids(pool)), len(pool))
+        return Trained(params, opt_state, losses, sample_digest(train.ids(pool)), len(pool))
 
     def _contribute(self, state: MinerState, window: int, start: int) -> tuple[MinerState, Contribution]:
         """Train, compress and encode during `window`; upload once `window + 1` begins.
@@ -99,7 +100,7 @@ class Miner(NeuronBase):
         theta0 = state.params
         # the lr schedule follows the run's global inner step, whatever this miner trained before
         opt_state = at_schedule_step(to_device(state.opt_state), global_inner_step(window, start, self.cfg.inner.steps))
-        trained = self._train(theta0, opt_state, window)
+        trained = self._train(theta0, opt_state, window, start)
         opt_state = self.offload.optimizer(trained.opt_state)  # off the device before compression
         delta = jax.tree.map(lambda a, b: a - b, to_device(theta0), trained.params)
         trained = trained._replace(params=None)  # theta_H's buffers free up once delta exists
