@@ -51,8 +51,8 @@ def test_transfer_config_rejects_bad_values():
         TransferConfig(part_bytes=MiB)  # below S3's minimum part size
     with pytest.raises(ValueError, match="part_concurrency"):
         TransferConfig(part_concurrency=0)
-    with pytest.raises(ValueError, match="min_rate_Bps"):
-        TransferConfig(min_rate_Bps=0)
+    with pytest.raises(ValueError, match="min_rate_bytes_per_s"):
+        TransferConfig(min_rate_bytes_per_s=0)
 
 
 def test_parts_run_in_parallel_up_to_the_bound_and_keep_order():
@@ -150,7 +150,7 @@ def test_s3_persistent_cuts_fail_typed_and_leave_no_object(s3_server, fault_prox
 
 def test_request_timeout_grows_with_the_bytes_it_moves(s3_server, fault_proxy):
     proxy = fault_proxy(s3_server.endpoint)
-    slow_rate = TransferConfig(part_bytes=5 * MiB, threshold_bytes=5 * MiB, min_rate_Bps=2e6)  # 5 MiB: 2.6 s
+    slow_rate = TransferConfig(part_bytes=5 * MiB, threshold_bytes=5 * MiB, min_rate_bytes_per_s=2e6)  # 5 MiB: 2.6 s
     bucket = _s3(s3_server, proxy.endpoint, BucketConfig(request_timeout_s=1.0, retries=0, transfer=slow_rate))
     blob = BLOB[:10 * MiB]  # two parts of 5 MiB
     bucket.put("big", blob)

@@ -79,8 +79,10 @@ def run_config_docs() -> str:
         out += _table(own) + [""]
         nested = {f.key.rsplit(".", 1)[0] for f in fields if f.key.count(".") > 1}
         for sub in sorted(nested):
-            sub_cls = typing.get_type_hints(cls)[sub.split(".")[1]]
+            sub_cls = cls
+            for name in sub.split(".")[1:]:  # a section nested in a nested section too
+                sub_cls = typing.get_type_hints(sub_cls)[name]
             out += [f"### `{sub}` (optional)", "", f"`{sub_cls.__module__}.{sub_cls.__qualname__}`: "
                     + inspect.getdoc(sub_cls).split("\n\n")[0].replace("\n", " "), ""]
-            out += _table([f for f in fields if f.key.startswith(sub + ".")]) + [""]
+            out += _table([f for f in fields if f.key.rsplit(".", 1)[0] == sub]) + [""]
     return "\n".join(out).rstrip() + "\n"

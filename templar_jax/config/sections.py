@@ -5,7 +5,8 @@ aggregation rule's library name, the wire's index code name) are properties, not
 Where a wing owns the type, the section is that type: `inner` extends
 `templar_jax.train.optimizer.TrainConfig`, `validator` extends
 `templar_jax.gauntlet.config.GauntletConfig`, `sparseloco.kernel` is
-`templar_jax.sparseloco.kernels.config.KernelConfig`.
+`templar_jax.sparseloco.kernels.config.KernelConfig`, `storage.client` is
+`templar_jax.storage.bucket.BucketConfig` (with `storage.client.transfer` its `TransferConfig`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Literal, Mapping
 from templar_jax.config.typed import doc
 from templar_jax.gauntlet.config import GauntletConfig
 from templar_jax.sparseloco.kernels.config import KernelConfig
+from templar_jax.storage.bucket import BucketConfig
 from templar_jax.train.optimizer import TrainConfig
 
 # run-config name of an aggregation rule -> rule name in templar_jax.sparseloco.aggregate
@@ -137,6 +139,14 @@ class PeersSection:
     refresh_windows: int = doc("windows between peer-list publications")
     upload_window_s: float = doc("accepted upload span after the first block of W+1")
     gather_timeout_s: float = doc("per-peer download timeout")
+    gather_in_flight: int = doc("peers downloaded and checked at once (a validator holds at most this many "
+                                "undecoded payloads in memory)", 32)
+    decode_workers: int = doc("threads decoding one payload's indices and codes (same result for any count)", 1)
+
+    def __post_init__(self):
+        for key in ("gather_in_flight", "decode_workers"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"peers.{key} must be >= 1, got {getattr(self, key)}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,6 +167,8 @@ class StorageSection:
     endpoint: str | None = doc("s3:// only: endpoint URL (R2: https://ACCOUNT_ID.r2.cloudflarestorage.com)", None)
     write_credentials_file: str | None = doc("local JSON file with write credentials (never published)", None)
     read_credentials_file: str | None = doc("local JSON file with the read credentials committed on chain", None)
+    client: BucketConfig = doc("requests to every bucket this neuron opens: concurrency, timeouts, retries "
+                               "and large objects in parts", default_factory=BucketConfig)
 
 
 @dataclass(frozen=True)

@@ -42,12 +42,12 @@ def build_parts(cfg: RunConfig, *, role: str, hotkey: str, run_dir: str | Path,
     storage = cfg.storage
     bucket, access = open_my_bucket(storage.bucket, endpoint=storage.endpoint,
                                     write_credentials_file=storage.write_credentials_file,
-                                    read_credentials_file=storage.read_credentials_file)
+                                    read_credentials_file=storage.read_credentials_file, config=storage.client)
     publish_access(chain, access)
     data = open_datasets(cfg.data.path, cfg.data.seq_len)
     model = GlobalModel(cfg, pad_id=data.pad_id, mesh=neuron_mesh(cfg.mesh.spec))
     return NeuronParts(cfg=cfg, hotkey=hotkey, uid=uid, run_dir=run_dir, chain=chain, bucket=bucket,
-                       peers=PeerDirectory(chain), data=data, model=model,
+                       peers=PeerDirectory(chain, storage.client), data=data, model=model,
                        clock=WindowClock(chain, upload_span_s=cfg.peers.upload_window_s),
                        events=EventLog(run_dir, role, uid))
 

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from templar_jax.chain import Chain, ValidatorRule
-from templar_jax.storage.bucket import Bucket
+from templar_jax.storage.bucket import Bucket, BucketConfig
 from templar_jax.storage.credentials import (
     BucketAccess,
     CommitmentError,
@@ -69,16 +69,17 @@ def load_credentials(path: str | None, env_prefix: str) -> S3Credentials | None:
 
 
 def open_my_bucket(url: str, *, endpoint: str | None = None, write_credentials_file: str | None = None,
-                   read_credentials_file: str | None = None) -> tuple[Bucket, BucketAccess]:
+                   read_credentials_file: str | None = None,
+                   config: BucketConfig | None = None) -> tuple[Bucket, BucketAccess]:
     """My bucket for writing, and the read access to publish. Write credentials stay in this
-    process; the read credentials are what goes on chain."""
+    process; the read credentials are what goes on chain. `config`: run config storage.client."""
     s3 = url.startswith("s3://")
     write = load_credentials(write_credentials_file, "TEMPLAR_S3_") if s3 else None
     read = load_credentials(read_credentials_file, "TEMPLAR_S3_READ_") if s3 else None
     if url.startswith("file://"):
         Path(url[len("file://"):]).mkdir(parents=True, exist_ok=True)
     region = "auto" if endpoint and "r2.cloudflarestorage.com" in endpoint else None
-    bucket = Bucket.open(url, write, endpoint=endpoint, region=region)
+    bucket = Bucket.open(url, write, endpoint=endpoint, region=region, config=config)
     return bucket, BucketAccess(url, endpoint=endpoint, region=region, credentials=read)
 
 
@@ -93,10 +94,12 @@ def publish_access(chain: Chain, access: BucketAccess) -> None:
 
 class PeerDirectory:
     """uid -> opened read-only Bucket, from the chain's commitments; refreshed on demand and
-    cached per commitment so a changed commitment reopens the bucket."""
+    cached per commitment so a changed commitment reopens the bucket. Every bucket is opened
+    with `config` (run config storage.client)."""
 
-    def __init__(self, chain: Chain):
+    def __init__(self, chain: Chain, config: BucketConfig | None = None):
         self.chain = chain
+        self.config = config
         self._open: dict[int, tuple[str, Bucket]] = {}
 
     def refresh(self) -> dict[int, Bucket]:
@@ -107,7 +110,7 @@ class PeerDirectory:
                 out[uid] = cached[1]
                 continue
             try:
-                bucket = decode_commitment(text).open()
+                bucket = decode_commitment(text).open(config=self.config)
             except (CommitmentError, ValueError) as err:
                 log.warning("uid %d: unusable commitment skipped (%s)", uid, err)
                 continue

@@ -18,6 +18,7 @@ class PayloadCodec:
     chunk: int
     topk: int
     index_coding: str  # wire name: 'elias-fano' or 'twelve-bit'
+    workers: int = 1  # threads decoding one payload (run config peers.decode_workers; same result)
 
     def encode(self, payload: Payload, meta: Mapping[str, Any]) -> bytes:
         return encode(jax.device_get(payload), meta, expected=self.expected, index_coding=self.index_coding,
@@ -30,4 +31,5 @@ class PayloadCodec:
 
     def decode(self, data: bytes, *, expected_meta: Mapping[str, Any] | None = None) -> tuple[Payload, dict]:
         """Raises wire.PayloadError (only) for bad bytes or metadata other than `expected_meta`."""
-        return decode(data, self.expected, chunk=self.chunk, topk=self.topk, expected_meta=expected_meta)
+        return decode(data, self.expected, chunk=self.chunk, topk=self.topk, expected_meta=expected_meta,
+                      workers=self.workers)

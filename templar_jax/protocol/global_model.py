@@ -41,7 +41,8 @@ class GlobalModel:
         self.batch_dims = param_batch_dims(self.cfg)
         self.expected = expected_table(self.shapes_flat, batch_dims=self.batch_dims)
         slc = run_config.sparseloco
-        self.codec = PayloadCodec(self.expected, chunk=slc.chunk, topk=slc.topk, index_coding=slc.wire_index_coding)
+        self.codec = PayloadCodec(self.expected, chunk=slc.chunk, topk=slc.topk, index_coding=slc.wire_index_coding,
+                                  workers=run_config.peers.decode_workers)
         cfg = self.cfg
         self._loss = jax.jit(lambda p, t: loss_fn(p, t, cfg, pad_id, mesh)[0])
         self.shardings = param_shardings(cfg, mesh) if mesh is not None else None

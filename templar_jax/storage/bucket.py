@@ -58,12 +58,32 @@ PARTS_PREFIX = "_parts/"
 
 @dataclass(frozen=True)
 class BucketConfig:
+    """How a neuron talks to every bucket it opens (its own and the peers').
+
+    max_concurrency: requests in flight per bucket (parts included)
+    request_timeout_s: seconds one request may take at least (larger ones get more, see transfer.min_rate_bytes_per_s)
+    retries: extra attempts after the first on transient errors (per part for objects moved in parts)
+    backoff_initial_s: first wait before a retry (doubles each time, with jitter)
+    backoff_max_s: longest wait between retries
+    """
+
     max_concurrency: int = 16
     request_timeout_s: float = 30.0  # the floor; a request of n bytes gets transfer.timeout_s(n, this)
     retries: int = 3  # extra attempts after the first, on transient errors only (per part for large objects)
     backoff_initial_s: float = 0.1
     backoff_max_s: float = 2.0
     transfer: TransferConfig = TransferConfig()
+
+    def __post_init__(self):
+        if self.max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {self.max_concurrency}")
+        if self.request_timeout_s <= 0:
+            raise ValueError(f"request_timeout_s must be > 0, got {self.request_timeout_s}")
+        if self.retries < 0:
+            raise ValueError(f"retries must be >= 0, got {self.retries}")
+        if self.backoff_initial_s < 0 or self.backoff_max_s < 0:
+            raise ValueError(f"backoff_initial_s and backoff_max_s must be >= 0, got "
+                             f"{self.backoff_initial_s} and {self.backoff_max_s}")
 
 
 def _classify(op: str, key: str, err: Exception) -> StorageError:

@@ -25,12 +25,18 @@ S3_MIN_PART_BYTES = 5 * MiB  # S3 and R2 refuse smaller parts (all but the last)
 @dataclass(frozen=True)
 class TransferConfig:
     """How objects at or above `threshold_bytes` move on gs:// and s3:// (file and memory
-    buckets read and write whole objects)."""
+    buckets read and write whole objects).
+
+    part_bytes: bytes per part of a large upload or ranged download (S3's minimum: 5 MiB)
+    threshold_bytes: objects of at least this many bytes move in parts
+    part_concurrency: parts of one object in flight (also bounded by the bucket's max_concurrency)
+    min_rate_bytes_per_s: slowest accepted rate: a request of n bytes may take max(request_timeout_s, n / this) seconds
+    """
 
     part_bytes: int = 64 * MiB
     threshold_bytes: int = 64 * MiB
     part_concurrency: int = 8  # parts of one object in flight (also bounded by the Bucket's max_concurrency)
-    min_rate_Bps: float = 25e6  # a request of n bytes may take max(request_timeout_s, n / min_rate_Bps)
+    min_rate_bytes_per_s: float = 25e6  # a request of n bytes may take max(request_timeout_s, n / min_rate_bytes_per_s)
 
     def __post_init__(self):
         if self.part_bytes < S3_MIN_PART_BYTES:
@@ -39,12 +45,12 @@ class TransferConfig:
             raise ValueError(f"threshold_bytes must be >= 1, got {self.threshold_bytes}")
         if self.part_concurrency < 1:
             raise ValueError(f"part_concurrency must be >= 1, got {self.part_concurrency}")
-        if self.min_rate_Bps <= 0:
-            raise ValueError(f"min_rate_Bps must be > 0, got {self.min_rate_Bps}")
+        if self.min_rate_bytes_per_s <= 0:
+            raise ValueError(f"min_rate_bytes_per_s must be > 0, got {self.min_rate_bytes_per_s}")
 
     def timeout_s(self, nbytes: int, floor_s: float) -> float:
         """Seconds one request moving `nbytes` may take: grows with size above the floor."""
-        return max(floor_s, nbytes / self.min_rate_Bps)
+        return max(floor_s, nbytes / self.min_rate_bytes_per_s)
 
     def in_parts(self, nbytes: int) -> bool:
         return nbytes >= self.threshold_bytes
