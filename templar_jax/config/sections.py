@@ -80,8 +80,16 @@ class OffloadSection:
 class DataSection:
     """The training data."""
 
-    path: str = doc("'bundled', or a folder or bucket URL holding train_*.npy + sample_ids_*.npy shards")
+    path: str = doc("'bundled', a folder, file://PATH, gs://BUCKET/PREFIX or s3://BUCKET/PREFIX holding "
+                    "train_*.npy + sample_ids_*.npy shards and manifest.json (or train/ + heldout/ sets)")
     seq_len: int = doc("tokens per sequence")
+    outer_steps_per_shard: int = doc("shard schedule: the shard active at global outer step s is "
+                                     "(s // this) % n_shards, the same on every peer; 0: all shards at once", 0)
+    cache_dir: str | None = doc("gs:// / s3:// only: local folder caching the downloaded shards "
+                                "(default: the templar-jax cache root's data/ folder)", None)
+    endpoint: str | None = doc("s3:// only: endpoint URL (R2: https://ACCOUNT_ID.r2.cloudflarestorage.com)", None)
+    credentials_file: str | None = doc("s3:// only: local JSON file with read keys (else TEMPLAR_S3_DATA_* "
+                                       "variables; none: anonymous)", None)
 
 
 @dataclass(frozen=True, kw_only=True)

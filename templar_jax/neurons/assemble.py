@@ -44,7 +44,7 @@ def build_parts(cfg: RunConfig, *, role: str, hotkey: str, run_dir: str | Path,
                                     write_credentials_file=storage.write_credentials_file,
                                     read_credentials_file=storage.read_credentials_file, config=storage.client)
     publish_access(chain, access)
-    data = open_datasets(cfg.data.path, cfg.data.seq_len)
+    data = open_datasets(cfg.data)
     model = GlobalModel(cfg, pad_id=data.pad_id, mesh=neuron_mesh(cfg.mesh.spec))
     return NeuronParts(cfg=cfg, hotkey=hotkey, uid=uid, run_dir=run_dir, chain=chain, bucket=bucket,
                        peers=PeerDirectory(chain, storage.client), data=data, model=model,
