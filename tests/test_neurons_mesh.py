@@ -27,7 +27,7 @@ def test_mesh_spec_resolution():
 
 def test_sharded_neuron_matches_single_device():
     settings = load_run_config("demo", ["model.overrides={dtype: float32}", "inner.steps=2"])
-    data = open_datasets(settings.data.path, settings.data.seq_len)
+    data = open_datasets(settings.data)
     plain = GlobalModel(settings, pad_id=data.pad_id)
     sharded = GlobalModel(settings, pad_id=data.pad_id, mesh=neuron_mesh("data=2,fsdp=2,tensor=2"))
     batches = [data.train.samples(np.arange(8) + 8 * i) for i in range(2)]

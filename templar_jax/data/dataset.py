@@ -118,6 +118,40 @@ class ShardDataset:
         ds.cache = cache
         return ds
 
+    def shard_view(self, position: int) -> "ShardDataset":
+        """The samples of one shard (by `position` in ascending shard order) as a dataset of
+        their own, numbered from 0. Views share this dataset's opened shards and cache, and
+        there is one view per position."""
+        if not 0 <= position < self.n_shards:
+            raise DataError(f"shard position {position} out of range [0, {self.n_shards})")
+        with self._lock:
+            view = self._views.get(position)
+            if view is None:
+                count = int(self._offsets[position + 1] - self._offsets[position])
+                view = ShardDataset.__new__(ShardDataset)
+                view._setup(self.seq_len, [self.shard_indices[position]], [count],
+                            lambda _i: self._shard(position), check_ids=self.check_ids)
+                if self.cache is not None:
+                    view.cache = self.cache
+                self._views[position] = view
+        return view
+
+    def prefetch_shard(self, position: int) -> None:
+        """Start downloading the shard at `position` in the background (remote sets only)."""
+        if self.cache is not None:
+            self.cache.prefetch(train_name(self.shard_indices[position]))
+
+    def release_shard(self, position: int) -> None:
+        """Forget the opened shard at `position` and, for a remote set, delete its cached token
+        file (it is downloaded again if needed later)."""
+        with self._lock:
+            self._open.pop(position, None)
+            view = self._views.get(position)
+            if view is not None:
+                view._open.clear()
+        if self.cache is not None:
+            self.cache.evict(train_name(self.shard_indices[position]))
+
     def _setup(self, seq_len: int, indices: list[int], counts: list[int], opener: ShardOpener, *,
                check_ids: bool) -> None:
         self.seq_len = seq_len
@@ -127,7 +161,9 @@ class ShardDataset:
         self._open: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._lock = threading.Lock()
         self._sample_ids: np.ndarray | None = None
+        self._views: dict[int, ShardDataset] = {}
         self.check_ids = check_ids
+        self.cache: ShardCache | None = None  # set for a remote set (`from_source`)
 
     @property
     def n_samples(self) -> int:
@@ -157,7 +193,7 @@ class ShardDataset:
         if self._sample_ids is None:
             parts = []
             for k, i in enumerate(self.shard_indices):
-                if hasattr(self, "cache"):  # remote: ids are local already; tokens need not be
+                if self.cache is not None:  # remote: ids are local already; tokens need not be
                     arr = load_array(self.cache.cache_dir / sample_ids_name(i), SAMPLE_ID_DTYPE)
                 else:
                     arr = self._shard(k)[1]

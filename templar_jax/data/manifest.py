@@ -1,8 +1,8 @@
 """`manifest.json`: what a shard set contains, with sizes and sha256 of every file.
 
 prepare-data writes it; readers check local files against it (sizes always, sha256 on download
-or on request), so a truncated, corrupted or substituted file is a clear `DataError`, never a
-silent wrong sample. JSON layout (version 1):
+or on request), so a truncated, corrupted or substituted file is a clear `HashMismatch` (and a
+bad manifest a `ManifestError`; both are `DataError`s), never a silent wrong sample. JSON layout (version 1):
 
     {"format": "templar-jax-shards", "version": 1, "seq_len": 128, "token_dtype": "uint32",
      "eos_id": 0, "vocab_size": 4096, "n_tokens": 4096, "n_samples": 32,
@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from templar_jax.data.errors import DataError
+from templar_jax.data.errors import HashMismatch, ManifestError
 from templar_jax.data.format import sample_ids_name, train_name
 
 MANIFEST_NAME = "manifest.json"
@@ -71,48 +71,48 @@ def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
 def _int(doc: dict, key: str, where: str, minimum: int = 0) -> int:
     v = doc.get(key)
     if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-        raise DataError(f"{where}: '{key}' must be an integer >= {minimum}, got {v!r}")
+        raise ManifestError(f"{where}: '{key}' must be an integer >= {minimum}, got {v!r}")
     return v
 
 
 def parse_manifest(data: bytes | str) -> Manifest:
-    """Parse and validate manifest JSON; any structural problem is a `DataError`."""
+    """Parse and validate manifest JSON; any structural problem is a `ManifestError`."""
     try:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
-        raise DataError(f"{MANIFEST_NAME}: not valid JSON ({e})") from None
+        raise ManifestError(f"{MANIFEST_NAME}: not valid JSON ({e})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
-        raise DataError(f"{MANIFEST_NAME}: not a {FORMAT_NAME} manifest")
+        raise ManifestError(f"{MANIFEST_NAME}: not a {FORMAT_NAME} manifest")
     if doc.get("version") != FORMAT_VERSION:
-        raise DataError(f"{MANIFEST_NAME}: unsupported version {doc.get('version')!r}")
+        raise ManifestError(f"{MANIFEST_NAME}: unsupported version {doc.get('version')!r}")
     if doc.get("token_dtype", "uint32") != "uint32":
-        raise DataError(f"{MANIFEST_NAME}: token_dtype {doc.get('token_dtype')!r} is not uint32")
+        raise ManifestError(f"{MANIFEST_NAME}: token_dtype {doc.get('token_dtype')!r} is not uint32")
     seq_len = _int(doc, "seq_len", MANIFEST_NAME, 1)
     files_doc = doc.get("files")
     if not isinstance(files_doc, dict):
-        raise DataError(f"{MANIFEST_NAME}: 'files' must be an object")
+        raise ManifestError(f"{MANIFEST_NAME}: 'files' must be an object")
     files = {}
     for name, entry in files_doc.items():
         if not isinstance(entry, dict) or "/" in name or "\\" in name or name.startswith("."):
-            raise DataError(f"{MANIFEST_NAME}: bad file entry {name!r}")
+            raise ManifestError(f"{MANIFEST_NAME}: bad file entry {name!r}")
         sha = entry.get("sha256")
         if not isinstance(sha, str) or len(sha) != 64:
-            raise DataError(f"{MANIFEST_NAME}: file {name!r} has no valid sha256")
+            raise ManifestError(f"{MANIFEST_NAME}: file {name!r} has no valid sha256")
         files[name] = FileEntry(_int(entry, "size", name), sha)
     shards_doc = doc.get("shards")
     if not isinstance(shards_doc, list) or not shards_doc:
-        raise DataError(f"{MANIFEST_NAME}: 'shards' must be a non-empty list")
+        raise ManifestError(f"{MANIFEST_NAME}: 'shards' must be a non-empty list")
     shards = []
     for s in shards_doc:
         if not isinstance(s, dict):
-            raise DataError(f"{MANIFEST_NAME}: bad shard entry {s!r}")
+            raise ManifestError(f"{MANIFEST_NAME}: bad shard entry {s!r}")
         idx, n = _int(s, "index", "shard entry"), _int(s, "n_samples", "shard entry", 1)
         for name in (train_name(idx), sample_ids_name(idx)):
             if name not in files:
-                raise DataError(f"{MANIFEST_NAME}: shard {idx} lists no entry for {name}")
+                raise ManifestError(f"{MANIFEST_NAME}: shard {idx} lists no entry for {name}")
         shards.append((idx, n))
     if [i for i, _ in shards] != sorted({i for i, _ in shards}):
-        raise DataError(f"{MANIFEST_NAME}: shard indices must be unique and ascending")
+        raise ManifestError(f"{MANIFEST_NAME}: shard indices must be unique and ascending")
     eos, vocab = doc.get("eos_id"), doc.get("vocab_size")
     return Manifest(seq_len, tuple(shards), files,
                     eos if isinstance(eos, int) else None, vocab if isinstance(vocab, int) else None)
@@ -145,13 +145,13 @@ def write_manifest(folder: str | Path, manifest: Manifest) -> Path:
 
 
 def check_file(path: str | Path, entry: FileEntry, *, verify_hash: bool) -> None:
-    """Raise `DataError` unless the file has the manifest's size (and sha256 if asked)."""
+    """Raise `HashMismatch` unless the file has the manifest's size (and sha256 if asked)."""
     path = Path(path)
     if not path.exists():
-        raise DataError(f"{path.name}: listed in {MANIFEST_NAME} but missing")
+        raise HashMismatch(f"{path.name}: listed in {MANIFEST_NAME} but missing")
     size = path.stat().st_size
     if size != entry.size:
-        raise DataError(f"{path.name}: size {size} != {entry.size} in {MANIFEST_NAME} "
+        raise HashMismatch(f"{path.name}: size {size} != {entry.size} in {MANIFEST_NAME} "
                         f"({'truncated' if size < entry.size else 'too long'})")
     if verify_hash and (digest := file_sha256(path)) != entry.sha256:
-        raise DataError(f"{path.name}: sha256 {digest[:16]}... != {entry.sha256[:16]}... in {MANIFEST_NAME}")
+        raise HashMismatch(f"{path.name}: sha256 {digest[:16]}... != {entry.sha256[:16]}... in {MANIFEST_NAME}")

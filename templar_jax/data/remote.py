@@ -6,22 +6,37 @@ A source is anything with the storage wing's method names (`templar_jax.storage.
     get_range(key, start, end) -> bytes    optional; bytes [start, end), end exclusive
 Files land in `cache_dir` under their manifest name. A download first goes to `NAME.partial`;
 with `get_range` an interrupted download resumes from the partial file's length. A finished
-file is accepted only if its size and sha256 match `manifest.json` (else `DataError`).
+file is accepted only if its size and sha256 match `manifest.json` (else `HashMismatch`); a
+resumed download that fails the check is redone once from byte 0. A `NAME.lock` file (flock)
+keeps two processes sharing one cache folder from writing the same partial file.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import fcntl
 import logging
 import os
 import threading
 from pathlib import Path
 from typing import Any, Protocol
 
-from templar_jax.data.errors import DataError
+from templar_jax.data.errors import DataError, HashMismatch, ManifestError, ShardFetchError
 from templar_jax.data.manifest import MANIFEST_NAME, Manifest, check_file, file_sha256, parse_manifest
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path):
+    """An exclusive advisory lock (flock) held for the block: one downloader per file."""
+    with open(path, "a+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 class ShardSource(Protocol):
@@ -65,9 +80,9 @@ class ShardCache:
             try:
                 data = self.source.get(self.key(MANIFEST_NAME))
             except Exception as e:  # storage errors vary by backend; name the object
-                raise DataError(f"{self.key(MANIFEST_NAME)}: cannot fetch manifest ({e})") from e
+                raise ShardFetchError(f"{self.key(MANIFEST_NAME)}: cannot fetch manifest ({e})") from e
             if data is None:
-                raise DataError(f"{self.key(MANIFEST_NAME)}: manifest not found")
+                raise ManifestError(f"{self.key(MANIFEST_NAME)}: manifest not found")
             self._manifest = parse_manifest(data)
             (self.cache_dir / MANIFEST_NAME).write_bytes(data)
         return self._manifest
@@ -109,7 +124,11 @@ class ShardCache:
     def _ensure(self, name: str) -> Path:
         entry = self.manifest().files.get(name)
         if entry is None:
-            raise DataError(f"{name}: not listed in {MANIFEST_NAME}")
+            raise ManifestError(f"{name}: not listed in {MANIFEST_NAME}")
+        with file_lock(self.cache_dir / (name + ".lock")):  # other processes sharing this cache
+            return self._ensure_locked(name, entry)
+
+    def _ensure_locked(self, name: str, entry) -> Path:
         final = self.cache_dir / name
         if final.exists() and final.stat().st_size == entry.size:
             if name in self._verified or file_sha256(final) == entry.sha256:
@@ -117,16 +136,34 @@ class ShardCache:
                 return final
             log.warning("%s: cached copy fails sha256, downloading again", name)
             final.unlink()
-        self._download(name, entry.size)
         partial = self.cache_dir / (name + ".partial")
+        resumed = partial.exists() and partial.stat().st_size > 0
+        self._download(name, entry.size)
         try:
             check_file(partial, entry, verify_hash=True)
         except DataError:
             partial.unlink(missing_ok=True)
-            raise
+            if not resumed:
+                raise
+            # the kept prefix itself may have been bad: one more try from byte 0
+            log.warning("%s: resumed download fails its check, downloading it whole", name)
+            self._download(name, entry.size)
+            try:
+                check_file(partial, entry, verify_hash=True)
+            except DataError:
+                partial.unlink(missing_ok=True)
+                raise
         os.replace(partial, final)
         self._verified.add(name)
         return final
+
+    def evict(self, name: str) -> None:
+        """Delete the cached copy of `name` (a shard the schedule has left behind)."""
+        with file_lock(self.cache_dir / (name + ".lock")):
+            (self.cache_dir / name).unlink(missing_ok=True)
+            self._verified.discard(name)
+        with self._lock:
+            self._futures.pop(name, None)
 
     def _download(self, name: str, size: int) -> None:
         key = self.key(name)
@@ -140,15 +177,15 @@ class ShardCache:
         except DataError:
             raise
         except Exception as e:  # backend errors vary; the partial file stays for a resume
-            raise DataError(f"{key}: download failed at byte "
+            raise ShardFetchError(f"{key}: download failed at byte "
                             f"{partial.stat().st_size if partial.exists() else 0} of {size} ({e!r})") from e
 
     def _transfer(self, key: str, partial: Path, have: int, size: int, ranged: bool) -> None:
         remote_size = _size_of(self.source.head(key))
         if remote_size is None:
-            raise DataError(f"{key}: listed in {MANIFEST_NAME} but missing from the source")
+            raise ShardFetchError(f"{key}: listed in {MANIFEST_NAME} but missing from the source")
         if remote_size != size:
-            raise DataError(f"{key}: source has {remote_size} bytes, {MANIFEST_NAME} says {size}")
+            raise HashMismatch(f"{key}: source has {remote_size} bytes, {MANIFEST_NAME} says {size}")
         if have:
             log.info("%s: resuming download at byte %d of %d", partial.name, have, size)
         with open(partial, "ab" if have else "wb") as f:
@@ -160,6 +197,6 @@ class ShardCache:
                 # Trim to the asked length: tolerates backends whose `end` is inclusive.
                 block = self.source.get_range(key, have, end)[: end - have]
                 if not block:
-                    raise DataError(f"{key}: empty read at byte {have} of {size}")
+                    raise ShardFetchError(f"{key}: empty read at byte {have} of {size}")
                 f.write(block)
                 have += len(block)

@@ -93,8 +93,9 @@ class Validator(NeuronBase):
         return start
 
     # -- evaluation ------------------------------------------------------------------------------
-    def _tokens(self, idx) -> np.ndarray:
-        return self.data.train.samples(np.asarray(idx))
+    @staticmethod
+    def _tokens(train, idx) -> np.ndarray:
+        return train.samples(np.asarray(idx))
 
     def eval_draw(self, window: int) -> EvalDraw:
         """The window's evaluation seed, from a block stamped at or after the close of its upload
@@ -109,7 +110,7 @@ class Validator(NeuronBase):
                 return draw(self.eval_secret, window, block, self.chain.block_hash(block), self.validator_seed)
 
     def _evaluate(self, theta0, window: int, uids, gathered: Gathered, rand_tokens, loss_rand_before,
-                  val_sample, seed: int) -> tuple[list[Evaluation], list[int], list[int], dict[int, float]]:
+                  val_sample, seed: int, train) -> tuple[list[Evaluation], list[int], list[int], dict[int, float]]:
         s = self.cfg
         got, contributors = gathered.payloads, gathered.contributors
         evaluations, missing, invalid, behind = [], [], [], {}
@@ -125,8 +126,8 @@ class Validator(NeuronBase):
                 continue
             update = self._densify(got.valid[uid], theta0, clip)
             theta_u = jax.tree.map(lambda p, u: p - step * u, theta0, update)
-            own = self._tokens(validator_own_indices(
-                uid, window, self.data.train.n_samples, s.inner.steps, s.inner.target_batch,
+            own = self._tokens(train, validator_own_indices(
+                uid, window, train.n_samples, s.inner.steps, s.inner.target_batch,
                 s.inner.batch, validator_seed=seed, n=s.validator.eval_sequences))
             x = self._steps_behind(uid, window, val_sample)
             if x is not None:
@@ -155,18 +156,18 @@ class Validator(NeuronBase):
             return None  # no debug object: keep its last sync score
         return steps_behind(val_sample, miner_sample, np.asarray(ema), self.gauntlet_cfg)
 
-    def _score(self, theta0, window: int, miners: list[int], gathered: Gathered) -> Scoring:
+    def _score(self, theta0, window: int, miners: list[int], gathered: Gathered, train) -> Scoring:
         """Gauntlet for one window: evaluations, copy detection, slashing, inactivity."""
         s, cfg = self.cfg, self.gauntlet_cfg
         got, contributors = gathered.payloads, gathered.contributors
         val_sample = sample_params(flatten_params(theta0), self.sample_positions)
         seed = self.eval_draw(window)
         eval_uids = select_eval_uids(self.state, miners, window, cfg, seed=seed.seed)
-        rand_tokens = self._tokens(validator_random_indices(
-            window, self.data.train.n_samples, validator_seed=seed.seed, n=s.validator.eval_sequences))
+        rand_tokens = self._tokens(train, validator_random_indices(
+            window, train.n_samples, validator_seed=seed.seed, n=s.validator.eval_sequences))
         loss_rand_before = self.model.loss(theta0, rand_tokens)
         evaluations, missing, invalid, behind = self._evaluate(
-            theta0, window, eval_uids, gathered, rand_tokens, loss_rand_before, val_sample, seed.seed)
+            theta0, window, eval_uids, gathered, rand_tokens, loss_rand_before, val_sample, seed.seed, train)
         state = score_window(self.state.with_draw(seed), window, evaluations, cfg, missing=missing, invalid=invalid)
         uploads = {u: got.valid[u] for u in got.valid}
         verdicts = detect_copies(uploads, got.stored_at, cfg)
@@ -193,7 +194,8 @@ class Validator(NeuronBase):
             # Null rounds carry zeros (identical indices for everyone): nothing to score.
             scoring = Scoring(self.state, [], [])
         else:
-            scoring = self._score(theta0, window, miners, gathered)
+            # the samples the miners trained on at this global step (the shard schedule's)
+            scoring = self._score(theta0, window, miners, gathered, self.data.train_at(window - start))
         state = dataclasses.replace(scoring.state, window=max(scoring.state.window, window))  # resume point
         scoring = dataclasses.replace(scoring, state=state)
 

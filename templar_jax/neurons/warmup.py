@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 def warm_up(settings, *, max_peers: int, eval_batches: tuple[int, ...]) -> float:
     t0 = time.time()
-    data = open_datasets(settings.data.path, settings.data.seq_len)
+    data = open_datasets(settings.data)
     model = GlobalModel(settings, pad_id=data.pad_id, mesh=neuron_mesh(settings.mesh.spec))
     params = model.init_params()
     trainer = inner_trainer(model)
