@@ -104,7 +104,9 @@ def run_sparseloco(sim: Simulator, on_round: OnRound, *, overlap_steps: int = 0,
     params = sim.params0
     ef_states = [tx.init(params) for _ in range(cfg.replicas)]
     opt_states = jax.jit(jax.vmap(sim.optimizer.init))(sim.replicate(params))
-    pseudo_grad = jax.jit(lambda p, s, i: jax.tree.map(lambda a, b: a - b[i], p, s))
+    # alpha_in_ef: the reference adds alpha * delta to the error feedback and steps alpha again
+    scale = cfg.alpha if cfg.alpha_in_ef else 1.0
+    pseudo_grad = jax.jit(lambda p, s, i: jax.tree.map(lambda a, b: scale * (a - b[i]), p, s))
     table = wire.expected_table(params)
     losses, sizes = [], []
     x_end = None  # overlap: the replicas' params at the end of the previous round

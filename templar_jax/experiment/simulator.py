@@ -27,7 +27,7 @@ class Simulator:
                                 n_eval=cfg.n_eval, seed=cfg.seed)
         total_steps = cfg.inner_steps * cfg.rounds
         train_cfg = TrainConfig(lr=cfg.inner_lr, warmup_steps=cfg.warmup_steps,
-                                cosine_steps=max(total_steps - cfg.warmup_steps, 1))
+                                cosine_steps=cfg.cosine_steps or max(total_steps - cfg.warmup_steps, 1))
         self.optimizer = make_inner_optimizer(train_cfg)
         self.params0 = init_params(self.model_cfg, cfg.seed)
         self.numel = param_count(self.model_cfg)
