@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from templar_jax.chain import Chain, Metagraph
 from templar_jax.config import RunConfig
 from templar_jax.events import EventLog
 from templar_jax.gauntlet import GauntletConfig, choose_sample_positions
+from templar_jax.multihost import SoloAgreement, solo
+from templar_jax.neurons.agreed_gather import agreed_gather
 from templar_jax.neurons.clock import WindowClock
 from templar_jax.neurons.datasets import DataSets
 from templar_jax.neurons.exchange import gather_window, select_contributors
@@ -39,6 +41,8 @@ class NeuronParts:
     model: GlobalModel
     clock: WindowClock
     events: EventLog
+    # one process: decisions made here; several (`templar_jax.multihost`): made on process 0
+    agreement: SoloAgreement = field(default_factory=solo)
 
 
 def gauntlet_config(cfg: RunConfig) -> GauntletConfig:
@@ -53,6 +57,7 @@ class NeuronBase:
         self.cfg, self.hotkey, self.uid, self.run_dir = parts.cfg, parts.hotkey, parts.uid, Path(parts.run_dir)
         self.chain, self.bucket, self.peers = parts.chain, parts.bucket, parts.peers
         self.data, self.model, self.clock, self.events = parts.data, parts.model, parts.clock, parts.events
+        self.agreement = parts.agreement
         self.version = self.cfg.run.version
         self.gauntlet_cfg = gauntlet_config(self.cfg)
         self.sample_positions = choose_sample_positions(self.model.shapes_flat, self.gauntlet_cfg)
@@ -85,11 +90,19 @@ class NeuronBase:
                keep_raw: bool = False) -> Gathered:
         """`uids`' payloads of `window` (upload window from the clock) and who counts by `peers`."""
         t0 = time.time()
-        got = gather_window(window, uids, buckets, upload=self.clock.upload_window(window), version=self.version,
-                            codec=self.model.codec, deadline_s=self.cfg.peers.gather_timeout_s, keep_raw=keep_raw)
+        upload = self.clock.upload_window(window)
+        got = agreed_gather(
+            self.agreement, window,
+            lambda raw: gather_window(window, uids, buckets, upload=upload, version=self.version, codec=self.model.codec,
+                                      deadline_s=self.cfg.peers.gather_timeout_s, keep_raw=raw),
+            codec=self.model.codec, version=self.version, keep_raw=keep_raw)
         return Gathered(peers, got, select_contributors(peers, got.valid), time.time() - t0)
 
     def wait_start_window(self, poll_s: float = 0.5, timeout_s: float = 600.0) -> int:
+        """The leader's start window (one decision for all processes of this neuron)."""
+        return int(self.agreement.value("start window", lambda: self._poll_start_window(poll_s, timeout_s)))
+
+    def _poll_start_window(self, poll_s: float, timeout_s: float) -> int:
         deadline = time.time() + timeout_s
         while time.time() < deadline:
             _, leader = self.leader_bucket()

@@ -1,0 +1,158 @@
+"""Decisions made once on process 0 and handed to every process of a neuron.
+
+Every process calls `value(label, fn)` / `blob(label, fn)` in the same order (the neuron's code
+is the same on all of them and every input it branches on is agreed), so the n-th call on each
+process names the same decision. Process 0 runs `fn` and publishes the result (or the exception
+it raised) in jax.distributed's key-value store under the call's sequence number; the others
+wait for it. Inside `fn` (process 0 only) further agreements are plain calls, so a wrapper may
+agree on a whole operation whose parts are agreed wrappers themselves.
+
+Results travel as JSON (`value`) or bytes (`blob`, split into parts); an exception is re-raised
+on every process as the same class where that class takes one message, else as MultihostError.
+Process 0 deletes a decision `keep` calls later: a process that far behind is broken anyway
+(its wait then fails with a clear error instead of reading a stale value).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import threading
+import time
+from typing import Any, Callable, TypeVar
+
+from templar_jax.multihost.errors import MultihostError
+
+T = TypeVar("T")
+
+PART_BYTES = 4 << 20  # key-value messages stay well below gRPC's default limit
+PREFIX = "templar/agree"
+
+
+class SoloAgreement:
+    """One process: every decision is simply made here."""
+
+    leader = True
+    multiprocess = False
+    process_index = 0
+    phase = "start"
+
+    def value(self, label: str, fn: Callable[[], T]) -> T:
+        self.phase = label
+        return fn()
+
+    blob = value
+
+    def leader_only(self, label: str, fn: Callable[[], Any]) -> None:
+        self.phase = label
+        fn()
+
+    def now(self) -> float:
+        return time.time()
+
+    def set_phase(self, phase: str) -> None:
+        self.phase = phase
+
+
+def solo() -> SoloAgreement:
+    return SoloAgreement()
+
+
+class Agreement(SoloAgreement):
+    """Process 0 decides, the others receive (see the module docstring)."""
+
+    multiprocess = True
+
+    def __init__(self, client, process_index: int, *, wait_s: float = 7 * 86400.0, keep: int = 4096):
+        self.client, self.process_index = client, int(process_index)
+        self.leader = self.process_index == 0
+        self.wait_ms = int(wait_s * 1000)
+        self.keep = keep
+        self.seq = 0
+        self.phase = "start"
+        self._inside = threading.local()
+        self._parts: dict[int, int] = {}
+
+    def set_phase(self, phase: str) -> None:
+        self.phase = phase
+
+    # -- the public decisions ------------------------------------------------------------
+    def value(self, label: str, fn: Callable[[], T]) -> T:
+        """fn()'s JSON-able result, computed on process 0 (as JSON reads it back: lists, not tuples)."""
+        return json.loads(self._share(label, lambda: json.dumps(fn()).encode()))
+
+    def blob(self, label: str, fn: Callable[[], bytes]) -> bytes:
+        """fn()'s bytes, computed on process 0."""
+        return self._share(label, fn)
+
+    def leader_only(self, label: str, fn: Callable[[], Any]) -> None:
+        """Run fn on process 0 (a write); the others wait for it and see its exception, if any."""
+        self.value(label, lambda: (fn(), None)[1])
+
+    def now(self) -> float:
+        """Process 0's wall clock: a deadline judged by it is judged alike everywhere."""
+        return float(self.value("clock", time.time))
+
+    # -- mechanics -------------------------------------------------------------------------
+    def _share(self, label: str, fn: Callable[[], bytes]) -> bytes:
+        if getattr(self._inside, "depth", 0):  # process 0, within another decision: just do it
+            return fn()
+        self.phase = label
+        seq, self.seq = self.seq, self.seq + 1
+        key = f"{PREFIX}/{seq}"
+        if not self.leader:
+            return self._receive(key, label)
+        self._inside.depth = 1
+        error = None
+        try:
+            record = b"V" + fn()
+        except Exception as err:  # every process must see it; it propagates here too
+            error = err
+            record = b"E" + json.dumps({"module": type(err).__module__, "name": type(err).__qualname__,
+                                        "message": str(err)}).encode()
+        finally:
+            self._inside.depth = 0
+        self._publish(seq, key, record)
+        if error is not None:
+            raise error
+        return record[1:]
+
+    def _publish(self, seq: int, key: str, record: bytes) -> None:
+        parts = [record[i:i + PART_BYTES] for i in range(0, len(record), PART_BYTES)] or [b""]
+        for i, part in enumerate(parts):
+            self.client.key_value_set_bytes(f"{key}/{i}", part)
+        self.client.key_value_set(key, str(len(parts)))  # written last: the parts are complete
+        self._parts[seq] = len(parts)
+        old = seq - self.keep
+        if old in self._parts:
+            for i in range(self._parts.pop(old)):
+                self.client.key_value_delete(f"{PREFIX}/{old}/{i}")
+            self.client.key_value_delete(f"{PREFIX}/{old}")
+
+    def _receive(self, key: str, label: str) -> bytes:
+        try:
+            n = int(self.client.blocking_key_value_get(key, self.wait_ms))
+            record = b"".join(self.client.blocking_key_value_get_bytes(f"{key}/{i}", self.wait_ms)
+                              for i in range(n))
+        except Exception as err:
+            raise MultihostError(f"process {self.process_index}, phase {label!r}: no decision from "
+                                 f"process 0 ({type(err).__name__}: {err})") from None
+        return _result(record)
+
+
+def _result(record: bytes) -> bytes:
+    if record[:1] == b"V":
+        return record[1:]
+    raise _rebuilt(json.loads(record[1:]))
+
+
+def _rebuilt(info: dict) -> Exception:
+    """Process 0's exception as the same class here (it takes one message), else MultihostError."""
+    message = info.get("message", "")
+    try:
+        cls = getattr(importlib.import_module(info["module"]), info["name"])
+        if isinstance(cls, type) and issubclass(cls, Exception):
+            return cls(message)
+    except Exception:  # unknown class or a constructor that wants more: say what it was
+        pass
+    return MultihostError(f"process 0 raised {info.get('name')}: {message}")
