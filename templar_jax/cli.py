@@ -24,6 +24,7 @@ COMMAND_MODULES: list[str] = [
     "gauntlet",
     "neurons",
     "demo",
+    "dashboard",
     "payload",
     "eval",
     "config",

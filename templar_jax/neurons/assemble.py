@@ -14,6 +14,7 @@ from pathlib import Path
 from templar_jax.chain import ValidatorRule
 from templar_jax.config import RunConfig
 from templar_jax.events import EventLog
+from templar_jax.metrics import attach_exporters
 from templar_jax.neurons.clock import WindowClock
 from templar_jax.neurons.common import NeuronParts
 from templar_jax.neurons.datasets import open_datasets
@@ -46,10 +47,12 @@ def build_parts(cfg: RunConfig, *, role: str, hotkey: str, run_dir: str | Path,
     publish_access(chain, access)
     data = open_datasets(cfg.data)
     model = GlobalModel(cfg, pad_id=data.pad_id, mesh=neuron_mesh(cfg.mesh.spec))
+    events = EventLog(run_dir, role, uid)
+    attach_exporters(events, cfg, model=model.cfg, mesh=model.mesh, run_dir=run_dir)  # run config `metrics`
     return NeuronParts(cfg=cfg, hotkey=hotkey, uid=uid, run_dir=run_dir, chain=chain, bucket=bucket,
                        peers=PeerDirectory(chain, storage.client), data=data, model=model,
                        clock=WindowClock(chain, upload_span_s=cfg.peers.upload_window_s),
-                       events=EventLog(run_dir, role, uid))
+                       events=events)
 
 
 def build_miner(cfg: RunConfig, *, hotkey: str, run_dir: str | Path, upload: Upload | None = None,

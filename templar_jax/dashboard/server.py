@@ -1,0 +1,78 @@
+"""The dashboard's web server: `GET /` is the page (with the current state inlined, so it renders
+without a second request), `GET /state.json` the state the page polls every 2 s. Standard library
+only; the page is plain HTML + vanilla JS drawing inline SVG (no build step)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from functools import partial
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from templar_jax.dashboard.state import dashboard_state
+
+log = logging.getLogger(__name__)
+PAGE = Path(__file__).with_name("page.html")
+
+
+def render_page(state: dict) -> str:
+    """The page with `state` inlined as JSON ('</' escaped so no value can close the script tag)."""
+    return PAGE.read_text(encoding="utf-8").replace("__STATE__", json.dumps(state).replace("</", "<\\/"))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def __init__(self, *args, run_dir: Path, **kwargs):
+        self.run_dir = run_dir
+        super().__init__(*args, **kwargs)
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        path = self.path.split("?")[0]
+        if path in ("/", "/index.html"):
+            self._send(render_page(dashboard_state(self.run_dir)).encode(), "text/html; charset=utf-8")
+        elif path == "/state.json":
+            self._send(json.dumps(dashboard_state(self.run_dir)).encode(), "application/json")
+        else:
+            self.send_error(404, f"no such page: {path}")
+
+    def _send(self, body: bytes, content_type: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, fmt: str, *args) -> None:
+        log.debug("dashboard: " + fmt, *args)
+
+
+class DashboardServer:
+    """Serves the dashboard of `run_dir` at http://HOST:PORT/ (port 0: any free port) on a daemon
+    thread; `serve_forever()` instead blocks (the CLI)."""
+
+    def __init__(self, run_dir: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8050):
+        self.run_dir = Path(run_dir)
+        self.httpd = ThreadingHTTPServer((host, port), partial(_Handler, run_dir=self.run_dir))
+        self.httpd.daemon_threads = True
+        self.host, self.port = host, self.httpd.server_port
+        self.thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/"
+
+    def start(self) -> "DashboardServer":
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="dashboard", daemon=True)
+        self.thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self.httpd.serve_forever()
+
+    def close(self) -> None:
+        if self.thread is not None:
+            self.httpd.shutdown()
+        self.httpd.server_close()
