@@ -15,7 +15,7 @@ payloads. Times are unix seconds; every wait polls the chain, never a local time
 from __future__ import annotations
 
 import time
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from templar_jax.chain import Chain
 from templar_jax.protocol.timing import GATHER_MARGIN_S, TRAIN_MARGIN_S
@@ -48,8 +48,10 @@ class WindowClock:
     """Window numbers and phase times of a run on `chain` (see the module docstring)."""
 
     def __init__(self, chain: Chain, *, upload_span_s: float, train_margin_s: float = TRAIN_MARGIN_S,
-                 gather_margin_s: float = GATHER_MARGIN_S, poll_s: float = 0.1):
+                 gather_margin_s: float = GATHER_MARGIN_S, poll_s: float = 0.1,
+                 now: Callable[[], float] = time.time):
         self.chain = chain
+        self.now = now  # the clock a deadline is judged by (process 0's on a multi-process neuron)
         self.upload_span_s = float(upload_span_s)
         self.train_margin_s = float(train_margin_s)
         self.gather_margin_s = float(gather_margin_s)

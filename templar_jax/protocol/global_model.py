@@ -17,6 +17,7 @@ from jax.sharding import Mesh
 from templar_jax.config import RunConfig
 from templar_jax.model import init_params, load_model_config, param_batch_dims, param_shapes
 from templar_jax.model.params import flatten_params
+from templar_jax.multihost.arrays import host_array
 from templar_jax.model.sharding import param_shardings
 from templar_jax.protocol.aggregator_object import decode_aggregator
 from templar_jax.protocol.codec import PayloadCodec
@@ -56,7 +57,7 @@ class GlobalModel:
         h = hashlib.blake2b(digest_size=16)
         for name in sorted(flat):
             h.update(name.encode())
-            h.update(np.ascontiguousarray(jax.device_get(flat[name])).tobytes())
+            h.update(np.ascontiguousarray(host_array(flat[name])).tobytes())  # also across processes
         return h.hexdigest()
 
     def init_params(self) -> dict:
