@@ -85,9 +85,9 @@ class Miner(NeuronBase):
         train = self.data.train_at(window - start)  # the shard schedule's samples at this global step
         pool = miner_pool(self.uid, window, train.n_samples, inner.steps, inner.target_batch)
         rows = self.upload.training_rows(self, window, trained_indices(pool, inner.steps, inner.batch))
-        batches = [train.samples(r) for r in rows]
+        batches = [train.samples(self.trainer.feed.local_rows(r)) for r in rows]  # this process's rows
         params, opt_state, losses = self.trainer.run(params, opt_state, batches,
-                                                     deadline=self.clock.train_deadline(window))
+                                                     deadline=self.clock.train_deadline(window), clock=self.clock.now)
         if len(losses) < len(batches):
             log.warning("window %d: trained %d of %d inner steps before the upload deadline", window,
                         len(losses), len(batches))
