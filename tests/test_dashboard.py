@@ -39,14 +39,19 @@ def test_state_of_a_recorded_run():
     assert state["heldout_loss"] == heldout[7]
 
 
-def test_a_missing_peers_reason_is_the_miners_own(tmp_path):
+def test_reasons_endpoints_and_phases_of_a_starting_run(tmp_path):
     events = tmp_path / "events"
     events.mkdir()
     for p in (RUN / "events").glob("*.jsonl"):
         kept = [ln for ln in p.read_text().splitlines(keepends=True) if json.loads(ln).get("window", 0) <= 2]
         (events / p.name).write_text("".join(kept))
     write_endpoint(tmp_path, "miner", 3, "http://127.0.0.1:9/metrics")
+    for uid, seconds in ((1, 2.0), (2, 3.0)):  # the miners' logged phases of window 2
+        with open(events / f"miner-{uid}.jsonl", "a") as f:
+            f.write(json.dumps({"t": 1.0, "role": "miner", "uid": uid, "event": "phase", "window": 2,
+                                "phase": "train", "start": 10.0, "end": 10.0 + seconds, "lane": "main"}) + "\n")
     state = dashboard_state(tmp_path)
+    assert state["windows"][-1]["window"] == 2 and state["windows"][-1]["phases"] == {"train": 2.5}
     peers = {p["uid"]: p for p in state["peers"]}
     assert peers[3]["status"] == "missing" and peers[3]["reason"] == "missing: gradient-2-3-vdemo not found"
     assert {n["key"]: n["metrics_url"] for n in state["neurons"]}["miner-3"] == "http://127.0.0.1:9/metrics"

@@ -86,7 +86,11 @@ def test_miner_endpoint_counts_tokens_payloads_and_gather_reasons(served):
     records = replay(log, RUN / "miner-1.jsonl")
     log.emit("window", window=8, train_loss=6.5, inner_steps=2, uploaded=True, compute_s=2.0, comm_s=0.5,
              payload_bytes=12345, gathered=[1], skipped={"2": "late: stored 3.1 s after the upload span"})
+    log.emit("phase", window=8, phase="train", start=100.0, end=101.5, lane="main")
+    log.emit("phase", window=8, phase="gather", start=101.0, end=101.25, lane="comm")
     got = scrape(exporters.server.url)
+    assert got[("templar_window_phase_seconds", (("lane", "main"), ("phase", "train")))] == 1.5
+    assert got[("templar_window_phase_time_seconds_total", (("lane", "comm"), ("phase", "gather")))] == 0.25
     windows = [r for r in records if r["event"] == "window"]
     per_step = cfg.inner.batch * (cfg.data.seq_len - 1)
     assert got[("templar_tokens_total", ())] == per_step * (sum(r["inner_steps"] for r in windows) + 2)

@@ -225,3 +225,32 @@ def test_an_overflow_upload_is_counted_invalid_and_leaves_the_honest_update(net,
     scores = next(e for e in read_all_events(net.run_dir) if e["event"] == "scores")
     assert scores["aggregated"] == [1] and scores["uids"]["3"]["status"] == "invalid"
     assert scores["uids"]["3"]["weight"] == 0.0
+
+
+def test_a_running_validators_metrics_endpoint(net, model, cfg):
+    """Run config `metrics.port=0`: the validator's window is scraped from its endpoint in the
+    OpenMetrics format and read back with prometheus_client's parser."""
+    from urllib.request import Request, urlopen
+
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    from templar_jax.metrics import attach_exporters
+
+    parts = net.parts("validator-0", "validator")
+    exporters = attach_exporters(parts.events, cfg.with_overrides(["metrics.port=0"]), model=model.cfg,
+                                 mesh=None, run_dir=net.run_dir)
+    try:
+        validator = Validator(parts)
+        net.parts("miner-1", "miner").bucket.put(gradient_key(0, 1, model.version), _payload_bytes(model, 1, 0, 11)[1])
+        validator.process_window(model.init_params(), 0, start=0)
+        req = Request(exporters.server.url, headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+        text = urlopen(req, timeout=10).read().decode()
+    finally:
+        exporters.close()
+    got = {(s.name, tuple(sorted(s.labels.items()))): s.value
+           for family in text_string_to_metric_families(text) for s in family.samples}
+    assert got[("templar_window", ())] == 0 and got[("templar_windows_total", (("status", "scored"),))] == 1
+    assert got[("templar_gather_outcomes_total", (("outcome", "ok"), ("peer", "1")))] == 1
+    assert got[("templar_peer_status", (("peer", "1"), ("status", "ok")))] == 1
+    assert got[("templar_peer_status", (("peer", "2"), ("status", "missing")))] == 1
+    assert got[("process_resident_memory_bytes", ())] > 0

@@ -24,6 +24,9 @@ def register(sub) -> None:
                    help="override a run-config key for every neuron (repeatable)")
     p.add_argument("--timeout-s", type=float, default=900.0, help="give up after this long (default: 900)")
     p.add_argument("--no-live", action="store_true", help="print one line per window instead of a live table")
+    p.add_argument("--dashboard", nargs="?", type=int, const=8050, default=None, metavar="PORT",
+                   help="serve the live web dashboard at http://127.0.0.1:PORT/ (default 8050) and turn on "
+                        "each neuron's metrics endpoint")
     p.set_defaults(func=_run)
 
 
@@ -33,4 +36,4 @@ def _run(args) -> int:
     return run_demo(run_dir=Path("runs") / args.run_id, config=args.config, overrides=args.overrides,
                     windows=args.windows, honest=args.honest, copiers=args.copiers, noise=args.noise,
                     corrupt=args.corrupt, resume=args.resume, timeout_s=args.timeout_s,
-                    live=False if args.no_live else None)
+                    live=False if args.no_live else None, dashboard_port=args.dashboard)

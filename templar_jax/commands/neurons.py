@@ -17,6 +17,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="stop after this many windows from the run's start window (default: run forever)")
     p.add_argument("--register-stake", type=float, default=None,
                    help="LocalChain only: register the hotkey with this stake if it is not registered")
+    p.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                   help="serve Prometheus/OpenMetrics metrics at http://HOST:PORT/metrics (= --set metrics.port=PORT; "
+                        "0: any free port, recorded in RUN_DIR/metrics/)")
 
 
 def register(sub) -> None:
@@ -41,7 +44,8 @@ def _config(args):
     from templar_jax.config import RunConfigError, load_run_config
 
     try:
-        cfg = load_run_config(args.config, args.overrides)
+        port = [] if args.metrics_port is None else [f"metrics.port={args.metrics_port}"]
+        cfg = load_run_config(args.config, [*args.overrides, *port])
     except RunConfigError as err:
         print(f"templar-jax: {err}", file=sys.stderr)
         return None, None

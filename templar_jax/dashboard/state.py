@@ -39,12 +39,16 @@ def _neurons(events: list[dict], endpoints: dict[str, str]) -> list[dict]:
 
 
 def _windows(events: list[dict]) -> list[dict]:
-    """Per window: when it was reported, the miners' mean compute and communication seconds, the
-    validator's gather seconds, how many peers it aggregated and the peers' outcomes."""
+    """Per window: when it was reported, the miners' mean compute and communication seconds and
+    mean seconds per logged phase (train, compress, upload, ...), the validator's gather seconds,
+    how many peers it aggregated and the peers' outcomes."""
     acc: dict[int, dict] = defaultdict(lambda: {"compute": [], "comm": [], "gather_s": None, "aggregated": None,
-                                                "outcomes": {}, "t": None})
+                                                "outcomes": {}, "t": None, "phases": defaultdict(list)})
     for ev in events:
-        if ev.get("window") is None or ev.get("event") not in ("window", "scores"):
+        if ev.get("window") is None or ev.get("event") not in ("window", "scores", "phase"):
+            continue
+        if ev["event"] == "phase":
+            acc[int(ev["window"])]["phases"][str(ev.get("phase"))].append(float(ev["end"]) - float(ev["start"]))
             continue
         row = acc[int(ev["window"])]
         row["t"] = ev["t"] if row["t"] is None else min(row["t"], ev["t"])
@@ -59,7 +63,8 @@ def _windows(events: list[dict]) -> list[dict]:
                 row["outcomes"][status] = row["outcomes"].get(status, 0) + 1
     mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
     return [{"window": w, "t": r["t"], "compute_s": mean(r["compute"]), "comm_s": mean(r["comm"]),
-             "gather_s": r["gather_s"], "aggregated": r["aggregated"], "outcomes": r["outcomes"]}
+             "gather_s": r["gather_s"], "aggregated": r["aggregated"], "outcomes": r["outcomes"],
+             "phases": {name: mean(xs) for name, xs in r["phases"].items()}}
             for w, r in sorted(acc.items())[-RECENT_WINDOWS:]]
 
 

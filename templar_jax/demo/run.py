@@ -11,6 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 
+from templar_jax.dashboard import DashboardServer
 from templar_jax.demo import network as netmod
 from templar_jax.demo.monitor import build_table, progress_line
 from templar_jax.demo.report import collect, write_report
@@ -21,9 +22,11 @@ log = logging.getLogger(__name__)
 
 
 def run_demo(*, run_dir: Path, config: str, overrides: list[str], windows: int, honest: int, copiers: int,
-             noise: int, corrupt: int, resume: bool, timeout_s: float, live: bool | None = None) -> int:
+             noise: int, corrupt: int, resume: bool, timeout_s: float, live: bool | None = None,
+             dashboard_port: int | None = None) -> int:
     console = Console()
-    overrides = list(overrides)
+    # the dashboard links each neuron's metrics endpoint (any free port, recorded in the run folder)
+    overrides = list(overrides) + (["metrics.port=0"] if dashboard_port is not None else [])
     settings = load_run_config(config, overrides)
     specs = netmod.plan_neurons(honest, copiers, noise, corrupt)
     net = netmod.Network(run_dir=run_dir, config=config, overrides=overrides, windows=windows, neurons=specs)
@@ -36,6 +39,9 @@ def run_demo(*, run_dir: Path, config: str, overrides: list[str], windows: int, 
         with console.status("preparing the bundled corpus (first run only)"):
             ensure_bundled_dataset(seq_len=settings.data.seq_len)
     netmod.prepare(net, resume=resume)
+    dashboard = DashboardServer(run_dir, port=dashboard_port).start() if dashboard_port is not None else None
+    if dashboard is not None:
+        console.print(f"dashboard: {dashboard.url}")
     with console.status("compiling the model, optimizer and compression programs (cached after the first run)"):
         t_warm = time.time()
         if netmod.warm_up(net) != 0:
@@ -69,6 +75,9 @@ def run_demo(*, run_dir: Path, config: str, overrides: list[str], windows: int, 
         console.print("interrupted; stopping the network")
     finally:
         netmod.stop_all(net)
+        if dashboard is not None:
+            dashboard.close()
+            console.print(f"dashboard stopped; `templar-jax dashboard {run_dir}` serves it again")
     wall = time.time() - t0
     summary = collect(read_all_events(run_dir))
     done = len(summary["scores"])

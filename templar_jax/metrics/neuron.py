@@ -44,6 +44,11 @@ class NeuronMetrics:
                            "validator: gather)", ["phase"], registry=r)
         self.phase_total = Counter("templar_time_spent_seconds", "seconds spent in each phase, all windows",
                                    ["phase"], registry=r)
+        self.window_phase = Gauge("templar_window_phase_seconds", "seconds of each logged phase of the last "
+                                  "window (train, compress, upload, gather, outer_step, ...), by thread lane",
+                                  ["phase", "lane"], registry=r)
+        self.window_phase_total = Counter("templar_window_phase_time_seconds", "seconds of each logged phase, "
+                                          "all windows", ["phase", "lane"], registry=r)
         self.gather = Counter("templar_gather_outcomes", "peers gathered, by peer uid and outcome (ok or the "
                               "reason's kind: missing, late, invalid, ...)", ["peer", "outcome"], registry=r)
         self.gather_last = Gauge("templar_gather_peers", "peers of the last window's gather, by outcome",
@@ -81,7 +86,7 @@ class NeuronMetrics:
 
     def __call__(self, record: dict) -> None:
         self.last_event.set(float(record.get("t", 0.0)))
-        handlers = {"started": self._started}
+        handlers = {"started": self._started, "phase": self._logged_phase}
         if self.role == "miner":
             handlers.update(window=self._miner_window, caught_up=self._caught_up)
         else:
@@ -92,6 +97,12 @@ class NeuronMetrics:
 
     def _started(self, ev: dict) -> None:
         self.info.info({"role": self.role, "uid": str(self.uid), "behavior": str(ev.get("behavior", ""))})
+
+    def _logged_phase(self, ev: dict) -> None:
+        seconds = max(0.0, float(ev["end"]) - float(ev["start"]))
+        labels = (str(ev.get("phase", "unknown")), str(ev.get("lane", "main")))
+        self.window_phase.labels(*labels).set(seconds)
+        self.window_phase_total.labels(*labels).inc(seconds)
 
     def _caught_up(self, ev: dict) -> None:
         self.catch_ups.inc()
