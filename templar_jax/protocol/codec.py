@@ -6,8 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-import jax
-
+from templar_jax.multihost.arrays import host_tree
 from templar_jax.sparseloco import Payload
 from templar_jax.wire import decode, encode, max_payload_bytes
 
@@ -21,7 +20,7 @@ class PayloadCodec:
     workers: int = 1  # threads decoding one payload (run config peers.decode_workers; same result)
 
     def encode(self, payload: Payload, meta: Mapping[str, Any]) -> bytes:
-        return encode(jax.device_get(payload), meta, expected=self.expected, index_coding=self.index_coding,
+        return encode(host_tree(payload), meta, expected=self.expected, index_coding=self.index_coding,
                       chunk=self.chunk, topk=self.topk)
 
     @property
