@@ -99,6 +99,39 @@ def test_detect_copies_end_to_end_on_payloads():
     assert [(v.uid, v.source_uid, v.action) for v in flipped] == [(0, 1, "ban"), (3, 1, "reset")]
 
 
+def test_pairwise_overlaps_equal_payload_overlap_per_pair_reading_each_tensor_once():
+    """Tensor-major pairwise_overlaps == payload_overlap of each pair, bit for bit, with tensors
+    some peers lack, a malformed payload (duplicates, negatives) and a names filter; each peer's
+    tensor is read once (what keeps a spooled validator's memory to one tensor per peer)."""
+    rng = np.random.default_rng(5)
+    base = {"a": random_idx(rng, (3, 7, 64)), "b": random_idx(rng, (5, 64)), "c": random_idx(rng, (2, 64))}
+    payloads = {u: {n: tp(random_idx(rng, x.shape)) for n, x in base.items()} for u in range(4)}
+    payloads[4] = {n: tp(x.copy()) for n, x in base.items()}
+    payloads[5] = {"a": tp(base["a"].copy()), "b": tp(np.sort(payloads[1]["b"].idx, -1))}  # lacks c
+    bad = base["b"].copy()
+    bad[:, :5] = -3
+    bad[:, 10:20] = bad[:, 20:30]
+    payloads[6] = {"b": tp(bad), "c": tp(base["c"].copy())}
+    payloads[7] = {n: tp(x.copy()) for n, x in base.items()}  # with 4: a full copy
+
+    class Counting(dict):
+        reads = 0
+
+        def __getitem__(self, name):
+            Counting.reads += 1
+            return dict.__getitem__(self, name)
+
+    counted = {u: Counting(p) for u, p in payloads.items()}
+    for names in (None, ["b", "c"], ["zzz"]):
+        Counting.reads = 0
+        got = pairwise_overlaps(counted, names)
+        assert Counting.reads <= sum(len(p) for p in payloads.values())
+        assert list(got) == [(a, b) for a in range(8) for b in range(a + 1, 8)]
+        for (a, b), ov in got.items():
+            assert ov == payload_overlap(payloads[a], payloads[b], names), (a, b, names)
+    assert pairwise_overlaps(payloads)[(4, 7)] == 1.0 and pairwise_overlaps({}) == {}
+
+
 def test_apply_verdicts_halve_reset_ban():
     rec = PeerRecord(mu=31.0, sigma=3.0, bma=0.5, eval_count=20, final_score=4.0, last_eval_window=7)
     state = ValidatorState(peers={1: rec, 2: rec, 3: rec})

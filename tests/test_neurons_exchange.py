@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from templar_jax.neurons.exchange import gather_window, select_contributors
+from templar_jax.neurons.spool import PayloadSpool, SpooledPayload
 from templar_jax.protocol.codec import PayloadCodec
 from templar_jax.protocol.leader import PeerList
 from templar_jax.storage.bucket import Bucket
@@ -75,6 +76,31 @@ def test_gather_drops_uploads_outside_the_upload_window(tmp_path, table):
     assert early.valid == {} and early.failed[1].startswith("too_early")
     assert 1 not in closed.invalid and 1 not in early.invalid
     assert _gather(table, [1], buckets, UploadWindow(now - 60, now + 60)).raw == {}  # no keep_raw
+
+
+def test_a_spooled_gather_keeps_payloads_on_disk_with_the_same_contents(tmp_path, table):
+    now = time.time()
+    open_now = UploadWindow(now - 60, now + 60)
+    payloads, buckets = {}, {}
+    for uid in (1, 2, 3):
+        payloads[uid], data = _payload_bytes(table, uid)
+        buckets[uid] = _upload(tmp_path, uid, data)
+    buckets[4] = _upload(tmp_path, 4, _payload_bytes(table, 1)[1])  # signed as uid 1: invalid
+    codec = PayloadCodec(table, chunk=64, topk=64, index_coding="elias-fano", workers=2)
+    spool = PayloadSpool(tmp_path / "spool", codec)
+    got = gather_window(WINDOW, [1, 2, 3, 4], buckets, upload=open_now, version=VERSION, codec=codec,
+                        deadline_s=10.0, keep_raw=True, spool=spool, in_flight=1)
+    assert list(got.valid) == [1, 2, 3] and got.invalid == {4} and got.failed[4].startswith("invalid:")
+    for uid, payload in payloads.items():
+        spooled = got.valid[uid]
+        assert isinstance(spooled, SpooledPayload) and list(spooled) == list(SHAPES) and "nope" not in spooled
+        for name, tp in payload.items():
+            for want, have in zip(tp, spooled[name]):
+                np.testing.assert_array_equal(np.asarray(have), np.asarray(want))
+        assert got.raw[uid] == buckets[uid].get(gradient_key(WINDOW, uid, VERSION))
+    assert sorted(p.name for p in (tmp_path / "spool" / f"window-{WINDOW}").iterdir()) == ["1.tjxw", "2.tjxw", "3.tjxw"]
+    spool.clear()
+    assert not (tmp_path / "spool").exists()
 
 
 def test_select_contributors_fills_missing_gather_peers_from_reserves():

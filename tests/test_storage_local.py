@@ -105,6 +105,30 @@ def test_gather_local_outcomes(tmp_path):
     assert out[0].data == b"a" * 10 and "not found" in out[2].reason
 
 
+def test_gather_hands_each_download_to_consume_while_its_slot_is_held(tmp_path):
+    b = Bucket.open(f"file://{tmp_path}")
+    for uid in (1, 2, 3):
+        b.put(keys.gradient_key(3, uid, "v"), bytes([uid]) * 10)
+    held, peak, seen = [0], [0], []
+
+    def consume(o):
+        held[0] += 1
+        peak[0] = max(peak[0], held[0])
+        time.sleep(0.05)
+        held[0] -= 1
+        if o.uid == 3:
+            raise RuntimeError("consumer bug")
+        seen.append(o.data)
+        return o._replace(data=None, reason="consumed")
+
+    peers = [PeerSource(uid, b) for uid in (1, 2, 3, 4)]
+    out = gather(peers, 3, 10.0, version="v", max_bytes=100, max_concurrency=1, consume=consume)
+    assert [o.status for o in out] == [GatherStatus.OK, GatherStatus.OK, GatherStatus.ERROR, GatherStatus.MISSING]
+    assert out[0].data is None and out[0].reason == "consumed" and sorted(seen) == [b"\x01" * 10, b"\x02" * 10]
+    assert "RuntimeError: consumer bug" in out[2].reason and out[2].data is None
+    assert peak[0] == 1  # one slot: one download's bytes at a time
+
+
 # --- keys and time windows --------------------------------------------------------------------
 
 

@@ -49,6 +49,19 @@ def test_roundtrip(table, payload, coding):
     assert len(data) == encoded_size(table, META, index_coding=coding)
 
 
+@pytest.mark.parametrize("coding", ["elias-fano", "twelve-bit"])
+def test_decode_of_named_tensors_only(table, payload, coding):
+    data = encode(payload, META, expected=table, index_coding=coding)
+    names = ["layers/mlp/w_down", "embed/embedding"]
+    out, meta = decode(data, table, names=names, workers=2)
+    assert meta == META and sorted(out) == sorted(names)
+    _assert_same({n: payload[n] for n in names}, out)
+    with pytest.raises(PayloadError, match="no tensor 'nope'"):
+        decode(data, table, names=["nope"])
+    with pytest.raises(PayloadError, match="truncated"):  # the header and sizes are still checked
+        decode(data[:-1], table, names=names)
+
+
 def test_codings_decode_bit_identical_and_ef_is_smaller(table, payload):
     ef = encode(payload, META, expected=table)
     twelve = encode(payload, META, expected=table, index_coding="twelve-bit")

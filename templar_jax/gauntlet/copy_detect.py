@@ -10,6 +10,9 @@ coordinates; a copier's payload matches its source.
 Vectorized per tensor: concatenate both peers' rows, sort each row, count equal neighbours.
 Duplicate or negative indices inside one payload are first replaced by distinct negative
 sentinels, so a malformed payload can never match itself and frame another peer.
+`pairwise_overlaps` walks tensor by tensor and reads each peer's indices of a tensor once, so
+with payloads that decode one tensor per access (the validator's spooled payloads) it holds one
+tensor of every peer, never whole payloads.
 
 Penalties go to the LATER uploader of a pair (by storage timestamp; an exact tie penalizes both,
 since neither can be shown to be the source). A uid's strongest penalty of the window applies once:
@@ -50,18 +53,25 @@ def _clean_rows(idx_CxK: np.ndarray, sentinel_offset: int) -> np.ndarray:
     return np.where(bad, np.broadcast_to(sentinels, rows.shape), rows)
 
 
+def _cleaned_overlap(clean_a: np.ndarray, clean_b: np.ndarray) -> np.ndarray:
+    """chunk_overlap of two `_clean_rows(x, 0)` results (b's sentinels moved past a's)."""
+    if clean_a.shape != clean_b.shape or clean_a.ndim < 1:
+        raise ScoreInputError(f"index arrays differ in shape: {clean_a.shape} vs {clean_b.shape}")
+    k = clean_a.shape[-1]
+    if k == 0:
+        return np.zeros(clean_a.shape[:-1], np.float64)
+    both = np.concatenate([clean_a, np.where(clean_b < 0, clean_b - k, clean_b)], axis=-1)
+    both.sort(axis=-1)
+    shared = np.count_nonzero(both[..., 1:] == both[..., :-1], axis=-1)
+    return shared / float(k)
+
+
 def chunk_overlap(idx_a: np.ndarray, idx_b: np.ndarray) -> np.ndarray:
     """Fraction of shared indices per chunk, shape [*batch, C], values in [0, 1]."""
     a, b = np.asarray(idx_a), np.asarray(idx_b)
     if a.shape != b.shape or a.ndim < 1:
         raise ScoreInputError(f"index arrays differ in shape: {a.shape} vs {b.shape}")
-    k = a.shape[-1]
-    if k == 0:
-        return np.zeros(a.shape[:-1], np.float64)
-    both = np.concatenate([_clean_rows(a, 0), _clean_rows(b, k)], axis=-1)
-    both.sort(axis=-1)
-    shared = np.count_nonzero(both[..., 1:] == both[..., :-1], axis=-1)
-    return shared / float(k)
+    return _cleaned_overlap(_clean_rows(a, 0), _clean_rows(b, 0))
 
 
 def payload_overlap(payload_a: Mapping, payload_b: Mapping, names: Iterable[str] | None = None) -> float:
@@ -77,11 +87,21 @@ def payload_overlap(payload_a: Mapping, payload_b: Mapping, names: Iterable[str]
 def pairwise_overlaps(
     payloads: Mapping[int, Mapping], names: Iterable[str] | None = None
 ) -> dict[tuple[int, int], float]:
-    """Overlap of every unordered pair (uid_a < uid_b)."""
-    names = None if names is None else list(names)
+    """Overlap of every unordered pair (uid_a < uid_b); equal to `payload_overlap` per pair.
+
+    Tensor-major: for each tensor (sorted names, as `payload_overlap` averages them), every
+    peer's indices are read and cleaned once and compared with every other peer's."""
+    wanted = None if names is None else set(names)
     uids = sorted(int(u) for u in payloads)
-    return {(a, b): payload_overlap(payloads[a], payloads[b], names)
-            for a, b in itertools.combinations(uids, 2)}
+    pairs = list(itertools.combinations(uids, 2))
+    per_pair: dict[tuple[int, int], list[float]] = {pair: [] for pair in pairs}
+    every = sorted(set().union(*(set(payloads[u]) for u in uids)) if uids else set())
+    for name in every if wanted is None else [n for n in every if n in wanted]:
+        rows = {u: _clean_rows(payloads[u][name].idx, 0) for u in uids if name in payloads[u]}
+        for a, b in pairs:
+            if a in rows and b in rows:
+                per_pair[(a, b)].append(float(_cleaned_overlap(rows[a], rows[b]).mean()))
+    return {pair: float(np.mean(values)) if values else 0.0 for pair, values in per_pair.items()}
 
 
 def _action(overlap: float, cfg: GauntletConfig) -> str | None:

@@ -18,6 +18,7 @@ from templar_jax.neurons.clock import WindowClock
 from templar_jax.neurons.datasets import DataSets
 from templar_jax.neurons.exchange import gather_window, select_contributors
 from templar_jax.neurons.network import PeerDirectory
+from templar_jax.neurons.spool import PayloadSpool
 from templar_jax.neurons.window_state import Gathered
 from templar_jax.protocol.global_model import GlobalModel
 from templar_jax.protocol.leader import PeerList, default_peer_list, read_peer_list, read_start_window
@@ -87,14 +88,16 @@ class NeuronBase:
         return peers or default_peer_list(window, miners, self.cfg.peers.gather, self.cfg.peers.reserve)
 
     def gather(self, window: int, uids: list[int], peers: PeerList, buckets: dict[int, Bucket], *,
-               keep_raw: bool = False) -> Gathered:
-        """`uids`' payloads of `window` (upload window from the clock) and who counts by `peers`."""
+               keep_raw: bool = False, spool: PayloadSpool | None = None) -> Gathered:
+        """`uids`' payloads of `window` (upload window from the clock) and who counts by `peers`;
+        with `spool`, accepted payloads wait on local disk (`neurons.exchange`)."""
         t0 = time.time()
         upload = self.clock.upload_window(window)
         got = agreed_gather(
             self.agreement, window,
             lambda raw: gather_window(window, uids, buckets, upload=upload, version=self.version, codec=self.model.codec,
-                                      deadline_s=self.cfg.peers.gather_timeout_s, keep_raw=raw),
+                                      deadline_s=self.cfg.peers.gather_timeout_s, keep_raw=raw, spool=spool,
+                                      in_flight=self.cfg.peers.gather_in_flight),
             codec=self.model.codec, version=self.version, keep_raw=keep_raw)
         return Gathered(peers, got, select_contributors(peers, got.valid), time.time() - t0)
 

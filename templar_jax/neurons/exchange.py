@@ -4,6 +4,11 @@ validating them, and which of them count (the leader's peer list with reserve fi
 Determinism matters: every honest neuron must aggregate the same payloads, so gathering starts
 only after the upload window closed, validity depends only on the bytes and the storage
 timestamps, and peers are taken in uid order.
+
+Memory: a miner keeps its few gather peers' payloads decoded in memory. The validator gathers
+every miner, so it passes a `PayloadSpool`: each payload is decoded (checked) as its download
+completes, written to local disk and dropped, and `valid` then holds `SpooledPayload`s that
+decode one tensor at a time; at most `in_flight` payloads are in memory during the gather.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from templar_jax.protocol.codec import PayloadCodec
 from templar_jax.protocol.leader import PeerList
 from templar_jax.sparseloco import Payload
 from templar_jax.storage.bucket import Bucket
-from templar_jax.storage.gather import GatherStatus, PeerSource, gather
+from templar_jax.neurons.spool import PayloadSpool, SpooledBytes
+from templar_jax.storage.gather import GatherStatus, PeerOutcome, PeerSource, gather
 from templar_jax.storage.timing import UploadWindow
 from templar_jax.wire import PayloadError
 
@@ -28,11 +34,11 @@ class WindowPayloads:
     """Outcome of gathering one window: valid payloads and why the others were dropped."""
 
     window: int
-    valid: dict[int, Payload] = field(default_factory=dict)
+    valid: dict[int, Payload] = field(default_factory=dict)  # SpooledPayload values with a spool
     stored_at: dict[int, float] = field(default_factory=dict)
     failed: dict[int, str] = field(default_factory=dict)  # uid -> reason
     invalid: set[int] = field(default_factory=set)  # failed because the bytes were bad
-    raw: dict[int, bytes] = field(default_factory=dict)
+    raw: Mapping[int, bytes] = field(default_factory=dict)  # read from the spool's files with a spool
 
 
 def gather_window(
@@ -45,9 +51,12 @@ def gather_window(
     codec: PayloadCodec,
     deadline_s: float,
     keep_raw: bool = False,
+    spool: PayloadSpool | None = None,
+    in_flight: int = 32,
 ) -> WindowPayloads:
     """Fetch and validate `uids`' payloads for `window`; only objects the bucket stamped inside
-    `upload` count. Never raises for a bad peer."""
+    `upload` count. Never raises for a bad peer. `keep_raw`: keep the accepted bytes too (with
+    a spool, `raw` reads them back from disk). `in_flight`: peers downloaded at once."""
     out = WindowPayloads(window)
     sources = []
     for uid in sorted(set(uids)):
@@ -55,22 +64,38 @@ def gather_window(
             sources.append(PeerSource(uid, buckets[uid]))
         else:
             out.failed[uid] = "no usable bucket commitment"
-    outcomes = gather(sources, window, deadline_s, version=version, max_bytes=codec.max_bytes,
-                      upload_window=upload)
-    for oc in outcomes:
-        if oc.status is not GatherStatus.OK:
-            out.failed[oc.uid] = f"{oc.status.value}: {oc.reason}" if oc.reason else oc.status.value
-            continue
+    decoded: dict[int, Payload | PayloadError] = {}
+
+    def check(oc: PeerOutcome) -> PeerOutcome:
+        """Decode as the download completes; with a spool, keep the bytes on disk only."""
         try:
             payload, _ = codec.decode(oc.data, expected_meta={"window": window, "uid": oc.uid, "version": version})
         except PayloadError as err:
-            out.failed[oc.uid] = f"invalid: {err}"
+            decoded[oc.uid] = err
+            return oc._replace(data=None)
+        if spool is None:
+            decoded[oc.uid] = payload
+            return oc if keep_raw else oc._replace(data=None)
+        decoded[oc.uid] = spool.put(window, oc.uid, oc.data, tuple(payload))
+        return oc._replace(data=None)
+
+    outcomes = gather(sources, window, deadline_s, version=version, max_bytes=codec.max_bytes,
+                      upload_window=upload, max_concurrency=in_flight, consume=check)
+    for oc in outcomes:  # uid order, whatever order the downloads finished in
+        if oc.status is not GatherStatus.OK:
+            out.failed[oc.uid] = f"{oc.status.value}: {oc.reason}" if oc.reason else oc.status.value
+            continue
+        result = decoded[oc.uid]
+        if isinstance(result, PayloadError):
+            out.failed[oc.uid] = f"invalid: {result}"
             out.invalid.add(oc.uid)
             continue
-        out.valid[oc.uid] = payload
+        out.valid[oc.uid] = result
         out.stored_at[oc.uid] = oc.stored_at or 0.0
-        if keep_raw:
+        if keep_raw and spool is None:
             out.raw[oc.uid] = oc.data
+    if keep_raw and spool is not None:
+        out.raw = SpooledBytes(out.valid)
     return out
 
 

@@ -56,6 +56,7 @@ from templar_jax.model.params import flatten_params
 from templar_jax.neurons.catchup import rebuild_params
 from templar_jax.neurons.common import NeuronBase, NeuronParts
 from templar_jax.neurons.exchange import WindowPayloads
+from templar_jax.neurons.spool import PayloadSpool
 from templar_jax.neurons.window_state import Gathered, Scoring, ValidatorWindow
 from templar_jax.protocol.aggregator_object import encode_aggregator
 from templar_jax.protocol.leader import PeerList, publish_peer_list, publish_start_window, read_start_window
@@ -76,6 +77,8 @@ class Validator(NeuronBase):
         super().__init__(parts)
         self.state_path = self.run_dir / f"validator-{self.uid}-state.json"
         self.ckpts = LocalCheckpoints(self.run_dir / f"validator-{self.uid}-checkpoints", max_to_keep=2)
+        # every miner's accepted payload waits here, not in memory (peak RSS flat in the miners)
+        self.spool = PayloadSpool(self.run_dir / f"validator-{self.uid}-spool", self.model.codec)
         self.state = load_or_init(self.state_path)
         self.validator_seed = validator_seed
         self.eval_secret = load_or_create_secret(self.run_dir / f"validator-{self.uid}-eval-secret")
@@ -189,7 +192,9 @@ class Validator(NeuronBase):
         self.state, recycled = observe_hotkeys(self.state, dict(zip(graph.uids, graph.hotkeys)))
         if recycled:
             log.info("window %d: uids %s have a new hotkey; their records start over", window, recycled)
-        gathered = self.gather(window, miners, self.peer_list(window, miners, graph), buckets, keep_raw=True)
+        self.spool.clear()  # a previous run's leftovers
+        gathered = self.gather(window, miners, self.peer_list(window, miners, graph), buckets, keep_raw=True,
+                               spool=self.spool)
         if self.is_null_round(window, start):
             # Null rounds carry zeros (identical indices for everyone): nothing to score.
             scoring = Scoring(self.state, [], [])
@@ -207,6 +212,7 @@ class Validator(NeuronBase):
         save_state(state, self.state_path)
         self._report(ValidatorWindow(window, miners, gathered, scoring, weights, self._heldout_loss(params),
                                      self.model.params_digest(params)))
+        self.spool.clear()
         return params
 
     def _publish(self, params, window: int, start: int, state, miners, gathered: Gathered):

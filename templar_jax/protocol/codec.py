@@ -4,7 +4,7 @@ model's parameter table with the run's chunk, top-k and index code (`templar_jax
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 from templar_jax.multihost.arrays import host_tree
 from templar_jax.sparseloco import Payload
@@ -28,7 +28,9 @@ class PayloadCodec:
         """The largest valid payload's size: a download bound."""
         return max_payload_bytes(self.expected, chunk=self.chunk, topk=self.topk)
 
-    def decode(self, data: bytes, *, expected_meta: Mapping[str, Any] | None = None) -> tuple[Payload, dict]:
-        """Raises wire.PayloadError (only) for bad bytes or metadata other than `expected_meta`."""
+    def decode(self, data: bytes, *, expected_meta: Mapping[str, Any] | None = None,
+               names: Collection[str] | None = None) -> tuple[Payload, dict]:
+        """Raises wire.PayloadError (only) for bad bytes or metadata other than `expected_meta`.
+        `names`: only these tensors (of bytes a full decode already accepted; `wire.decode`)."""
         return decode(data, self.expected, chunk=self.chunk, topk=self.topk, expected_meta=expected_meta,
-                      workers=self.workers)
+                      workers=self.workers, names=names)

@@ -3,6 +3,10 @@
 Per peer: metadata first (exists? size under the cap? stored inside the upload window?), then
 the bytes, all under one deadline for the whole gather. A slow, missing, early, late, oversized
 or failing peer only affects its own outcome.
+
+With `consume`, each downloaded outcome is handed to it (on a worker thread) while its peer's
+slot is still held, and the outcome it returns (typically without the bytes) is kept: at most
+`max_concurrency` peers' bytes are in memory at once, whatever the number of peers.
 """
 
 from __future__ import annotations
@@ -92,9 +96,11 @@ async def agather(
     peers: Sequence[PeerSource], window: int, deadline_s: float, *, version: str, max_bytes: int,
     upload_window: UploadWindow | None = None, max_concurrency: int = 32,
     key_fn: Callable[[int, int, str], str] = gradient_key,
+    consume: Callable[[PeerOutcome], PeerOutcome] | None = None,
 ) -> list[PeerOutcome]:
     """Outcomes in `peers` order. `deadline_s`: seconds from now for the whole gather (SPEC:
-    90 s per peer, all peers in parallel); a peer not done by then is TIMEOUT."""
+    90 s per peer, all peers in parallel); a peer not done by then is TIMEOUT. `consume`: see
+    the module doc; its time counts against the deadline of peers still waiting for a slot."""
     sem = asyncio.Semaphore(max_concurrency)
     start = time.monotonic()
 
@@ -104,12 +110,19 @@ async def agather(
             try:
                 if remaining <= 0:
                     raise asyncio.TimeoutError
-                return await asyncio.wait_for(
+                outcome = await asyncio.wait_for(
                     fetch_one(peer, key_fn(window, peer.uid, version), max_bytes=max_bytes,
                               upload_window=upload_window), remaining)
             except (TimeoutError, asyncio.TimeoutError):
                 return PeerOutcome(peer.uid, GatherStatus.TIMEOUT, reason=f"not done within {deadline_s:.1f} s",
                                    seconds=time.monotonic() - start)
+            if consume is None or not outcome.ok:
+                return outcome
+            try:
+                return await asyncio.to_thread(consume, outcome)
+            except Exception as e:  # a consumer's bug must not sink the other peers
+                log.exception("consuming uid %s's object failed", peer.uid)
+                return outcome._replace(status=GatherStatus.ERROR, data=None, reason=f"{type(e).__name__}: {e}")
 
     outcomes = await asyncio.gather(*(one(p) for p in peers))
     counts: dict[str, int] = {}

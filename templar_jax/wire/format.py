@@ -17,7 +17,7 @@ header must agree with them field by field; every index and side value is checke
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import nullcontext
 from typing import Any
@@ -265,12 +265,16 @@ def decode(
     require_all: bool = True,
     expected_meta: Mapping[str, Any] | None = None,
     workers: int = 1,
+    names: Collection[str] | None = None,
 ) -> tuple[Payload, dict[str, Any]]:
     """Parse and fully validate a peer payload against the parameter table.
 
     `expected`: flat name -> ExpectedTensor, or name -> shape (batch dims from `batch_dims` or the
     `layers/` rule), or a params tree. Raises PayloadError (only) for any bad input.
     `workers` > 1 decodes the index and code arrays on that many threads (same result).
+    `names`: decode only these tensors (each must be in the payload); the prefix, header and
+    sizes are still checked in full, but the other tensors' arrays are not read, so use it on
+    bytes a full decode already accepted (a validator re-reading one tensor at a time).
     """
     if type(workers) is not int or workers < 1:
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
@@ -327,6 +331,12 @@ def decode(
         raise PayloadError(f"truncated: {len(body)} data bytes, header declares {offset}")
     if len(body) > offset:
         raise PayloadError(f"{len(body) - offset} trailing bytes after the data")
+    if names is not None:
+        unknown = [n for n in names if n not in tensors]
+        if unknown:
+            raise PayloadError(f"no tensor {unknown[0][:120]!r} in the payload")
+    wanted = None if names is None else set(names)
+    chosen = tensors if wanted is None else [n for n in tensors if n in wanted]
     with ThreadPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
-        payload = {name: _decode_tensor(name, body, tensors[name], layouts[name], pool) for name in tensors}
+        payload = {name: _decode_tensor(name, body, tensors[name], layouts[name], pool) for name in chosen}
     return payload, meta

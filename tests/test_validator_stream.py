@@ -1,0 +1,102 @@
+"""The validator's window with every accepted payload spooled to disk and read back one tensor at
+a time gives bit-identical results to holding every miner's decoded payload in memory: the
+same scores, copy verdicts, aggregate (params digest) and published aggregator object."""
+
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from templar_jax.chain.local import LocalChain
+from templar_jax.config import load_run_config
+from templar_jax.events import EventLog
+from templar_jax.neurons.clock import WindowClock
+from templar_jax.neurons.common import NeuronParts
+from templar_jax.neurons.datasets import DataSets
+from templar_jax.neurons.network import PeerDirectory, open_my_bucket, publish_access
+from templar_jax.neurons.spool import SpooledPayload
+from templar_jax.neurons.validator import Validator
+from templar_jax.protocol.global_model import GlobalModel
+from templar_jax.storage.keys import aggregator_key, gradient_key
+from templar_jax.wire.synthetic import random_payload
+
+UPLOAD_SPAN_S = 2.0
+HOTKEYS = ["validator-0", "miner-1", "miner-2", "miner-3", "miner-4", "miner-5"]
+
+
+class Tokens:
+    """Deterministic token rows standing in for the train shards."""
+
+    n_samples = 256
+
+    def __init__(self, seq_len: int, vocab: int):
+        self.rows = np.random.default_rng(0).integers(0, vocab, size=(self.n_samples, seq_len), dtype=np.int32)
+
+    def samples(self, idx):
+        return self.rows[np.asarray(idx)]
+
+
+@pytest.fixture(scope="module")
+def model():
+    cfg = load_run_config("demo", ["peers.gather=2", "peers.reserve=1", f"peers.upload_window_s={UPLOAD_SPAN_S}",
+                                   "run.null_rounds=0", "run.resume_interval_windows=0", "peers.gather_in_flight=2"])
+    return GlobalModel(cfg, pad_id=None)
+
+
+def _validator(tmp_path, model) -> tuple[Validator, LocalChain]:
+    cfg = model.run_config
+    path = tmp_path / "chain.sqlite"
+    chain = LocalChain.create(path, block_time=1.0, blocks_per_window=10, genesis_time=time.time() - 10.5)
+    buckets = {}
+    for i, hk in enumerate(HOTKEYS):
+        chain.register(hk, stake=1000.0 if i == 0 else 0.0)
+        me = LocalChain(path, hotkey=hk)
+        buckets[hk], access = open_my_bucket(f"file://{tmp_path / 'buckets' / hk}")
+        publish_access(me, access)
+    me = LocalChain(path, hotkey="validator-0")
+    data = DataSets(train=Tokens(cfg.data.seq_len, model.cfg.vocab_size), heldout=None, pad_id=None)
+    run_dir = tmp_path / "run"
+    parts = lambda: NeuronParts(  # noqa: E731
+        cfg=cfg, hotkey="validator-0", uid=0, run_dir=run_dir, chain=me, bucket=buckets["validator-0"],
+        peers=PeerDirectory(me), data=data, model=model,
+        clock=WindowClock(me, upload_span_s=UPLOAD_SPAN_S), events=EventLog(run_dir, "validator", 0))
+    return parts, buckets
+
+
+def test_spooled_window_equals_the_in_memory_window(tmp_path, model):
+    parts, buckets = _validator(tmp_path, model)
+    payloads = {uid: random_payload(np.random.default_rng(uid), model.expected) for uid in (1, 2, 3, 4)}
+    payloads[5] = payloads[2]  # uid 5 copies uid 2, uploading after it
+    for uid, payload in payloads.items():
+        data = model.codec.encode(payload, {"window": 0, "uid": uid, "version": model.version})
+        buckets[HOTKEYS[uid]].put(gradient_key(0, uid, model.version), data)
+        time.sleep(0.01)
+    theta0 = model.init_params()
+    streamed, in_memory = Validator(parts()), Validator(parts())  # one secret, one fresh state
+
+    seen = []
+    orig_score = streamed._score
+
+    def score(theta, window, miners, gathered, train):
+        seen.append(gathered.payloads.valid)
+        return orig_score(theta, window, miners, gathered, train)
+
+    streamed._score = score
+    params_streamed = streamed.process_window(theta0, 0, start=0)
+    published_streamed = streamed.bucket.get(aggregator_key(0, model.version))
+    assert all(isinstance(p, SpooledPayload) for p in seen[0].values()) and sorted(seen[0]) == [1, 2, 3, 4, 5]
+    assert not streamed.spool.root.exists()  # the window's files are gone once it is done
+
+    # the reference: every payload decoded in memory (no spool), on the same evaluation draw
+    gather = in_memory.gather
+    in_memory.gather = lambda *a, spool=None, **kw: gather(*a, **kw)
+    in_memory.eval_draw = lambda window: next(d for d in streamed.state.eval_draws if d.window == window)
+    params_memory = in_memory.process_window(theta0, 0, start=0)
+
+    assert streamed.state == in_memory.state
+    assert model.params_digest(params_streamed) == model.params_digest(params_memory) != model.params_digest(theta0)
+    assert published_streamed == in_memory.bucket.get(aggregator_key(0, model.version))
+    rec = streamed.state.peers
+    assert rec[5].final_score == 0.0 and rec[5].banned_until > 0  # the copier was caught either way
+    assert all(rec[u].loss_score != 0.0 for u in (1, 2, 3, 4))  # and everyone was evaluated
