@@ -7,12 +7,12 @@ from templar_jax.config.run_config import (
     read_run_config_dict, resolve_run_config_path,
 )
 from templar_jax.config.sections import (
-    ChainSection, DataSection, InnerSection, MeshSection, MetricsSection, ModelSection, OffloadSection, PeersSection,
-    RunSection, SparseLocoSection, StorageSection, ValidatorSection,
+    ChainSection, DataSection, InnerSection, MeshSection, MetricsSection, ModelSection, MultihostSection, OffloadSection,
+    PeersSection, RunSection, SparseLocoSection, StorageSection, ValidatorSection,
 )
 
 __all__ = [
-    "ChainSection", "DataSection", "InnerSection", "MeshSection", "MetricsSection", "ModelSection", "OffloadSection", "PeersSection",
+    "ChainSection", "DataSection", "InnerSection", "MeshSection", "MetricsSection", "ModelSection", "MultihostSection", "OffloadSection", "PeersSection",
     "RunConfig", "RunConfigError", "RunSection", "SparseLocoSection", "StorageSection",
     "ValidatorSection", "all_keys", "apply_overrides", "available_run_configs", "load_run_config",
     "read_run_config_dict", "resolve_run_config_path",

@@ -21,8 +21,8 @@ import yaml
 from templar_jax.config import typed
 from templar_jax.config.errors import RunConfigError
 from templar_jax.config.sections import (
-    ChainSection, DataSection, InnerSection, MeshSection, MetricsSection, ModelSection, PeersSection,
-    RunSection, OffloadSection, SparseLocoSection, StorageSection, ValidatorSection,
+    ChainSection, DataSection, InnerSection, MeshSection, MetricsSection, ModelSection, MultihostSection,
+    PeersSection, RunSection, OffloadSection, SparseLocoSection, StorageSection, ValidatorSection,
 )
 from templar_jax.config.yaml_io import load_yaml
 from templar_jax.package_data import RUN_CONFIGS_DIR
@@ -45,6 +45,7 @@ class RunConfig:
     chain: ChainSection
     offload: OffloadSection = dataclasses.field(default_factory=OffloadSection)
     metrics: MetricsSection = dataclasses.field(default_factory=MetricsSection)
+    multihost: MultihostSection = dataclasses.field(default_factory=MultihostSection)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "run config") -> "RunConfig":

@@ -77,6 +77,16 @@ class OffloadSection:
 
 
 @dataclass(frozen=True)
+class MultihostSection:
+    """One neuron across several processes (`jax.distributed`; `templar_jax.multihost`): the
+    heartbeat that ends every process when one dies or stalls. Unused by a one-process neuron."""
+
+    heartbeat_s: float = doc("seconds between a process's heartbeats", 2.0)
+    stall_timeout_s: float = doc("a process silent this long ends every process of the neuron (error names "
+                                 "host and phase); longer than any single compile", 300.0)
+
+
+@dataclass(frozen=True)
 class DataSection:
     """The training data."""
 
