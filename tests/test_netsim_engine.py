@@ -14,7 +14,7 @@ GB = 10 ** 9
 def costs(**over) -> StageCosts:
     vals = {"train_tokens_per_s": 1000.0, "train_step_overhead_s": 0.0, "compress_s_per_param": 0.0,
             "encode_s_per_param": 0.0, "decode_s_per_param": 0.0, "aggregate_s_per_param": 0.0, "apply_s": 1.0,
-            "eval_s_per_token": 0.0, "store_request_s": 0.0, "host_tokens_per_s": 0.0}
+            "eval_s_per_token": 0.0, "store_request_s": 0.0, "host_tokens_per_s": 0.0, "aggregate_first_use_s": 0.0}
     vals.update(over)
     return costs_from_dict({k: {"value": v, "source": "test", "device": "test"} for k, v in vals.items()})
 
@@ -107,11 +107,26 @@ def test_validator_evaluation_must_fit_the_window():
     assert s["validator_eval_s"] == pytest.approx(200.0) and s["bottleneck"] == "validator evaluation"
 
 
+def test_a_new_padded_peer_count_pays_the_first_use_once_per_peer():
+    # applied counts 4, 3, 4, 2, 2, 1: buckets 4, 4, 4, 2, 2, 1 -> first uses in windows 0, 3 and 5
+    res = simulate(scenario(applied=(4, 3, 4, 2, 2, 1)), costs(aggregate_first_use_s=5.0))
+    for w, (gathered, agg) in enumerate([(4, 6.0), (3, 1.0), (4, 1.0), (2, 6.0), (2, 1.0), (1, 6.0)]):
+        rows = [r for r in res.records if r.window == w]
+        assert {r.gathered for r in rows} == {gathered}
+        assert [r.aggregate_s for r in rows] == pytest.approx([agg] * len(rows)), w
+    assert res.gather_sets[1] == res.gather_sets[0][:3]  # the first gather peers in the list's order
+    # nothing applied: no aggregation to compile
+    res = simulate(scenario(applied=(0, 0)), costs(aggregate_first_use_s=5.0))
+    assert [r.aggregate_s for r in res.records if r.window < 2] == pytest.approx([1.0] * 12)
+
+
 def test_bad_settings_name_the_field():
     with pytest.raises(ScenarioError, match="links.up_bps"):
         scenario(links=Links(up_bps=0, down_bps=1))
     with pytest.raises(ScenarioError, match="faults.upload_failure"):
         scenario(faults=Faults(upload_failure=2.0))
+    with pytest.raises(ScenarioError, match="applied"):
+        scenario(applied=(3, -1))
 
 
 def test_hundred_peers_hundred_windows_in_seconds():

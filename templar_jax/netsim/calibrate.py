@@ -7,6 +7,10 @@
   after compilation);
 - apply: the outer step plus a resume checkpoint (params, two optimizer moments, error
   feedback) saved with orbax, as the miner does every window;
+- aggregate first use: the run's outer step (protocol/global_model.py) at a padded peer count
+  once more after dropping the in-memory compiled programs, minus a warm call: what a neuron
+  pays the first time it applies a count whose bucket it has not compiled (the programs come
+  from the persistent XLA cache, which the neurons and this calibration turn on);
 - store request: one write + read of a payload-sized file (the demo's file buckets).
 Meant for small presets (tiny, 150m) on the current machine; a 72B calibration is written by hand
 from measured anchors (see docs/results.md).
@@ -61,7 +65,33 @@ def host_throughput(results: list[dict]) -> float:
     return sum(r["tokens"] for r in results) / (max(r["end"] for r in results) - min(r["start"] for r in results))
 
 
+def first_use_s(cfg: RunConfig, params, payload, repeats: int = 3) -> float:
+    """Seconds the run's outer step takes at a peer count it has not run in this process (trace
+    + load from the persistent XLA cache) beyond a warm call; the smallest of `repeats`."""
+    import jax
+
+    from templar_jax.protocol.global_model import GlobalModel
+
+    model = GlobalModel(cfg, pad_id=None)
+
+    def outer() -> float:
+        t = time.perf_counter()
+        jax.block_until_ready(model.outer_step(params, [payload, payload]))
+        return time.perf_counter() - t
+
+    outer()  # compiled once and written to the persistent cache
+    best = float("inf")
+    for _ in range(repeats):
+        warm = outer()
+        jax.clear_caches()
+        best = min(best, outer() - warm)
+    return max(0.0, best)
+
+
 def calibrate(cfg: RunConfig, peers: int = 6) -> StageCosts:
+    from templar_jax.xla_cache import enable_compilation_cache
+
+    enable_compilation_cache()  # as the neurons: before the first compile, or jax ignores it
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -100,6 +130,7 @@ def calibrate(cfg: RunConfig, peers: int = 6) -> StageCosts:
     got = [decode(data, table, chunk=sl.chunk, topk=sl.topk)[0]] * peers
     agg_s = _best(lambda: jax.block_until_ready(aggregate(got, params, rule=sl.aggregation_rule, chunk=sl.chunk,
                                                           batch_dims=bdims)))
+    first_use = first_use_s(cfg, params, got[0])
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = LocalCheckpoints(Path(tmp) / "resume", max_to_keep=2)
         meta_ck = CheckpointMeta(window=0, global_step=0, version="calibrate")
@@ -127,6 +158,8 @@ def calibrate(cfg: RunConfig, peers: int = 6) -> StageCosts:
         "decode_s_per_param": (decode_s / n, f"{src}: wire.decode"),
         "aggregate_s_per_param": (agg_s / n / peers, f"{src}: sparseloco.aggregate of {peers} peers"),
         "apply_s": (max(0.0, apply_s), f"{src}: outer step + orbax resume save (async, as the miner)"),
+        "aggregate_first_use_s": (first_use, f"{src}: GlobalModel.outer_step of 2 peers after jax.clear_caches()"
+                                             " (persistent XLA cache on) minus a warm call"),
         "eval_s_per_token": (1.0 / (3.0 * single), "forward = 1/3 of a train step (derived)"),
         "store_request_s": (store_s, f"{src}: file write + read of one payload"),
         "host_tokens_per_s": (host_tps, f"{src}: train_probe as {copies} processes at once"),

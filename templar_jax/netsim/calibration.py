@@ -24,6 +24,8 @@ FIGURES: dict[str, str] = {
     "decode_s_per_param": "s/param per payload (wire decode + checks)",
     "aggregate_s_per_param": "s/param per peer aggregated (dequantize, clip, scatter-mean)",
     "apply_s": "s per window (outer step + resume checkpoint + bookkeeping)",
+    "aggregate_first_use_s": "s per process, the first outer step at a new padded peer count "
+                             "(trace + load from the persistent XLA cache)",
     "eval_s_per_token": "s/token (validator forward pass)",
     "store_request_s": "s per object-store request (latency)",
     "host_tokens_per_s": "tokens/s of one host saturated with training processes (0 = one peer per host)",

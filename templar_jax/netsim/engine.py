@@ -59,6 +59,8 @@ def _transfer_s(nbytes: int, rate_bps: float, parts: int, parallel: int, request
 
 
 def simulate(sc: Scenario, costs: StageCosts) -> SimResult:
+    from templar_jax.sparseloco.payload import peer_bucket  # the neurons' compile-once padding rule
+
     rng = np.random.default_rng(sc.seed)
     work, tm, store = sc.work, sc.timing, sc.store
     cap = sc.peers + int(sc.churn.join_per_window * sc.windows * 3) + 16
@@ -76,6 +78,7 @@ def simulate(sc: Scenario, costs: StageCosts) -> SimResult:
     train_ready = np.zeros(cap)  # earliest start of the next window's training
     stall = np.zeros(cap)        # aggregate work that interrupts the next window's training
     peer_list: list[int] = []
+    compiled: dict[int, set[int]] = {}  # peer -> padded peer counts its aggregation has used
     records: list[PeerWindow] = []
     gather_sets: list[list[int]] = []
 
@@ -114,6 +117,8 @@ def simulate(sc: Scenario, costs: StageCosts) -> SimResult:
                 r.segments.append(("upload", up_start, up_start + r.upload_s))
             rows[p] = r
         gathered = [p for p in peer_list if p in rows and rows[p].accepted][:tm.gather_peers]
+        if w < len(sc.applied):
+            gathered = gathered[:sc.applied[w]]
         gather_sets.append(gathered)
         readers = sum(1 for r in rows.values() if r.status != "catching_up") + sc.validators
         for p, r in rows.items():
@@ -132,7 +137,12 @@ def simulate(sc: Scenario, costs: StageCosts) -> SimResult:
             r.gathered = len(gathered) - r.timeouts
             slow = exchange_slow * (sc.faults.straggler_slowdown if straggler[p] else 1.0)
             per_param = costs["decode_s_per_param"] + costs["aggregate_s_per_param"]
-            r.aggregate_s = slow * (work.params * r.gathered * per_param + costs["apply_s"])
+            seen = compiled.setdefault(p, set())
+            first_use = r.gathered > 0 and peer_bucket(r.gathered) not in seen
+            if r.gathered:
+                seen.add(peer_bucket(r.gathered))
+            r.aggregate_s = slow * (work.params * r.gathered * per_param + costs["apply_s"]
+                                    + (costs["aggregate_first_use_s"] if first_use else 0.0))
             d_end = g_start + r.download_s
             r.segments += [("download", g_start, d_end), ("aggregate", d_end, d_end + r.aggregate_s)]
             if sc.overlap == Overlap.NONE:

@@ -3,6 +3,8 @@ compute share and median phase times, the figures the simulator is validated aga
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 from statistics import median
 
@@ -18,6 +20,44 @@ def miner_windows(events_dir: str | Path) -> list[dict]:
                 continue
             rows.append(ev)
     return rows
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedSpan:
+    """The windows a recorded run's miners trained in (null rounds first) and, where the log
+    names them, how many payloads were applied in each (`gathered`, the contributors)."""
+    first: int
+    windows: int
+    null_rounds: int
+    applied: tuple[int, ...]  # empty when the events do not carry `gathered`
+
+
+def recorded_span(events_dir: str | Path, applied_file: str | Path | None = None) -> RecordedSpan:
+    """From the miners' `window` events: the first to the last trained window. The applied
+    counts come from the events' `gathered` lists, else from `applied_file` (JSON
+    {"source": ..., "applied": {window: count}}, for logs trimmed without them)."""
+    trained: dict[int, dict] = {}
+    for path in sorted(Path(events_dir).glob("miner-*.jsonl")):
+        for ev in read_events(path):
+            if ev.get("event") == "window" and ev.get("inner_steps"):
+                trained.setdefault(int(ev["window"]), ev)
+    if not trained:
+        raise ValueError(f"no trained miner windows in {events_dir}")
+    first, last = min(trained), max(trained)
+    span = range(first, last + 1)
+    counts: dict[int, int] = {}
+    if all("gathered" in trained.get(w, {}) for w in span):
+        counts = {w: len(trained[w]["gathered"]) for w in span}
+    elif applied_file is not None and Path(applied_file).exists():
+        data = json.loads(Path(applied_file).read_text())
+        if not data.get("source"):
+            raise ValueError(f"{applied_file}: the applied counts must name their source")
+        counts = {int(w): int(n) for w, n in data["applied"].items()}
+        missing = [w for w in span if w not in counts]
+        if missing:
+            raise ValueError(f"{applied_file}: no applied count for windows {missing}")
+    nulls = sum(1 for w in span if trained.get(w, {}).get("null_round"))
+    return RecordedSpan(first, len(span), nulls, tuple(counts[w] for w in span) if counts else ())
 
 
 def measured_summary(rows: list[dict]) -> dict:

@@ -19,6 +19,12 @@ Assumptions the engine makes (stated once, printed by `templar-jax simulate`):
   busy, the exchange (gather, decode, aggregate, apply + save) with `exchange_processes_per_host`.
   The calibration is taken under the machine's load at that time; run it just before the run
   it should predict.
+- The aggregation is compiled per padded peer count (sparseloco's peer_bucket: the next power of
+  two): the first window a peer applies a count whose bucket it has not used yet pays
+  `aggregate_first_use_s` (trace + load from the persistent XLA cache) on top of its aggregate.
+- Every gather peer that uploaded in time is applied, unless the scenario gives the counts a
+  recorded run applied (`applied`: its validator's scores dropped copiers and noise, which the
+  simulator does not model).
 """
 
 from __future__ import annotations
@@ -121,6 +127,7 @@ class Scenario:
     processes_per_host: int = 1  # busy while training (miners and the validator's evaluation)
     exchange_processes_per_host: int | None = None  # busy during gather + aggregate (default: the above)
     seed: int = 0
+    applied: tuple[int, ...] = ()  # payloads applied per window (a recorded run's); empty: all in time
 
     def __post_init__(self):
         for name, v in (("peers", self.peers), ("windows", self.windows),
@@ -136,6 +143,8 @@ class Scenario:
                         ("churn.leave_per_window", self.churn.leave_per_window)):
             if not 0 <= v <= 1:
                 raise ScenarioError(f"{name} must be in [0, 1], got {v}")
+        if any(n < 0 for n in self.applied):
+            raise ScenarioError(f"applied must be counts >= 0, got {self.applied}")
 
     def parts(self) -> int:
         return max(1, math.ceil(self.work.payload_bytes / self.store.part_size))
