@@ -67,7 +67,7 @@ class DomIndex(HTMLParser):
 
     def __init__(self):
         super().__init__()
-        self.ids, self.series, self.text = {}, [], []
+        self.ids, self.series, self.bars, self.text = {}, [], [], []
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -75,6 +75,8 @@ class DomIndex(HTMLParser):
             self.ids[a["id"]] = a
         if tag == "path" and a.get("class") == "series":
             self.series.append(a)
+        if tag == "rect" and a.get("class") == "phase":
+            self.bars.append(a)
 
     def handle_data(self, data):
         self.text.append(data)
@@ -114,4 +116,7 @@ def test_chromium_renders_each_uid_its_status_and_the_loss_series(dashboard, tmp
     assert loss["held-out"]["data-values"] == ",".join(f"{v:.4f}" for _, v in state["series"]["heldout_loss"])
     weights = [s for s in page.series if s["data-label"].startswith("uid ")]
     assert len(weights) == 2 * len(state["peers"])  # weights and final scores, one line per uid
+    # the recorded run predates phase events: each training window is drawn as compute + communication
+    assert sorted((int(b["data-window"]), b["data-phase"]) for b in page.bars) == [
+        (w, p) for w in range(3, 8) for p in ("communication", "compute")]
     assert "held-out loss 8.1689" in page.text and "window-7" in page.ids and "neuron-validator-0" in page.ids

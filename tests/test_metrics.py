@@ -84,6 +84,7 @@ def test_validator_endpoint_serves_scores_weights_and_status(served, tmp_path):
 def test_miner_endpoint_counts_tokens_payloads_and_gather_reasons(served):
     cfg, log, exporters = served("miner", 1, "metrics.peak_tflops=0.5")
     records = replay(log, RUN / "miner-1.jsonl")
+    assert not any(k[0] == "templar_payload_bytes" for k in scrape(exporters.server.url))  # not logged yet
     log.emit("window", window=8, train_loss=6.5, inner_steps=2, uploaded=True, compute_s=2.0, comm_s=0.5,
              payload_bytes=12345, gathered=[1], skipped={"2": "late: stored 3.1 s after the upload span"})
     log.emit("phase", window=8, phase="train", start=100.0, end=101.5, lane="main")

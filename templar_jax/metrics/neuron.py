@@ -67,7 +67,7 @@ class NeuronMetrics:
                                   "window's compute phase", registry=r)
         self.mfu = Gauge("templar_mfu_ratio", "model FLOPs utilization of the last window's compute phase (0..1)",
                          registry=r) if self.peak_flops > 0 else None
-        self.payload_bytes = Gauge("templar_payload_bytes", "bytes of the last uploaded payload", registry=r)
+        self.payload_bytes: Gauge | None = None  # made by the first event that reports the size
         self.uploads = Counter("templar_uploads", "upload attempts, by outcome (ok, failed)", ["outcome"],
                                registry=r)
         self.catch_ups = Counter("templar_catch_ups", "times this miner rebuilt the global model", registry=r)
@@ -138,6 +138,9 @@ class NeuronMetrics:
         if ev.get("inner_steps"):
             self.uploads.labels("ok" if ev.get("uploaded") else "failed").inc()
         if ev.get("payload_bytes") is not None:
+            if self.payload_bytes is None:
+                self.payload_bytes = Gauge("templar_payload_bytes", "bytes of the last uploaded payload",
+                                           registry=self.registry)
             self.payload_bytes.set(ev["payload_bytes"])
         outcomes = {str(u): "ok" for u in ev.get("gathered") or []}
         outcomes.update({str(u): reason_kind(r) for u, r in (ev.get("skipped") or {}).items()})
