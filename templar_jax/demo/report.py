@@ -2,6 +2,9 @@
 
 Inputs are the JSON-lines events neurons write (see `templar_jax.events`):
   miner     "window": window, train_loss, compute_s, comm_s, gathered, skipped, behavior
+            (overlapped outer steps add comm_hidden_s and landed_after_steps; comm_s is then the
+            communication the training thread waited for)
+            "phase": window, phase, start, end, lane (main: the training thread; comm: overlap's)
   validator "scores": window, heldout_loss, uids: {uid: {loss_score, final, weight, status, ...}}
 """
 
@@ -24,6 +27,8 @@ def collect(events: list[dict]) -> dict[str, Any]:
     scores: dict[int, dict] = {}  # window -> per-uid dict
     miner_status: dict[int, str] = {}
     skipped: dict[int, dict] = defaultdict(dict)  # uid -> window -> {peer: reason}
+    window_timing: dict[int, list[dict]] = defaultdict(list)  # window -> one record per miner
+    phases: dict[int, list[tuple]] = defaultdict(list)  # uid -> [(window, phase, start, end, lane)]
     for ev in events:
         uid, kind = ev.get("uid"), ev.get("event")
         if ev.get("role") == "miner":
@@ -33,9 +38,17 @@ def collect(events: list[dict]) -> dict[str, Any]:
                 if ev.get("train_loss") is not None:
                     miner_loss[uid][w] = float(ev["train_loss"])
                 timing[uid].append((float(ev.get("compute_s", 0.0)), float(ev.get("comm_s", 0.0))))
+                if ev.get("status", "ok") == "ok":
+                    window_timing[w].append({
+                        "uid": uid, "compute_s": float(ev.get("compute_s", 0.0)),
+                        "comm_s": float(ev.get("comm_s", 0.0)), "hidden_s": float(ev.get("comm_hidden_s", 0.0)),
+                        "overlap": bool(ev.get("overlap", False))})
                 miner_status[uid] = ev.get("status", "ok")
                 if ev.get("skipped"):
                     skipped[uid][w] = ev["skipped"]
+            elif kind == "phase":
+                phases[uid].append((int(ev["window"]), ev["phase"], float(ev["start"]), float(ev["end"]),
+                                    ev.get("lane", "main")))
             elif kind in ("error", "stopped"):
                 miner_status[uid] = kind
         elif ev.get("role") == "validator" and kind == "scores":
@@ -51,6 +64,8 @@ def collect(events: list[dict]) -> dict[str, Any]:
         "scores": scores,
         "miner_status": miner_status,
         "skipped": dict(skipped),
+        "window_timing": dict(window_timing),
+        "phases": dict(phases),
     }
 
 
@@ -105,7 +120,58 @@ def plot(summary: dict, out_dir: str | os.PathLike) -> list[Path]:
         fig.savefig(p, dpi=110)
         plt.close(fig)
         paths.append(p)
-    return paths
+    timeline = plot_timeline(summary, out_dir)
+    return paths + ([timeline] if timeline else [])
+
+
+PHASE_COLORS = {"train": "tab:green", "compress": "tab:olive", "upload": "tab:blue", "gather": "tab:cyan",
+                "outer_step": "tab:purple", "land": "tab:red", "gather_wait": "lightgrey"}
+
+
+def plot_timeline(summary: dict, out_dir: Path, windows: int = 4) -> Path | None:
+    """The first miner's last `windows` windows: each phase as a bar on its thread's lane."""
+    import matplotlib.pyplot as plt
+
+    if not summary["phases"]:
+        return None
+    uid = min(summary["phases"])
+    rows = summary["phases"][uid]
+    last = max(r[0] for r in rows)
+    rows = [r for r in rows if r[0] > last - windows]
+    t0 = min(r[2] for r in rows)
+    lanes = sorted({r[4] for r in rows}, key=lambda lane: lane != "main")
+    fig, ax = plt.subplots(figsize=(10, 1.2 + 0.6 * len(lanes)))
+    for window, phase, start, end, lane in rows:
+        y = lanes.index(lane)
+        ax.broken_barh([(start - t0, max(end - start, 1e-3))], (y - 0.35, 0.7),
+                       color=PHASE_COLORS.get(phase, "grey"))
+        if phase == "train":
+            ax.text(start - t0, y + 0.42, f"W{window}", fontsize=7)
+    ax.set_yticks(range(len(lanes)), [f"{lane} thread" for lane in lanes])
+    ax.set_xlabel("seconds")
+    ax.set_title(f"miner {uid}: phases of its last {windows} windows")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in PHASE_COLORS.values()]
+    ax.legend(handles, list(PHASE_COLORS), fontsize=7, ncol=len(PHASE_COLORS), loc="upper center",
+              bbox_to_anchor=(0.5, -0.55))
+    fig.tight_layout()
+    p = out_dir / "timeline.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    return p
+
+
+def compute_share_rows(summary: dict) -> list[tuple[int, str, float, float, float, float]]:
+    """Per window: (window, mode, mean compute s, mean exposed comm s, mean hidden comm s,
+    compute share = compute / (compute + exposed comm), summed over the miners)."""
+    out = []
+    for w, recs in sorted(summary["window_timing"].items()):
+        comp = sum(r["compute_s"] for r in recs)
+        comm = sum(r["comm_s"] for r in recs)
+        mode = "overlap" if all(r["overlap"] for r in recs) else "sync" if not any(r["overlap"] for r in recs) else "mixed"
+        n = len(recs)
+        out.append((w, mode, comp / n, comm / n, sum(r["hidden_s"] for r in recs) / n,
+                    comp / max(comp + comm, 1e-9)))
+    return out
 
 
 def _fmt(x: Any, nd: int = 4) -> str:
@@ -169,6 +235,14 @@ def write_report(run_dir: str | os.PathLike, summary: dict, header: dict[str, An
             f"{comm.mean():.2f} s (median {np.median(comm):.2f}); compute share "
             f"{comp.sum() / max(comp.sum() + comm.sum(), 1e-9):.1%}."
         )
+        rows = compute_share_rows(summary)
+        if rows:
+            lines += ["", "Per window (mean over miners; communication = the time the training thread spent on "
+                      "it, clock waits excluded; hidden = upload + gather + outer step run on the comm thread "
+                      "beside training when outer steps overlap):", ""]
+            lines.append("| window | mode | compute s | communication s | hidden s | compute share |")
+            lines.append("| --- | --- | --- | --- | --- | --- |")
+            lines += [f"| {w} | {m} | {c:.2f} | {x:.2f} | {h:.2f} | {share:.1%} |" for w, m, c, x, h, share in rows]
     failures = _failures(summary)
     if failures:
         lines += ["", "## Payloads not applied (as seen by the validator)", ""]

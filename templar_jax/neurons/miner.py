@@ -6,13 +6,20 @@ encode; upload once W+1 starts (plus the debug object with a few parameter value
 check); at the clock's gather time, gather the leader's peer list (reserve fill-in), aggregate,
 and apply the same outer step as everyone: theta_next = theta0 - alpha * agg. A miner that falls
 behind skips training for a window but still applies that window's outer step, so it stays in sync.
+
+With run config `sparseloco.overlap` the upload, gather and outer step of W run on a comm thread
+while W+1 trains (neurons/overlap.py, docs/overlap.md); the global params are the same.
+Every phase is logged as a `phase` event (start, end, lane: main or comm) for the timeline.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -28,12 +35,13 @@ from templar_jax.checkpoint import (
 )
 from templar_jax.data import miner_pool, sample_digest, trained_indices
 from templar_jax.gauntlet import debug_object
-from templar_jax.model.offload import StateOffload, to_device
+from templar_jax.model.offload import StateOffload, fresh_device_copy, to_device
 from templar_jax.model.params import flatten_params
 from templar_jax.neurons.catchup import rebuild_params
 from templar_jax.neurons.common import NeuronBase, NeuronParts
+from templar_jax.neurons.overlap import Landing
 from templar_jax.neurons.upload import Upload
-from templar_jax.neurons.window_state import Contribution, Gathered, MinerState
+from templar_jax.neurons.window_state import Contribution, Exchanged, Gathered, MinerState, Pending, Prepared
 from templar_jax.protocol.global_model import GlobalModel
 from templar_jax.sparseloco import SparseLoCoState, sparseloco
 from templar_jax.storage.errors import StorageError
@@ -43,6 +51,8 @@ from templar_jax.train.optimizer import at_schedule_step, global_inner_step
 from templar_jax.wire import PayloadError
 
 log = logging.getLogger(__name__)
+
+COMM_THREAD = "comm"  # name prefix of the overlap's comm thread
 
 
 def inner_trainer(model: GlobalModel) -> InnerTrainer:
@@ -78,32 +88,44 @@ class Miner(NeuronBase):
         self.offload = StateOffload.from_section(cfg.offload, devices)
         self.resume = (LocalCheckpoints(self._resume_dir(), max_to_keep=2)
                        if cfg.run.resume_interval_windows > 0 else None)
+        # overlap: each window's upload, gather and outer step run here, one after the other
+        self.comm = ThreadPoolExecutor(1, thread_name_prefix=COMM_THREAD) if cfg.sparseloco.overlap else None
 
     # -- one window ---------------------------------------------------------------------
-    def _train(self, params, opt_state, window: int, start: int) -> Trained:
+    def _train(self, params, opt_state, window: int, start: int, before_step=None) -> Trained:
         inner = self.cfg.inner
         train = self.data.train_at(window - start)  # the shard schedule's samples at this global step
         pool = miner_pool(self.uid, window, train.n_samples, inner.steps, inner.target_batch)
         rows = self.upload.training_rows(self, window, trained_indices(pool, inner.steps, inner.batch))
         batches = [train.samples(self.trainer.feed.local_rows(r)) for r in rows]  # this process's rows
-        params, opt_state, losses = self.trainer.run(params, opt_state, batches,
+        params, opt_state, losses = self.trainer.run(params, opt_state, batches, before_step=before_step,
                                                      deadline=self.clock.train_deadline(window), clock=self.clock.now)
         if len(losses) < len(batches):
             log.warning("window %d: trained %d of %d inner steps before the upload deadline", window,
                         len(losses), len(batches))
         return Trained(params, opt_state, losses, sample_digest(train.ids(pool)), len(pool))
 
-    def _contribute(self, state: MinerState, window: int, start: int) -> tuple[MinerState, Contribution]:
-        """Train, compress and encode during `window`; upload once `window + 1` begins.
-        The returned state keeps theta0: the outer step moves the params, not the training."""
+    def _prepare(self, state: MinerState, window: int, start: int, landing: Landing | None = None) -> Prepared:
+        """Train, compress and encode during `window`. The returned state keeps theta0: the outer
+        step moves the params, not the training. With `landing` (overlap), training continues
+        from the previous window's end while its exchange is in flight, and theta0 is the global
+        model it lands."""
         t0 = time.time()
-        theta0 = state.params
         # the lr schedule follows the run's global inner step, whatever this miner trained before
         opt_state = at_schedule_step(to_device(state.opt_state), global_inner_step(window, start, self.cfg.inner.steps))
-        trained = self._train(theta0, opt_state, window, start)
+        if landing is None:
+            trained = self._train(state.params, opt_state, window, start)
+            theta0 = state.params
+        else:
+            trained = self._train(landing.pending.x_base, opt_state, window, start, before_step=landing)
+            trained = trained._replace(params=landing.finish(trained.params))
+            theta0 = landing.exchanged.params
+        t_trained = time.time()
         opt_state = self.offload.optimizer(trained.opt_state)  # off the device before compression
         delta = jax.tree.map(lambda a, b: a - b, to_device(theta0), trained.params)
-        trained = trained._replace(params=None)  # theta_H's buffers free up once delta exists
+        # theta_H's buffers free up once delta exists, unless the next window trains on from them
+        x_end = self.offload.theta0(trained.params) if self.cfg.sparseloco.overlap else None
+        trained = trained._replace(params=None)
         payload, ef = self.tx.update(delta, to_device(state.ef), null_round=self.is_null_round(window, start))
         del delta
         ef = self.offload.error_feedback(ef)
@@ -111,22 +133,45 @@ class Miner(NeuronBase):
                 "sample_digest": trained.sample_digest, "sample_count": trained.sample_count,
                 "version": self.version}
         data = self.upload.prepare(self, payload, meta)
-        compute_s = time.time() - t0
-        self.clock.wait_for_upload(window)
-        t_up = time.time()
-        uploaded = False
+        t_done = time.time()
+        landed = landing.seconds if landing is not None else 0.0  # the previous window's comm
+        self._phase(window, "train", t0, t_trained)
+        self._phase(window, "compress", t_trained, t_done)
+        done = Contribution(train_loss=float(np.mean(trained.losses)), inner_steps=len(trained.losses),
+                            compute_s=t_done - t0 - landed)
+        return Prepared(MinerState(theta0, opt_state, ef), data, done, x_end)
+
+    def _upload(self, window: int, start: int, data: bytes, theta0) -> bool:
+        """Put `window`'s payload and debug object (the upload window is open); False if lost."""
+        t0 = time.time()
         try:
             data = self.upload.finalize(self, window, window - start, data)
-            if data is not None:
-                self.bucket.put(gradient_key(window, self.uid, self.version), data)
-                dbg = debug_object(flatten_params(theta0), self.sample_positions, window)
-                self.bucket.put(debug_key(window, self.uid, self.version), json.dumps(dbg).encode())
-                uploaded = True
+            if data is None:
+                return False
+            self.bucket.put(gradient_key(window, self.uid, self.version), data)
+            dbg = debug_object(flatten_params(theta0), self.sample_positions, window)
+            self.bucket.put(debug_key(window, self.uid, self.version), json.dumps(dbg).encode())
+            return True
         except (StorageError, PayloadError) as err:  # this window's upload is lost; the loop goes on
             log.error("window %d: upload failed (%s)", window, err)
-        done = Contribution(train_loss=float(np.mean(trained.losses)), inner_steps=len(trained.losses),
-                            uploaded=uploaded, compute_s=compute_s, upload_s=time.time() - t_up)
-        return MinerState(theta0, opt_state, ef), done
+            return False
+        finally:
+            self._phase(window, "upload", t0, time.time())
+
+    def _contribute(self, state: MinerState, window: int, start: int) -> tuple[MinerState, Contribution]:
+        """Train, compress and encode during `window`; upload once `window + 1` begins."""
+        prepared = self._prepare(state, window, start)
+        self.clock.wait_for_upload(window)
+        t_up = time.time()
+        uploaded = self._upload(window, start, prepared.data, prepared.state.params)
+        done = dataclasses.replace(prepared.done, uploaded=uploaded, upload_s=time.time() - t_up)
+        return prepared.state, done
+
+    def _phase(self, window: int, phase: str, t0: float, t1: float) -> None:
+        """One phase of a window on the timeline; lane 'comm' is the overlap's comm thread, 'main'
+        the thread that trains."""
+        lane = "comm" if threading.current_thread().name.startswith(COMM_THREAD) else "main"
+        self.events.emit("phase", window=window, phase=phase, start=t0, end=t1, lane=lane)
 
     def _gather_window(self, window: int) -> Gathered:
         """The payloads every honest neuron aggregates for `window` (peer list + reserves)."""
@@ -134,6 +179,17 @@ class Miner(NeuronBase):
         miners, buckets = self.peer_view(graph)
         peers = self.peer_list(window, miners, graph)
         return self.gather(window, peers.gather + peers.reserve, peers, buckets)
+
+    def _outer_step(self, state: MinerState, window: int) -> tuple[dict, Gathered]:
+        """Gather `window` and apply its outer step to theta0 = state.params (as every neuron does)."""
+        t0 = time.time()
+        gathered = self._gather_window(window)
+        t1 = time.time()
+        params = jax.block_until_ready(
+            self.offload.theta0(self.model.outer_step(to_device(state.params), gathered.applied)))
+        self._phase(window, "gather", t0, t1)
+        self._phase(window, "outer_step", t1, time.time())
+        return params, gathered
 
     def step_window(self, state: MinerState, window: int, start: int) -> MinerState:
         """One whole window: contribute (when on time), gather, apply, report."""
@@ -146,21 +202,79 @@ class Miner(NeuronBase):
                         self.clock.current_window())
         self.clock.wait_for_gather(window)
         t_gather = time.time()
-        gathered = self._gather_window(window)
-        params = self.offload.theta0(self.model.outer_step(to_device(state.params), gathered.applied))
+        params, gathered = self._outer_step(state, window)
         state = MinerState(params, state.opt_state, state.ef)
         self._save_resume(state, window, start)
         comm_s = done.upload_s + (time.time() - t_gather)  # clock waits are not counted
+        self._report(window, start, done, gathered, self.model.params_digest(params), comm_s=comm_s,
+                     status="ok" if on_time else "behind")
+        return state
+
+    def _report(self, window: int, start: int, done: Contribution, gathered: Gathered, digest: str | None, *,
+                comm_s: float, status: str, **extra) -> None:
         got = gathered.payloads
         self.events.emit("window", window=window, train_loss=done.train_loss, inner_steps=done.inner_steps,
                          uploaded=done.uploaded, compute_s=done.compute_s, comm_s=comm_s,
-                         params_digest=self.model.params_digest(params), behavior=str(self.upload),
+                         params_digest=digest, behavior=str(self.upload),
                          gathered=gathered.contributors, skipped=got.failed,
-                         null_round=self.is_null_round(window, start), status="ok" if on_time else "behind")
+                         null_round=self.is_null_round(window, start), status=status, **extra)
         log.info("window %d: loss %s, applied %d peers %s, skipped %s", window,
                  "-" if done.train_loss is None else f"{done.train_loss:.4f}", len(gathered.contributors),
                  gathered.contributors, {u: r.split(":")[0] for u, r in got.failed.items()})
-        return state
+
+    # -- overlapped outer steps (run config sparseloco.overlap) ---------------------------------
+    def _exchange(self, window: int, start: int, prepared: Prepared, opt_copy) -> Exchanged:
+        """On the comm thread: upload `window`, gather it, apply its outer step (+ resume save)."""
+        t0 = time.time()
+        uploaded = self._upload(window, start, prepared.data, prepared.state.params)
+        t_uploaded = time.time()
+        self.clock.wait_for_gather(window)  # a clock wait, not communication
+        t_gather = time.time()
+        self._phase(window, "gather_wait", t_uploaded, t_gather)
+        params, gathered = self._outer_step(prepared.state, window)
+        self._save_resume(MinerState(params, opt_copy, prepared.state.ef), window, start)
+        digest = self.model.params_digest(params)
+        return Exchanged(params, gathered, uploaded, digest, seconds=t_uploaded - t0 + time.time() - t_gather,
+                         clock_wait=(t_uploaded, t_gather))
+
+    def step_overlapped(self, state: MinerState, window: int, start: int,
+                        pending: Pending | None) -> tuple[MinerState, Pending | None]:
+        """Train `window` while `pending` (the previous window's exchange) is in flight, then hand
+        this window's upload, gather and outer step to the comm thread; returns the new pending
+        exchange. `state.params` is the last global model landed (theta_{window-1} while `pending`
+        runs), the returned state's is theta_window."""
+        if self.clock.current_window() != window:  # behind: land, then the plain window
+            state = self._land(state, pending, start)
+            return self.step_window(state, window, start), None
+        landing = Landing(pending) if pending is not None else None
+        prepared = self._prepare(state, window, start, landing)
+        if landing is not None:
+            self._report_landed(landing, start)
+        self.clock.wait_for_upload(window)
+        t_submit = time.time()
+        # the resume checkpoint needs this window's AdamW state, which the next inner step donates
+        opt_copy = fresh_device_copy(prepared.state.opt_state) if self._resume_due(window, start) else None
+        future = self.comm.submit(self._exchange, window, start, prepared, opt_copy)
+        done = dataclasses.replace(prepared.done, upload_s=time.time() - t_submit)
+        return prepared.state, Pending(window, future, prepared.x_end, done)
+
+    def _land(self, state: MinerState, pending: Pending | None, start: int) -> MinerState:
+        """Wait for `pending` and take its global params (no training in between)."""
+        if pending is None:
+            return state
+        landing = Landing(pending)
+        landing.finish(pending.x_base)
+        self._report_landed(landing, start)
+        return MinerState(landing.exchanged.params, state.opt_state, state.ef)
+
+    def _report_landed(self, landing: Landing, start: int) -> None:
+        got, pending = landing.exchanged, landing.pending
+        done = dataclasses.replace(pending.done, uploaded=got.uploaded)
+        self._phase(pending.window, "land", *landing.span)
+        # exposed communication: submitting the upload, waiting for the aggregate, the rebase
+        self._report(pending.window, start, done, got.gathered, got.params_digest,
+                     comm_s=done.upload_s + landing.seconds, status="ok", overlap=True,
+                     comm_hidden_s=got.seconds, landed_after_steps=landing.after_steps)
 
     # -- start-up: resume, late join --------------------------------------------------------
     def _resume_dir(self) -> Path:
@@ -202,9 +316,11 @@ class Miner(NeuronBase):
         return MinerState(self.offload.theta0(state.params), self.offload.optimizer(state.opt_state),
                           self.offload.error_feedback(state.ef))
 
+    def _resume_due(self, window: int, start: int) -> bool:
+        return self.resume is not None and (window - start + 1) % self.cfg.run.resume_interval_windows == 0
+
     def _save_resume(self, state: MinerState, window: int, start: int) -> None:
-        interval = self.cfg.run.resume_interval_windows
-        if self.resume is None or (window - start + 1) % interval:
+        if not self._resume_due(window, start):
             return
         save_training_state(self.resume, TrainingState(state.params, state.opt_state, state.ef.error, window,
                                                        window - start + 1), version=self.version)
@@ -215,9 +331,18 @@ class Miner(NeuronBase):
         window = max(start, self.clock.current_window())
         state = self.start_state(start, window)
         last = start + windows - 1 if windows else None
-        self.events.emit("started", behavior=str(self.upload), start_window=start, window=window)
-        while last is None or window <= last:
-            state = self.step_window(state, window, start)
-            window += 1
+        self.events.emit("started", behavior=str(self.upload), start_window=start, window=window,
+                         overlap=self.cfg.sparseloco.overlap)
+        if self.comm is not None:
+            pending = None
+            while last is None or window <= last:
+                state, pending = self.step_overlapped(state, window, start, pending)
+                window += 1
+            self._land(state, pending, start)
+            self.comm.shutdown()
+        else:
+            while last is None or window <= last:
+                state = self.step_window(state, window, start)
+                window += 1
         self.events.emit("stopped", window=window - 1)
         return 0

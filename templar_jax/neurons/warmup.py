@@ -18,7 +18,7 @@ from templar_jax.neurons.datasets import open_datasets
 from templar_jax.neurons.mesh import neuron_mesh
 from templar_jax.neurons.miner import compressor, inner_trainer
 from templar_jax.config import load_run_config
-from templar_jax.sparseloco import densify, median_norms
+from templar_jax.sparseloco import densify, median_norms, rebase
 from templar_jax.sparseloco.payload import peer_bucket
 from templar_jax.protocol.global_model import GlobalModel
 from templar_jax.xla_cache import enable_compilation_cache
@@ -38,6 +38,8 @@ def warm_up(settings, *, max_peers: int, eval_batches: tuple[int, ...]) -> float
     tx = compressor(model)
     ef = tx.init(params)
     delta = jax.tree.map(lambda a, b: a - b, params, trained)
+    if settings.sparseloco.overlap:  # the miner's landing of a late outer step
+        jax.block_until_ready(rebase(params, trained, params))
     for null_round in (True, False):
         payload, ef = tx.update(delta, ef, null_round=null_round)
     meta = {"window": 0, "uid": 0, "version": settings.run.version}

@@ -3,6 +3,7 @@ to window, what it did before the gather, what was gathered, and the validator's
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -29,6 +30,15 @@ class Contribution:
     uploaded: bool = False
     compute_s: float = 0.0  # train + compress + encode
     upload_s: float = 0.0
+
+
+class Prepared(NamedTuple):
+    """A window's work before its upload: the state for the outer step, the bytes to upload."""
+
+    state: MinerState  # theta0 of the window, the inner AdamW state after it, the new EF
+    data: bytes  # the encoded payload
+    done: Contribution  # upload_s not yet known
+    x_end: Any  # overlap only: the working params the next window trains on from (else None)
 
 
 @dataclass(frozen=True)
@@ -65,3 +75,25 @@ class ValidatorWindow:
     weights: WeightVector | None  # set on chain this window, if due
     heldout_loss: float | None
     params_digest: str | None
+
+
+@dataclass(frozen=True)
+class Exchanged:
+    """One window's upload, gather and outer step, run beside the next window's inner steps
+    (run config `sparseloco.overlap`)."""
+
+    params: Any  # theta_{W+1}, the global model every honest neuron holds
+    gathered: Gathered
+    uploaded: bool
+    params_digest: str | None
+    seconds: float  # upload + gather + outer step (+ resume checkpoint), on the comm thread
+    clock_wait: tuple[float, float]  # (start, end) of its wait for the gather time (no communication)
+
+
+class Pending(NamedTuple):
+    """A window whose exchange is in flight while the next window trains."""
+
+    window: int
+    future: Future  # -> Exchanged
+    x_base: Any  # the working params the next window's training started from (x_end of `window`)
+    done: Contribution  # what the window's own training did
