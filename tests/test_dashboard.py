@@ -57,6 +57,24 @@ def test_reasons_endpoints_and_phases_of_a_starting_run(tmp_path):
     assert {n["key"]: n["metrics_url"] for n in state["neurons"]}["miner-3"] == "http://127.0.0.1:9/metrics"
 
 
+def test_served_state_follows_the_logs_as_they_grow(tmp_path):
+    shutil.copytree(RUN / "events", tmp_path / "events")
+    server = DashboardServer(tmp_path, port=0).start()
+    try:
+        fetch = lambda: json.loads(urllib.request.urlopen(server.url + "state.json", timeout=10).read())  # noqa: E731
+        first = fetch()
+        assert first["scored_window"] == 7 and fetch()["now"] >= first["now"]
+        scores = json.loads((tmp_path / "events" / "validator-0.jsonl").read_text().splitlines()[-1])
+        scores.update(t=scores["t"] + 20, window=8, heldout_loss=7.25)
+        with open(tmp_path / "events" / "validator-0.jsonl", "a") as f:
+            f.write(json.dumps(scores) + "\n")
+        later = fetch()
+        assert later["scored_window"] == 8 and later["heldout_loss"] == 7.25
+        assert later["series"]["heldout_loss"][-1] == [8, 7.25]
+    finally:
+        server.close()
+
+
 def test_page_inlines_the_state_safely():
     page = render_page({"run": "</script><script>alert(1)</script>"})
     assert "</script><script>alert" not in page and "<\\/script>" in page

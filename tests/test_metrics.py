@@ -169,8 +169,7 @@ def test_wandb_sink_logs_each_events_numbers(tmp_path):
     log.subscribe(sink)
     last = [r for r in replay(log, RUN / "validator-0.jsonl") if r["event"] == "scores"][-1]
     sink.close()
-    assert fake.inits == [{"project": "templar-test", "name": "validator-0", "config": {"run": {"version": "x"}},
-                           "reinit": True}]
+    assert fake.inits == [{"project": "templar-test", "name": "validator-0", "config": {"run": {"version": "x"}}}]
     row = fake.rows[-1]
     assert row["window"] == last["window"] and row["scores/heldout_loss"] == pytest.approx(last["heldout_loss"])
     assert row["scores/uids/4/weight"] == pytest.approx(last["uids"]["4"]["weight"])

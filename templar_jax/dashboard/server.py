@@ -12,7 +12,7 @@ from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from templar_jax.dashboard.state import dashboard_state
+from templar_jax.dashboard.state import StateCache
 
 log = logging.getLogger(__name__)
 PAGE = Path(__file__).with_name("page.html")
@@ -24,16 +24,16 @@ def render_page(state: dict) -> str:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    def __init__(self, *args, run_dir: Path, **kwargs):
-        self.run_dir = run_dir
+    def __init__(self, *args, states: StateCache, **kwargs):
+        self.states = states
         super().__init__(*args, **kwargs)
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         path = self.path.split("?")[0]
         if path in ("/", "/index.html"):
-            self._send(render_page(dashboard_state(self.run_dir)).encode(), "text/html; charset=utf-8")
+            self._send(render_page(self.states.get()).encode(), "text/html; charset=utf-8")
         elif path == "/state.json":
-            self._send(json.dumps(dashboard_state(self.run_dir)).encode(), "application/json")
+            self._send(json.dumps(self.states.get()).encode(), "application/json")
         else:
             self.send_error(404, f"no such page: {path}")
 
@@ -55,7 +55,7 @@ class DashboardServer:
 
     def __init__(self, run_dir: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8050):
         self.run_dir = Path(run_dir)
-        self.httpd = ThreadingHTTPServer((host, port), partial(_Handler, run_dir=self.run_dir))
+        self.httpd = ThreadingHTTPServer((host, port), partial(_Handler, states=StateCache(self.run_dir)))
         self.httpd.daemon_threads = True
         self.host, self.port = host, self.httpd.server_port
         self.thread: threading.Thread | None = None

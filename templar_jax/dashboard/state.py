@@ -8,13 +8,14 @@ metrics endpoints neurons record there): nothing that neurons do not already pub
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
 
 from templar_jax.demo.report import collect, latest_scores
-from templar_jax.events import read_all_events
-from templar_jax.metrics.server import read_endpoints
+from templar_jax.events import events_dir, read_all_events
+from templar_jax.metrics.server import endpoints_dir, read_endpoints
 
 RECENT_WINDOWS = 40  # windows listed in the phase table and the compute/communication chart
 
@@ -128,3 +129,33 @@ def dashboard_state(run_dir: str | os.PathLike) -> dict:
             "final": per_uid("final"),
         },
     }
+
+
+def folder_signature(run_dir: str | os.PathLike) -> tuple:
+    """Size and mtime of every file the state is built from: equal signatures, equal states."""
+    files = [*sorted(events_dir(run_dir).glob("*.jsonl")), *sorted(endpoints_dir(run_dir).glob("*.json"))]
+    out = []
+    for path in files:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            continue
+        out.append((path.name, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+class StateCache:
+    """`dashboard_state` rebuilt only when the run folder's logs changed (every open page polls)."""
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.run_dir = Path(run_dir)
+        self._lock = threading.Lock()
+        self._signature: tuple | None = None
+        self._state: dict = {}
+
+    def get(self) -> dict:
+        with self._lock:
+            signature = folder_signature(self.run_dir)
+            if signature != self._signature:
+                self._state, self._signature = dashboard_state(self.run_dir), signature
+            return {**self._state, "now": time.time()}

@@ -10,6 +10,8 @@ neuron already logs (templar_jax.events), so the JSONL log, the dashboard and th
 
 from __future__ import annotations
 
+import threading
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info
 
 SCORE_KINDS = ("loss_score", "final", "bma", "sync")
@@ -59,6 +61,7 @@ class NeuronMetrics:
             self._validator_metrics(r)
         self._status: dict[str, str] = {}  # peer -> the status its templar_peer_status series holds
         self._outcomes: set[str] = set()  # every gather outcome seen, zeroed when absent from a window
+        self._lock = threading.Lock()
 
     def _miner_metrics(self, r: CollectorRegistry) -> None:
         self.train_loss = Gauge("templar_train_loss", "mean inner-loop loss of the last window", registry=r)
@@ -85,6 +88,10 @@ class NeuronMetrics:
                                    registry=r)
 
     def __call__(self, record: dict) -> None:
+        with self._lock:  # the overlapped miner emits from its comm thread too
+            self._observe(record)
+
+    def _observe(self, record: dict) -> None:
         self.last_event.set(float(record.get("t", 0.0)))
         handlers = {"started": self._started, "phase": self._logged_phase}
         if self.role == "miner":

@@ -36,7 +36,7 @@ class WandbSink:
                 raise WandbError(f"metrics.wandb_project={project!r} needs wandb: pip install "
                                  "'templar-jax[wandb]'") from None
         self.wandb = module
-        self.run = module.init(project=project, name=f"{role}-{uid}", config=config or {}, reinit=True)
+        self.run = module.init(project=project, name=f"{role}-{uid}", config=config or {})
 
     def __call__(self, record: dict) -> None:
         row = flatten_numbers({k: v for k, v in record.items() if k not in ("t", "uid")}, f"{record['event']}/")
