@@ -1,4 +1,5 @@
-"""`templar-jax eval CKPT`: held-out loss, perplexity, bits per byte (and optional lm-eval tasks)."""
+"""`templar-jax eval CKPT`: held-out loss, perplexity, bits per byte (and optional lm-eval tasks);
+`templar-jax eval --watch URL`: the same for every checkpoint the leader publishes (a service)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ def register(sub) -> None:
                     "model is rebuilt from the validator's published aggregates and saved to "
                     "runs/<id>/final_checkpoint first. Optionally runs lm-eval tasks on the Hugging Face "
                     "export (needs `pip install lm-eval` and network access for the task data).")
-    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint directory or demo run folder")
+    p.add_argument("checkpoint", metavar="CKPT", nargs="?",
+                   help="checkpoint directory or demo run folder (not with --watch)")
     p.add_argument("--model", help="model preset or YAML (default: the config stored in the checkpoint)")
     p.add_argument("--step", type=int, help="checkpoint step (default: latest)")
     p.add_argument("--data", help="'bundled' or a shard folder (default: the run's data, else bundled)")
@@ -37,7 +39,89 @@ def register(sub) -> None:
                    help="run folder: save the replayed model even if it differs from the params digest the "
                         "validator logged (default: that is an error, usually a wrong --config/--set)")
     p.add_argument("--json", dest="json_out", metavar="OUT", help="also write the results as JSON to OUT")
+    w = p.add_argument_group(
+        "evaluator service", "--watch URL follows the checkpoints the leader validator publishes in its bucket "
+        "(URL: gs://, s3:// or file://), evaluates each complete one once (oldest first) and appends the "
+        "results to a JSONL history, which is also the state a restart resumes from. Model, version and "
+        "data come from --config/--set (--data, --model override them).")
+    w.add_argument("--watch", metavar="URL", help="the leader's bucket URL")
+    w.add_argument("--history", default="eval-watch/history.jsonl",
+                   help="JSONL history (one record per checkpoint); downloads go beside it")
+    w.add_argument("--poll-s", type=float, default=30.0, help="seconds between polls")
+    w.add_argument("--polls", type=int, help="stop after N polls (default: run until interrupted)")
+    w.add_argument("--metrics-port", type=int,
+                   help="serve the evaluator's metrics (OpenMetrics) at http://HOST:PORT/metrics (0: any port)")
+    w.add_argument("--metrics-host", default="127.0.0.1", help="address the metrics endpoint listens on")
+    w.add_argument("--endpoint", help="s3:// only: endpoint URL of the leader's bucket")
+    w.add_argument("--credentials-file", help="s3:// only: JSON file with read keys (else TEMPLAR_S3_READ_*)")
     p.set_defaults(func=_run)
+
+
+def _watch(args, console) -> int:
+    from pathlib import Path
+
+    from templar_jax.config import RunConfigError, load_run_config
+    from templar_jax.evaluate import EvalError, LmEvalUnavailable, open_eval_data
+    from templar_jax.evaluate.history import EvalHistory
+    from templar_jax.evaluate.lm_eval_tasks import parse_tasks, require_lm_eval
+    from templar_jax.evaluate.load import resolve_model_config
+    from templar_jax.evaluate.watch import CheckpointWatcher, checkpoint_evaluator
+    from templar_jax.evaluate.watch_metrics import EvalMetrics
+    from templar_jax.model import ModelConfigError, load_model_config
+    from templar_jax.neurons.network import NetworkSetupError, load_credentials
+    from templar_jax.storage import BadBucketUrl, Bucket
+    from templar_jax.xla_cache import enable_compilation_cache
+
+    if args.checkpoint:
+        log.error("eval: give either CKPT or --watch URL, not both")
+        return 2
+    if not args.config:
+        log.error("eval --watch needs --config (the run's model, version and data)")
+        return 2
+    server = None
+    try:
+        settings = load_run_config(args.config, args.overrides or [])
+        model_cfg = (resolve_model_config(None, args.model) if args.model else
+                     load_model_config(settings.model.preset, **dict(settings.model.overrides)))
+        tasks = parse_tasks(args.tasks) if args.tasks else None
+        if tasks:
+            require_lm_eval()
+        enable_compilation_cache()
+        data = open_eval_data(args.data or settings.data.path, split=args.split,
+                              seq_len=args.seq_len or settings.data.seq_len, pad_id=args.pad_id,
+                              cache_dir=settings.data.cache_dir)
+        creds = load_credentials(args.credentials_file, "TEMPLAR_S3_READ_") if args.watch.startswith("s3://") else None
+        region = "auto" if args.endpoint and "r2.cloudflarestorage.com" in args.endpoint else None
+        bucket = Bucket.open(args.watch, creds, endpoint=args.endpoint, region=region)
+        history = EvalHistory(args.history)
+        metrics = EvalMetrics()
+        for record in history.records:  # a restart exports what it already knows
+            metrics(record)
+        if args.metrics_port is not None:
+            from templar_jax.metrics.server import MetricsServer
+
+            server = MetricsServer(metrics.registry, port=args.metrics_port, host=args.metrics_host)
+            console.print(f"metrics at {server.url}")
+        evaluate = checkpoint_evaluator(model_cfg, data, batch_size=args.batch_size, max_batches=args.batches,
+                                        tasks=tasks, lm_eval_limit=args.lm_eval_limit)
+        watcher = CheckpointWatcher(bucket, settings.run.version, history, evaluate,
+                                    Path(args.history).parent / "checkpoints", on_record=metrics)
+        console.print(f"watching {args.watch} (version {settings.run.version!r}); "
+                      f"{len(history.windows)} checkpoints already in {args.history}")
+        n = watcher.run(poll_s=args.poll_s, max_polls=args.polls)
+        console.print(f"evaluated {n} checkpoints; history: {args.history}")
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    except LmEvalUnavailable as err:
+        log.error("%s", err)
+        return 2
+    except (EvalError, RunConfigError, ModelConfigError, NetworkSetupError, BadBucketUrl) as err:
+        log.error("eval --watch failed: %s", err)
+        return 1
+    finally:
+        if server is not None:
+            server.close()
 
 
 def _run(args) -> int:
@@ -54,6 +138,11 @@ def _run(args) -> int:
     console = Console()
     if not getattr(args, "verbose", False):
         logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every step of a restore
+    if args.watch:
+        return _watch(args, console)
+    if not args.checkpoint:
+        log.error("eval: give a checkpoint (CKPT) or --watch URL")
+        return 2
     try:
         tasks = parse_tasks(args.tasks) if args.tasks else None
         if tasks:

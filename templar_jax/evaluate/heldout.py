@@ -30,7 +30,7 @@ class EvalData:
     """One split of a shard set, with what the metrics need to know about its tokens."""
 
     dataset: object  # templar_jax.data.ShardDataset
-    folder: Path
+    folder: Path | str  # the split's folder, or the bucket URL it was read from
     pad_id: Optional[int]  # = EOS; None when neither manifest nor tokenizer names one
     byte_lengths: Optional[np.ndarray]  # int64 [vocab]; None without a tokenizer (no bpb)
     tokenizer_path: Optional[Path]
@@ -60,18 +60,44 @@ def _find_tokenizer(root: Path, split_dir: Path) -> Optional[Path]:
     return None
 
 
+def _open_bucket_split(url: str, split: str, seq_len: Optional[int], pad_id: Optional[int],
+                      cache_dir) -> EvalData:
+    from templar_jax.data import DataError
+    from templar_jax.data.sources import open_shard_sets
+    from templar_jax.data.tokenizer import load_tokenizer
+    from templar_jax.evaluate.byte_counts import token_byte_lengths
+
+    if seq_len is None:
+        raise EvalError(f"{url}: a bucket's shards need a seq_len")
+    if split not in ("heldout", "train"):
+        raise EvalError(f"{url}: split must be heldout or train, got {split!r}")
+    try:
+        sets = open_shard_sets(url, seq_len, cache_dir=cache_dir, prefetch=False)
+    except DataError as err:
+        raise EvalError(f"cannot open shards at {url}: {err}") from None
+    dataset = sets.heldout if split == "heldout" and sets.heldout is not None else sets.train
+    tok = load_tokenizer(sets.tokenizer_path) if sets.tokenizer_path else None
+    return EvalData(dataset, url, sets.pad_id if pad_id is None else pad_id,
+                    token_byte_lengths(tok) if tok is not None else None, sets.tokenizer_path)
+
+
 def open_eval_data(data: str, *, split: str = "heldout", seq_len: Optional[int] = None,
-                   pad_id: Optional[int] = None) -> EvalData:
-    """`data` = "bundled" (the demo corpus) or a shard folder, with or without split subfolders.
+                   pad_id: Optional[int] = None, cache_dir=None) -> EvalData:
+    """`data` = "bundled" (the demo corpus), a shard folder (with or without split subfolders)
+    or a gs:// / s3:// URL of one (`templar_jax.data.sources`; cached in `cache_dir`).
 
     seq_len: taken from the folder's manifest when None (required for "bundled", whose cache
-    folder depends on it). pad_id: the manifest's eos_id, else the tokenizer's EOS, unless given.
+    folder depends on it, and for a bucket). pad_id: the manifest's eos_id, else the
+    tokenizer's EOS, unless given.
     """
     from templar_jax.data import DataError, ShardDataset, ensure_bundled_dataset
     from templar_jax.data.manifest import read_manifest
+    from templar_jax.data.sources import is_bucket_url
     from templar_jax.data.tokenizer import eos_id_of, load_tokenizer
     from templar_jax.evaluate.byte_counts import token_byte_lengths
 
+    if is_bucket_url(data):
+        return _open_bucket_split(data, split, seq_len, pad_id, cache_dir)
     if data == "bundled":
         if seq_len is None:
             raise EvalError("the bundled corpus needs a seq_len")

@@ -42,12 +42,15 @@ def _split_step_dir(path: Path, step: Optional[int]) -> tuple[Path, Optional[int
     return path, step
 
 
-def resolve_model_config(meta, model: Optional[str]):
-    """`model` (preset name or YAML) when given, else the config stored in the checkpoint meta."""
+def resolve_model_config(meta, model):
+    """`model` (a ModelConfig, or a preset name or YAML) when given, else the config stored in
+    the checkpoint meta."""
     from templar_jax.convert.from_hf import model_config_from_json
     from templar_jax.convert.mapping import ConversionError
-    from templar_jax.model import ModelConfigError, load_model_config
+    from templar_jax.model import ModelConfig, ModelConfigError, load_model_config
 
+    if isinstance(model, ModelConfig):
+        return model
     try:
         if model:
             return load_model_config(model)
@@ -59,8 +62,9 @@ def resolve_model_config(meta, model: Optional[str]):
         raise EvalError(f"model config: {err}") from None
 
 
-def load_checkpoint(path: str | Path, *, step: Optional[int] = None, model: Optional[str] = None) -> LoadedModel:
-    """Params (on the default device) + model config of an orbax checkpoint."""
+def load_checkpoint(path: str | Path, *, step: Optional[int] = None, model=None) -> LoadedModel:
+    """Params (on the default device) + model config of an orbax checkpoint; `model`: a
+    ModelConfig, preset name or YAML path (default: the config stored in the checkpoint)."""
     from templar_jax.checkpoint.local import CheckpointError, LocalCheckpoints
     from templar_jax.model import param_shapes
     from templar_jax.model.params import flatten_params

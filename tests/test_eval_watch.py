@@ -1,0 +1,120 @@
+"""`templar-jax eval --watch` (issue 23): the evaluator follows the leader's published checkpoints,
+evaluates each once, keeps a JSONL history that survives restarts, and exports metrics."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from templar_jax.checkpoint.bootstrap import save_and_publish
+from templar_jax.checkpoint.local import LocalCheckpoints
+from templar_jax.cli import main
+from templar_jax.config import load_run_config
+from templar_jax.data import write_shard
+from templar_jax.data.manifest import build_manifest, write_manifest
+from templar_jax.evaluate import EvalError
+from templar_jax.evaluate.history import EvalHistory
+from templar_jax.evaluate.watch_metrics import EvalMetrics
+from templar_jax.protocol.global_model import GlobalModel
+from templar_jax.storage import Bucket
+from templar_jax.storage.keys import checkpoint_prefix
+
+L = 128
+
+
+@pytest.fixture(scope="module")
+def heldout(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data") / "heldout"
+    folder.mkdir()
+    tokens = np.random.default_rng(0).integers(1, 4096, size=4 * L).astype(np.uint32)
+    write_shard(folder, 0, tokens, L)
+    write_manifest(folder, build_manifest(folder, L, [(0, 4)], eos_id=0, vocab_size=4096))
+    return folder.parent
+
+
+@pytest.fixture(scope="module")
+def params():
+    return GlobalModel(load_run_config("demo"), pad_id=0).init_params()
+
+
+def _publish(bucket, tmp_path, params, window: int, scale: float) -> None:
+    moved = jax.tree.map(lambda p: p * scale, params)  # a different model per checkpoint
+    with LocalCheckpoints(tmp_path / "leader-ckpts", max_to_keep=None, async_save=False) as ckpts:
+        save_and_publish(ckpts, bucket, version="demo", window=window, params=moved, global_step=window // 5)
+
+
+def _watch(leader_url: str, data, history) -> int:
+    return main(["eval", "--watch", leader_url, "--config", "demo", "--data", str(data), "--history", str(history),
+                 "--polls", "1", "--poll-s", "0", "--batch-size", "4", "--batches", "1"])
+
+
+def test_each_published_checkpoint_is_evaluated_once_across_a_restart(tmp_path, heldout, params):
+    url = f"file://{tmp_path / 'leader'}"
+    leader = Bucket.open(url)
+    history = tmp_path / "watch" / "history.jsonl"
+    _publish(leader, tmp_path, params, 5, 1.0)
+    _publish(leader, tmp_path, params, 10, 1.5)
+    # a checkpoint still being published (files, no manifest yet) waits for a later poll
+    leader.put(checkpoint_prefix("demo", 15) + "params/partial", b"x")
+
+    assert _watch(url, heldout, history) == 0
+    assert [r["window"] for r in EvalHistory(history).records] == [5, 10]
+
+    _publish(leader, tmp_path, params, 15, 2.0)  # its manifest lands: complete now
+    assert _watch(url, heldout, history) == 0  # a restart: 5 and 10 are not evaluated again
+    assert _watch(url, heldout, history) == 0  # nothing new: nothing appended
+
+    records = [json.loads(line) for line in history.read_text().splitlines()]
+    assert [r["window"] for r in records] == [5, 10, 15]
+    assert [r["global_step"] for r in records] == [1, 2, 3]
+    losses = [r["heldout"]["loss"] for r in records]
+    assert len(set(losses)) == 3 and all(np.isfinite(losses))
+    assert all(r["heldout"]["n_samples"] == 4 and "error" not in r for r in records)
+    assert not list((history.parent / "checkpoints").iterdir())  # local copies deleted after use
+
+    metrics = EvalMetrics()
+    for r in records:
+        metrics(r)
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest(metrics.registry).decode())}
+    assert families["templar_eval_window"].samples[0].value == 15
+    assert families["templar_eval_heldout_loss"].samples[0].value == pytest.approx(losses[-1])
+    ok = [s for s in families["templar_eval_checkpoints"].samples if s.name == "templar_eval_checkpoints_total"]
+    assert [(s.labels["outcome"], s.value) for s in ok] == [("ok", 3.0)]
+
+
+def test_a_checkpoint_failing_verification_is_recorded_once_as_an_error(tmp_path, heldout, params):
+    url = f"file://{tmp_path / 'leader'}"
+    leader = Bucket.open(url)
+    _publish(leader, tmp_path, params, 5, 1.0)
+    prefix = checkpoint_prefix("demo", 5)
+    manifest = json.loads(leader.get(prefix + "_MANIFEST.json"))
+    victim = manifest["files"][0]["path"]
+    leader.put(prefix + victim, b"tampered")  # not what the manifest's sha256 says
+    history = tmp_path / "history.jsonl"
+    assert _watch(url, heldout, history) == 0
+    assert _watch(url, heldout, history) == 0
+    records = EvalHistory(history).records
+    assert len(records) == 1 and records[0]["window"] == 5 and "size/sha256" in records[0]["error"]
+
+
+def test_history_drops_a_line_cut_short_by_a_crash(tmp_path):
+    path = tmp_path / "history.jsonl"
+    path.write_text('{"window": 5, "heldout": {"loss": 1.0}}\n{"window": 10, "heldo')
+    history = EvalHistory(path)
+    assert history.windows == {5}  # window 10 is evaluated again, not skipped
+    history.append({"window": 10, "heldout": {"loss": float("nan")}})
+    assert [json.loads(x)["window"] for x in path.read_text().splitlines()] == [5, 10]
+    assert EvalHistory(path).records[1]["heldout"]["loss"] is None
+    path.write_text("not json\n")
+    with pytest.raises(EvalError, match="history.jsonl:1: not an evaluation record"):
+        EvalHistory(path)
+
+
+def test_watch_needs_a_config_and_no_checkpoint_argument(tmp_path):
+    assert main(["eval", "--watch", f"file://{tmp_path}"]) == 2
+    assert main(["eval", str(tmp_path), "--watch", f"file://{tmp_path}", "--config", "demo"]) == 2
