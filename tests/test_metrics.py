@@ -192,3 +192,16 @@ def test_wandb_missing_is_a_typed_error(monkeypatch):
 
     with pytest.raises(WandbError, match="templar-jax\\[wandb\\]"):
         WandbSink("p", role="miner", uid=1)
+
+
+def test_docs_name_every_metric():
+    """docs/metrics.md lists each family a miner or a validator exports, as scraped."""
+    docs = (Path(__file__).parents[1] / "docs" / "metrics.md").read_text()
+    for role in ("miner", "validator"):
+        metrics = NeuronMetrics(role=role, uid=1, tokens_per_step=4, flops_per_token=1.0, peak_flops=1.0)
+        metrics.registry.register(DeviceMemoryCollector(lambda: []))
+        metrics({"t": 1.0, "event": "window", "window": 1, "inner_steps": 1, "compute_s": 1.0, "payload_bytes": 3})
+        text = generate_latest(metrics.registry).decode()
+        names = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
+        missing = [n for n in sorted(names) if f"`{n}`" not in docs and not n.endswith("_created")]
+        assert not missing, f"docs/metrics.md does not name {missing}"
