@@ -14,7 +14,8 @@ GB = 10 ** 9
 def costs(**over) -> StageCosts:
     vals = {"train_tokens_per_s": 1000.0, "train_step_overhead_s": 0.0, "compress_s_per_param": 0.0,
             "encode_s_per_param": 0.0, "decode_s_per_param": 0.0, "aggregate_s_per_param": 0.0, "apply_s": 1.0,
-            "eval_s_per_token": 0.0, "store_request_s": 0.0, "host_tokens_per_s": 0.0, "aggregate_first_use_s": 0.0}
+            "eval_s_per_token": 0.0, "store_request_s": 0.0, "host_tokens_per_s": 0.0, "aggregate_first_use_s": 0.0,
+            "rebase_s_per_param": 0.0}
     vals.update(over)
     return costs_from_dict({k: {"value": v, "source": "test", "device": "test"} for k, v in vals.items()})
 
@@ -44,7 +45,28 @@ def test_overlap_hides_download_then_upload():
     u = {ov: summary(simulate(scenario(overlap=ov), costs()))["utilization"] for ov in Overlap}
     assert u[Overlap.NONE] == pytest.approx(10 / 13)
     assert u[Overlap.AFTER_UPLOAD] == pytest.approx(10 / 12)
-    assert u[Overlap.FULL] == pytest.approx(10 / 11)
+    # full: the next window's 10 steps end before W's exchange is ready (gather 20.3 s after W+1
+    # starts): training waits for download (1 s) + aggregate (1 s); the upload window is the clock's.
+    # The last window (5) has no next one to hide its upload behind (1 + 1 + 1 s)
+    assert u[Overlap.FULL] == pytest.approx(50 / (50 + 4 * 2 + 3))
+
+
+def test_full_overlap_lands_the_outer_step_after_k_inner_steps():
+    # 50 steps of 1 s: W's outer step is ready 22.3 s into W+1 (upload window 20 s + 0.3 s margin,
+    # download 1 s, aggregate 1 s) and lands before step 23; the training thread pays the rebase
+    c = costs(rebase_s_per_param=0.5e-9)  # 0.5 s for 1e9 params
+    res = simulate(scenario(overlap=Overlap.FULL, work=Work("m", 10 ** 9, GB, 1000, 50)), c)
+    s = summary(res)
+    assert s["median_landed_after_steps"] == 23
+    assert s["median_s"]["land_s"] == pytest.approx(0.5) and s["median_s"]["comm_s"] == pytest.approx(0.5)
+    assert s["median_s"]["compute_s"] == pytest.approx(50.0) and s["median_inner_steps"] == 50
+    r = next(r for r in res.records if r.window == 2 and r.peer == 0)
+    assert ("land", 200.0 + 23, 200.0 + 23.5) in r.segments  # window 1's landing, on window 2's training
+    assert s["bottleneck"] == "landing (wait + rebase)"
+    # the last window's exchange lands after its upload with no training left (the miner's end)
+    last = [r for r in res.records if r.window == 5]
+    assert {r.landed_after_steps for r in last} == {0}
+    assert [r.land_s for r in last] == pytest.approx([3.0 + 0.5] * 6)  # upload, download, aggregate, rebase
 
 
 def test_late_uploads_are_not_gathered_unless_the_store_stamps_the_start():

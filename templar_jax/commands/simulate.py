@@ -93,7 +93,9 @@ def _run(args: argparse.Namespace) -> int:
         line = (f"{cfg.model.preset}: {args.peers} peers, overlap {ov.value}: utilization {100 * s['utilization']:.1f}%"
                 f" (wall {100 * s['wall_utilization']:.1f}%), median compute {s['median_s']['compute_s']:.1f} s,"
                 f" comm {s['median_s']['comm_s']:.1f} s (upload {s['median_s']['upload_s']:.1f},"
-                f" download {s['median_s']['download_s']:.1f}, aggregate {s['median_s']['aggregate_s']:.1f}),"
+                f" download {s['median_s']['download_s']:.1f}, aggregate {s['median_s']['aggregate_s']:.1f}"
+                + (f", landing {s['median_s']['land_s']:.1f} after {s['median_landed_after_steps']:g} steps"
+                   if ov == Overlap.FULL else "") + "),"
                 f" payload {s['payload_bytes'] / 1e9:.3g} GB, {s['aggregated_peers_per_window']:g} peers aggregated"
                 f" per window ({s['aggregated_tokens_per_window'] / 1e6:.3g}M tokens), bottleneck: {s['bottleneck']}")
         if args.model == "covenant-72b":
@@ -128,8 +130,8 @@ def register(subparsers) -> None:
     p.add_argument("--parallel-parts", type=int, default=None, help="parts in flight (default: the Bucket's, 8)")
     p.add_argument("--stamp", choices=("completion", "initiation"), default="completion",
                    help="which instant the store stamps on an upload")
-    p.add_argument("--overlap", nargs="+", default=["none", "after_upload"],
-                   choices=("none", "after_upload", "full"))
+    p.add_argument("--overlap", nargs="+", default=["none", "full"], choices=("none", "after_upload", "full"),
+                   help="full: the neurons' run config sparseloco.overlap (see --assumptions)")
     p.add_argument("--processes-per-host", type=int, default=1)
     p.add_argument("--leave", type=float, default=0.0, help="probability a peer leaves after a window")
     p.add_argument("--join", type=float, default=0.0, help="expected joiners per window")

@@ -11,6 +11,7 @@
   once more after dropping the in-memory compiled programs, minus a warm call: what a neuron
   pays the first time it applies a count whose bucket it has not compiled (the programs come
   from the persistent XLA cache, which the neurons and this calibration turn on);
+- rebase: sparseloco.rebase (the overlapped miner's landing of a new global model);
 - store request: one write + read of a payload-sized file (the demo's file buckets).
 Meant for small presets (tiny, 150m) on the current machine; a 72B calibration is written by hand
 from measured anchors (see docs/results.md).
@@ -98,7 +99,7 @@ def calibrate(cfg: RunConfig, peers: int = 6) -> StageCosts:
 
     from templar_jax.checkpoint.local import CheckpointMeta, LocalCheckpoints
     from templar_jax.model import flat_param_shapes, load_model_config, param_batch_dims
-    from templar_jax.sparseloco import aggregate, outer_step, sparseloco
+    from templar_jax.sparseloco import aggregate, outer_step, rebase, sparseloco
     from templar_jax.tree import unflatten_params
     from templar_jax.wire import decode, encode, expected_table
 
@@ -131,6 +132,7 @@ def calibrate(cfg: RunConfig, peers: int = 6) -> StageCosts:
     agg_s = _best(lambda: jax.block_until_ready(aggregate(got, params, rule=sl.aggregation_rule, chunk=sl.chunk,
                                                           batch_dims=bdims)))
     first_use = first_use_s(cfg, params, got[0])
+    rebase_s = _best(lambda: jax.block_until_ready(rebase(params, delta, params)))
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = LocalCheckpoints(Path(tmp) / "resume", max_to_keep=2)
         meta_ck = CheckpointMeta(window=0, global_step=0, version="calibrate")
@@ -160,6 +162,7 @@ def calibrate(cfg: RunConfig, peers: int = 6) -> StageCosts:
         "apply_s": (max(0.0, apply_s), f"{src}: outer step + orbax resume save (async, as the miner)"),
         "aggregate_first_use_s": (first_use, f"{src}: GlobalModel.outer_step of 2 peers after jax.clear_caches()"
                                              " (persistent XLA cache on) minus a warm call"),
+        "rebase_s_per_param": (rebase_s / n, f"{src}: sparseloco.rebase"),
         "eval_s_per_token": (1.0 / (3.0 * single), "forward = 1/3 of a train step (derived)"),
         "store_request_s": (store_s, f"{src}: file write + read of one payload"),
         "host_tokens_per_s": (host_tps, f"{src}: train_probe as {copies} processes at once"),

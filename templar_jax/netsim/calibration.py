@@ -26,6 +26,7 @@ FIGURES: dict[str, str] = {
     "apply_s": "s per window (outer step + resume checkpoint + bookkeeping)",
     "aggregate_first_use_s": "s per process, the first outer step at a new padded peer count "
                              "(trace + load from the persistent XLA cache)",
+    "rebase_s_per_param": "s/param on the training thread when an overlapped outer step lands (sparseloco.rebase)",
     "eval_s_per_token": "s/token (validator forward pass)",
     "store_request_s": "s per object-store request (latency)",
     "host_tokens_per_s": "tokens/s of one host saturated with training processes (0 = one peer per host)",

@@ -36,6 +36,8 @@ class PeerWindow:
     timeouts: int = 0
     download_limit: str = ""  # what set the download rate: "download link" or "bucket egress"
     truncated: bool = False  # the train deadline cut inner steps
+    land_s: float = 0.0  # overlap full: the training thread's time on this window's landing (wait + rebase)
+    landed_after_steps: int | None = None  # overlap full: inner steps of the next window before it landed
     segments: list = dataclasses.field(default_factory=list)  # (phase, start, end)
 
 
@@ -52,6 +54,38 @@ def _link_draws(sc: Scenario, rng: np.random.Generator, n: int) -> tuple[np.ndar
     up = sc.links.up_bps * np.exp(rng.normal(0, s, n)) if s else np.full(n, sc.links.up_bps)
     down = sc.links.down_bps * np.exp(rng.normal(0, s, n)) if s else np.full(n, sc.links.down_bps)
     return up, down
+
+
+@dataclasses.dataclass
+class Landing:
+    """Overlap full (the neurons' sparseloco.overlap): window W's outer step, computed on the comm
+    lane by `ready`, lands on the next window's training between inner steps (after k of them),
+    or at the end of its steps at the latest, where the training thread waits for it. What the
+    training thread spends on it (wait + rebase) is reported on W's record, as the miner does,
+    less the part of the wait while the upload window was still open (the clock's, which the
+    synchronous loop does not count either)."""
+    ready: float
+    rebase_s: float
+    record: PeerWindow
+    clock_wait: tuple[float, float]  # (upload end, gather start) on the comm lane
+
+    def land(self, start: float, step_s: float, steps: int) -> tuple[float, float]:
+        """(seconds on the training thread, when they start) for a window training `steps` from `start`."""
+        end = start + steps * step_s
+        if steps and self.ready < end:
+            k = max(0, math.ceil((self.ready - start) / step_s))
+            at, wait = start + k * step_s, 0.0
+        else:
+            k, at, wait = steps, end, max(0.0, self.ready - end)
+            wait -= max(0.0, min(self.ready, self.clock_wait[1]) - max(at, self.clock_wait[0]))
+        self.record.land_s = wait + self.rebase_s
+        self.record.comm_s += self.record.land_s
+        self.record.landed_after_steps = k
+        return self.record.land_s, at
+
+    def land_idle(self) -> float:
+        """After the last window: no training; the miner waits from its upload's submission."""
+        return self.land(self.clock_wait[0] - self.record.upload_s, 1.0, 0)[0]
 
 
 def _transfer_s(nbytes: int, rate_bps: float, parts: int, parallel: int, request_s: float, latency_s: float) -> float:
@@ -79,6 +113,7 @@ def simulate(sc: Scenario, costs: StageCosts) -> SimResult:
     stall = np.zeros(cap)        # aggregate work that interrupts the next window's training
     peer_list: list[int] = []
     compiled: dict[int, set[int]] = {}  # peer -> padded peer counts its aggregation has used
+    landing: dict[int, Landing] = {}  # overlap full: each peer's exchange in flight
     records: list[PeerWindow] = []
     gather_sets: list[list[int]] = []
 
@@ -99,12 +134,19 @@ def simulate(sc: Scenario, costs: StageCosts) -> SimResult:
             slow = host_slow * (sc.faults.straggler_slowdown if straggler[p] else 1.0)
             start = max(t0, train_ready[p]) + stall[p]
             step_s = step_base * slow
-            steps = min(work.inner_steps, max(0, int((deadline - start) / step_s)))
+            pending = landing.pop(p, None)
+            rebase_s = pending.rebase_s if pending else 0.0
+            steps = min(work.inner_steps, max(0, int((deadline - start - rebase_s) / step_s)))
             r = PeerWindow(w, p, "ok" if steps else "no_steps", inner_steps=steps)
             r.truncated = steps < work.inner_steps
             train_end = start + steps * step_s
+            landed_s = 0.0
+            if pending:
+                landed_s, land_at = pending.land(start, step_s, steps)
+                train_end += landed_s
+                r.segments.append(("land", land_at, land_at + landed_s))
             prep_end = train_end + (prep_base * slow if steps else 0.0)
-            r.compute_s = prep_end - start
+            r.compute_s = prep_end - start - landed_s  # the miner counts the landing as communication
             r.segments += [("train", start, train_end), ("prepare", train_end, prep_end)]
             up_start = max(prep_end, t1)
             if steps:
@@ -151,9 +193,10 @@ def simulate(sc: Scenario, costs: StageCosts) -> SimResult:
             elif sc.overlap == Overlap.AFTER_UPLOAD:
                 r.comm_s = r.upload_s + r.aggregate_s
                 train_ready[p], stall[p] = up_end, r.aggregate_s
-            else:
-                r.comm_s = r.aggregate_s
-                train_ready[p], stall[p] = prep_end, r.aggregate_s
+            else:  # the comm lane uploads, gathers and steps; the next window's training lands it
+                rebase = work.params * costs["rebase_s_per_param"] * host_slow
+                landing[p] = Landing(d_end + r.aggregate_s, rebase, r, (up_end, g_start))
+                train_ready[p], stall[p] = prep_end, 0.0
         records += rows.values()
         # churn after the window: leavers go, joiners start catching up
         alive = [p for p in alive if rng.random() >= sc.churn.leave_per_window]
@@ -163,6 +206,8 @@ def simulate(sc: Scenario, costs: StageCosts) -> SimResult:
                 catching[next_peer] = sc.churn.catch_up_windows
                 train_ready[next_peer] = t1
                 next_peer += 1
+    for pending in landing.values():  # the run's last exchanges, as the miner lands them at the end
+        pending.land_idle()
     evaluated = min(work.eval_uids, sc.peers)
     eval_s = host_slow * evaluated * work.eval_tokens_per_uid * costs["eval_s_per_token"]
     return SimResult(sc, records, gather_sets, eval_s)

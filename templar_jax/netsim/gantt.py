@@ -7,7 +7,7 @@ from pathlib import Path
 from templar_jax.netsim.engine import SimResult
 
 COLOURS = {"train": "tab:green", "prepare": "tab:olive", "upload": "tab:orange", "download": "tab:blue",
-           "aggregate": "tab:purple", "catch_up": "tab:gray"}
+           "aggregate": "tab:purple", "land": "tab:red", "catch_up": "tab:gray"}
 
 
 def gantt_png(res: SimResult, path: str | Path, *, windows: tuple[int, int] = (1, 4), max_peers: int = 30) -> None:

@@ -28,7 +28,7 @@ def utilization(rows: Iterable[PeerWindow]) -> float:
 
 # communication phases on a peer's critical path, per overlap mode (scenario.py)
 ON_PATH = {Overlap.NONE: ("upload", "download", "aggregate"), Overlap.AFTER_UPLOAD: ("upload", "aggregate"),
-           Overlap.FULL: ("aggregate",)}
+           Overlap.FULL: ("land",)}
 
 
 def bottleneck(rows: list[PeerWindow], overlap: Overlap) -> str:
@@ -46,7 +46,8 @@ def bottleneck(rows: list[PeerWindow], overlap: Overlap) -> str:
     if sum(r.comm_s for r in rows) < 0.01 * sum(r.compute_s for r in rows):
         return "compute"
     totals = {ph: sum(getattr(r, f"{ph}_s") for r in rows) for ph in ON_PATH[overlap]}
-    return max(totals, key=totals.__getitem__)
+    top = max(totals, key=totals.__getitem__)
+    return "landing (wait + rebase)" if top == "land" else top
 
 
 def summary(res: SimResult, *, skip: int = 1) -> dict:
@@ -71,8 +72,9 @@ def summary(res: SimResult, *, skip: int = 1) -> dict:
         "wall_utilization": sum(r.compute_s for r in rows) / max(1, len(rows)) / sc.timing.window_s,
         "peer_utilization": {p: utilization(rs) for p, rs in sorted(per_peer.items())},
         "median_s": {k: med([getattr(r, k) for r in ok]) for k in
-                     ("compute_s", "comm_s", "upload_s", "download_s", "aggregate_s")},
+                     ("compute_s", "comm_s", "upload_s", "download_s", "aggregate_s", "land_s")},
         "median_inner_steps": med([r.inner_steps for r in rows]),
+        "median_landed_after_steps": med([r.landed_after_steps for r in rows if r.landed_after_steps is not None]),
         "aggregated_tokens_per_window": med(tokens),
         "aggregated_peers_per_window": med([r.gathered for r in ok]),
         "validator_eval_s": res.validator_eval_s,

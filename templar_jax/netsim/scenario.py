@@ -9,10 +9,15 @@ Assumptions the engine makes (stated once, printed by `templar-jax simulate`):
   reads it at the same time (all peers gather the same gather peers at once); a payload moves
   in parts of `part_size` bytes, `parallel_parts` at a time, each part paying one request
   latency. Rates are fluid (no TCP slow start, no loss).
-- Overlap "none": the next window's inner steps wait for gather + aggregate + apply (today's
-  neurons). "after_upload": they start when this window's upload ends; download runs in the
-  background and decode + aggregate + apply interrupt training (issue 20's delayed outer step).
-  "full": they start right after encode; upload and download both run in the background.
+- Overlap "none": the next window's inner steps wait for gather + aggregate + apply (the
+  neurons without run config sparseloco.overlap). "full" (the neurons with it, docs/overlap.md):
+  they start right after encode (at the next window's start at the earliest); a comm lane
+  uploads, gathers, decodes, aggregates and steps meanwhile, and the new global params land
+  between inner steps once ready (after k steps), or at the end of the window's steps at the
+  latest, where training waits for them; the training thread pays the wait and the rebase
+  (`rebase_s_per_param`), counted as communication; the comm lane's work is assumed not to
+  slow training (a GPU peer decodes on host cores). "after_upload" (a variant): training starts
+  when the upload ends and decode + aggregate + apply interrupt it.
 - Processes on one shared host split its measured throughput (`host_tokens_per_s`, the train
   bench run as several processes at once): each runs max(1, n * single / host) times slower
   than one alone (the demo runs 7 processes on 2 cores): training with `processes_per_host`
@@ -44,6 +49,7 @@ class ScenarioError(ValueError):
 
 
 class Overlap(str, enum.Enum):
+    """When the next window's training starts relative to this window's exchange (see Assumptions)."""
     NONE = "none"
     AFTER_UPLOAD = "after_upload"
     FULL = "full"

@@ -13,7 +13,7 @@ from templar_jax.netsim.scenario import Overlap, Scenario
 
 
 def whatif(base: Scenario, costs: StageCosts, *, peers: Iterable[int], bandwidths_bps: Iterable[float],
-           overlaps: Iterable[Overlap] = (Overlap.NONE, Overlap.AFTER_UPLOAD),
+           overlaps: Iterable[Overlap] = (Overlap.NONE, Overlap.FULL),
            inner_steps: Iterable[int] | None = None) -> list[dict]:
     """One row per cell: utilization, tokens per window and the first bottleneck. Bandwidth sets
     both directions of every peer's link."""
