@@ -138,3 +138,10 @@ def test_chromium_renders_each_uid_its_status_and_the_loss_series(dashboard, tmp
     assert sorted((int(b["data-window"]), b["data-phase"]) for b in page.bars) == [
         (w, p) for w in range(3, 8) for p in ("communication", "compute")]
     assert "held-out loss 8.1689" in page.text and "window-7" in page.ids and "neuron-validator-0" in page.ids
+
+
+def test_cli_names_a_missing_run_folder(tmp_path, capsys):
+    from templar_jax.cli import main
+
+    assert main(["dashboard", str(tmp_path / "nope"), "--port", "0"]) == 1
+    assert "no run folder" in capsys.readouterr().err
