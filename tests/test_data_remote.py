@@ -188,3 +188,25 @@ def test_file_bucket_source_if_storage_available(published, tmp_path):
     ds = ShardDataset.from_source(bucket, "data/v1", tmp_path / "cache", L)
     np.testing.assert_array_equal(ds.samples(range(15)), all_NxL)
     assert Path(tmp_path / "cache" / "manifest.json").exists()
+
+
+def test_a_resumed_download_whose_kept_prefix_is_bad_is_redone_whole(published, tmp_path):
+    _, objects, all_NxL = published
+    data = objects["data/v1/train_000000.npy"]
+    (tmp_path / "train_000000.npy.partial").write_bytes(b"\0" * 100)  # not the object's first bytes
+    src = MemorySource(objects)
+    ds = ShardDataset.from_source(src, "data/v1", tmp_path, L, prefetch=False)
+    np.testing.assert_array_equal(ds.samples([0, 5]), all_NxL[[0, 5]])
+    assert src.bytes_read("train_000000.npy") == (len(data) - 100) + len(data)  # resumed, then whole
+
+
+def test_failures_are_typed(published, tmp_path):
+    from templar_jax.data.errors import HashMismatch, ShardFetchError
+
+    _, objects, _ = published
+    short = dict(objects)
+    short["data/v1/train_000000.npy"] = short["data/v1/train_000000.npy"][:-8]
+    with pytest.raises(HashMismatch):
+        ShardDataset.from_source(MemorySource(short), "data/v1", tmp_path / "a", L).samples([0])
+    with pytest.raises(ShardFetchError):
+        ShardDataset.from_source(MemorySource(objects), "other/prefix", tmp_path / "c", L)

@@ -1,4 +1,5 @@
-"""`templar-jax prepare-data`: text files -> pretokenized shards + sample ids + manifest."""
+"""`templar-jax prepare-data`: text files -> pretokenized shards + sample ids + manifest
+(and, with --upload URL, the prepared folder to a bucket)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,12 @@ def register(subparsers) -> None:
     p.add_argument("--samples-per-shard", type=int, default=1024, help="samples per shard file")
     p.add_argument("--vocab-size", type=int, default=4096, help="vocab of the trained BPE")
     p.add_argument("--eos-id", type=int, help="EOS id (default: the tokenizer's EOS token)")
+    p.add_argument("--upload", metavar="URL",
+                   help="then upload the prepared folder to gs://BUCKET/PREFIX, s3://BUCKET/PREFIX or "
+                        "file://PATH (each set's files checked against its manifest; manifests last)")
+    p.add_argument("--endpoint", help="--upload to s3:// only: endpoint URL (R2, MinIO, ...)")
+    p.add_argument("--credentials-file", help="--upload to s3:// only: JSON file with write keys "
+                                              "(else TEMPLAR_S3_ACCESS_KEY_ID / TEMPLAR_S3_SECRET_ACCESS_KEY)")
     p.set_defaults(func=run)
 
 
@@ -48,12 +55,27 @@ def _report(console, title: str, rows: list[tuple[str, int, int, int, int]], out
     console.print(f"wrote {out} in {seconds:.1f}s")
 
 
+def _upload(console, folder, args) -> None:
+    from templar_jax.data.upload import upload_shard_sets
+    from templar_jax.neurons.network import load_credentials
+    from templar_jax.storage import Bucket
+
+    creds = load_credentials(args.credentials_file, "TEMPLAR_S3_") if args.upload.startswith("s3://") else None
+    region = "auto" if args.endpoint and "r2.cloudflarestorage.com" in args.endpoint else None
+    bucket = Bucket.open(args.upload, creds, endpoint=args.endpoint, region=region)
+    stats = upload_shard_sets(folder, bucket, on_file=lambda key, n: console.print(f"  {key} ({n:,} bytes)"))
+    console.print(f"uploaded {stats.objects} objects, {stats.bytes / 1e6:.1f} MB to {args.upload} "
+                  f"in {stats.seconds:.1f}s")
+
+
 def run(args) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
     from templar_jax.data import DataError, load_tokenizer, prepare_texts, read_documents
     from templar_jax.data.bundled import build_bundled_dataset, ensure_bundled_dataset
+    from templar_jax.neurons.network import NetworkSetupError
+    from templar_jax.storage import BadBucketUrl, StorageError
 
     console = Console()
     t0 = time.perf_counter()
@@ -72,6 +94,8 @@ def run(args) -> int:
                     for s in ("train", "heldout")]
             _report(console, f"bundled corpus (seq_len {args.seq_len}, vocab {info['vocab_size']})",
                     rows, out, time.perf_counter() - t0)
+            if args.upload:
+                _upload(console, out, args)
             return 0
         if not args.out:
             Console(stderr=True).print("[red]prepare-data: --out is required with --input[/red]")
@@ -89,7 +113,13 @@ def run(args) -> int:
         _report(console, f"prepared data (seq_len {args.seq_len})",
                 [("all", stats.n_documents, stats.n_tokens, stats.n_samples, stats.n_shards)],
                 args.out, time.perf_counter() - t0)
+        if args.upload:
+            _upload(console, args.out, args)
         return 0
+    except (StorageError, BadBucketUrl, NetworkSetupError) as e:
+        Console(stderr=True).print(f"[red]prepare-data: upload failed: {getattr(e, 'reason', e)}[/red]",
+                                   soft_wrap=True)
+        return 1
     except DataError as e:
         Console(stderr=True).print(f"[red]prepare-data: {e.reason}[/red]", soft_wrap=True)
         return 1

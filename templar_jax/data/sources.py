@@ -22,7 +22,7 @@ from pathlib import Path
 
 from templar_jax.data.bundled import default_cache_root, ensure_bundled_dataset
 from templar_jax.data.dataset import ShardDataset
-from templar_jax.data.errors import DataError, ShardFetchError
+from templar_jax.data.errors import DataError, ManifestError, ShardFetchError
 from templar_jax.data.manifest import MANIFEST_NAME, read_manifest
 from templar_jax.data.prepare import TOKENIZER_NAME
 from templar_jax.data.remote import ShardCache
@@ -94,7 +94,7 @@ def _open_bucket(url: str, seq_len: int, *, cache_dir, endpoint, credentials, pr
         elif bucket.head(f"train/{MANIFEST_NAME}") is not None:
             layout = {s: s for s in SPLITS if s == "train" or bucket.head(f"{s}/{MANIFEST_NAME}") is not None}
         else:
-            raise DataError(f"{url}: no {MANIFEST_NAME} at its root or under train/")
+            raise ManifestError(f"{url}: no {MANIFEST_NAME} at its root or under train/")
     except StorageError as err:
         raise ShardFetchError(f"{url}: {err.reason}") from err
     sets = {split: ShardDataset.from_source(bucket, prefix, cache_root / split, seq_len, prefetch=prefetch)
