@@ -111,6 +111,14 @@ def test_miner_endpoint_counts_tokens_payloads_and_gather_reasons(served):
     assert not any(k[0] == "templar_heldout_loss" for k in got)
 
 
+def test_a_taken_port_is_a_typed_error_naming_the_key(served):
+    from templar_jax.metrics import MetricsServer, MetricsServerError
+
+    _, _, exporters = served("miner", 1)
+    with pytest.raises(MetricsServerError, match=f"metrics.port={exporters.server.port}"):
+        MetricsServer(exporters.metrics.registry, port=exporters.server.port)
+
+
 def test_metrics_are_off_by_default(tmp_path):
     cfg = load_run_config("demo")
     log = EventLog(tmp_path, "miner", 1)

@@ -3,10 +3,10 @@
 
 from templar_jax.metrics.exporters import Exporters, attach_exporters, neuron_metrics
 from templar_jax.metrics.neuron import NeuronMetrics, reason_kind
-from templar_jax.metrics.server import MetricsServer, read_endpoints, write_endpoint
+from templar_jax.metrics.server import MetricsServer, MetricsServerError, read_endpoints, write_endpoint
 from templar_jax.metrics.wandb_log import WandbError, WandbSink
 
 __all__ = [
-    "Exporters", "MetricsServer", "NeuronMetrics", "WandbError", "WandbSink", "attach_exporters",
+    "Exporters", "MetricsServer", "MetricsServerError", "NeuronMetrics", "WandbError", "WandbSink", "attach_exporters",
     "neuron_metrics", "read_endpoints", "reason_kind", "write_endpoint",
 ]

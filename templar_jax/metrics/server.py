@@ -10,11 +10,19 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, start_http_server
 
 
+class MetricsServerError(OSError):
+    """The metrics endpoint cannot listen where the run config says."""
+
+
 class MetricsServer:
     """Serves `registry` on a daemon thread at http://HOST:PORT/metrics (port 0: any free port)."""
 
     def __init__(self, registry: CollectorRegistry, *, port: int, host: str = "127.0.0.1"):
-        self.httpd, self.thread = start_http_server(port, addr=host, registry=registry)
+        try:
+            self.httpd, self.thread = start_http_server(port, addr=host, registry=registry)
+        except OSError as err:
+            raise MetricsServerError(f"metrics.port={port}, metrics.host={host!r}: cannot listen there "
+                                     f"({err.strerror or err})") from None
         self.host, self.port = host, self.httpd.server_port
 
     @property
