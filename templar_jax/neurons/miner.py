@@ -344,5 +344,7 @@ class Miner(NeuronBase):
             while last is None or window <= last:
                 state = self.step_window(state, window, start)
                 window += 1
+        if self.resume is not None:
+            self.resume.wait()  # the last async resume save is on disk before the neuron stops
         self.events.emit("stopped", window=window - 1)
         return 0
