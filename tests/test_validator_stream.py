@@ -2,17 +2,18 @@
 a time gives bit-identical results to holding every miner's decoded payload in memory: the
 same scores, copy verdicts, aggregate (params digest) and published aggregator object."""
 
+import dataclasses
 import time
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from templar_jax.chain.local import LocalChain
 from templar_jax.config import load_run_config
-from templar_jax.events import EventLog
+from templar_jax.events import EventLog, read_all_events
 from templar_jax.neurons.clock import WindowClock
 from templar_jax.neurons.common import NeuronParts
+from templar_jax.gauntlet.state import NEVER
 from templar_jax.neurons.datasets import DataSets
 from templar_jax.neurons.network import PeerDirectory, open_my_bucket, publish_access
 from templar_jax.neurons.spool import SpooledPayload
@@ -44,8 +45,9 @@ def model():
     return GlobalModel(cfg, pad_id=None)
 
 
-def _validator(tmp_path, model) -> tuple[Validator, LocalChain]:
-    cfg = model.run_config
+def _validator(tmp_path, model, cfg=None):
+    """(a factory of the validator's parts, every neuron's bucket by hotkey)."""
+    cfg = cfg or model.run_config
     path = tmp_path / "chain.sqlite"
     chain = LocalChain.create(path, block_time=1.0, blocks_per_window=10, genesis_time=time.time() - 10.5)
     buckets = {}
@@ -100,3 +102,26 @@ def test_spooled_window_equals_the_in_memory_window(tmp_path, model):
     rec = streamed.state.peers
     assert rec[5].final_score == 0.0 and rec[5].banned_until > 0  # the copier was caught either way
     assert all(rec[u].loss_score != 0.0 for u in (1, 2, 3, 4))  # and everyone was evaluated
+
+
+def test_an_evaluation_budget_skips_the_uids_that_no_longer_fit_and_says_why(tmp_path, model):
+    cfg = model.run_config
+    tight = dataclasses.replace(cfg, validator=dataclasses.replace(cfg.validator, eval_budget_s=1e-6))
+    parts, buckets = _validator(tmp_path, model, tight)
+    for uid in (1, 2, 3):
+        data = model.codec.encode(random_payload(np.random.default_rng(uid), model.expected),
+                                  {"window": 0, "uid": uid, "version": model.version})
+        buckets[HOTKEYS[uid]].put(gradient_key(0, uid, model.version), data)
+    validator = Validator(parts())
+    validator.process_window(model.init_params(), 0, start=0)
+    scores = next(e for e in read_all_events(tmp_path / "run") if e["event"] == "scores")
+    evaluated = [int(u) for u, rec in scores["uids"].items() if rec["evaluated"]]
+    skipped = {int(u): reason for u, reason in scores["eval_skipped"].items()}
+    assert len(skipped) == 2 and set(skipped) < {1, 2, 3}  # 4 and 5 sent nothing: missing, never skipped
+    assert all(r.startswith("evaluation time budget: ") for r in skipped.values())
+    assert sorted(evaluated) == sorted({1, 2, 3, 4, 5} - set(skipped))
+    (scored,) = {1, 2, 3} - set(skipped)
+    peers = validator.state.peers
+    assert peers[scored].last_eval_window == 0 and peers[scored].loss_score != 0.0
+    for uid in skipped:  # untouched: as if not drawn, so the next draw favours them
+        assert uid not in peers or (peers[uid].last_eval_window == NEVER and peers[uid].loss_score == 0.0)

@@ -175,6 +175,8 @@ class ValidatorSection(GauntletConfig):
     eval_sequences: int = doc("sequences per loss evaluation (own and random data)")
     weights_interval_windows: int = doc("windows between set_weights calls")
     checkpoint_interval_windows: int = doc("windows between published checkpoints")
+    eval_budget_s: float = doc("seconds a window's evaluations may take: drawn uids that no longer fit are "
+                               "skipped (named with the reason in the scores event); 0: no budget", 0.0)
 
 
 @dataclass(frozen=True)

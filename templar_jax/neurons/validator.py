@@ -113,13 +113,19 @@ class Validator(NeuronBase):
                 return draw(self.eval_secret, window, block, self.chain.block_hash(block), self.validator_seed)
 
     def _evaluate(self, theta0, window: int, uids, gathered: Gathered, rand_tokens, loss_rand_before,
-                  val_sample, seed: int, train) -> tuple[list[Evaluation], list[int], list[int], dict[int, float]]:
+                  val_sample, seed: int, train) -> tuple[list[Evaluation], list[int], list[int], dict[int, float],
+                                                         dict[int, str]]:
+        """Evaluations of the drawn `uids` in draw order, within `validator.eval_budget_s`: a uid
+        whose evaluation would not fit in what is left (judged by the slowest one so far; the
+        first always runs) is skipped, with the reason (missing and invalid uids need no
+        evaluation and never are)."""
         s = self.cfg
         got, contributors = gathered.payloads, gathered.contributors
-        evaluations, missing, invalid, behind = [], [], [], {}
+        evaluations, missing, invalid, behind, skipped = [], [], [], {}, {}
         pool_for_norms = [got.valid[u] for u in (contributors or sorted(got.valid))]
         clip = median_norms(pool_for_norms) if pool_for_norms else None
         step = s.sparseloco.outer_lr * EVAL_STEP_FRACTION
+        budget, started, slowest = s.validator.eval_budget_s, time.monotonic(), 0.0
         for uid in uids:
             if uid in got.invalid:
                 invalid.append(uid)
@@ -127,6 +133,12 @@ class Validator(NeuronBase):
             if uid not in got.valid:
                 missing.append(uid)
                 continue
+            spent = time.monotonic() - started
+            if budget > 0 and evaluations and spent + slowest > budget:
+                skipped[uid] = (f"evaluation time budget: {spent:.1f} s of {budget:g} s spent, "
+                                f"one evaluation takes up to {slowest:.1f} s")
+                continue
+            t_uid = time.monotonic()
             update = self._densify(got.valid[uid], theta0, clip)
             theta_u = jax.tree.map(lambda p, u: p - step * u, theta0, update)
             own = self._tokens(train, validator_own_indices(
@@ -142,7 +154,11 @@ class Validator(NeuronBase):
                 loss_rand_before=loss_rand_before,
                 loss_rand_after=self.model.loss(theta_u, rand_tokens),
                 steps_behind=x))
-        return evaluations, missing, invalid, behind
+            slowest = max(slowest, time.monotonic() - t_uid)
+        if skipped:
+            log.info("window %d: evaluation budget %.1f s: evaluated %d, skipped %s", window, budget,
+                     len(evaluations), sorted(skipped))
+        return evaluations, missing, invalid, behind, skipped
 
     def _steps_behind(self, uid: int, window: int, val_sample) -> float | None:
         ema = self.state.sync_change_ema
@@ -169,8 +185,9 @@ class Validator(NeuronBase):
         rand_tokens = self._tokens(train, validator_random_indices(
             window, train.n_samples, validator_seed=seed.seed, n=s.validator.eval_sequences))
         loss_rand_before = self.model.loss(theta0, rand_tokens)
-        evaluations, missing, invalid, behind = self._evaluate(
+        evaluations, missing, invalid, behind, skipped = self._evaluate(
             theta0, window, eval_uids, gathered, rand_tokens, loss_rand_before, val_sample, seed.seed, train)
+        eval_uids = [u for u in eval_uids if u not in skipped]  # as if not drawn: stale for the next draw
         state = score_window(self.state.with_draw(seed), window, evaluations, cfg, missing=missing, invalid=invalid)
         uploads = {u: got.valid[u] for u in got.valid}
         verdicts = detect_copies(uploads, got.stored_at, cfg)
@@ -182,7 +199,7 @@ class Validator(NeuronBase):
         for uid in sorted(got.invalid - set(eval_uids)):
             state = slash_invalid(state, uid, cfg)
         state = observe_validator_sample(state, val_sample, cfg)
-        return Scoring(state, eval_uids, verdicts)
+        return Scoring(state, eval_uids, verdicts, skipped)
 
     # -- one window ------------------------------------------------------------------------------
     def process_window(self, theta0, window: int, start: int):
@@ -269,7 +286,7 @@ class Validator(NeuronBase):
         self.events.emit("scores", window=window, heldout_loss=w.heldout_loss, uids=uids,
                          eval_draw=None if drawn is None else {**drawn._asdict(), "seed": str(drawn.seed)},
                          gather_s=w.gathered.seconds, weights_set=w.weights is not None, aggregated=contributors,
-                         params_digest=w.params_digest)
+                         params_digest=w.params_digest, eval_skipped={str(u): r for u, r in w.scoring.skipped.items()})
         log.info("window %d: held-out loss %s, aggregated %s, evaluated %s", window,
                  "-" if w.heldout_loss is None else f"{w.heldout_loss:.4f}", contributors, eval_uids)
 

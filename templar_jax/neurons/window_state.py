@@ -4,8 +4,8 @@ to window, what it did before the gather, what was gathered, and the validator's
 from __future__ import annotations
 
 from concurrent.futures import Future
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from dataclasses import dataclass, field
+from typing import Any, Mapping, NamedTuple
 
 from templar_jax.gauntlet import CopyVerdict, ValidatorState, WeightVector
 from templar_jax.neurons.exchange import WindowPayloads
@@ -60,8 +60,9 @@ class Scoring:
     """The validator's verdicts for one window (empty in a null round)."""
 
     state: ValidatorState
-    eval_uids: list[int]
+    eval_uids: list[int]  # evaluated (drawn and not skipped)
     verdicts: list[CopyVerdict]
+    skipped: Mapping[int, str] = field(default_factory=dict)  # drawn uids left out, and why (time budget)
 
 
 @dataclass(frozen=True)
