@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import threading
 import time
 from typing import Any, Callable, TypeVar
@@ -24,6 +25,7 @@ from typing import Any, Callable, TypeVar
 from templar_jax.multihost.errors import MultihostError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 PART_BYTES = 4 << 20  # key-value messages stay well below gRPC's default limit
 PREFIX = "templar/agree"
@@ -100,6 +102,7 @@ class Agreement(SoloAgreement):
         self.phase = label
         seq, self.seq = self.seq, self.seq + 1
         key = f"{PREFIX}/{seq}"
+        log.debug("decision %d: %s", seq, label)
         if not self.leader:
             return self._receive(key, label)
         self._inside.depth = 1

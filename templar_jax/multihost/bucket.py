@@ -16,8 +16,26 @@ ASYNC_OPS = ("aput", "aget", "aget_range", "ahead", "alist", "adelete")
 
 
 class AgreedBucket:
-    def __init__(self, inner: Bucket | None, agreement: SoloAgreement, name: str):
+    def __init__(self, inner: Bucket | None, agreement: SoloAgreement, name: str, *,
+                 opener: Callable[[], Bucket] | None = None):
         self._inner, self._agree, self.name = inner, agreement, name
+        self._opener = opener
+
+    @classmethod
+    def lazy(cls, agreement: SoloAgreement, name: str, open_bucket: Callable[[], Bucket]) -> "AgreedBucket":
+        """Opened on process 0 at its first use, inside that use's agreement (so its failure is
+        that operation's, seen by every process). Opening needs no agreement of its own, so a
+        process may open it at another point of its run than process 0 (e.g. a peer directory
+        that process 0 filled inside an agreed operation)."""
+        return cls(None, agreement, name, opener=open_bucket)
+
+    def _bucket(self) -> Bucket:
+        if self._inner is None and self._opener is not None and self._agree.leader:
+            self._inner = self._opener()
+        if self._inner is None:
+            raise MultihostError(f"bucket {self.name}: only process 0 uses it directly (process "
+                                 f"{self._agree.process_index} receives through an agreement)")
+        return self._inner
 
     @classmethod
     def open(cls, agreement: SoloAgreement, name: str, open_bucket: Callable[[], Bucket]) -> "AgreedBucket":
@@ -31,37 +49,34 @@ class AgreedBucket:
 
     def __getattr__(self, attr: str):
         if attr in ASYNC_OPS or attr in ("location", "config"):
-            if self._inner is None:
-                raise MultihostError(f"bucket {self.name}: {attr} is process 0's alone (process "
-                                     f"{self._agree.process_index} must receive it through an agreement)")
-            return getattr(self._inner, attr)
+            return getattr(self._bucket(), attr)
         raise AttributeError(attr)
 
     # -- writes: process 0 -----------------------------------------------------------------
     def put(self, key: str, data: bytes) -> None:
-        self._agree.leader_only(f"bucket.put {key}", lambda: self._inner.put(key, data))
+        self._agree.leader_only(f"bucket.put {key}", lambda: self._bucket().put(key, data))
 
     def delete(self, key: str) -> None:
-        self._agree.leader_only(f"bucket.delete {key}", lambda: self._inner.delete(key))
+        self._agree.leader_only(f"bucket.delete {key}", lambda: self._bucket().delete(key))
 
     # -- reads: agreed -----------------------------------------------------------------------
     def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
-        return self._agree.blob(f"bucket.get {key}", lambda: self._inner.get(key, max_bytes=max_bytes))
+        return self._agree.blob(f"bucket.get {key}", lambda: self._bucket().get(key, max_bytes=max_bytes))
 
     def get_range(self, key: str, start: int, end: int) -> bytes:
-        return self._agree.blob(f"bucket.get_range {key}", lambda: self._inner.get_range(key, start, end))
+        return self._agree.blob(f"bucket.get_range {key}", lambda: self._bucket().get_range(key, start, end))
 
     def head(self, key: str) -> ObjectInfo | None:
         def read():
-            info = self._inner.head(key)
+            info = self._bucket().head(key)
             return None if info is None else list(info)
 
         raw = self._agree.value(f"bucket.head {key}", read)
         return None if raw is None else ObjectInfo(str(raw[0]), int(raw[1]), float(raw[2]))
 
     def list(self, prefix: str = "") -> list[str]:
-        return list(self._agree.value(f"bucket.list {prefix}", lambda: self._inner.list(prefix)))
+        return list(self._agree.value(f"bucket.list {prefix}", lambda: self._bucket().list(prefix)))
 
     def close(self) -> None:
         if self._inner is not None:
-            self._inner.close()
+            self._bucket().close()

@@ -12,6 +12,7 @@ cannot be interrupted.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import logging
 import os
@@ -74,5 +75,6 @@ class Watchdog(threading.Thread):
                    f"{self.group.host}, phase {self.phase()!r}: {reason}; exiting")
         log.critical(message)
         print(message, file=sys.stderr, flush=True)
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)  # where this process was
         self._stop.set()
         self._exit(EXIT_CODE)

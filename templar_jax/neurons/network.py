@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Callable
 
 from templar_jax.chain import Chain, ValidatorRule
 from templar_jax.storage.bucket import Bucket, BucketConfig
@@ -92,14 +93,23 @@ def publish_access(chain: Chain, access: BucketAccess) -> None:
         log.info("committed read access for uid %d (%d bytes)", uid, len(text))
 
 
+def open_committed(text: str, config: BucketConfig | None = None) -> Bucket:
+    """The bucket whose read access `text` (a chain commitment) publishes."""
+    return decode_commitment(text).open(config=config)
+
+
 class PeerDirectory:
     """uid -> opened read-only Bucket, from the chain's commitments; refreshed on demand and
     cached per commitment so a changed commitment reopens the bucket. Every bucket is opened
     with `config` (run config storage.client)."""
 
-    def __init__(self, chain: Chain, config: BucketConfig | None = None):
+    def __init__(self, chain: Chain, config: BucketConfig | None = None,
+                 opener: Callable[[str, BucketConfig | None], Bucket] | None = None):
+        """`opener(commitment, config)` opens a peer's bucket (default: from the commitment's
+        read access; a multi-process neuron opens it on process 0 alone)."""
         self.chain = chain
         self.config = config
+        self.opener = opener or open_committed
         self._open: dict[int, tuple[str, Bucket]] = {}
 
     def refresh(self) -> dict[int, Bucket]:
@@ -110,7 +120,7 @@ class PeerDirectory:
                 out[uid] = cached[1]
                 continue
             try:
-                bucket = decode_commitment(text).open(config=self.config)
+                bucket = self.opener(text, self.config)
             except (CommitmentError, ValueError) as err:
                 log.warning("uid %d: unusable commitment skipped (%s)", uid, err)
                 continue

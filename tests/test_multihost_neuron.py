@@ -1,0 +1,165 @@
+"""One miner spanning 2 real processes (jax.distributed over 127.0.0.1, 4 CPU devices each,
+gloo) runs a window against a LocalChain and file buckets: process 0 alone writes, and the
+payload it uploads is byte-identical to the same miner run as 1 process with 8 devices. A
+killed process brings the other down within a bound, with an error naming host and phase.
+
+Run as a script, this file is a worker: `python test_multihost_neuron.py ROOT NPROC PID PORT`.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+VERSION = "mh"
+STALL_S = 8.0
+
+
+def overrides(root: Path) -> list[str]:
+    return [f"run.version={VERSION}", "run.null_rounds=0", "run.resume_interval_windows=1",
+            "model.overrides={dtype: float32}", "mesh.spec=fsdp=8", "inner.steps=2",
+            "peers.upload_window_s=4", f"storage.bucket=file://{root}/buckets/miner",
+            f"chain.network={root}/chain.sqlite", "multihost.heartbeat_s=0.5",
+            f"multihost.stall_timeout_s={STALL_S}"]
+
+
+def make_network(root: Path):
+    """A manual LocalChain (the test moves blocks), a leader validator whose bucket holds the
+    start window (0), and the miner's uid. Block times far apart: no deadline cuts training."""
+    from templar_jax.chain.local import LocalChain
+    from templar_jax.protocol.leader import publish_start_window
+    from templar_jax.storage.bucket import Bucket
+    from templar_jax.storage.credentials import BucketAccess, encode_commitment
+
+    root.mkdir(parents=True)
+    chain = LocalChain.create(root / "chain.sqlite", block_time=1000.0, blocks_per_window=2, mode="manual")
+    validator = LocalChain(root / "chain.sqlite", hotkey="validator")
+    validator.register("validator", stake=100.0)
+    url = f"file://{root}/buckets/validator"
+    (root / "buckets" / "validator").mkdir(parents=True)
+    validator.commit(encode_commitment(BucketAccess(url)))
+    publish_start_window(Bucket.open(url), 0, VERSION)
+    validator.register("miner", stake=0.0)
+    return chain
+
+
+def _worker(root: Path, nproc: int, pid: int, port: int) -> None:
+    import logging
+
+    import jax
+
+    logging.basicConfig(level=logging.INFO, format=f"p{pid} %(asctime)s %(name)s: %(message)s")
+    logging.getLogger("templar_jax.multihost").setLevel(logging.DEBUG)
+    jax.config.update("jax_num_cpu_devices", 8 // nproc)
+    from templar_jax.distributed import initialize
+
+    # one process too: jax.distributed with gloo collectives, which sum in another order than
+    # XLA's in-process CPU collectives (the payload would differ in the last bits)
+    initialize(f"127.0.0.1:{port}", nproc, pid)
+    from templar_jax.config import load_run_config
+    from templar_jax.neurons.assemble import build_miner
+    from templar_jax.neurons.upload import Upload
+
+    class MarkedUpload(Upload):
+        """The honest upload; process 0 leaves a marker once the payload is ready."""
+
+        def prepare(self, miner, payload, meta):
+            data = super().prepare(miner, payload, meta)
+            if jax.process_index() == 0:
+                (root / "prepared").write_text("1")
+            return data
+
+    cfg = load_run_config("demo", overrides(root))
+    build_miner(cfg, hotkey="miner", run_dir=root / "run", upload=MarkedUpload()).run(windows=1)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(root: Path, nproc: int) -> list[subprocess.Popen]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS" and not k.startswith("JAX_")}
+    env["JAX_PLATFORMS"] = "cpu"
+    return [subprocess.Popen([sys.executable, str(Path(__file__).resolve()), str(root), str(nproc), str(i), str(port)],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for i in range(nproc)]
+
+
+def wait_for(path: Path, procs, timeout: float) -> None:
+    t0 = time.time()
+    while not path.exists():
+        for p in procs:
+            if p.poll() is not None:
+                raise AssertionError(f"a worker ended early:\n{p.communicate()[0][-4000:]}")
+        assert time.time() - t0 < timeout, f"{path} did not appear in {timeout} s"
+        time.sleep(0.2)
+
+
+def window_event(events: Path) -> dict:
+    return [json.loads(line) for line in events.read_text().splitlines() if '"event":"window"' in line][0]
+
+
+@pytest.fixture(scope="module")
+def bundled_data():
+    from templar_jax.config import load_run_config
+    from templar_jax.neurons.datasets import open_datasets
+
+    open_datasets(load_run_config("demo").data)  # build any cache before several processes read it
+
+
+@pytest.mark.slow
+def test_two_process_miner_uploads_what_one_process_does(tmp_path, bundled_data):
+    runs = {}
+    for nproc in (2, 1):
+        root = tmp_path / f"p{nproc}"
+        chain = make_network(root)
+        runs[nproc] = (root, chain, start(root, nproc))
+    for nproc, (root, chain, procs) in runs.items():
+        wait_for(root / "prepared", procs, 300)
+        chain.advance(2)  # window 1 begins: the upload opens
+    for nproc, (root, chain, procs) in runs.items():
+        for p in procs:
+            out, _ = p.communicate(timeout=300)
+            assert p.returncode == 0, out[-6000:]
+    two, one = runs[2][0], runs[1][0]
+    uploads = {n: sorted(p.name for p in (runs[n][0] / "buckets" / "miner").rglob("*") if p.is_file())
+               for n in runs}
+    assert uploads[2] == uploads[1] == [f"debug-0-1-v{VERSION}", f"gradient-0-1-v{VERSION}"]
+    for name in uploads[2]:  # process 0 wrote each object once; the bytes are the 8-device run's
+        assert (two / "buckets" / "miner" / name).read_bytes() == (one / "buckets" / "miner" / name).read_bytes()
+    leader = window_event(two / "run" / "events" / "miner-1.jsonl")
+    other = window_event(two / "run" / "process-1" / "events" / "miner-1.jsonl")
+    single = window_event(one / "run" / "events" / "miner-1.jsonl")
+    assert leader["gathered"] == other["gathered"] == single["gathered"] == [1]
+    assert leader["params_digest"] == other["params_digest"] == single["params_digest"] is not None
+    assert list((two / "run" / "miner-1-resume").iterdir())  # orbax saved both processes' shards
+
+
+@pytest.mark.slow
+def test_killed_process_ends_the_other_with_host_and_phase(tmp_path, bundled_data):
+    root = tmp_path / "kill"
+    make_network(root)
+    procs = start(root, 2)
+    wait_for(root / "prepared", procs, 300)
+    procs[1].send_signal(signal.SIGKILL)  # process 0 now waits for the upload window, alone
+    t0 = time.time()
+    out, _ = procs[0].communicate(timeout=STALL_S + 60)
+    took = time.time() - t0
+    assert procs[0].returncode != 0
+    assert "process 1 on " + socket.gethostname() in out, out[-4000:]
+    assert "phase 'chain.current_block'" in out or "phase" in out, out[-4000:]
+    assert took < STALL_S + 30, took
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    _worker(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
