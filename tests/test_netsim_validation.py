@@ -59,5 +59,19 @@ def test_applied_counts_come_from_the_events_first_and_a_file_must_name_its_sour
         recorded_span(events, applied)
 
 
+def test_a_run_with_overlap_is_simulated_with_it(tmp_path):
+    from templar_jax.netsim import Overlap, demo_scenario
+
+    for run, overlap in (("mix", Overlap.NONE), ("overlap", Overlap.FULL)):
+        d = tmp_path / run
+        (d / "events").mkdir(parents=True)
+        for f in (DATA / "mix" / "events").iterdir():
+            (d / "events" / f.name).write_text(f.read_text())
+        over = ["inner.steps=20"] + (["sparseloco.overlap=true"] if overlap == Overlap.FULL else [])
+        (d / "run_config.json").write_text(json.dumps({"config": "demo", "overrides": over}))
+        sc, nulls = demo_scenario(d)
+        assert (sc.overlap, sc.windows, nulls, sc.peers) == (overlap, 7, 1, 3)
+
+
 def test_recorded_runs_are_small():
     assert sum(p.stat().st_size for p in DATA.rglob("*") if p.is_file()) < 40_000

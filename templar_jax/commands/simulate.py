@@ -77,7 +77,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{args.validate}: compute share predicted {100 * p['utilization']:.1f}% vs measured "
               f"{100 * m['utilization']:.1f}% ({e['utilization_points']:+.1f} points); median compute "
               f"{pm['compute_s']:.2f} s vs {mm['compute_s']:.2f} s ({100 * e['compute_s_rel']:+.0f}%); "
-              f"median comm {pm['comm_s']:.2f} s vs {mm['comm_s']:.2f} s ({100 * e['comm_s_rel']:+.0f}%)")
+              f"median comm {pm['comm_s']:.2f} s vs {mm['comm_s']:.2f} s ({100 * e['comm_s_rel']:+.0f}%)"
+              + (f"; outer step landed after {p['median_landed_after_steps']} vs {m['median_landed_after_steps']}"
+                 " inner steps" if m["median_landed_after_steps"] is not None else ""))
         return 0
     if args.whatif:
         base = _scenario(args, cfg, overlaps[0])

@@ -8,7 +8,7 @@ import dataclasses
 from functools import lru_cache
 
 from templar_jax.config import RunConfig
-from templar_jax.netsim.scenario import Links, Scenario, Timing, Work
+from templar_jax.netsim.scenario import Links, Overlap, Scenario, Timing, Work
 
 
 @lru_cache(maxsize=16)
@@ -44,7 +44,9 @@ def timing_from_config(cfg: RunConfig) -> Timing:
 
 
 def scenario_from_config(cfg: RunConfig, *, links: Links, peers: int, windows: int, **kw) -> Scenario:
+    """The run config's scenario; overlap defaults to what its miners do (sparseloco.overlap)."""
     inner_steps = kw.pop("inner_steps", None)
+    kw.setdefault("overlap", Overlap.FULL if cfg.sparseloco.overlap else Overlap.NONE)
     return Scenario(work=work_from_config(cfg, inner_steps=inner_steps), timing=timing_from_config(cfg),
                     links=links, peers=peers, windows=windows, **kw)
 

@@ -69,7 +69,10 @@ def measured_summary(rows: list[dict]) -> dict:
     return {"windows": len(rows), "utilization": c / (c + m),
             "median_s": {"compute_s": median(r["compute_s"] for r in rows),
                          "comm_s": median(r["comm_s"] for r in rows)},
-            "median_inner_steps": median(r["inner_steps"] for r in rows)}
+            "median_inner_steps": median(r["inner_steps"] for r in rows),
+            # overlapped miners (sparseloco.overlap): inner steps of W+1 before W's outer step landed
+            "median_landed_after_steps": median(landed) if (landed := [
+                r["landed_after_steps"] for r in rows if r.get("landed_after_steps") is not None]) else None}
 
 
 def compare(predicted: dict, measured: dict) -> dict:

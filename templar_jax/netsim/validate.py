@@ -45,5 +45,6 @@ def validate_run(run_dir: str | Path, costs: StageCosts) -> dict:
     sc, null_rounds = demo_scenario(run_dir)
     predicted = summary(simulate(sc, costs), skip=null_rounds)
     measured = measured_summary(miner_windows(Path(run_dir) / "events"))
-    return {"predicted": {"utilization": predicted["utilization"], "median_s": predicted["median_s"]},
+    return {"predicted": {"utilization": predicted["utilization"], "median_s": predicted["median_s"],
+                          "median_landed_after_steps": predicted["median_landed_after_steps"]},
             "measured": measured, "error": compare(predicted, measured)}
