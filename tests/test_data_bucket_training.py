@@ -112,6 +112,7 @@ def _train_two_windows(tmp, data_path: str, cache_dir, model: GlobalModel | None
                            digest=model.params_digest(params))
 
 
+@pytest.mark.slow  # ~45 s of CPU, most of it compiling the miner's and the validator's programs once
 def test_miner_and_validator_from_gcs_match_disk_bit_for_bit(shards, gcs_server, tmp_path):
     url = f"gs://{gcs_server.new_bucket()}/corpus/v1"
     stats = upload_shard_sets(shards, Bucket.open(url))
