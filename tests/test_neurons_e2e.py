@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from templar_jax.demo import network as netmod
-from templar_jax.events import read_all_events
-from templar_jax.config import load_run_config
+from tests.local_network import build_network, events, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -32,55 +31,28 @@ OVERRIDES = [
 ]
 
 
-def _events(run_dir, role=None, event=None, uid=None):
-    out = []
-    for ev in read_all_events(run_dir):
-        if role and ev.get("role") != role:
-            continue
-        if event and ev.get("event") != event:
-            continue
-        if uid is not None and ev.get("uid") != uid:
-            continue
-        out.append(ev)
-    return out
-
-
-def _wait_for(pred, timeout_s, what):
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def network_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("e2e") / "run"
-    settings = load_run_config("demo", OVERRIDES)
     specs = netmod.plan_neurons(honest=3, copiers=1, noise=1, corrupt=1)
     late = netmod.NeuronSpec("miner", "miner-7")
     specs.append(late)
-    net = netmod.Network(run_dir=run_dir, config="demo", overrides=OVERRIDES, windows=WINDOWS, neurons=specs)
-    netmod.prepare(net, resume=False)
-    assert netmod.warm_up(net) == 0, (run_dir / "logs" / "warmup.log").read_text()[-3000:]
-    netmod.create_chain(net, settings)
+    net, settings = build_network(run_dir, specs, OVERRIDES, WINDOWS)
     for spec in specs[:-1]:
         netmod.start(net, spec)
     try:
-        started = _wait_for(lambda: _events(run_dir, "validator", "started"), 120, "validator start")
+        started = wait_for(lambda: events(run_dir, "validator", "started"), 120, "validator start")
         start = started[0]["start_window"]
 
         def scored(w):
-            return any(e["window"] >= w for e in _events(run_dir, "validator", "scores"))
+            return any(e["window"] >= w for e in events(run_dir, "validator", "scores"))
 
         # miner 3 dies in the middle of window start+3
-        _wait_for(lambda: scored(start + 2), 240, "window start+2 scored")
+        wait_for(lambda: scored(start + 2), 240, "window start+2 scored")
         time.sleep(settings.run.blocks_per_window * settings.run.block_time_s / 2)
         os.killpg(net.procs["miner-3"].pid, signal.SIGKILL)
         # the validator dies after scoring start+4 and comes back
-        _wait_for(lambda: scored(start + 4), 240, "window start+4 scored")
+        wait_for(lambda: scored(start + 4), 240, "window start+4 scored")
         os.killpg(net.procs["validator-0"].pid, signal.SIGKILL)
         net.procs["validator-0"].wait()
         time.sleep(3)
@@ -102,9 +74,9 @@ def network_run(tmp_path_factory):
 
 def test_all_miners_apply_the_same_update_as_the_validator(network_run):
     run_dir, start = network_run
-    val = {e["window"]: e["params_digest"] for e in _events(run_dir, "validator", "scores")}
+    val = {e["window"]: e["params_digest"] for e in events(run_dir, "validator", "scores")}
     compared = 0
-    for ev in _events(run_dir, "miner", "window"):
+    for ev in events(run_dir, "miner", "window"):
         if ev["window"] in val:
             assert ev["params_digest"] == val[ev["window"]], (ev["uid"], ev["window"])
             compared += 1
@@ -115,14 +87,14 @@ def test_all_miners_apply_the_same_update_as_the_validator(network_run):
 
 def test_held_out_loss_falls(network_run):
     run_dir, _ = network_run
-    series = [(e["window"], e["heldout_loss"]) for e in _events(run_dir, "validator", "scores")]
+    series = [(e["window"], e["heldout_loss"]) for e in events(run_dir, "validator", "scores")]
     series.sort()
     assert series[-1][1] < series[0][1] - 0.2, series
 
 
 def test_adversaries_end_below_every_surviving_honest_miner(network_run):
     run_dir, _ = network_run
-    last = max(_events(run_dir, "validator", "scores"), key=lambda e: e["window"])["uids"]
+    last = max(events(run_dir, "validator", "scores"), key=lambda e: e["window"])["uids"]
     honest = [last[str(u)]["weight"] for u in (1, 2)]  # miner 3 was killed mid-run
     for bad in (4, 5, 6):
         assert last[str(bad)]["weight"] < min(honest), (bad, last)
@@ -132,9 +104,9 @@ def test_adversaries_end_below_every_surviving_honest_miner(network_run):
 
 def test_corrupt_payload_is_rejected_slashed_and_never_applied(network_run):
     run_dir, start = network_run
-    scores = _events(run_dir, "validator", "scores")
+    scores = events(run_dir, "validator", "scores")
     assert all(6 not in e["aggregated"] for e in scores)
-    assert all(6 not in e["gathered"] for e in _events(run_dir, "miner", "window"))
+    assert all(6 not in e["gathered"] for e in events(run_dir, "miner", "window"))
     statuses = [e["uids"]["6"]["status"] for e in scores if e["window"] > start]
     # whenever its payload was there it was rejected, never scored; on a loaded 2-core machine
     # an upload can also miss a window's deadline ("missing": nothing to apply either; one CI
@@ -148,30 +120,30 @@ def test_killed_miner_does_not_stop_the_others_and_resumes(network_run):
     run_dir, start = network_run
     last_w = start + WINDOWS - 1
     for uid in (1, 2, 4, 5, 6):
-        windows = {e["window"] for e in _events(run_dir, "miner", "window", uid=uid)}
+        windows = {e["window"] for e in events(run_dir, "miner", "window", uid=uid)}
         assert set(range(start + 1, last_w + 1)) <= windows, (uid, sorted(windows))
-    windows3 = sorted(e["window"] for e in _events(run_dir, "miner", "window", uid=3))
+    windows3 = sorted(e["window"] for e in events(run_dir, "miner", "window", uid=3))
     assert last_w in windows3 and len(windows3) < WINDOWS  # a gap while it was dead
-    caught = _events(run_dir, "miner", "caught_up", uid=3)
+    caught = events(run_dir, "miner", "caught_up", uid=3)
     assert caught and caught[0]["resumed_from"] is not None  # from its local checkpoint
 
 
 def test_late_joiner_is_bit_identical_after_bootstrap(network_run):
     run_dir, start = network_run
-    caught = _events(run_dir, "miner", "caught_up", uid=7)
+    caught = events(run_dir, "miner", "caught_up", uid=7)
     assert caught and caught[0]["checkpoint_window"] is not None and caught[0]["skipped"] == 0
-    val = {e["window"]: e["params_digest"] for e in _events(run_dir, "validator", "scores")}
-    mine = _events(run_dir, "miner", "window", uid=7)
+    val = {e["window"]: e["params_digest"] for e in events(run_dir, "validator", "scores")}
+    mine = events(run_dir, "miner", "window", uid=7)
     assert len(mine) >= 2
     assert all(e["params_digest"] == val[e["window"]] for e in mine)
 
 
 def test_validator_restart_resumes_its_state(network_run):
     run_dir, start = network_run
-    assert len(_events(run_dir, "validator", "started")) == 2
-    restarted = _events(run_dir, "validator", "started")[1]
+    assert len(events(run_dir, "validator", "started")) == 2
+    restarted = events(run_dir, "validator", "started")[1]
     assert restarted["window"] > start + 1  # resumed past what it had scored, not from scratch
-    windows = sorted({e["window"] for e in _events(run_dir, "validator", "scores")})
+    windows = sorted({e["window"] for e in events(run_dir, "validator", "scores")})
     assert windows == list(range(start, start + WINDOWS))
     state = (Path(run_dir) / "validator-0-state.json").read_text()
     assert f'"window": {start + WINDOWS - 1}' in state.replace("\n", " ") or f'"window":{start + WINDOWS - 1}' in state

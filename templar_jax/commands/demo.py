@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from templar_jax.demo.behavior_names import GALLERY, behavior_names
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -19,6 +21,10 @@ def register(sub) -> None:
     p.add_argument("--copiers", type=int, default=1, help="miners copying uid 1's payload (default: 1)")
     p.add_argument("--noise", type=int, default=1, help="miners uploading noise (default: 1)")
     p.add_argument("--corrupt", type=int, default=0, help="miners uploading corrupted bytes (default: 0)")
+    p.add_argument("--adversary", dest="adversaries", action="append", default=[], metavar="BEHAVIOR",
+                   help="one more miner with this --behavior (repeatable): " + ", ".join(behavior_names()))
+    p.add_argument("--gallery", action="store_true",
+                   help="add one miner of each issue-22 attack: " + ", ".join(GALLERY))
     p.add_argument("--config", default="demo", help="shipped run config name or a YAML path (default: demo)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a run-config key for every neuron (repeatable)")
@@ -35,5 +41,6 @@ def _run(args) -> int:
 
     return run_demo(run_dir=Path("runs") / args.run_id, config=args.config, overrides=args.overrides,
                     windows=args.windows, honest=args.honest, copiers=args.copiers, noise=args.noise,
-                    corrupt=args.corrupt, resume=args.resume, timeout_s=args.timeout_s,
+                    corrupt=args.corrupt, adversaries=[*args.adversaries, *(GALLERY if args.gallery else ())],
+                    resume=args.resume, timeout_s=args.timeout_s,
                     live=False if args.no_live else None, dashboard_port=args.dashboard)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from templar_jax.demo.behavior_names import behavior_names
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="tiny-local",
@@ -28,7 +30,7 @@ def register(sub) -> None:
                                    "the environment (TEMPLAR_S3_* for S3/R2 buckets).")
     _common(p)
     p.add_argument("--behavior", default="honest",
-                   help="honest (default) | noise | corrupt | overflow | copy:UID  (adversarial modes for demos/tests)")
+                   help="honest (default) or an adversarial mode for demos/tests: " + " | ".join(behavior_names()[1:]))
     p.set_defaults(func=_run_miner)
     p = sub.add_parser("validator", help="run a validator: gather, score (Gauntlet), set weights",
                        description="Run one validator's window loop (SPEC sec. 1, 3, 5).")

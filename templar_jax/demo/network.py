@@ -11,9 +11,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from templar_jax.chain.local import LocalChain
 from templar_jax.config import RunConfig
+from templar_jax.demo.behaviors import parse_behavior
 
 VALIDATOR_STAKE = 1000.0
 
@@ -46,18 +48,19 @@ class Network:
                 f"chain.network={self.chain_path.resolve()}"]
 
 
-def plan_neurons(honest: int, copiers: int, noise: int, corrupt: int = 0) -> list[NeuronSpec]:
-    """uid 0 is the validator, then honest miners (uids 1..honest), then the adversaries.
-    Copiers copy the first honest miner (uid 1)."""
+def plan_neurons(honest: int, copiers: int, noise: int, corrupt: int = 0,
+                 adversaries: Sequence[str] = ()) -> list[NeuronSpec]:
+    """uid 0 is the validator, then honest miners (uids 1..honest), then the adversaries:
+    copiers (of the first honest miner, uid 1), noise, corrupt, then one miner per entry of
+    `adversaries` (a --behavior value each, checked here)."""
     if honest < 1:
         raise ValueError("the demo needs at least one honest miner")
+    for behavior in adversaries:
+        parse_behavior(behavior)  # BehaviorError names a bad one before anything starts
     specs = [NeuronSpec("validator", "validator-0")]
     specs += [NeuronSpec("miner", f"miner-{i + 1}") for i in range(honest)]
-    n = honest + 1
-    for kind, count in (("copy:1", copiers), ("noise", noise), ("corrupt", corrupt)):
-        for _ in range(count):
-            specs.append(NeuronSpec("miner", f"miner-{n}", kind))
-            n += 1
+    kinds = ["copy:1"] * copiers + ["noise"] * noise + ["corrupt"] * corrupt + list(adversaries)
+    specs += [NeuronSpec("miner", f"miner-{honest + 1 + i}", kind) for i, kind in enumerate(kinds)]
     return specs
 
 

@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
 from rich.console import Console
 from rich.live import Live
@@ -23,12 +24,12 @@ log = logging.getLogger(__name__)
 
 def run_demo(*, run_dir: Path, config: str, overrides: list[str], windows: int, honest: int, copiers: int,
              noise: int, corrupt: int, resume: bool, timeout_s: float, live: bool | None = None,
-             dashboard_port: int | None = None) -> int:
+             dashboard_port: int | None = None, adversaries: Sequence[str] = ()) -> int:
     console = Console()
     # the dashboard links each neuron's metrics endpoint (any free port, recorded in the run folder)
     overrides = list(overrides) + (["metrics.port=0"] if dashboard_port is not None else [])
     settings = load_run_config(config, overrides)
-    specs = netmod.plan_neurons(honest, copiers, noise, corrupt)
+    specs = netmod.plan_neurons(honest, copiers, noise, corrupt, adversaries)
     net = netmod.Network(run_dir=run_dir, config=config, overrides=overrides, windows=windows, neurons=specs)
     console.print(f"[bold]templar-jax demo[/]: {len(specs) - 1} miners + 1 validator, {windows} windows of "
                   f"{settings.run.blocks_per_window} x {settings.run.block_time_s:g} s blocks, model "

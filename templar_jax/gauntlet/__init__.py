@@ -4,7 +4,7 @@ Modules: config (every constant), state (records + atomic JSON), scoring (LossSc
 openskill_rank (Plackett-Luce), sync (debug samples, steps behind), copy_detect (index overlap),
 slashing, selection (evaluation uids, gather list), weights (chain weights), window (one window's
 evaluations applied in order), eval_seed (the unpredictable per-window evaluation seed),
-recycling (a new hotkey on a uid resets it).
+recycling (a new hotkey on a uid resets it), stale_copy (re-uploads of an earlier window's updates).
 """
 
 from templar_jax.gauntlet.config import GauntletConfig
@@ -34,6 +34,7 @@ from templar_jax.gauntlet.slashing import (
     slash_missing,
     slash_poor_sync,
 )
+from templar_jax.gauntlet.stale_copy import AGGREGATE_SOURCE, EarlierUpdates, detect_stale_copies, remember
 from templar_jax.gauntlet.state import PeerRecord, ValidatorState, load_or_init, load_state, save_state
 from templar_jax.gauntlet.sync import (
     choose_sample_positions,
@@ -48,6 +49,7 @@ from templar_jax.gauntlet.weights import WeightVector, compute_weights
 from templar_jax.gauntlet.window import Evaluation, score_window
 
 __all__ = [
+    "AGGREGATE_SOURCE", "EarlierUpdates", "detect_stale_copies", "remember",
     "ConfigError", "CopyVerdict", "EvalDraw", "Evaluation", "GauntletConfig", "GauntletError", "PeerList",
     "PeerRecord", "ScoreInputError", "StateError", "ValidatorState", "WeightVector",
     "apply_copy_verdicts", "apply_inactivity", "binary_indicator", "choose_sample_positions",

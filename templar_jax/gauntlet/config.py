@@ -44,6 +44,8 @@ class GauntletConfig:
     copy_ban_overlap: overlap at which it is also banned
     copy_ban_windows: windows a copier stays banned
     copy_halve_factor: score multiplier of the 'halve' penalty
+    stale_copy_chunks: chunks per tensor remembered from a scored window to catch later re-uploads of its updates (0: off)
+    stale_copy_windows: scored windows whose updates are remembered for the stale-copy check
     missing_slash: score multiplier for a missing or late payload of an evaluated uid
     missing_slash_escalates: the k-th consecutive window without a payload multiplies by missing_slash ** k
     zero_below: a slashed score below this becomes 0
@@ -96,6 +98,8 @@ class GauntletConfig:
     copy_ban_overlap: float = 0.6
     copy_ban_windows: int = 20
     copy_halve_factor: float = 0.5
+    stale_copy_chunks: int = 64  # not in the reference: replays and free riders (stale_copy.py)
+    stale_copy_windows: int = 2
 
     # --- slashing -----------------------------------------------------------------------------
     missing_slash: float = 0.75
@@ -147,7 +151,7 @@ def _check(cfg: GauntletConfig) -> None:
     if not (cfg.copy_halve_overlap <= cfg.copy_reset_overlap <= cfg.copy_ban_overlap):
         raise ConfigError("copy thresholds must satisfy halve <= reset <= ban")
     counts = ("eval_uids_per_window", "top_tier_size", "second_tier_size", "sync_samples_per_tensor", "inactivity_reset_windows",
-              "negative_evals_to_exclude", "copy_ban_windows", "bma_warmup_evals",
+              "negative_evals_to_exclude", "copy_ban_windows", "bma_warmup_evals", "stale_copy_chunks", "stale_copy_windows",
               "eval_staleness_cap")
     for name in counts:
         if getattr(cfg, name) < 0:

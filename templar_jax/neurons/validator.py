@@ -29,15 +29,18 @@ import numpy as np
 
 from templar_jax.data import validator_own_indices, validator_random_indices
 from templar_jax.gauntlet import (
+    AGGREGATE_SOURCE,
     Evaluation,
     apply_copy_verdicts,
     apply_inactivity,
     EvalDraw,
     compute_weights,
     detect_copies,
+    detect_stale_copies,
     draw,
     load_or_create_secret,
     load_or_init,
+    remember,
     observe_hotkeys,
     observe_validator_sample,
     parse_debug_object,
@@ -60,7 +63,8 @@ from templar_jax.neurons.spool import PayloadSpool
 from templar_jax.neurons.window_state import Gathered, Scoring, ValidatorWindow
 from templar_jax.protocol.aggregator_object import encode_aggregator
 from templar_jax.protocol.leader import PeerList, publish_peer_list, publish_start_window, read_start_window
-from templar_jax.sparseloco import densify, median_norms
+from templar_jax.sparseloco import compress_dense, densify, median_norms
+from templar_jax.sparseloco.tree import flatten
 from templar_jax.storage.keys import aggregator_key, debug_key
 
 log = logging.getLogger(__name__)
@@ -82,6 +86,7 @@ class Validator(NeuronBase):
         self.state = load_or_init(self.state_path)
         self.validator_seed = validator_seed
         self.eval_secret = load_or_create_secret(self.run_dir / f"validator-{self.uid}-eval-secret")
+        self.earlier_updates = ()  # the last scored windows' updates, sampled (stale-copy check)
 
     def _densify(self, payload, like, clip):
         return densify(payload, like, clip_norm=clip, chunk=self.cfg.sparseloco.chunk, batch_dims=self.model.batch_dims)
@@ -192,6 +197,10 @@ class Validator(NeuronBase):
         uploads = {u: got.valid[u] for u in got.valid}
         verdicts = detect_copies(uploads, got.stored_at, cfg)
         state = apply_copy_verdicts(state, verdicts, window, cfg)
+        stale = detect_stale_copies(uploads, self.earlier_updates, cfg)  # replays, re-uploaded aggregates
+        state = apply_copy_verdicts(state, stale, window, cfg)
+        self.earlier_updates = remember(self.earlier_updates, window, self._published_updates(theta0, uploads, gathered),
+                                        cfg, seed=seed.seed)
         for uid in contributors:
             if uid in behind and behind[uid] > cfg.poor_sync_steps:
                 state = slash_poor_sync(state, uid, behind[uid], cfg)
@@ -199,7 +208,17 @@ class Validator(NeuronBase):
         for uid in sorted(got.invalid - set(eval_uids)):
             state = slash_invalid(state, uid, cfg)
         state = observe_validator_sample(state, val_sample, cfg)
-        return Scoring(state, eval_uids, verdicts, skipped)
+        return Scoring(state, eval_uids, verdicts + stale, skipped)
+
+    def _published_updates(self, theta0, uploads: dict, gathered: Gathered) -> dict:
+        """This window's payloads and its aggregate as a peer would upload it (what a free rider
+        could send next window)."""
+        if not gathered.applied or self.gauntlet_cfg.stale_copy_chunks <= 0:
+            return uploads
+        slc = self.cfg.sparseloco
+        dense = flatten(self.model.aggregate(gathered.applied, theta0))
+        return {**uploads, AGGREGATE_SOURCE: compress_dense(dense, topk=slc.topk, chunk=slc.chunk,
+                                                            batch_dims=self.model.batch_dims)}
 
     # -- one window ------------------------------------------------------------------------------
     def process_window(self, theta0, window: int, start: int):

@@ -4,7 +4,7 @@ kernels as drop-in cores (`impl`, `kernel=KernelConfig(...)`)."""
 
 from templar_jax.sparseloco.aggregate import aggregate, aggregate_tensor, aggregate_tensor_sharded
 from templar_jax.sparseloco.compress import (
-    compress_tensor, decompress_tensor, ef_compress_tensor, null_payload)
+    compress_dense, compress_tensor, decompress_tensor, ef_compress_tensor, null_payload)
 from templar_jax.sparseloco.densify import densify, median_norms, payload_norms
 from templar_jax.sparseloco.dispatch import IMPLS, resolve_impl
 from templar_jax.sparseloco.geometry import (
@@ -23,7 +23,7 @@ __all__ = [
     "IMPLS", "RULES", "AggregationError", "ChunkGeometry", "CompressionConfigError",
     "KernelConfig", "KernelConfigError", "Payload", "PayloadTransformation", "ShardPlan",
     "SparseLoCoState", "TensorPayload", "aggregate", "aggregate_tensor",
-    "aggregate_tensor_sharded", "batch_dims_from_names", "chunk_geometry", "compress_tensor",
+    "aggregate_tensor_sharded", "batch_dims_from_names", "chunk_geometry", "compress_dense", "compress_tensor",
     "decompress_tensor", "densify", "ef_compress_tensor", "median_norms", "null_payload",
     "outer_optimizer", "outer_step", "payload_bytes_reference", "payload_norms", "peer_bucket",
     "plan_shards", "rebase", "resolve_impl", "sparseloco", "split", "tensor_geometry",

@@ -6,8 +6,8 @@
 
 `ef_compress_tensor` is the pure core on one block of chunks (a whole tensor, or one device's
 shard under `shard_map`); the Pallas core (`kernels.compress.ef_compress_tensor_pallas`) has
-its contract. Reference API: `compress_tensor`, `decompress_tensor`, `null_payload` (NumPy or
-jax in; jax out).
+its contract. Reference API: `compress_tensor` (`compress_dense` over a flat dict of tensors),
+`decompress_tensor`, `null_payload` (NumPy or jax in; jax out).
 """
 
 from __future__ import annotations
@@ -74,6 +74,13 @@ def compress_tensor(x, *, topk: int = 64, chunk: int = 64, bins: int = 4,
     x = jnp.asarray(x, jnp.float32)
     _, geom = tensor_geometry(x.shape, batch_ndim, chunk=chunk, topk=topk)
     return _compress_jit(x, geom=geom, bins=bins, sigma_range=float(sigma_range))
+
+
+def compress_dense(dense, *, topk: int, chunk: int, batch_dims) -> dict[str, TensorPayload]:
+    """`compress_tensor` of every tensor of a flat {name: array} (no error feedback): a dense
+    update (e.g. a window's aggregate) as a peer would upload it; host arrays."""
+    return {name: jax.device_get(compress_tensor(x, topk=topk, chunk=chunk, batch_ndim=batch_dims.get(name, 0)))
+            for name, x in dense.items()}
 
 
 _decode_dense_jit = jax.jit(decode_dense, static_argnames=("shape", "batch_ndim", "chunk"))
