@@ -140,14 +140,13 @@ def simulate(sc: Scenario, costs: StageCosts) -> SimResult:
             r = PeerWindow(w, p, "ok" if steps else "no_steps", inner_steps=steps)
             r.truncated = steps < work.inner_steps
             train_end = start + steps * step_s
-            landed_s = 0.0
-            if pending:
-                landed_s, land_at = pending.land(start, step_s, steps)
-                train_end += landed_s
-                r.segments.append(("land", land_at, land_at + landed_s))
+            landed_s, land_at = pending.land(start, step_s, steps) if pending else (0.0, start)
+            train_end += landed_s
             prep_end = train_end + (prep_base * slow if steps else 0.0)
             r.compute_s = prep_end - start - landed_s  # the miner counts the landing as communication
             r.segments += [("train", start, train_end), ("prepare", train_end, prep_end)]
+            if pending:  # drawn over the training it interrupts
+                r.segments.append(("land", land_at, land_at + landed_s))
             up_start = max(prep_end, t1)
             if steps:
                 r.upload_s = float(_transfer_s(work.payload_bytes, min(up_bps[p], store.egress_bps), parts,
