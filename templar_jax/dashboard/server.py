@@ -11,6 +11,7 @@ import threading
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Protocol
 
 from templar_jax.dashboard.state import StateCache
 
@@ -24,7 +25,7 @@ def render_page(state: dict) -> str:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    def __init__(self, *args, states: StateCache, **kwargs):
+    def __init__(self, *args, states: "StateSource", **kwargs):
         self.states = states
         super().__init__(*args, **kwargs)
 
@@ -49,13 +50,18 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("dashboard: " + fmt, *args)
 
 
-class DashboardServer:
-    """Serves the dashboard of `run_dir` at http://HOST:PORT/ (port 0: any free port) on a daemon
-    thread; `serve_forever()` instead blocks (the CLI)."""
+class StateSource(Protocol):
+    def get(self) -> dict: ...
 
-    def __init__(self, run_dir: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8050):
-        self.run_dir = Path(run_dir)
-        self.httpd = ThreadingHTTPServer((host, port), partial(_Handler, states=StateCache(self.run_dir)))
+
+class DashboardServer:
+    """Serves a dashboard at http://HOST:PORT/ (port 0: any free port) on a daemon thread;
+    `serve_forever()` instead blocks (the CLI). `source` is a run folder or anything with
+    `get() -> state` (`dashboard.live.LiveNetwork`)."""
+
+    def __init__(self, source: str | os.PathLike | StateSource, *, host: str = "127.0.0.1", port: int = 8050):
+        self.source = source if hasattr(source, "get") else StateCache(Path(source))
+        self.httpd = ThreadingHTTPServer((host, port), partial(_Handler, states=self.source))
         self.httpd.daemon_threads = True
         self.host, self.port = host, self.httpd.server_port
         self.thread: threading.Thread | None = None
