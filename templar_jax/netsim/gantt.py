@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from templar_jax.netsim.engine import SimResult
+from templar_jax.netsim.scenario import Overlap
 
 COLOURS = {"train": "tab:green", "prepare": "tab:olive", "upload": "tab:orange", "download": "tab:blue",
            "aggregate": "tab:purple", "land": "tab:red", "catch_up": "tab:gray"}
+COMM_LANE = ("upload", "download", "aggregate")  # with overlap full, drawn above the training lane
 
 
 def gantt_png(res: SimResult, path: str | Path, *, windows: tuple[int, int] = (1, 4), max_peers: int = 30) -> None:
@@ -19,11 +21,13 @@ def gantt_png(res: SimResult, path: str | Path, *, windows: tuple[int, int] = (1
     rows = [r for r in res.records if lo <= r.window < hi and r.peer < max_peers]
     peers = sorted({r.peer for r in rows})
     fig, ax = plt.subplots(figsize=(12, 0.3 * len(peers) + 1.5))
+    two_lanes = res.scenario.overlap == Overlap.FULL
     for r in rows:
         y = peers.index(r.peer)
         for ph, a, b in r.segments:
             if b > a:
-                ax.broken_barh([(a, b - a)], (y - 0.4, 0.8), color=COLOURS.get(ph, "k"))
+                lane = (y, 0.4) if ph in COMM_LANE else (y - 0.4, 0.4)
+                ax.broken_barh([(a, b - a)], lane if two_lanes else (y - 0.4, 0.8), color=COLOURS.get(ph, "k"))
     w = res.scenario.timing.window_s
     for k in range(lo, hi + 1):
         ax.axvline(k * w, color="k", lw=0.5, ls="--")
