@@ -84,3 +84,29 @@ def test_small_preset_sits_between_tiny_and_150m():
     assert param_count(small) == 2_361_024
     assert param_count(load_model_config("tiny")) < param_count(small) < param_count(load_model_config("150m"))
     assert small.vocab_size == 4096 and small.max_seq_len == 128  # the bundled corpus's BPE and rows
+
+
+def test_reference_alpha_in_ef_equals_alpha_squared_without_it():
+    """The compressor is positively homogeneous (top-k picks the same indices, the 2-bit
+    quantizer's shift, scale and lut all scale), so the reference's `e = beta*e + alpha*delta`
+    followed by `theta -= alpha*agg` is this project's form at alpha**2 (docs/convergence.md)."""
+    import jax
+    import jax.numpy as jnp
+
+    from templar_jax.sparseloco import aggregate, sparseloco
+
+    key = jax.random.PRNGKey(0)
+    delta = {"w": jax.random.normal(key, (128, 256)), "b": jax.random.normal(key, (64,))}
+    tx = sparseloco(beta=0.95, topk=64, chunk=64)
+    alpha = 0.4
+    scaled, plain = tx.init(delta), tx.init(delta)
+    for step in range(3):  # several rounds, so the error feedback's residual takes part
+        d = jax.tree.map(lambda x: x * (1.0 + step), delta)
+        p_ref, scaled = tx.update(jax.tree.map(lambda x: alpha * x, d), scaled)
+        p_ours, plain = tx.update(d, plain)
+        ref = aggregate([p_ref], delta)
+        ours = aggregate([p_ours], delta)
+        for name in ("w", "b"):
+            np.testing.assert_allclose(alpha * ref[name], alpha ** 2 * ours[name], rtol=1e-5,
+                                       atol=1e-7)
+            assert float(jnp.abs(ours[name]).max()) > 0

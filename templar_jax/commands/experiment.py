@@ -28,6 +28,7 @@ def register(subparsers) -> None:
                    help="inner cosine decay length after the warmup (0: to the end of the run)")
     c.add_argument("--data", choices=("bundled", "synthetic"), default="bundled",
                    help="bundled stdlib-docs corpus or a synthetic Markov source")
+    c.add_argument("--n-eval", type=int, default=128, help="held-out sequences evaluated after each round")
     c.add_argument("--methods", default="adamw,diloco,sparseloco", help="comma-separated subset")
     c.add_argument("--alpha", type=float, default=1.0, help="SparseLoCo outer SGD step")
     c.add_argument("--alpha-in-ef", action="store_true",
@@ -63,6 +64,7 @@ def _compare(args) -> int:
     cfg = SimConfig(model=args.model, replicas=args.replicas, inner_steps=args.inner_steps,
                     rounds=args.rounds, batch=args.batch, inner_lr=args.inner_lr,
                     warmup_steps=args.warmup, cosine_steps=args.cosine_steps, data=args.data,
+                    n_eval=args.n_eval,
                     alpha=args.alpha, alpha_in_ef=args.alpha_in_ef, diloco_lr=args.diloco_lr,
                     diloco_momentum=args.diloco_momentum, beta=args.beta,
                     topk=args.topk, rule=args.rule, seed=args.seed,
