@@ -144,8 +144,9 @@ def write_manifest(folder: str | Path, manifest: Manifest) -> Path:
     return path
 
 
-def check_file(path: str | Path, entry: FileEntry, *, verify_hash: bool) -> None:
-    """Raise `HashMismatch` unless the file has the manifest's size (and sha256 if asked)."""
+def check_file(path: str | Path, entry: FileEntry, *, verify_hash: bool, sha256: str | None = None) -> None:
+    """Raise `HashMismatch` unless the file has the manifest's size (and sha256 if asked;
+    `sha256`: the file's digest when the caller already has it, e.g. hashed while downloading)."""
     path = Path(path)
     if not path.exists():
         raise HashMismatch(f"{path.name}: listed in {MANIFEST_NAME} but missing")
@@ -153,5 +154,5 @@ def check_file(path: str | Path, entry: FileEntry, *, verify_hash: bool) -> None
     if size != entry.size:
         raise HashMismatch(f"{path.name}: size {size} != {entry.size} in {MANIFEST_NAME} "
                         f"({'truncated' if size < entry.size else 'too long'})")
-    if verify_hash and (digest := file_sha256(path)) != entry.sha256:
+    if verify_hash and (digest := sha256 or file_sha256(path)) != entry.sha256:
         raise HashMismatch(f"{path.name}: sha256 {digest[:16]}... != {entry.sha256[:16]}... in {MANIFEST_NAME}")

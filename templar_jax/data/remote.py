@@ -16,6 +16,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 import threading
@@ -138,18 +139,18 @@ class ShardCache:
             final.unlink()
         partial = self.cache_dir / (name + ".partial")
         resumed = partial.exists() and partial.stat().st_size > 0
-        self._download(name, entry.size)
+        digest = self._download(name, entry.size)
         try:
-            check_file(partial, entry, verify_hash=True)
+            check_file(partial, entry, verify_hash=True, sha256=digest)
         except DataError:
             partial.unlink(missing_ok=True)
             if not resumed:
                 raise
             # the kept prefix itself may have been bad: one more try from byte 0
             log.warning("%s: resumed download fails its check, downloading it whole", name)
-            self._download(name, entry.size)
+            digest = self._download(name, entry.size)
             try:
-                check_file(partial, entry, verify_hash=True)
+                check_file(partial, entry, verify_hash=True, sha256=digest)
             except DataError:
                 partial.unlink(missing_ok=True)
                 raise
@@ -165,7 +166,8 @@ class ShardCache:
         with self._lock:
             self._futures.pop(name, None)
 
-    def _download(self, name: str, size: int) -> None:
+    def _download(self, name: str, size: int) -> str:
+        """Fetch `name` into NAME.partial (resuming it when the source reads ranges); its sha256."""
         key = self.key(name)
         partial = self.cache_dir / (name + ".partial")
         have = partial.stat().st_size if partial.exists() else 0
@@ -173,30 +175,39 @@ class ShardCache:
         if have > size or not ranged:
             have = 0
         try:
-            self._transfer(key, partial, have, size, ranged)
+            return self._transfer(key, partial, have, size, ranged)
         except DataError:
             raise
         except Exception as e:  # backend errors vary; the partial file stays for a resume
             raise ShardFetchError(f"{key}: download failed at byte "
                             f"{partial.stat().st_size if partial.exists() else 0} of {size} ({e!r})") from e
 
-    def _transfer(self, key: str, partial: Path, have: int, size: int, ranged: bool) -> None:
+    def _transfer(self, key: str, partial: Path, have: int, size: int, ranged: bool) -> str:
         remote_size = _size_of(self.source.head(key))
         if remote_size is None:
             raise ShardFetchError(f"{key}: listed in {MANIFEST_NAME} but missing from the source")
         if remote_size != size:
             raise HashMismatch(f"{key}: source has {remote_size} bytes, {MANIFEST_NAME} says {size}")
+        # hashed as it arrives (the kept prefix of a resume first): no second pass over the file
+        digest = hashlib.sha256()
         if have:
             log.info("%s: resuming download at byte %d of %d", partial.name, have, size)
+            with open(partial, "rb") as f:
+                while block := f.read(self.chunk_bytes):
+                    digest.update(block)
         with open(partial, "ab" if have else "wb") as f:
             if not ranged:
-                f.write(self.source.get(key))
-                return
+                block = self.source.get(key)
+                digest.update(block)
+                f.write(block)
+                return digest.hexdigest()
             while have < size:
                 end = min(size, have + self.chunk_bytes)
                 # Trim to the asked length: tolerates backends whose `end` is inclusive.
                 block = self.source.get_range(key, have, end)[: end - have]
                 if not block:
                     raise ShardFetchError(f"{key}: empty read at byte {have} of {size}")
+                digest.update(block)
                 f.write(block)
                 have += len(block)
+        return digest.hexdigest()
