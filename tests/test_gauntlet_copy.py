@@ -10,8 +10,12 @@ from templar_jax.gauntlet.copy_detect import (
     chunk_overlap,
     copy_verdicts,
     detect_copies,
+    detect_copies_sketched,
+    index_sketch,
     pairwise_overlaps,
     payload_overlap,
+    sampled_rows,
+    sketch_overlaps,
 )
 from templar_jax.gauntlet.errors import ScoreInputError
 from templar_jax.gauntlet.state import PeerRecord, ValidatorState
@@ -130,6 +134,59 @@ def test_pairwise_overlaps_equal_payload_overlap_per_pair_reading_each_tensor_on
         for (a, b), ov in got.items():
             assert ov == payload_overlap(payloads[a], payloads[b], names), (a, b, names)
     assert pairwise_overlaps(payloads)[(4, 7)] == 1.0 and pairwise_overlaps({}) == {}
+
+
+def test_sketches_of_small_tensors_are_exact_and_flag_the_same_copiers():
+    """Tensors with no more rows than the sketch keeps: the sketch is the whole index set, so
+    its overlaps equal pairwise_overlaps and the verdicts equal detect_copies' (the fixture of
+    test_detect_copies_end_to_end_on_payloads)."""
+    rng = np.random.default_rng(2)
+    src = random_idx(rng, (2, 6, 64))
+    partial = src.copy()
+    partial[..., 32:] = random_idx(rng, (2, 6, 32), chunk=4096)
+    payloads = {0: {"w": tp(src)}, 1: {"w": tp(src.copy())}, 2: {"w": tp(random_idx(rng, (2, 6, 64)))},
+                3: {"w": tp(np.sort(partial, -1))}}
+    sketches = {u: index_sketch(p, 12, seed=7) for u, p in payloads.items()}
+    assert sketch_overlaps(sketches) == pairwise_overlaps(payloads)
+    times = {0: 1.0, 1: 2.0, 2: 3.0, 3: 4.0}
+    assert detect_copies_sketched(sketches, times, CFG) == detect_copies(payloads, times, CFG)
+
+
+def test_sketches_of_large_tensors_flag_the_same_copiers_as_full_comparison():
+    """2,300 chunk rows per peer, 128 sampled: a full copy, a ~70 % and a ~45 % partial copy and
+    honest peers get the verdicts (uid, source, action) of the full comparison; the sampled rows
+    depend on the seed and the tensor, never on the peer."""
+    rng = np.random.default_rng(11)
+    shapes = {"layers/w": (4, 500, 64), "embed": (300, 64)}
+    src = {n: random_idx(rng, s) for n, s in shapes.items()}
+
+    def partial(share):
+        out = {}
+        for n, idx in src.items():
+            fresh = random_idx(rng, idx.shape)
+            keep = rng.random(idx.shape[:-1] + (1,)) < share + rng.normal(0, 0.1, idx.shape[:-1] + (1,))
+            mixed = np.where(keep & (np.arange(64) < 48), idx, fresh)  # fresh draws rarely collide
+            out[n] = tp(np.sort(mixed, -1))
+        return out
+
+    payloads = {1: {n: tp(x) for n, x in src.items()}, 2: {n: tp(random_idx(rng, s)) for n, s in shapes.items()},
+                3: {n: tp(x.copy()) for n, x in src.items()}, 4: partial(0.95), 5: partial(0.62),
+                6: {n: tp(random_idx(rng, s)) for n, s in shapes.items()}}
+    times = {u: float(u) for u in payloads}
+    exact = detect_copies(payloads, times, CFG)
+    assert [(v.uid, v.source_uid, v.action) for v in exact] == [(3, 1, "ban"), (4, 1, "ban"), (5, 1, "halve")]
+    for seed in (0, 1, 2):
+        sketches = {u: index_sketch(p, 128, seed) for u, p in payloads.items()}
+        assert all(s["layers/w"].shape == (128, 64) and s["embed"].shape == (128, 64) for s in sketches.values())
+        got = detect_copies_sketched(sketches, times, CFG)
+        assert [(v.uid, v.source_uid, v.action) for v in got] == [(v.uid, v.source_uid, v.action) for v in exact]
+        full = pairwise_overlaps(payloads)
+        for pair, ov in sketch_overlaps(sketches).items():
+            assert abs(ov - full[pair]) < 0.05, (pair, ov, full[pair])
+    np.testing.assert_array_equal(sampled_rows(2000, 128, 5, "layers/w"), sampled_rows(2000, 128, 5, "layers/w"))
+    assert not np.array_equal(sampled_rows(2000, 128, 5, "layers/w"), sampled_rows(2000, 128, 6, "layers/w"))
+    with pytest.raises(ScoreInputError, match="chunks >= 1"):
+        index_sketch(payloads[1], 0, seed=0)
 
 
 def test_apply_verdicts_halve_reset_ban():

@@ -104,24 +104,28 @@ def test_spooled_window_equals_the_in_memory_window(tmp_path, model):
     assert all(rec[u].loss_score != 0.0 for u in (1, 2, 3, 4))  # and everyone was evaluated
 
 
-def test_an_evaluation_budget_skips_the_uids_that_no_longer_fit_and_says_why(tmp_path, model):
+def test_an_evaluation_budget_skips_the_uids_that_no_longer_fit_and_copies_are_caught_from_sketches(
+        tmp_path, model):
     cfg = model.run_config
-    tight = dataclasses.replace(cfg, validator=dataclasses.replace(cfg.validator, eval_budget_s=1e-6))
+    tight = dataclasses.replace(cfg, validator=dataclasses.replace(cfg.validator, eval_budget_s=1e-6,
+                                                                   copy_sketch_chunks=16))
     parts, buckets = _validator(tmp_path, model, tight)
-    for uid in (1, 2, 3):
-        data = model.codec.encode(random_payload(np.random.default_rng(uid), model.expected),
+    for uid in (1, 2, 3, 5):  # 5 copies 2 (caught from sketches of 16 chunk rows per tensor)
+        data = model.codec.encode(random_payload(np.random.default_rng(2 if uid == 5 else uid), model.expected),
                                   {"window": 0, "uid": uid, "version": model.version})
         buckets[HOTKEYS[uid]].put(gradient_key(0, uid, model.version), data)
+        time.sleep(0.01)
     validator = Validator(parts())
     validator.process_window(model.init_params(), 0, start=0)
     scores = next(e for e in read_all_events(tmp_path / "run") if e["event"] == "scores")
     evaluated = [int(u) for u, rec in scores["uids"].items() if rec["evaluated"]]
     skipped = {int(u): reason for u, reason in scores["eval_skipped"].items()}
-    assert len(skipped) == 2 and set(skipped) < {1, 2, 3}  # 4 and 5 sent nothing: missing, never skipped
+    assert len(skipped) == 3 and set(skipped) < {1, 2, 3, 5}  # 4 sent nothing: missing, never skipped
     assert all(r.startswith("evaluation time budget: ") for r in skipped.values())
     assert sorted(evaluated) == sorted({1, 2, 3, 4, 5} - set(skipped))
-    (scored,) = {1, 2, 3} - set(skipped)
+    (scored,) = {1, 2, 3, 5} - set(skipped)
     peers = validator.state.peers
     assert peers[scored].last_eval_window == 0 and peers[scored].loss_score != 0.0
-    for uid in skipped:  # untouched: as if not drawn, so the next draw favours them
+    for uid in set(skipped) - {5}:  # untouched: as if not drawn, so the next draw favours them
         assert uid not in peers or (peers[uid].last_eval_window == NEVER and peers[uid].loss_score == 0.0)
+    assert scores["uids"]["5"]["status"] in ("copy:ban", "banned") and peers[5].banned_until > 0

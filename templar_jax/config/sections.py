@@ -177,6 +177,16 @@ class ValidatorSection(GauntletConfig):
     checkpoint_interval_windows: int = doc("windows between published checkpoints")
     eval_budget_s: float = doc("seconds a window's evaluations may take: drawn uids that no longer fit are "
                                "skipped (named with the reason in the scores event); 0: no budget", 0.0)
+    copy_sketch_chunks: int = doc("copy detection on this many sampled chunk rows per tensor (drawn with the "
+                                  "window's evaluation seed; a sketch per miner, linear in the miners); "
+                                  "0: every index of every pair (exact, quadratic in full index sets)", 0)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.eval_budget_s < 0:
+            raise ValueError(f"validator.eval_budget_s must be >= 0, got {self.eval_budget_s}")
+        if self.copy_sketch_chunks < 0:
+            raise ValueError(f"validator.copy_sketch_chunks must be >= 0, got {self.copy_sketch_chunks}")
 
 
 @dataclass(frozen=True)

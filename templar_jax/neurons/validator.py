@@ -54,6 +54,7 @@ from templar_jax.gauntlet import (
     steps_behind,
 )
 from templar_jax.checkpoint import LocalCheckpoints, save_and_publish
+from templar_jax.gauntlet.copy_detect import detect_copies_sketched, index_sketch
 from templar_jax.gauntlet.errors import ScoreInputError
 from templar_jax.model.params import flatten_params
 from templar_jax.neurons.catchup import rebuild_params
@@ -195,7 +196,7 @@ class Validator(NeuronBase):
         eval_uids = [u for u in eval_uids if u not in skipped]  # as if not drawn: stale for the next draw
         state = score_window(self.state.with_draw(seed), window, evaluations, cfg, missing=missing, invalid=invalid)
         uploads = {u: got.valid[u] for u in got.valid}
-        verdicts = detect_copies(uploads, got.stored_at, cfg)
+        verdicts = self._copies(uploads, got.stored_at, seed.seed)
         state = apply_copy_verdicts(state, verdicts, window, cfg)
         stale = detect_stale_copies(uploads, self.earlier_updates, cfg)  # replays, re-uploaded aggregates
         state = apply_copy_verdicts(state, stale, window, cfg)
@@ -219,6 +220,14 @@ class Validator(NeuronBase):
         dense = flatten(self.model.aggregate(gathered.applied, theta0))
         return {**uploads, AGGREGATE_SOURCE: compress_dense(dense, topk=slc.topk, chunk=slc.chunk,
                                                             batch_dims=self.model.batch_dims)}
+
+    def _copies(self, uploads: dict, stored_at: dict, seed: int) -> list:
+        """Copy verdicts among this window's uploads: from one sketch per miner when
+        `validator.copy_sketch_chunks` is set, else from every pair's full index sets."""
+        chunks, cfg = self.cfg.validator.copy_sketch_chunks, self.gauntlet_cfg
+        if chunks <= 0:
+            return detect_copies(uploads, stored_at, cfg)
+        return detect_copies_sketched({u: index_sketch(p, chunks, seed) for u, p in uploads.items()}, stored_at, cfg)
 
     # -- one window ------------------------------------------------------------------------------
     def process_window(self, theta0, window: int, start: int):
