@@ -56,13 +56,12 @@ def _report(console, title: str, rows: list[tuple[str, int, int, int, int]], out
 
 
 def _upload(console, folder, args) -> None:
+    from templar_jax.data.sources import open_bucket
     from templar_jax.data.upload import upload_shard_sets
     from templar_jax.neurons.network import load_credentials
-    from templar_jax.storage import Bucket
 
     creds = load_credentials(args.credentials_file, "TEMPLAR_S3_") if args.upload.startswith("s3://") else None
-    region = "auto" if args.endpoint and "r2.cloudflarestorage.com" in args.endpoint else None
-    bucket = Bucket.open(args.upload, creds, endpoint=args.endpoint, region=region)
+    bucket = open_bucket(args.upload, endpoint=args.endpoint, credentials=creds)
     stats = upload_shard_sets(folder, bucket, on_file=lambda key, n: console.print(f"  {key} ({n:,} bytes)"))
     console.print(f"uploaded {stats.objects} objects, {stats.bytes / 1e6:.1f} MB to {args.upload} "
                   f"in {stats.seconds:.1f}s")

@@ -69,7 +69,8 @@ def _watch(args, console) -> int:
     from templar_jax.evaluate.watch_metrics import EvalMetrics
     from templar_jax.model import ModelConfigError, load_model_config
     from templar_jax.neurons.network import NetworkSetupError, load_credentials
-    from templar_jax.storage import BadBucketUrl, Bucket
+    from templar_jax.data.sources import open_bucket
+    from templar_jax.storage import BadBucketUrl
     from templar_jax.xla_cache import enable_compilation_cache
 
     if args.checkpoint:
@@ -91,8 +92,7 @@ def _watch(args, console) -> int:
                               seq_len=args.seq_len or settings.data.seq_len, pad_id=args.pad_id,
                               cache_dir=settings.data.cache_dir)
         creds = load_credentials(args.credentials_file, "TEMPLAR_S3_READ_") if args.watch.startswith("s3://") else None
-        region = "auto" if args.endpoint and "r2.cloudflarestorage.com" in args.endpoint else None
-        bucket = Bucket.open(args.watch, creds, endpoint=args.endpoint, region=region)
+        bucket = open_bucket(args.watch, endpoint=args.endpoint, credentials=creds)
         history = EvalHistory(args.history)
         metrics = EvalMetrics()
         for record in history.records:  # a restart exports what it already knows

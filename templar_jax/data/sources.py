@@ -25,7 +25,6 @@ from templar_jax.data.dataset import ShardDataset
 from templar_jax.data.errors import DataError, ManifestError, ShardFetchError
 from templar_jax.data.manifest import MANIFEST_NAME, read_manifest
 from templar_jax.data.prepare import TOKENIZER_NAME
-from templar_jax.data.remote import ShardCache
 from templar_jax.data.tokenizer import eos_id_of, load_tokenizer
 
 BUCKET_SCHEMES = ("gs://", "s3://")
@@ -50,6 +49,14 @@ def default_cache_dir(url: str) -> Path:
     """Where the shards of bucket `url` are cached unless the run config names a folder."""
     digest = hashlib.blake2b(url.rstrip("/").encode(), digest_size=8).hexdigest()
     return default_cache_root() / "data" / digest
+
+
+def open_bucket(url: str, *, endpoint: str | None = None, credentials=None):
+    """`templar_jax.storage.Bucket` at `url` (an R2 endpoint gets R2's region, "auto")."""
+    from templar_jax.storage import Bucket
+
+    region = "auto" if endpoint and "r2.cloudflarestorage.com" in endpoint else None
+    return Bucket.open(url, credentials, endpoint=endpoint, region=region)
 
 
 def open_shard_sets(path: str, seq_len: int, *, cache_dir: str | Path | None = None,
@@ -83,12 +90,11 @@ def _pad_id(manifest_eos: int | None, tokenizer: Path | None) -> int | None:
 
 
 def _open_bucket(url: str, seq_len: int, *, cache_dir, endpoint, credentials, prefetch: bool) -> ShardSets:
-    from templar_jax.storage import Bucket, StorageError
+    from templar_jax.storage import StorageError
 
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir(url)
-    region = "auto" if endpoint and "r2.cloudflarestorage.com" in endpoint else None
     try:
-        bucket = Bucket.open(url, credentials, endpoint=endpoint, region=region)
+        bucket = open_bucket(url, endpoint=endpoint, credentials=credentials)
         if bucket.head(MANIFEST_NAME) is not None:
             layout = {"train": ""}
         elif bucket.head(f"train/{MANIFEST_NAME}") is not None:
