@@ -107,26 +107,30 @@ def main() -> None:
                 up = upload_shard_sets(work / "shards", bucket)
                 print(f"{backend}: uploaded {up.objects} objects, {up.bytes / 1e6:.0f} MB at "
                       f"{up.bytes / up.seconds / 1e6:.0f} MB/s")
-                raw = []  # the baseline: the same objects as one plain Bucket.get each, kept in memory
+                # baseline and fetch rows interleaved per repeat, so load changes hit all alike
+                chunks = [int(c) for c in args.chunk_mib.split(",")]
+                raw: list[float] = []  # the baseline: one plain Bucket.get per shard, kept in memory
+                runs: dict[int, list[dict]] = {c: [] for c in chunks}
                 for _ in range(args.repeat):
                     for i in range(args.shards):
                         t0 = time.perf_counter()
                         n = len(bucket.get(train_name(i)))
                         raw.append(n / (time.perf_counter() - t0) / 1e6)
+                    for chunk in chunks:
+                        runs[chunk] += fetch_once(backend, bucket, args.shards, chunk, work)
                 raw_median = float(np.median(raw))
                 rows.append({"bench": "data_path", "backend": backend, "chunk_MiB": None, "baseline": "Bucket.get",
                              "shard_bytes": sizes[0], "fetches": len(raw), "fetch_MBps_median": round(raw_median, 1),
                              "fetch_MBps_best": round(max(raw), 1), "sha256_MBps_median": None,
                              "ratio_to_get": 1.0})
-                for chunk in (int(c) for c in args.chunk_mib.split(",")):
-                    runs = [r for _ in range(args.repeat) for r in fetch_once(backend, bucket, args.shards, chunk, work)]
-                    mbps = [r["fetch_MBps"] for r in runs]
+                for chunk in chunks:
+                    mbps = [r["fetch_MBps"] for r in runs[chunk]]
                     rows.append({"bench": "data_path", "backend": backend, "chunk_MiB": chunk,
-                                 "shard_bytes": runs[0]["bytes"], "fetches": len(runs),
+                                 "shard_bytes": sizes[0], "fetches": len(mbps),
                                  "fetch_MBps_median": round(float(np.median(mbps)), 1),
                                  "fetch_MBps_best": round(max(mbps), 1),
                                  "ratio_to_get": round(float(np.median(mbps)) / raw_median, 2),
-                                 "sha256_MBps_median": round(float(np.median([r["sha256_MBps"] for r in runs])), 1)})
+                                 "sha256_MBps_median": round(float(np.median([r["sha256_MBps"] for r in runs[chunk]])), 1)})
             finally:
                 server.stop()
         print(f"{'backend':8} {'path':>16} {'fetches':>7} {'shard MB':>8} {'MB/s median':>12} {'best':>7} "

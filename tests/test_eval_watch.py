@@ -118,3 +118,22 @@ def test_history_drops_a_line_cut_short_by_a_crash(tmp_path):
 def test_watch_needs_a_config_and_no_checkpoint_argument(tmp_path):
     assert main(["eval", "--watch", f"file://{tmp_path}"]) == 2
     assert main(["eval", str(tmp_path), "--watch", f"file://{tmp_path}", "--config", "demo"]) == 2
+
+
+def test_watch_chain_follows_the_leader_the_chain_names(tmp_path, heldout, params):
+    from templar_jax.chain.local import LocalChain
+    from templar_jax.neurons.network import open_my_bucket, publish_access
+
+    chain_path = tmp_path / "chain.sqlite"
+    LocalChain.create(chain_path, block_time=1.0, blocks_per_window=10)
+    for hotkey, stake in (("miner-0", 0.0), ("validator-1", 1000.0)):
+        me = LocalChain(chain_path, hotkey=hotkey)
+        me.register(hotkey, stake=stake)
+        bucket, access = open_my_bucket(f"file://{tmp_path / hotkey}")
+        publish_access(me, access)
+    _publish(bucket, tmp_path, params, 5, 1.0)  # the validator's bucket: the leader's
+    history = tmp_path / "history.jsonl"
+    rc = main(["eval", "--watch", "chain", "--config", "demo", "--set", f"chain.network={chain_path}",
+               "--data", str(heldout), "--history", str(history), "--polls", "1", "--poll-s", "0",
+               "--batch-size", "4", "--batches", "1"])
+    assert rc == 0 and [r["window"] for r in EvalHistory(history).records] == [5]

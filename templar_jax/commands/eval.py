@@ -44,7 +44,8 @@ def register(sub) -> None:
         "(URL: gs://, s3:// or file://), evaluates each complete one once (oldest first) and appends the "
         "results to a JSONL history, which is also the state a restart resumes from. Model, version and "
         "data come from --config/--set (--data, --model override them).")
-    w.add_argument("--watch", metavar="URL", help="the leader's bucket URL")
+    w.add_argument("--watch", metavar="URL", help="the leader's bucket URL, or 'chain': the bucket the leader "
+                                                  "validator of the run config's chain commits, looked up each poll")
     w.add_argument("--history", default="eval-watch/history.jsonl",
                    help="JSONL history (one record per checkpoint); downloads go beside it")
     w.add_argument("--poll-s", type=float, default=30.0, help="seconds between polls")
@@ -55,6 +56,24 @@ def register(sub) -> None:
     w.add_argument("--endpoint", help="s3:// only: endpoint URL of the leader's bucket")
     w.add_argument("--credentials-file", help="s3:// only: JSON file with read keys (else TEMPLAR_S3_READ_*)")
     p.set_defaults(func=_run)
+
+
+def _chain_leader(settings):
+    """() -> the bucket the chain's current leader validator committed (None when none did)."""
+    from templar_jax.chain import ValidatorRule
+    from templar_jax.neurons.network import PeerDirectory, open_chain
+
+    c = settings.chain
+    chain = open_chain(c.backend, c.network, c.hotkey, netuid=c.netuid, wallet=c.wallet,
+                       blocks_per_window=settings.run.blocks_per_window, block_time_s=settings.run.block_time_s,
+                       rule=ValidatorRule(min_stake=c.validator_min_stake, require_permit=c.validator_permit_required))
+    peers = PeerDirectory(chain, settings.storage.client)
+
+    def leader():
+        uid = chain.metagraph().leader_uid
+        return None if uid is None else peers.refresh().get(uid)
+
+    return leader
 
 
 def _watch(args, console) -> int:
@@ -91,8 +110,12 @@ def _watch(args, console) -> int:
         data = open_eval_data(args.data or settings.data.path, split=args.split,
                               seq_len=args.seq_len or settings.data.seq_len, pad_id=args.pad_id,
                               cache_dir=settings.data.cache_dir)
-        creds = load_credentials(args.credentials_file, "TEMPLAR_S3_READ_") if args.watch.startswith("s3://") else None
-        bucket = open_bucket(args.watch, endpoint=args.endpoint, credentials=creds)
+        if args.watch == "chain":
+            leader = _chain_leader(settings)
+        else:
+            creds = load_credentials(args.credentials_file, "TEMPLAR_S3_READ_") if args.watch.startswith("s3://") else None
+            bucket = open_bucket(args.watch, endpoint=args.endpoint, credentials=creds)
+            leader = lambda: bucket  # noqa: E731
         history = EvalHistory(args.history)
         metrics = EvalMetrics()
         for record in history.records:  # a restart exports what it already knows
@@ -104,7 +127,7 @@ def _watch(args, console) -> int:
             console.print(f"metrics at {server.url}")
         evaluate = checkpoint_evaluator(model_cfg, data, batch_size=args.batch_size, max_batches=args.batches,
                                         tasks=tasks, lm_eval_limit=args.lm_eval_limit)
-        watcher = CheckpointWatcher(bucket, settings.run.version, history, evaluate,
+        watcher = CheckpointWatcher(leader, settings.run.version, history, evaluate,
                                     Path(args.history).parent / "checkpoints", on_record=metrics)
         console.print(f"watching {args.watch} (version {settings.run.version!r}); "
                       f"{len(history.windows)} checkpoints already in {args.history}")

@@ -1,6 +1,7 @@
 """`templar-jax eval --watch`: follow the leader's published checkpoints, evaluate each once.
 
-Each poll lists the windows under `checkpoints/{version}/` in the leader's bucket
+Each poll asks `leader()` for the leader's bucket (a fixed URL's bucket, or the leader the chain
+names at that moment), lists the windows under `checkpoints/{version}/` in the leader's bucket
 (`checkpoint.remote`), skips those already in the history and those still being published (no
 `_MANIFEST.json` yet: it is written after every file), and, oldest first, downloads one
 (size + sha256 of every file checked), evaluates it, appends the result to the JSONL history
@@ -32,30 +33,35 @@ Evaluate = Callable[[Path, int], dict[str, Any]]
 
 
 class CheckpointWatcher:
-    """Evaluates every complete checkpoint of `version` in `bucket` that `history` lacks."""
+    """Evaluates every complete checkpoint of `version` in the leader's bucket that `history`
+    lacks; `leader()` returns that bucket (None: no leader known now) at each poll."""
 
-    def __init__(self, bucket, version: str, history: EvalHistory, evaluate: Evaluate, work_dir: str | Path, *,
-                 on_record: Callable[[dict], None] | None = None):
-        self.bucket, self.version, self.history = bucket, version, history
+    def __init__(self, leader: Callable[[], Any], version: str, history: EvalHistory, evaluate: Evaluate,
+                 work_dir: str | Path, *, on_record: Callable[[dict], None] | None = None):
+        self.leader, self.version, self.history = leader, version, history
         self.evaluate, self.on_record = evaluate, on_record
         self.work_dir = Path(work_dir)
 
-    def pending(self) -> list[int]:
-        """Published windows, oldest first, that are complete and not in the history."""
+    def pending(self, bucket) -> list[int]:
+        """Published windows in `bucket`, oldest first, that are complete and not in the history."""
         done = self.history.windows
-        return [w for w in remote_windows(self.bucket, self.version)
-                if w not in done and self.bucket.head(checkpoint_prefix(self.version, w) + MANIFEST) is not None]
+        return [w for w in remote_windows(bucket, self.version)
+                if w not in done and bucket.head(checkpoint_prefix(self.version, w) + MANIFEST) is not None]
 
     def poll(self) -> list[dict]:
         """One pass: evaluate every pending checkpoint; the records written."""
         written = []
+        bucket = self.leader()
+        if bucket is None:
+            log.warning("no leader bucket known now; trying again next poll")
+            return written
         try:
-            windows = self.pending()
+            windows = self.pending(bucket)
         except StorageError as err:
             log.warning("listing checkpoints failed (%s); trying again next poll", err)
             return written
         for window in windows:
-            record = self._one(window)
+            record = self._one(bucket, window)
             if record is None:
                 break  # storage trouble: the rest waits for the next poll
             self.history.append(record)
@@ -64,11 +70,11 @@ class CheckpointWatcher:
                 self.on_record(record)
         return written
 
-    def _one(self, window: int) -> dict | None:
+    def _one(self, bucket, window: int) -> dict | None:
         t0 = time.time()
         base = {"window": window, "version": self.version}
         try:
-            _, step_dir = fetch_checkpoint(self.bucket, self.version, self.work_dir, window=window)
+            _, step_dir = fetch_checkpoint(bucket, self.version, self.work_dir, window=window)
         except StorageError as err:
             log.warning("window %d: download failed (%s); trying again next poll", window, err)
             return None
