@@ -85,7 +85,9 @@ class ShardCache:
             if data is None:
                 raise ManifestError(f"{self.key(MANIFEST_NAME)}: manifest not found")
             self._manifest = parse_manifest(data)
-            (self.cache_dir / MANIFEST_NAME).write_bytes(data)
+            tmp = self.cache_dir / f"{MANIFEST_NAME}.{os.getpid()}.tmp"  # processes may share the cache
+            tmp.write_bytes(data)
+            os.replace(tmp, self.cache_dir / MANIFEST_NAME)
         return self._manifest
 
     def fetch(self, name: str) -> Path:
@@ -201,13 +203,23 @@ class ShardCache:
                 digest.update(block)
                 f.write(block)
                 return digest.hexdigest()
-            while have < size:
-                end = min(size, have + self.chunk_bytes)
-                # Trim to the asked length: tolerates backends whose `end` is inclusive.
-                block = self.source.get_range(key, have, end)[: end - have]
-                if not block:
-                    raise ShardFetchError(f"{key}: empty read at byte {have} of {size}")
-                digest.update(block)
-                f.write(block)
-                have += len(block)
+            # one read ahead: the next range downloads while this one is hashed and written
+            with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="shard-read") as reader:
+                starts = range(have, size, self.chunk_bytes)
+                ahead = reader.submit(self._read, key, have, size) if have < size else None
+                for start in starts:
+                    block = ahead.result()
+                    nxt = start + self.chunk_bytes
+                    ahead = reader.submit(self._read, key, nxt, size) if nxt < size else None
+                    digest.update(block)
+                    f.write(block)
         return digest.hexdigest()
+
+    def _read(self, key: str, start: int, size: int) -> bytes:
+        end = min(size, start + self.chunk_bytes)
+        # Trim to the asked length: tolerates backends whose `end` is inclusive.
+        block = self.source.get_range(key, start, end)[: end - start]
+        if len(block) != end - start:
+            raise ShardFetchError(f"{key}: read {len(block)} bytes at byte {start} of {size}, "
+                                  f"asked for {end - start}")
+        return block
