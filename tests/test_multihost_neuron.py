@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 VERSION = "mh"
-STALL_S = 8.0
+STALL_S = 20.0  # generous: 2 shared cores may starve a heartbeat for seconds
 
 
 def overrides(root: Path) -> list[str]:
@@ -149,14 +149,14 @@ def test_killed_process_ends_the_other_with_host_and_phase(tmp_path, bundled_dat
     root = tmp_path / "kill"
     make_network(root)
     procs = start(root, 2)
-    wait_for(root / "prepared", procs, 300)
-    procs[1].send_signal(signal.SIGKILL)  # process 0 now waits for the upload window, alone
+    wait_for(root / "run" / "process-1" / "events", procs, 300)  # both joined; the heartbeat runs
+    procs[1].send_signal(signal.SIGKILL)  # process 0 is somewhere in start-up: compiling, in a collective
     t0 = time.time()
     out, _ = procs[0].communicate(timeout=STALL_S + 60)
     took = time.time() - t0
     assert procs[0].returncode != 0
-    assert "process 1 on " + socket.gethostname() in out, out[-4000:]
-    assert "phase 'chain.current_block'" in out or "phase" in out, out[-4000:]
+    assert f"process 1 on {socket.gethostname()} (phase " in out, out[-4000:]
+    assert "multihost neuron failed: process 0/2 on" in out and "phase '" in out, out[-4000:]
     assert took < STALL_S + 30, took
 
 

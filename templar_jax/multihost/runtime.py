@@ -57,6 +57,7 @@ def start(*, heartbeat_s: float = 2.0, stall_timeout_s: float = 60.0) -> Multiho
     agreement = Agreement(client, group.index)
     watchdog = Watchdog(client, group, lambda: agreement.phase, interval_s=heartbeat_s,
                         timeout_s=stall_timeout_s)
+    watchdog.beat_now()  # visible to the others from now on, whatever this process does next
     watchdog.start()
     atexit.register(watchdog.stop)  # runs before jax's own atexit shutdown (registered earlier)
     log.info("multihost: process %d/%d on %s, stall timeout %.0f s", group.index, group.count, group.host,

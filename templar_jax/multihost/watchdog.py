@@ -34,36 +34,47 @@ class Watchdog(threading.Thread):
         self.client, self.group, self.phase = client, group, phase
         self.interval_s, self.timeout_s = float(interval_s), float(timeout_s)
         self._exit = exit
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.beat = 0
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
     def run(self) -> None:
         start = time.monotonic()
         seen = {q: (None, start) for q in range(self.group.count) if q != self.group.index}
+        last: dict[int, dict] = {}
         store_ok = start
-        while not self._stop.wait(self.interval_s):
+        while not self._halt.wait(self.interval_s):
             now = time.monotonic()
             try:
-                self._beat()
+                self.beat_now()
                 for q in seen:
-                    raw = self.client.key_value_try_get(f"{KEY}/{q}")
-                    info = json.loads(raw)
-                    if info["beat"] != seen[q][0]:
-                        seen[q] = (info["beat"], now)
-                    elif now - seen[q][1] > self.timeout_s:
-                        self.fail(f"process {q} on {info['host']} (phase {info['phase']!r}) sent no "
-                                  f"heartbeat for {now - seen[q][1]:.0f} s")
+                    last[q] = json.loads(self.client.key_value_try_get(f"{KEY}/{q}"))
+                    if last[q]["beat"] != seen[q][0]:
+                        seen[q] = (last[q]["beat"], now)
                 store_ok = now
-            except Exception as err:  # no heartbeat yet, or the store (process 0) is gone
-                if self._stop.is_set():
+                error = ""
+            except Exception as err:  # a peer that never beat, or the store (process 0) is gone
+                if self._halt.is_set():
                     return
-                missing = [q for q, (beat, t) in seen.items() if now - t > self.timeout_s]
-                if missing or now - store_ok > self.timeout_s:
-                    self.fail(f"no heartbeat from process(es) {missing or sorted(seen)} for "
-                              f"{self.timeout_s:.0f} s ({type(err).__name__}: {str(err)[:200]})")
+                error = f" ({type(err).__name__}: {str(err).splitlines()[0][:160]})"
+            silent = [q for q, (_, t) in seen.items() if now - t > self.timeout_s]
+            if silent:
+                self.fail("; ".join(f"{self.describe(q, last.get(q))} sent no heartbeat for {now - seen[q][1]:.0f} s"
+                                    for q in silent) + error)
+            elif now - store_ok > self.timeout_s:
+                self.fail(f"the coordination service (process 0) unreachable for {now - store_ok:.0f} s{error}")
+
+    @staticmethod
+    def describe(q: int, info: dict | None) -> str:
+        if info is None:
+            return f"process {q} (never beat)"
+        return f"process {q} on {info['host']} (phase {info['phase']!r})"
+
+    def beat_now(self) -> None:
+        """Publish one heartbeat (start() does this once before the thread runs)."""
+        self._beat()
 
     def _beat(self) -> None:
         self.beat += 1
@@ -76,5 +87,5 @@ class Watchdog(threading.Thread):
         log.critical(message)
         print(message, file=sys.stderr, flush=True)
         faulthandler.dump_traceback(file=sys.stderr, all_threads=True)  # where this process was
-        self._stop.set()
+        self._halt.set()
         self._exit(EXIT_CODE)

@@ -1,0 +1,157 @@
+"""The multi-process machinery without processes: two `Agreement`s (process 0 and 1) over an
+in-memory key-value store in threads, the agreed chain, and the heartbeat watchdog."""
+
+import threading
+import time
+
+import pytest
+
+from templar_jax.multihost import AgreedChain, Agreement, MultihostError, ProcessGroup, Watchdog
+from templar_jax.multihost.agree import PART_BYTES
+
+
+class FakeStore:
+    """The subset of jax.distributed's key-value client the package uses."""
+
+    def __init__(self):
+        self.data, self.cv = {}, threading.Condition()
+
+    def key_value_set(self, key, value, allow_overwrite=False):
+        with self.cv:
+            assert allow_overwrite or key not in self.data, key
+            self.data[key] = value
+            self.cv.notify_all()
+
+    key_value_set_bytes = key_value_set
+
+    def blocking_key_value_get(self, key, timeout_ms):
+        with self.cv:
+            if not self.cv.wait_for(lambda: key in self.data, timeout_ms / 1000):
+                raise TimeoutError(key)
+            return self.data[key]
+
+    blocking_key_value_get_bytes = blocking_key_value_get
+
+    def key_value_try_get(self, key):
+        with self.cv:
+            if key not in self.data:
+                raise KeyError(key)
+            return self.data[key]
+
+    def key_value_delete(self, key):
+        with self.cv:
+            self.data.pop(key, None)
+
+
+class NeedsTwo(Exception):
+    def __init__(self, a, b):
+        super().__init__(f"{a} {b}")
+
+
+def run_both(leader_steps, follower_steps):
+    """Each list of callables runs in order on its own process's Agreement; returns results
+    (or the exception raised) per step."""
+    store = FakeStore()
+    parties = {0: Agreement(store, 0), 1: Agreement(store, 1, wait_s=5)}
+    out = {0: [], 1: []}
+
+    def play(pid, steps):
+        for step in steps:
+            try:
+                out[pid].append(step(parties[pid]))
+            except Exception as err:
+                out[pid].append(err)
+
+    follower = threading.Thread(target=play, args=(1, follower_steps))
+    follower.start()
+    play(0, leader_steps)
+    follower.join(10)
+    return out, store
+
+
+def test_process_0_decides_and_the_others_receive_in_order():
+    big = bytes(range(256)) * (2 * PART_BYTES // 256 + 7)  # three parts
+    never = lambda: pytest.fail("a follower never runs the decision")  # noqa: E731
+
+    def nested(a):  # an agreed operation whose parts are agreed calls too (process 0 only)
+        return a.value("outer", lambda: a.value("inner", lambda: 41) + 1)
+
+    def boom():
+        raise ValueError("bad window 7")
+
+    def odd():
+        raise NeedsTwo(1, 2)
+
+    leader = [lambda a: a.value("a", lambda: {"x": 1.5, "t": (1, 2)}), lambda a: a.blob("b", lambda: big),
+              nested, lambda a: a.value("c", boom), lambda a: a.value("d", odd), lambda a: a.value("e", lambda: 3)]
+    follower = [lambda a: a.value("a", never), lambda a: a.blob("b", never), lambda a: a.value("outer", never),
+                lambda a: a.value("c", never), lambda a: a.value("d", never), lambda a: a.value("e", never)]
+    out, store = run_both(leader, follower)
+    for results in out.values():
+        assert results[0] == {"x": 1.5, "t": [1, 2]}  # as JSON reads it back, on every process
+        assert results[1] == big
+        assert results[2] == 42
+        assert isinstance(results[3], ValueError) and str(results[3]) == "bad window 7"
+        assert results[5] == 3  # the sequence stayed aligned after the nested call and the errors
+    assert isinstance(out[1][4], MultihostError) and "NeedsTwo" in str(out[1][4])
+    assert isinstance(out[0][4], NeedsTwo)
+
+
+def test_process_0_forgets_old_decisions():
+    store = FakeStore()
+    leader = Agreement(store, 0, keep=2)
+    for i in range(4):
+        leader.blob(f"d{i}", lambda: b"x" * (PART_BYTES + 1))  # two parts each
+    assert sorted(store.data) == ["templar/agree/2", "templar/agree/2/0", "templar/agree/2/1",
+                                  "templar/agree/3", "templar/agree/3/0", "templar/agree/3/1"]
+
+
+def test_a_follower_without_a_decision_fails_naming_the_phase():
+    follower = Agreement(FakeStore(), 1, wait_s=0.2)
+    with pytest.raises(MultihostError, match="process 1, phase 'chain.current_block': no decision"):
+        follower.value("chain.current_block", lambda: 0)
+
+
+def test_agreed_chain_reads_once_and_writes_once_on_process_0(tmp_path):
+    from templar_jax.chain.local import LocalChain
+
+    LocalChain.create(tmp_path / "c.sqlite", block_time=1000.0, blocks_per_window=3, mode="manual")
+    real = LocalChain(tmp_path / "c.sqlite", hotkey="m")
+    real.register("v", stake=5.0)
+    real.register("m", stake=0.0)
+
+    def steps(opened):
+        return [lambda a: (a.__setattr__("chain", AgreedChain.open(a, opened)), a.chain.blocks_per_window)[1],
+                lambda a: a.chain.metagraph(), lambda a: a.chain.commit("hello"), lambda a: a.chain.commitments(),
+                lambda a: a.chain.current_window(), lambda a: a.chain.my_uid()]
+
+    out, _ = run_both(steps(lambda: real), steps(lambda: pytest.fail("only process 0 opens the chain")))
+    assert out[0] == out[1]
+    assert out[0][0] == 3 and out[0][1].leader_uid == 0 and out[0][3] == {1: "hello"} and out[0][5] == 1
+    assert out[1][1] == real.metagraph()
+
+
+def test_watchdog_ends_a_process_whose_peer_went_silent():
+    store, exits, messages = FakeStore(), [], []
+    peer = Watchdog(store, ProcessGroup(1, 2, "hostB"), lambda: "train window 3", interval_s=0.05, timeout_s=10)
+    peer.beat_now()  # one heartbeat, then silence (killed)
+    me = Watchdog(store, ProcessGroup(0, 2, "hostA"), lambda: "gather window 3", interval_s=0.05,
+                  timeout_s=0.4, exit=exits.append)
+    me.fail = lambda reason, fail=me.fail: (messages.append(reason), fail(reason))
+    t0 = time.monotonic()
+    me.start()
+    me.join(5)
+    assert exits == [70] and time.monotonic() - t0 < 2
+    assert "process 1 on hostB (phase 'train window 3') sent no heartbeat" in messages[0]
+
+
+def test_watchdog_stays_quiet_while_peers_beat():
+    store, exits = FakeStore(), []
+    a = Watchdog(store, ProcessGroup(0, 2, "a"), lambda: "x", interval_s=0.05, timeout_s=0.3, exit=exits.append)
+    b = Watchdog(store, ProcessGroup(1, 2, "b"), lambda: "y", interval_s=0.05, timeout_s=0.3, exit=exits.append)
+    for w in (a, b):
+        w.beat_now()
+        w.start()
+    time.sleep(0.8)
+    a.stop(), b.stop()
+    assert exits == []
