@@ -16,19 +16,12 @@ from pathlib import Path
 import pytest
 
 from templar_jax.demo import network as netmod
-from tests.local_network import build_network, events, wait_for
+from tests.local_network import FAST_OVERRIDES, build_network, events, finish, wait_for
 
 pytestmark = pytest.mark.slow
 
 WINDOWS = 9
-OVERRIDES = [
-    "run.blocks_per_window=12",
-    "inner.steps=4",
-    "validator.eval_sequences=4",
-    "peers.upload_window_s=2",
-    "peers.gather_timeout_s=3",
-    "validator.checkpoint_interval_windows=3",
-]
+OVERRIDES = [*FAST_OVERRIDES, "validator.checkpoint_interval_windows=3"]
 
 
 @pytest.fixture(scope="module")
@@ -59,14 +52,7 @@ def network_run(tmp_path_factory):
         netmod.start(net, specs[0])
         netmod.start(net, specs[3])  # miner-3 comes back
         netmod.start(net, late)  # and miner 7 joins
-        ok = netmod.wait_done(net, timeout_s=WINDOWS * 12 + 240)
-        assert ok, (run_dir / "logs" / "validator-0.log").read_text()[-3000:]
-        # let the miners finish their last window
-        for proc in net.procs.values():
-            try:
-                proc.wait(timeout=40)
-            except Exception:
-                pass
+        finish(net, settings)  # the validator's windows, then the miners' last one
     finally:
         netmod.stop_all(net)
     return run_dir, start
