@@ -15,7 +15,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from templar_jax.sparseloco import sparseloco
 from templar_jax.sparseloco.compress import ef_compress_tensor
 from templar_jax.sparseloco.geometry import tensor_geometry
-from templar_jax.sparseloco.sharded import compress_on_shards, plan_shards
+from templar_jax.sparseloco.sharded import compress_on_shards, flat_chunk_spec, plan_shards
 
 COLLECTIVE = re.compile(r"=\s*(\(?[^=]*?\)?)\s+(all-gather|all-to-all|collective-permute|all-reduce)"
                         r"(-start)?\(")
@@ -70,6 +70,10 @@ def test_sharded_compress_moves_no_parameter_sized_data_and_matches(mesh, name):
     assert largest_collective(hlo) <= numel // 32, "a parameter-sized collective was emitted"
     p, new_e = fn(e_sh, d_sh)
     assert new_e.sharding.spec == plan.spec and new_e.dtype == jnp.float32
+    if len(plan.local_geom.tile) == 2:  # the flattened chunk axis stays sharded over the tensor axes
+        rows = NamedSharding(mesh, flat_chunk_spec(plan))
+        assert p.idx.sharding.is_equivalent_to(rows, p.idx.ndim), p.idx.sharding
+        assert p.codes.sharding.is_equivalent_to(rows, p.codes.ndim), p.codes.sharding
     _, geom = tensor_geometry(shape, bd)
     pu, new_eu = jax.jit(lambda a, b: ef_compress_tensor(a, b, beta=0.95, geom=geom))(e, d)
     np.testing.assert_array_equal(np.asarray(p.idx), np.asarray(pu.idx))

@@ -104,7 +104,20 @@ def compress_on_shards(core: Callable, e, delta, *, plan: ShardPlan, mesh: Mesh,
                              check_vma=check_vma)(e, delta)
     if two_d:
         p = _grid_blocks(p, p.idx.shape[: plan.batch_ndim] + (-1, geom.k))
+        # merging the Y and X block axes would otherwise leave idx/codes replicated over the
+        # mesh axes of X (each device a copy of that slice): keep them sharded over all
+        # tensor axes instead (same values, payload-sized data)
+        rows = NamedSharding(mesh, flat_chunk_spec(plan))
+        p = p._replace(idx=jax.lax.with_sharding_constraint(p.idx, rows),
+                       codes=jax.lax.with_sharding_constraint(p.codes, rows))
     return p, new_e
+
+
+def flat_chunk_spec(plan: ShardPlan) -> P:
+    """Spec of a 2-D tensor's canonical [*batch, Y*X, k] payload arrays: the chunk axis over
+    every mesh axis that shards the tensor dims."""
+    batch = tuple(plan.spec)[: plan.batch_ndim]
+    return P(*batch, plan.tensor_axes or None, None)
 
 
 def place_payloads(payloads: Sequence[TensorPayload], shape, *, plan: ShardPlan, mesh: Mesh):
