@@ -3,8 +3,8 @@
 One device: no mesh at all (plain jit, the demo's path). Several: `auto` puts every device on
 the fsdp axis; an explicit spec ("data=1,fsdp=4,tensor=2") must use all of them. Params, the
 inner optimizer state, the error feedback and the outer step then stay sharded, and SparseLoCo
-compresses per shard where shards hold whole chunks. (Several hosts per neuron need process-0
-I/O and are not wired yet.)
+compresses per shard where shards hold whole chunks. On several processes (jax.distributed)
+`jax.devices()` is every process's devices, so the mesh spans them (`templar_jax.multihost`).
 """
 
 from __future__ import annotations
