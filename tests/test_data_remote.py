@@ -1,6 +1,7 @@
 """Shards in a bucket: an in-memory source with the storage protocol, download, resume, prefetch."""
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -210,3 +211,32 @@ def test_failures_are_typed(published, tmp_path):
         ShardDataset.from_source(MemorySource(short), "data/v1", tmp_path / "a", L).samples([0])
     with pytest.raises(ShardFetchError):
         ShardDataset.from_source(MemorySource(objects), "other/prefix", tmp_path / "c", L)
+
+
+def test_two_caches_sharing_a_folder_download_a_file_once(published, tmp_path):
+    """Two processes (here: two caches in two threads) on one cache folder: the per-file lock lets
+    one download while the other waits, then finds the verified file."""
+    _, objects, all_NxL = published
+
+    class Slow(MemorySource):
+        def get_range(self, key, start, end):
+            time.sleep(0.05)  # both readers are inside the download at once without the lock
+            return super().get_range(key, start, end)
+
+    src = Slow(objects)
+    caches = [ShardDataset.from_source(src, "data/v1", tmp_path, L, prefetch=False) for _ in range(2)]
+    for c in caches:
+        c.cache.chunk_bytes = 64
+    out = [None, None]
+
+    def read(k):
+        out[k] = caches[k].samples([1, 4])
+
+    threads = [threading.Thread(target=read, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got in out:
+        np.testing.assert_array_equal(got, all_NxL[[1, 4]])
+    assert src.bytes_read("train_000000.npy") == len(objects["data/v1/train_000000.npy"])
