@@ -240,3 +240,20 @@ def test_two_caches_sharing_a_folder_download_a_file_once(published, tmp_path):
     for got in out:
         np.testing.assert_array_equal(got, all_NxL[[1, 4]])
     assert src.bytes_read("train_000000.npy") == len(objects["data/v1/train_000000.npy"])
+
+
+def test_schedule_prefetches_the_next_shard_and_releases_the_one_left_behind(published, tmp_path):
+    from templar_jax.data.schedule import ShardSchedule
+    from templar_jax.neurons.datasets import DataSets
+
+    _, objects, all_NxL = published
+    ds = ShardDataset.from_source(MemorySource(objects), "data/v1", tmp_path, L)
+    data = DataSets(ds, None, None, ShardSchedule(outer_steps_per_shard=1, n_shards=3))
+    np.testing.assert_array_equal(data.train_at(0).samples([5]), all_NxL[[5]])
+    ds.cache.fetch("train_000001.npy")  # the prefetch of shard 1 (waits if still running)
+    np.testing.assert_array_equal(data.train_at(1).samples([0]), all_NxL[[6]])
+    np.testing.assert_array_equal(data.train_at(2).samples([4]), all_NxL[[14]])
+    ds.cache.close()
+    assert not (tmp_path / "train_000001.npy").exists()  # left behind: released
+    assert (tmp_path / "train_000000.npy").exists()  # comes next (replay): kept
+    np.testing.assert_array_equal(data.train_at(4).samples([1]), all_NxL[[7]])  # shard 1 again: fetched again
