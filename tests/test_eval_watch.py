@@ -137,3 +137,25 @@ def test_watch_chain_follows_the_leader_the_chain_names(tmp_path, heldout, param
                "--data", str(heldout), "--history", str(history), "--polls", "1", "--poll-s", "0",
                "--batch-size", "4", "--batches", "1"])
     assert rc == 0 and [r["window"] for r in EvalHistory(history).records] == [5]
+
+
+def test_checkpoints_are_restored_sharded_over_the_run_config_mesh(tmp_path, heldout, params):
+    from templar_jax.evaluate import open_eval_data
+    from templar_jax.evaluate.load import load_checkpoint
+    from templar_jax.evaluate.watch import checkpoint_evaluator
+    from templar_jax.model import load_model_config
+    from templar_jax.neurons.mesh import neuron_mesh
+
+    _publish(Bucket.open(f"file://{tmp_path / 'leader'}"), tmp_path, params, 5, 1.0)
+    root, cfg = tmp_path / "leader-ckpts", load_model_config("tiny")
+    mesh = neuron_mesh("auto")
+    assert mesh is not None and mesh.devices.size == len(jax.devices()) > 1
+    loaded = load_checkpoint(root, step=5, model=cfg, mesh=mesh)
+    emb = loaded.params["embed"]["embedding"]
+    assert emb.sharding.mesh == mesh and len(emb.sharding.device_set) == mesh.devices.size
+    data = open_eval_data(str(heldout), seq_len=L)
+    sharded = checkpoint_evaluator(cfg, data, batch_size=4, mesh=mesh)(root, 5)["heldout"]["loss"]
+    single = checkpoint_evaluator(cfg, data, batch_size=4)(root, 5)["heldout"]["loss"]
+    assert sharded == pytest.approx(single, rel=1e-5)
+    with pytest.raises(EvalError, match="needs the model config"):
+        load_checkpoint(root, step=5, mesh=mesh)

@@ -87,8 +87,9 @@ def _watch(args, console) -> int:
     from templar_jax.evaluate.watch import CheckpointWatcher, checkpoint_evaluator
     from templar_jax.evaluate.watch_metrics import EvalMetrics
     from templar_jax.model import ModelConfigError, load_model_config
-    from templar_jax.neurons.network import NetworkSetupError, load_credentials
     from templar_jax.data.sources import open_bucket
+    from templar_jax.neurons.mesh import neuron_mesh
+    from templar_jax.neurons.network import NetworkSetupError, load_credentials
     from templar_jax.storage import BadBucketUrl
     from templar_jax.xla_cache import enable_compilation_cache
 
@@ -125,8 +126,9 @@ def _watch(args, console) -> int:
 
             server = MetricsServer(metrics.registry, port=args.metrics_port, host=args.metrics_host)
             console.print(f"metrics at {server.url}")
+        mesh = neuron_mesh(settings.mesh.spec)  # the run config's mesh, as the neurons use it
         evaluate = checkpoint_evaluator(model_cfg, data, batch_size=args.batch_size, max_batches=args.batches,
-                                        tasks=tasks, lm_eval_limit=args.lm_eval_limit)
+                                        tasks=tasks, lm_eval_limit=args.lm_eval_limit, mesh=mesh)
         watcher = CheckpointWatcher(leader, settings.run.version, history, evaluate,
                                     Path(args.history).parent / "checkpoints", on_record=metrics)
         console.print(f"watching {args.watch} (version {settings.run.version!r}); "

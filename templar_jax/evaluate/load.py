@@ -62,9 +62,23 @@ def resolve_model_config(meta, model):
         raise EvalError(f"model config: {err}") from None
 
 
-def load_checkpoint(path: str | Path, *, step: Optional[int] = None, model=None) -> LoadedModel:
-    """Params (on the default device) + model config of an orbax checkpoint; `model`: a
-    ModelConfig, preset name or YAML path (default: the config stored in the checkpoint)."""
+def sharded_target(cfg, mesh):
+    """ShapeDtypeStructs of `cfg`'s params in their `mesh` shardings (nothing allocated): a
+    restore target that reads each device's slices straight onto it."""
+    import jax
+
+    from templar_jax.checkpoint.local import abstract_target
+    from templar_jax.model import init_params
+    from templar_jax.model.sharding import param_shardings
+
+    shapes = jax.eval_shape(lambda key: init_params(cfg, key), jax.random.key(0))
+    return abstract_target(shapes, param_shardings(cfg, mesh))
+
+
+def load_checkpoint(path: str | Path, *, step: Optional[int] = None, model=None, mesh=None) -> LoadedModel:
+    """Params + model config of an orbax checkpoint; `model`: a ModelConfig, preset name or YAML
+    path (default: the config stored in the checkpoint). With a `mesh` (and a `model`) the params
+    are restored sharded over it by the model's sharding rules; else onto the default device."""
     from templar_jax.checkpoint.local import CheckpointError, LocalCheckpoints
     from templar_jax.model import param_shapes
     from templar_jax.model.params import flatten_params
@@ -75,11 +89,16 @@ def load_checkpoint(path: str | Path, *, step: Optional[int] = None, model=None)
     root, step = _split_step_dir(path.absolute(), step)
     if not any(p.is_dir() and p.name.isdigit() for p in root.iterdir()):
         raise EvalError(f"{path}: not a checkpoint directory (no step folders with params/)")
+    if mesh is not None and model is None:
+        raise EvalError("restoring onto a mesh needs the model config (model=)")
+    target = sharded_target(resolve_model_config(None, model), mesh) if mesh is not None else None
     try:
         with LocalCheckpoints(root, max_to_keep=None, async_save=False) as ckpts:
-            restored = ckpts.restore(step)
+            restored = ckpts.restore(step, target=target)
     except CheckpointError as err:
         raise EvalError(str(err)) from None
+    except ValueError as err:  # orbax: the saved arrays do not fit the target's shapes
+        raise EvalError(f"{path}: params do not fit the model config ({err})") from None
     cfg = resolve_model_config(restored.meta, model)
     want = {k: tuple(v) for k, v in flatten_params(param_shapes(cfg)).items()}
     got = {k: tuple(v.shape) for k, v in flatten_params(restored.params).items()}

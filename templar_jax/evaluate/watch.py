@@ -105,10 +105,11 @@ class CheckpointWatcher:
 
 
 def checkpoint_evaluator(model_cfg, data, *, batch_size: int = 8, max_batches: int | None = None,
-                         tasks: list[str] | None = None, lm_eval_limit: int | None = None) -> Evaluate:
+                         tasks: list[str] | None = None, lm_eval_limit: int | None = None, mesh=None) -> Evaluate:
     """Held-out loss / perplexity / bits per byte on `data` (an `EvalData`), plus lm-eval `tasks`
-    when given (the caller checks lm-eval is installed first), for checkpoints of `model_cfg`.
-    The loss program is compiled once for every checkpoint."""
+    when given (the caller checks lm-eval is installed first), for checkpoints of `model_cfg`,
+    restored sharded over `mesh` when given (the run config's `mesh`). The loss program is
+    compiled once for every checkpoint."""
     import tempfile
 
     from templar_jax.evaluate.heldout import evaluate_shards, make_loss_sums
@@ -118,7 +119,7 @@ def checkpoint_evaluator(model_cfg, data, *, batch_size: int = 8, max_batches: i
     loss_sums = make_loss_sums(model_cfg, data.pad_id)
 
     def evaluate(root: Path, window: int) -> dict[str, Any]:
-        loaded = load_checkpoint(root, step=window, model=model_cfg)
+        loaded = load_checkpoint(root, step=window, model=model_cfg, mesh=mesh)
         heldout = evaluate_shards(loaded.params, model_cfg, data, batch_size=batch_size,
                                   max_batches=max_batches, loss_sums=loss_sums)
         out: dict[str, Any] = {"global_step": loaded.meta.global_step, "heldout": heldout.to_json()}
