@@ -135,7 +135,7 @@ def test_watch_chain_follows_the_leader_the_chain_names(tmp_path, heldout, param
     history = tmp_path / "history.jsonl"
     rc = main(["eval", "--watch", "chain", "--config", "demo", "--set", f"chain.network={chain_path}",
                "--data", str(heldout), "--history", str(history), "--polls", "1", "--poll-s", "0",
-               "--batch-size", "4", "--batches", "1"])
+               "--batch-size", "4", "--batches", "1", "--metrics-port", "0"])  # served while it runs
     assert rc == 0 and [r["window"] for r in EvalHistory(history).records] == [5]
 
 
