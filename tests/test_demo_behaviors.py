@@ -82,9 +82,8 @@ def test_freeride_uploads_the_freshest_published_aggregate(model):
     leader = SimpleNamespace(get=lambda key: objects[key])
     rider, me = behaviors.FreeRideUpload(), view(model, leader=leader)
     own = payload(model, 4)
-    meta = {"window": 7, "uid": 5, "version": model.version, "global_step": 3}
-    assert rider.finalize(me, 7, 3, rider.prepare(me, own, {**meta, "window": 8})) is None  # 7, 6: none
-    sent = rider.finalize(me, 7, 3, rider.prepare(me, own, meta))  # 6 missing: 5's
+    assert rider.finalize(me, 8, 3, encoded(model, own, 8, 5)) is None  # neither 7's nor 6's is there
+    sent = rider.finalize(me, 7, 3, encoded(model, own, 7, 5))  # 6's is not there: 5's
     out, got_meta = model.codec.decode(sent, expected_meta={"window": 7, "uid": 5, "version": model.version})
     assert got_meta["global_step"] == 3
     dense = model.aggregate([a, b], model.shapes_flat)

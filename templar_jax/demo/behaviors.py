@@ -139,14 +139,13 @@ class EvalDataUpload(Upload):
 
 
 class FreeRideUpload(Upload):
-    """The freshest published aggregate, compressed again, uploaded as its own update: built
-    while the others train (the previous window's aggregate, else the one before; nothing when
-    neither is published)."""
+    """The freshest aggregate published when the upload opens (the previous window's, else the
+    one before), compressed again and uploaded as its own update; nothing when neither is there."""
 
     name = "freeride"
 
-    def prepare(self, miner: MinerView, payload: Payload, meta: dict) -> bytes:
-        model, codec, window = miner.model, miner.model.codec, int(meta["window"])
+    def finalize(self, miner: MinerView, window: int, global_step: int, data: bytes) -> bytes | None:
+        model, codec = miner.model, miner.model.codec
         _, leader = miner.leader_bucket()
         for source in (window - 1, window - 2):
             raw = wait_for_object(leader.get, aggregator_key(source, model.version), timeout_s=0.0) if leader else None
@@ -154,11 +153,8 @@ class FreeRideUpload(Upload):
             if applied:
                 stale = compress_dense(flatten(model.aggregate(applied, model.shapes_flat)), topk=codec.topk,
                                        chunk=codec.chunk, batch_dims=model.batch_dims)
-                return codec.encode(stale, meta)
-        return b""
-
-    def finalize(self, miner: MinerView, window: int, global_step: int, data: bytes) -> bytes | None:
-        return data or None
+                return codec.encode(stale, codec.decode(data)[1])
+        return None
 
 
 class ReplayUpload(Upload):
