@@ -223,8 +223,8 @@ class Miner(NeuronBase):
                  gathered.contributors, {u: r.split(":")[0] for u, r in got.failed.items()})
 
     # -- overlapped outer steps (run config sparseloco.overlap) ---------------------------------
-    def _exchange(self, window: int, start: int, prepared: Prepared, opt_copy) -> Exchanged:
-        """On the comm thread: upload `window`, gather it, apply its outer step (+ resume save)."""
+    def _exchange(self, window: int, start: int, prepared: Prepared) -> Exchanged:
+        """On the comm thread: upload `window`, gather it, apply its outer step."""
         t0 = time.time()
         uploaded = self._upload(window, start, prepared.data, prepared.state.params)
         t_uploaded = time.time()
@@ -232,7 +232,6 @@ class Miner(NeuronBase):
         t_gather = time.time()
         self._phase(window, "gather_wait", t_uploaded, t_gather)
         params, gathered = self._outer_step(prepared.state, window)
-        self._save_resume(MinerState(params, opt_copy, prepared.state.ef), window, start)
         digest = self.model.params_digest(params)
         return Exchanged(params, gathered, uploaded, digest, seconds=t_uploaded - t0 + time.time() - t_gather,
                          clock_wait=(t_uploaded, t_gather))
@@ -252,9 +251,12 @@ class Miner(NeuronBase):
             self._report_landed(landing, start)
         self.clock.wait_for_upload(window)
         t_submit = time.time()
-        # the resume checkpoint needs this window's AdamW state, which the next inner step donates
-        opt_copy = fresh_device_copy(prepared.state.opt_state) if self._resume_due(window, start) else None
-        future = self.comm.submit(self._exchange, window, start, prepared, opt_copy)
+        future = self.comm.submit(self._exchange, window, start, prepared)
+        if self._resume_due(window, start):  # on the comm thread after the exchange, not delaying its landing
+            # this window's AdamW state: the next inner step donates the one we hold
+            opt_copy, ef = fresh_device_copy(prepared.state.opt_state), prepared.state.ef
+            self.comm.submit(lambda: self._save_resume(MinerState(future.result().params, opt_copy, ef),
+                                                       window, start))
         done = dataclasses.replace(prepared.done, upload_s=time.time() - t_submit)
         return prepared.state, Pending(window, future, prepared.x_end, done)
 

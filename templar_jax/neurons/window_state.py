@@ -87,7 +87,7 @@ class Exchanged:
     gathered: Gathered
     uploaded: bool
     params_digest: str | None
-    seconds: float  # upload + gather + outer step (+ resume checkpoint), on the comm thread
+    seconds: float  # upload + gather + outer step, on the comm thread (clock waits excluded)
     clock_wait: tuple[float, float]  # (start, end) of its wait for the gather time (no communication)
 
 
