@@ -3,7 +3,7 @@ gloo) runs a window against a LocalChain and file buckets: process 0 alone write
 payload it uploads is byte-identical to the same miner run as 1 process with 8 devices. A
 killed process brings the other down within a bound, with an error naming host and phase.
 
-Run as a script, this file is a worker: `python test_multihost_neuron.py ROOT NPROC PID PORT`.
+Run as a script, this file is a worker: `python test_multihost_neuron.py ROOT NPROC PID PORT WINDOWS`.
 """
 
 import json
@@ -49,7 +49,7 @@ def make_network(root: Path):
     return chain
 
 
-def _worker(root: Path, nproc: int, pid: int, port: int) -> None:
+def _worker(root: Path, nproc: int, pid: int, port: int, windows: int) -> None:
     import logging
 
     import jax
@@ -76,7 +76,7 @@ def _worker(root: Path, nproc: int, pid: int, port: int) -> None:
             return data
 
     cfg = load_run_config("demo", overrides(root))
-    build_miner(cfg, hotkey="miner", run_dir=root / "run", upload=MarkedUpload()).run(windows=1)
+    build_miner(cfg, hotkey="miner", run_dir=root / "run", upload=MarkedUpload()).run(windows=windows)
 
 
 def _free_port() -> int:
@@ -85,11 +85,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(root: Path, nproc: int) -> list[subprocess.Popen]:
+def start(root: Path, nproc: int, windows: int = 1) -> list[subprocess.Popen]:
+    """The miner as `nproc` processes, until the end of window `windows - 1` (the run starts at 0)."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS" and not k.startswith("JAX_")}
     env["JAX_PLATFORMS"] = "cpu"
-    return [subprocess.Popen([sys.executable, str(Path(__file__).resolve()), str(root), str(nproc), str(i), str(port)],
+    return [subprocess.Popen([sys.executable, str(Path(__file__).resolve()), str(root), str(nproc), str(i), str(port), str(windows)],
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             for i in range(nproc)]
 
@@ -99,13 +100,17 @@ def wait_for(path: Path, procs, timeout: float) -> None:
     while not path.exists():
         for p in procs:
             if p.poll() is not None:
-                raise AssertionError(f"a worker ended early:\n{p.communicate()[0][-4000:]}")
+                raise AssertionError(f"a worker ended early ({p.returncode}):\n{p.communicate()[0][-6000:]}")
         assert time.time() - t0 < timeout, f"{path} did not appear in {timeout} s"
         time.sleep(0.2)
 
 
-def window_event(events: Path) -> dict:
-    return [json.loads(line) for line in events.read_text().splitlines() if '"event":"window"' in line][0]
+def events(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def window_event(path: Path, window: int) -> dict:
+    return [e for e in events(path) if e["event"] == "window" and e["window"] == window][0]
 
 
 @pytest.fixture(scope="module")
@@ -116,32 +121,46 @@ def bundled_data():
     open_datasets(load_run_config("demo").data)  # build any cache before several processes read it
 
 
-@pytest.mark.slow
-def test_two_process_miner_uploads_what_one_process_does(tmp_path, bundled_data):
-    runs = {}
-    for nproc in (2, 1):
-        root = tmp_path / f"p{nproc}"
-        chain = make_network(root)
-        runs[nproc] = (root, chain, start(root, nproc))
+def run_window(runs: dict, window: int) -> None:
+    """Start every run's miner for one more window, open its upload when it is ready, wait."""
+    for nproc, (root, chain, _) in runs.items():
+        (root / "prepared").unlink(missing_ok=True)
+        runs[nproc] = (root, chain, start(root, nproc, windows=window + 1))
     for nproc, (root, chain, procs) in runs.items():
         wait_for(root / "prepared", procs, 300)
-        chain.advance(2)  # window 1 begins: the upload opens
+        chain.advance(2)  # window + 1 begins: the upload opens
     for nproc, (root, chain, procs) in runs.items():
         for p in procs:
             out, _ = p.communicate(timeout=300)
             assert p.returncode == 0, out[-6000:]
+
+
+def check_window(runs: dict, window: int) -> None:
     two, one = runs[2][0], runs[1][0]
-    uploads = {n: sorted(p.name for p in (runs[n][0] / "buckets" / "miner").rglob("*") if p.is_file())
-               for n in runs}
-    assert uploads[2] == uploads[1] == [f"debug-0-1-v{VERSION}", f"gradient-0-1-v{VERSION}"]
-    for name in uploads[2]:  # process 0 wrote each object once; the bytes are the 8-device run's
+    names = [f"debug-{window}-1-v{VERSION}", f"gradient-{window}-1-v{VERSION}"]
+    for name in names:  # process 0 wrote each object once; the bytes are the 8-device run's
         assert (two / "buckets" / "miner" / name).read_bytes() == (one / "buckets" / "miner" / name).read_bytes()
-    leader = window_event(two / "run" / "events" / "miner-1.jsonl")
-    other = window_event(two / "run" / "process-1" / "events" / "miner-1.jsonl")
-    single = window_event(one / "run" / "events" / "miner-1.jsonl")
+    leader = window_event(two / "run" / "events" / "miner-1.jsonl", window)
+    other = window_event(two / "run" / "process-1" / "events" / "miner-1.jsonl", window)
+    single = window_event(one / "run" / "events" / "miner-1.jsonl", window)
     assert leader["gathered"] == other["gathered"] == single["gathered"] == [1]
     assert leader["params_digest"] == other["params_digest"] == single["params_digest"] is not None
-    assert list((two / "run" / "miner-1-resume").iterdir())  # orbax saved both processes' shards
+
+
+@pytest.mark.slow
+def test_two_process_miner_uploads_what_one_process_does_and_resumes(tmp_path, bundled_data):
+    runs = {nproc: (tmp_path / f"p{nproc}", make_network(tmp_path / f"p{nproc}"), []) for nproc in (2, 1)}
+    run_window(runs, 0)
+    check_window(runs, 0)
+    for nproc in runs:
+        uploads = sorted(p.name for p in (runs[nproc][0] / "buckets" / "miner").rglob("*") if p.is_file())
+        assert uploads == [f"debug-0-1-v{VERSION}", f"gradient-0-1-v{VERSION}"]
+    # restart: both processes restore their shards of the resume checkpoint (orbax, multi-process)
+    run_window(runs, 1)
+    check_window(runs, 1)
+    for nproc in runs:
+        started = [e for e in events(runs[nproc][0] / "run" / "events" / "miner-1.jsonl") if e["event"] == "caught_up"]
+        assert started and started[-1]["resumed_from"] == 0, started
 
 
 @pytest.mark.slow
@@ -162,4 +181,4 @@ def test_killed_process_ends_the_other_with_host_and_phase(tmp_path, bundled_dat
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    _worker(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+    _worker(Path(sys.argv[1]), *map(int, sys.argv[2:6]))

@@ -102,12 +102,11 @@ class NeuronBase:
         return Gathered(peers, got, select_contributors(peers, got.valid), time.time() - t0)
 
     def wait_start_window(self, poll_s: float = 0.5, timeout_s: float = 600.0) -> int:
-        """The leader's start window (one decision for all processes of this neuron)."""
-        return int(self.agreement.value("start window", lambda: self._poll_start_window(poll_s, timeout_s)))
-
-    def _poll_start_window(self, poll_s: float, timeout_s: float) -> int:
-        deadline = time.time() + timeout_s
-        while time.time() < deadline:
+        """The leader's start window. Every read and the timeout go through the agreement, so
+        all processes of a neuron take the same steps (no agreed region here: one that filled
+        the peer directory's cache on process 0 alone would shift later decisions)."""
+        deadline = self.agreement.now() + timeout_s
+        while self.agreement.now() < deadline:
             _, leader = self.leader_bucket()
             if leader is not None:
                 start = read_start_window(leader, self.version)
