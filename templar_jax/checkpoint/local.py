@@ -107,8 +107,9 @@ def abstract_target(tree: PyTree, shardings: PyTree | None = None) -> PyTree:
 
 
 def _single_device_target(metadata_tree: PyTree) -> PyTree:
-    """Target that puts every saved array on the default device, whatever it was saved from."""
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    """Target that puts every saved array on this process's first device, whatever it was saved
+    from (jax.devices()[0] belongs to process 0 when several processes share a mesh)."""
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     return jax.tree.map(
         lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=device),
         metadata_tree,

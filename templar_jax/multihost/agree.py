@@ -7,6 +7,10 @@ it raised) in jax.distributed's key-value store under the call's sequence number
 wait for it. Inside `fn` (process 0 only) further agreements are plain calls, so a wrapper may
 agree on a whole operation whose parts are agreed wrappers themselves.
 
+The one rule for callers: an agreed `fn` must not change, on process 0 alone, state that
+decides later agreements (a cache filled inside it would make process 0 skip a read the others
+still make: the sequences drift apart). Agree on reads one by one where a loop has such state.
+
 Results travel as JSON (`value`) or bytes (`blob`, split into parts); an exception is re-raised
 on every process as the same class where that class takes one message, else as MultihostError.
 Process 0 deletes a decision `keep` calls later: a process that far behind is broken anyway
