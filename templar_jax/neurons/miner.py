@@ -33,6 +33,7 @@ from templar_jax.checkpoint import (
     restore_training_state,
     save_training_state,
 )
+from templar_jax.config import RunConfigError
 from templar_jax.data import miner_pool, sample_digest, trained_indices
 from templar_jax.gauntlet import debug_object
 from templar_jax.model.offload import StateOffload, fresh_device_copy, to_device
@@ -89,6 +90,10 @@ class Miner(NeuronBase):
         self.resume = (LocalCheckpoints(self._resume_dir(), max_to_keep=2)
                        if cfg.run.resume_interval_windows > 0 else None)
         # overlap: each window's upload, gather and outer step run here, one after the other
+        if cfg.sparseloco.overlap and jax.process_count() > 1:
+            # each process would launch the outer step and land it between its own inner steps:
+            # the sharded programs' order (and the landing step) could differ between processes
+            raise RunConfigError("sparseloco.overlap: not supported for a miner spanning several processes yet")
         self.comm = ThreadPoolExecutor(1, thread_name_prefix=COMM_THREAD) if cfg.sparseloco.overlap else None
 
     # -- one window ---------------------------------------------------------------------
