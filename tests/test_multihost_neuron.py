@@ -163,6 +163,35 @@ def test_two_process_miner_uploads_what_one_process_does_and_resumes(tmp_path, b
         assert started and started[-1]["resumed_from"] == 0, started
 
 
+def publish_leader_checkpoint(root: Path) -> None:
+    """The leader's checkpoint of window 0 (the initial params, as a validator would publish)
+    and the chain moved on to window 1: a miner starting now joins late."""
+    from templar_jax.checkpoint import LocalCheckpoints, save_and_publish
+    from templar_jax.config import load_run_config
+    from templar_jax.protocol.global_model import GlobalModel
+    from templar_jax.storage.bucket import Bucket
+
+    model = GlobalModel(load_run_config("demo", overrides(root)), pad_id=0)
+    with LocalCheckpoints(root / "validator-ckpt") as ckpts:
+        save_and_publish(ckpts, Bucket.open(f"file://{root}/buckets/validator"), version=VERSION, window=0,
+                         params=model.init_params(), global_step=1)
+
+
+@pytest.mark.slow
+def test_two_process_miner_joins_late_from_the_leaders_checkpoint(tmp_path, bundled_data):
+    runs = {}
+    for nproc in (2, 1):
+        root = tmp_path / f"p{nproc}"
+        runs[nproc] = (root, make_network(root), [])
+        publish_leader_checkpoint(root)
+        runs[nproc][1].advance(2)
+    run_window(runs, 1)  # process 0 downloads the checkpoint; both restore their shards of it
+    check_window(runs, 1)
+    for nproc in runs:
+        joined = [e for e in events(runs[nproc][0] / "run" / "events" / "miner-1.jsonl") if e["event"] == "caught_up"]
+        assert joined[-1]["checkpoint_window"] == 0, joined
+
+
 @pytest.mark.slow
 def test_killed_process_ends_the_other_with_host_and_phase(tmp_path, bundled_data):
     root = tmp_path / "kill"

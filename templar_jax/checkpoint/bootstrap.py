@@ -14,6 +14,7 @@ from typing import Any, Mapping, Optional
 
 from templar_jax.checkpoint.local import CheckpointMeta, LocalCheckpoints, Restored
 from templar_jax.checkpoint.remote import fetch_checkpoint, publish_checkpoint
+from templar_jax.multihost.bucket import agreement_of
 
 PyTree = Any
 
@@ -35,8 +36,13 @@ def save_and_publish(ckpts: LocalCheckpoints, bucket, *, version: str, window: i
 def bootstrap_from_bucket(bucket, version: str, cache_dir: str | Path, *,
                           window: Optional[int] = None, target: PyTree | None = None,
                           extras_target: Optional[Mapping[str, PyTree | None]] = None) -> Restored:
-    """Fetch the latest (or `window`) published checkpoint and restore it onto `target`'s layout."""
-    window, _ = fetch_checkpoint(bucket, version, cache_dir, window=window)
+    """Fetch the latest (or `window`) published checkpoint and restore it onto `target`'s layout.
+
+    For a neuron spanning processes (`bucket` is a multihost.AgreedBucket) process 0 downloads
+    into `cache_dir`, which must then be a filesystem every process reads, and all restore.
+    """
+    window = int(agreement_of(bucket).value(
+        "fetch checkpoint", lambda: fetch_checkpoint(bucket, version, cache_dir, window=window)[0]))
     ckpts = LocalCheckpoints(cache_dir, max_to_keep=None)
     try:
         return ckpts.restore(window, target=target, extras_target=extras_target)

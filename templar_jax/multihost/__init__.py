@@ -14,7 +14,7 @@ On one process `solo()` gives an `Agreement` that simply calls the function.
 
 from templar_jax.multihost.agree import Agreement, SoloAgreement, solo
 from templar_jax.multihost.arrays import BatchFeed, host_array, host_tree
-from templar_jax.multihost.bucket import AgreedBucket
+from templar_jax.multihost.bucket import AgreedBucket, agreement_of
 from templar_jax.multihost.chain import AgreedChain
 from templar_jax.multihost.errors import MultihostError
 from templar_jax.multihost.runtime import Multihost, ProcessGroup, current_group, start
@@ -22,5 +22,5 @@ from templar_jax.multihost.watchdog import Watchdog
 
 __all__ = [
     "AgreedBucket", "AgreedChain", "Agreement", "BatchFeed", "Multihost", "MultihostError", "ProcessGroup",
-    "SoloAgreement", "Watchdog", "current_group", "host_array", "host_tree", "solo", "start",
+    "SoloAgreement", "Watchdog", "agreement_of", "current_group", "host_array", "host_tree", "solo", "start",
 ]

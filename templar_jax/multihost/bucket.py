@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from templar_jax.multihost.agree import SoloAgreement
+from templar_jax.multihost.agree import SoloAgreement, solo
 from templar_jax.multihost.errors import MultihostError
 from templar_jax.storage.bucket import Bucket
 from templar_jax.storage.metadata import ObjectInfo
@@ -43,6 +43,10 @@ class AgreedBucket:
         opened: list[Bucket] = []
         agreement.leader_only(f"bucket.open {name}", lambda: opened.append(open_bucket()))
         return cls(opened[0] if opened else None, agreement, name)
+
+    @property
+    def agreement(self) -> SoloAgreement:
+        return self._agree
 
     def __repr__(self) -> str:
         return f"AgreedBucket({self.name}, {self._inner!r})"
@@ -80,3 +84,8 @@ class AgreedBucket:
     def close(self) -> None:
         if self._inner is not None:
             self._bucket().close()
+
+
+def agreement_of(bucket) -> SoloAgreement:
+    """The agreement a bucket's reads go through (a plain Bucket: this process alone)."""
+    return bucket.agreement if isinstance(bucket, AgreedBucket) else solo()

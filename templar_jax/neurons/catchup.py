@@ -8,7 +8,9 @@ import logging
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from templar_jax.checkpoint import bootstrap_from_bucket, catch_up, read_latest
+import jax
+
+from templar_jax.checkpoint import abstract_target, bootstrap_from_bucket, catch_up, read_latest
 from templar_jax.protocol.global_model import GlobalModel
 from templar_jax.storage.bucket import Bucket
 from templar_jax.storage.keys import aggregator_key
@@ -69,7 +71,9 @@ def rebuild_params(model: GlobalModel, leader: Bucket, *, start: int, upto: int,
         params, done = None, start - 1
         window = latest_checkpoint_window(leader, model.version)
         if window is not None and done < window < upto:
-            restored = bootstrap_from_bucket(leader, model.version, cache_dir, window=window)
+            target = None if model.shardings is None else abstract_target(jax.eval_shape(model.init_params),
+                                                                          model.shardings)  # born sharded
+            restored = bootstrap_from_bucket(leader, model.version, cache_dir, window=window, target=target)
             params, done, ckpt_window = restored.params, restored.meta.window, restored.meta.window
         if params is None:
             params = model.init_params()
