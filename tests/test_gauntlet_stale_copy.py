@@ -87,3 +87,28 @@ def test_the_last_stale_copy_windows_are_remembered():
     assert {v.uid for v in detect_stale_copies({2: mid, 3: new, 4: old}, history, CFG)} == {2, 3}
     assert remember(history, 8, {}, CFG, seed=8) == history  # nothing published: nothing added
     assert remember(history, 8, {1: old}, GauntletConfig(stale_copy_windows=0), seed=8) == ()
+
+
+def test_the_aggregates_indices_come_from_its_top_k_at_the_remembered_chunks_only():
+    """The validator selects the applied aggregate's top-k only in the sampled chunks
+    (`topk_rows`), equal to what a free rider compressing the whole aggregate sends there."""
+    from templar_jax.sparseloco import compress_dense, compress_tensor, topk_rows, topk_rows_of
+
+    rng = np.random.default_rng(3)
+    dense = {"w": rng.standard_normal((2, 128, 384)).astype(np.float32),
+             "v": rng.standard_normal((4096, 128)).astype(np.float32), "n": np.ones(128, np.float32)}
+    batch_dims = {"w": 1, "v": 0, "n": 0}
+    for name, x in dense.items():
+        full = np.asarray(compress_tensor(x, topk=64, chunk=64, batch_ndim=batch_dims[name]).idx)
+        flat = full.reshape(-1, full.shape[-1])
+        rows = np.sort(rng.choice(len(flat), size=min(len(flat), 5), replace=False))
+        np.testing.assert_array_equal(topk_rows(x, rows, topk=64, chunk=64, batch_ndim=batch_dims[name]), flat[rows])
+    rider = compress_dense(dense, topk=64, chunk=64, batch_dims=batch_dims)
+    honest = compress_dense({n: rng.standard_normal(x.shape).astype(np.float32) for n, x in dense.items()},
+                            topk=64, chunk=64, batch_dims=batch_dims)  # another peer's payload of that window
+    cfg = GauntletConfig(stale_copy_chunks=8)
+    history = remember((), 4, {1: honest}, cfg, seed=9, aggregate_rows=lambda rows: topk_rows_of(
+        dense, rows, topk=64, chunk=64, batch_dims=batch_dims))
+    assert set(history[0].indices) == {1, AGGREGATE_SOURCE}
+    (verdict,) = detect_stale_copies({7: rider}, history, cfg)
+    assert (verdict.uid, verdict.source_uid, verdict.action, verdict.overlap) == (7, AGGREGATE_SOURCE, "ban", 1.0)

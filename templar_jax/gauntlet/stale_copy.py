@@ -4,16 +4,17 @@ Copy detection (copy_detect.py) compares the peers of one window. A peer can als
 something older that no peer of its own window sent: its own payload of an earlier window (a
 replayer that trained once), or the previous window's aggregate, which the leader publishes and
 anyone can read (a free rider). So after each scored window the validator remembers the index
-sets it saw there: every valid payload, and the aggregate it applied, compressed as a peer would
-upload it (top-k per chunk), for the last `stale_copy_windows` scored windows (2: a slow leader
-may publish W-1's aggregate only after W's uploads closed, so a free rider's freshest pick can be
-W-2's). Each payload is compared with each of them by the same per-chunk index overlap, with the
-copy thresholds and penalties (halve 0.4, reset 0.5, ban 0.6, `copy_verdicts`); the current
-uploader is always the later one.
+sets it saw there: every valid payload, and the top-k indices of the aggregate it applied (what
+a peer compressing it would upload), for the last `stale_copy_windows` scored windows (2: a slow
+leader may publish W-1's aggregate only after W's uploads closed, so a free rider's freshest
+pick can be W-2's). Each payload is compared with each of them by the same per-chunk index
+overlap, with the copy thresholds and penalties (halve 0.4, reset 0.5, ban 0.6,
+`copy_verdicts`); the current uploader is always the later one.
 
-Bounded memory on any model: per tensor only `stale_copy_chunks` chunks are remembered (0 turns
-the check off), drawn with the window's evaluation seed, so no miner knows which ones are
-compared and a partial replay cannot aim around them.
+Bounded memory and work on any model: per tensor only `stale_copy_chunks` chunks are remembered
+(0 turns the check off), drawn with the window's evaluation seed, so no miner knows which ones
+are compared and a partial replay cannot aim around them; the aggregate's top-k is selected in
+those chunks only (`sparseloco.topk_rows`).
 
 Honest peers stay clear of it: error feedback leaves little of a sent coordinate behind, so a
 peer's next top-k lands elsewhere. On the demo model honest peers overlap their own previous
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -33,6 +34,8 @@ from templar_jax.gauntlet.config import GauntletConfig
 from templar_jax.gauntlet.copy_detect import CopyVerdict, chunk_overlap, copy_verdicts
 
 AGGREGATE_SOURCE = -1  # source of a verdict against the previous window's aggregate
+# chosen chunk rows per tensor -> the window's aggregate's top-k indices at those rows ([n, k] each)
+AggregateRows = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -49,10 +52,11 @@ def _rows_of(idx: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return idx.reshape(-1, idx.shape[-1])[rows]
 
 
-def remember_updates(window: int, updates: Mapping[int, Mapping], cfg: GauntletConfig, *,
-                     seed: int) -> EarlierUpdates | None:
-    """Sampled index rows of `updates` (source -> payload with `.idx` per tensor); None when
-    the check is off or there is nothing to remember."""
+def remember_updates(window: int, updates: Mapping[int, Mapping], cfg: GauntletConfig, *, seed: int,
+                     aggregate_rows: AggregateRows | None = None) -> EarlierUpdates | None:
+    """Sampled index rows of `updates` (uid -> payload with `.idx` per tensor) and, through
+    `aggregate_rows` (chosen rows per tensor -> the aggregate's top-k indices there, [n, k]),
+    of the window's aggregate; None when the check is off or there is nothing to remember."""
     if cfg.stale_copy_chunks <= 0 or not updates:
         return None
     rng = np.random.default_rng([int(seed), int(window)])
@@ -63,6 +67,8 @@ def remember_updates(window: int, updates: Mapping[int, Mapping], cfg: GauntletC
         total = int(np.prod(shape[:-1]))
         rows[name] = np.sort(rng.choice(total, size=min(total, cfg.stale_copy_chunks), replace=False))
     indices = {int(src): {n: _rows_of(p[n].idx, rows[n]) for n in p if n in rows} for src, p in updates.items()}
+    if aggregate_rows is not None:
+        indices[AGGREGATE_SOURCE] = {n: np.asarray(idx) for n, idx in aggregate_rows(rows).items()}
     return EarlierUpdates(int(window), rows, indices)
 
 
@@ -75,9 +81,9 @@ def sampled_overlap(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) ->
 
 
 def remember(history: Sequence[EarlierUpdates], window: int, updates: Mapping[int, Mapping], cfg: GauntletConfig,
-             *, seed: int) -> tuple[EarlierUpdates, ...]:
+             *, seed: int, aggregate_rows: AggregateRows | None = None) -> tuple[EarlierUpdates, ...]:
     """`history` plus `window`'s updates (`remember_updates`), the last `stale_copy_windows` kept."""
-    new = remember_updates(window, updates, cfg, seed=seed)
+    new = remember_updates(window, updates, cfg, seed=seed, aggregate_rows=aggregate_rows)
     kept = [*history, new] if new is not None else list(history)
     return tuple(kept[-cfg.stale_copy_windows:]) if cfg.stale_copy_windows > 0 else ()
 

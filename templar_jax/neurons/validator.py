@@ -29,7 +29,6 @@ import numpy as np
 
 from templar_jax.data import validator_own_indices, validator_random_indices
 from templar_jax.gauntlet import (
-    AGGREGATE_SOURCE,
     Evaluation,
     apply_copy_verdicts,
     apply_inactivity,
@@ -64,7 +63,7 @@ from templar_jax.neurons.spool import PayloadSpool
 from templar_jax.neurons.window_state import Gathered, Scoring, ValidatorWindow
 from templar_jax.protocol.aggregator_object import encode_aggregator
 from templar_jax.protocol.leader import PeerList, publish_peer_list, publish_start_window, read_start_window
-from templar_jax.sparseloco import compress_dense, densify, median_norms
+from templar_jax.sparseloco import densify, median_norms, topk_rows_of
 from templar_jax.sparseloco.tree import flatten
 from templar_jax.storage.keys import aggregator_key, debug_key
 
@@ -200,8 +199,8 @@ class Validator(NeuronBase):
         state = apply_copy_verdicts(state, verdicts, window, cfg)
         stale = detect_stale_copies(uploads, self.earlier_updates, cfg)  # replays, re-uploaded aggregates
         state = apply_copy_verdicts(state, stale, window, cfg)
-        self.earlier_updates = remember(self.earlier_updates, window, self._published_updates(theta0, uploads, gathered),
-                                        cfg, seed=seed.seed)
+        self.earlier_updates = remember(self.earlier_updates, window, uploads, cfg, seed=seed.seed,
+                                        aggregate_rows=self._aggregate_rows(theta0, gathered))
         for uid in contributors:
             if uid in behind and behind[uid] > cfg.poor_sync_steps:
                 state = slash_poor_sync(state, uid, behind[uid], cfg)
@@ -211,15 +210,14 @@ class Validator(NeuronBase):
         state = observe_validator_sample(state, val_sample, cfg)
         return Scoring(state, eval_uids, verdicts + stale, skipped)
 
-    def _published_updates(self, theta0, uploads: dict, gathered: Gathered) -> dict:
-        """This window's payloads and its aggregate as a peer would upload it (what a free rider
-        could send next window)."""
-        if not gathered.applied or self.gauntlet_cfg.stale_copy_chunks <= 0:
-            return uploads
+    def _aggregate_rows(self, theta0, gathered: Gathered):
+        """rows -> the window's aggregate's top-k indices at those chunk rows (what a free rider
+        compressing it would send later); None when nothing was applied."""
+        if not gathered.applied:
+            return None
         slc = self.cfg.sparseloco
-        dense = flatten(self.model.aggregate(gathered.applied, theta0))
-        return {**uploads, AGGREGATE_SOURCE: compress_dense(dense, topk=slc.topk, chunk=slc.chunk,
-                                                            batch_dims=self.model.batch_dims)}
+        return lambda rows: topk_rows_of(flatten(self.model.aggregate(gathered.applied, theta0)), rows,
+                                         topk=slc.topk, chunk=slc.chunk, batch_dims=self.model.batch_dims)
 
     def _copies(self, uploads: dict, stored_at: dict, seed: int) -> list:
         """Copy verdicts among this window's uploads: from one sketch per miner when

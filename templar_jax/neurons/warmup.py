@@ -18,7 +18,8 @@ from templar_jax.neurons.datasets import open_datasets
 from templar_jax.neurons.mesh import neuron_mesh
 from templar_jax.neurons.miner import compressor, inner_trainer
 from templar_jax.config import load_run_config
-from templar_jax.sparseloco import compress_dense, densify, median_norms, rebase
+from templar_jax.gauntlet.stale_copy import remember_updates
+from templar_jax.sparseloco import compress_dense, densify, median_norms, rebase, topk_rows_of
 from templar_jax.sparseloco.payload import peer_bucket
 from templar_jax.sparseloco.tree import flatten
 from templar_jax.protocol.global_model import GlobalModel
@@ -50,10 +51,12 @@ def warm_up(settings, *, max_peers: int, eval_batches: tuple[int, ...]) -> float
     while r <= peer_bucket(max_peers):
         jax.block_until_ready(model.outer_step(params, [decoded] * r))
         r *= 2
-    # the validator's stale-copy check (and the demo's free rider): an aggregate compressed as a peer would
-    slc = settings.sparseloco
-    compress_dense(flatten(model.aggregate([decoded], params)), topk=slc.topk, chunk=slc.chunk,
-                   batch_dims=model.batch_dims)
+    # the validator's stale-copy check (the aggregate's top-k at sampled chunks) and the demo's free
+    # rider (an aggregate compressed as a peer would)
+    slc, agg = settings.sparseloco, flatten(model.aggregate([decoded], params))
+    remember_updates(0, {0: decoded}, settings.validator, seed=0, aggregate_rows=lambda rows: topk_rows_of(
+        agg, rows, topk=slc.topk, chunk=slc.chunk, batch_dims=model.batch_dims))
+    compress_dense(agg, topk=slc.topk, chunk=slc.chunk, batch_dims=model.batch_dims)
     update = densify(decoded, params, clip_norm=median_norms([decoded]), chunk=settings.sparseloco.chunk,
                      batch_dims=model.batch_dims)
     jax.block_until_ready(jax.tree.map(lambda p, u: p - 0.1 * u, params, update))

@@ -4,7 +4,8 @@ kernels as drop-in cores (`impl`, `kernel=KernelConfig(...)`)."""
 
 from templar_jax.sparseloco.aggregate import aggregate, aggregate_tensor, aggregate_tensor_sharded
 from templar_jax.sparseloco.compress import (
-    compress_dense, compress_tensor, decompress_tensor, ef_compress_tensor, null_payload)
+    compress_dense, compress_tensor, decompress_tensor, ef_compress_tensor, null_payload, topk_rows,
+    topk_rows_of)
 from templar_jax.sparseloco.densify import densify, median_norms, payload_norms
 from templar_jax.sparseloco.dispatch import IMPLS, resolve_impl
 from templar_jax.sparseloco.geometry import (

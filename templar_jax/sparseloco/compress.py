@@ -6,8 +6,9 @@
 
 `ef_compress_tensor` is the pure core on one block of chunks (a whole tensor, or one device's
 shard under `shard_map`); the Pallas core (`kernels.compress.ef_compress_tensor_pallas`) has
-its contract. Reference API: `compress_tensor` (`compress_dense` over a flat dict of tensors),
-`decompress_tensor`, `null_payload` (NumPy or jax in; jax out).
+its contract. Reference API: `compress_tensor` (`compress_dense` over a flat dict of tensors;
+`topk_rows` its indices at a few chunks), `decompress_tensor`, `null_payload` (NumPy or jax in;
+jax out).
 """
 
 from __future__ import annotations
@@ -81,6 +82,27 @@ def compress_dense(dense, *, topk: int, chunk: int, batch_dims) -> dict[str, Ten
     update (e.g. a window's aggregate) as a peer would upload it; host arrays."""
     return {name: jax.device_get(compress_tensor(x, topk=topk, chunk=chunk, batch_ndim=batch_dims.get(name, 0)))
             for name, x in dense.items()}
+
+
+@partial(jax.jit, static_argnames=("geom", "b"))
+def _topk_rows_jit(x, rows, *, geom, b):
+    chunks = to_chunks(x.reshape((b,) + x.shape[x.ndim - len(geom.tile):]), geom)
+    picked = jnp.take(chunks.reshape(-1, geom.chunk_size), rows, axis=0)
+    return codec.select_topk(picked[None], geom.k)[0][0]
+
+
+def topk_rows(x, rows, *, topk: int, chunk: int, batch_ndim: int = 0) -> np.ndarray:
+    """int32 [len(rows), k]: `compress_tensor(x).idx` at the given chunk rows (rows of the
+    [*batch, num_chunks] grid, row-major), without selecting the other chunks."""
+    x = jnp.asarray(x, jnp.float32)
+    batch_shape, geom = tensor_geometry(x.shape, batch_ndim, chunk=chunk, topk=topk)
+    return np.asarray(_topk_rows_jit(x, jnp.asarray(rows, jnp.int32), geom=geom, b=flat_batch(batch_shape)))
+
+
+def topk_rows_of(dense, rows, *, topk: int, chunk: int, batch_dims) -> dict[str, np.ndarray]:
+    """`topk_rows` of each tensor of a flat {name: array} named in `rows` {name: row indices}."""
+    return {name: topk_rows(dense[name], r, topk=topk, chunk=chunk, batch_ndim=batch_dims.get(name, 0))
+            for name, r in rows.items() if name in dense}
 
 
 _decode_dense_jit = jax.jit(decode_dense, static_argnames=("shape", "batch_ndim", "chunk"))
