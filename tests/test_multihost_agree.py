@@ -155,3 +155,41 @@ def test_watchdog_stays_quiet_while_peers_beat():
     time.sleep(0.8)
     a.stop(), b.stop()
     assert exits == []
+
+
+def test_a_gather_is_made_on_process_0_and_decoded_alike_elsewhere():
+    import numpy as np
+
+    from templar_jax.config import load_run_config
+    from templar_jax.neurons.agreed_gather import agreed_gather
+    from templar_jax.neurons.exchange import WindowPayloads
+    from templar_jax.protocol.global_model import GlobalModel
+    from templar_jax.wire.synthetic import random_payload
+
+    model = GlobalModel(load_run_config("demo", []), pad_id=None)
+    raw = {uid: model.codec.encode(random_payload(np.random.default_rng(uid), model.expected, chunk=model.codec.chunk,
+                                                  topk=model.codec.topk),
+                                   {"window": 4, "uid": uid, "version": model.version, "global_step": 1})
+           for uid in (2, 5)}
+
+    def fetch(keep_raw):
+        assert keep_raw  # process 0 keeps the bytes to hand them on
+        got = WindowPayloads(4, failed={3: "too_late", 7: "invalid: bad magic"}, invalid={7},
+                             stored_at={2: 10.5, 5: 11.25}, raw=dict(raw))
+        got.valid = {uid: model.decode_payload(b, window=4, uid=uid) for uid, b in raw.items()}
+        return got
+
+    def step(a):
+        return agreed_gather(a, 4, fetch if a.leader else None, codec=model.codec, version=model.version,
+                             keep_raw=False)
+
+    out, _ = run_both([step], [step])
+    mine, theirs = out[0][0], out[1][0]
+    assert (theirs.window, theirs.failed, theirs.invalid, theirs.stored_at, theirs.raw) == \
+        (mine.window, mine.failed, mine.invalid, mine.stored_at, {}) == (4, {3: "too_late", 7: "invalid: bad magic"},
+                                                                        {7}, {2: 10.5, 5: 11.25}, {})
+    assert sorted(theirs.valid) == sorted(mine.valid) == [2, 5]
+    for uid in (2, 5):
+        for name, tensor in mine.valid[uid].items():
+            for a, b in zip(tensor, theirs.valid[uid][name]):
+                np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
