@@ -193,3 +193,17 @@ def test_a_gather_is_made_on_process_0_and_decoded_alike_elsewhere():
         for name, tensor in mine.valid[uid].items():
             for a, b in zip(tensor, theirs.valid[uid][name]):
                 np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_process_that_raises_ends_the_others_at_their_next_beat():
+    store, exits, messages = FakeStore(), [], []
+    peer = Watchdog(store, ProcessGroup(1, 2, "hostB"), lambda: "outer step window 2", interval_s=0.05, timeout_s=60)
+    peer.beat_now()
+    me = Watchdog(store, ProcessGroup(0, 2, "hostA"), lambda: "gather window 2", interval_s=0.05,
+                  timeout_s=60, exit=exits.append)
+    me.fail = lambda reason, fail=me.fail: (messages.append(reason), fail(reason))
+    me.start()
+    peer.report_failure("ValueError: boom")
+    me.join(5)
+    assert exits == [70]
+    assert messages == ["process 1 on hostB (phase 'outer step window 2') failed: ValueError: boom"]

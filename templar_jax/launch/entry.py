@@ -104,6 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return cli_main(args)
+    except BaseException as err:
+        from templar_jax.multihost import report_failure
+
+        report_failure(err)  # the other processes end now, not after the stall timeout
+        raise
     finally:
         if env.mode != "off":
             import jax

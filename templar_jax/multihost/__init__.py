@@ -17,10 +17,11 @@ from templar_jax.multihost.arrays import BatchFeed, host_array, host_tree
 from templar_jax.multihost.bucket import AgreedBucket, agreement_of
 from templar_jax.multihost.chain import AgreedChain
 from templar_jax.multihost.errors import MultihostError
-from templar_jax.multihost.runtime import Multihost, ProcessGroup, current_group, start
+from templar_jax.multihost.runtime import Multihost, ProcessGroup, current_group, report_failure, start
 from templar_jax.multihost.watchdog import Watchdog
 
 __all__ = [
     "AgreedBucket", "AgreedChain", "Agreement", "BatchFeed", "Multihost", "MultihostError", "ProcessGroup",
-    "SoloAgreement", "Watchdog", "agreement_of", "current_group", "host_array", "host_tree", "solo", "start",
+    "SoloAgreement", "Watchdog", "agreement_of", "current_group", "host_array", "host_tree", "report_failure",
+    "solo", "start",
 ]

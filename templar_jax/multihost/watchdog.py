@@ -7,7 +7,8 @@ jax.distributed's key-value store and reads the others'. A peer whose beat has n
 for `timeout_s` (measured on this host's monotonic clock, so host clocks need not agree), or
 a store that cannot be reached for as long (process 0, which hosts it, is gone), ends this
 process with `os._exit(EXIT_CODE)`: the main thread may be blocked inside a collective and
-cannot be interrupted.
+cannot be interrupted. A process that raises reports it (`report_failure`, called by the entry
+point and by an uncaught exception) and the others end at their next beat.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Watchdog(threading.Thread):
         self._exit = exit
         self._halt = threading.Event()
         self.beat = 0
+        self.failed: str | None = None
 
     def stop(self) -> None:
         self._halt.set()
@@ -51,6 +53,9 @@ class Watchdog(threading.Thread):
                 self.beat_now()
                 for q in seen:
                     last[q] = json.loads(self.client.key_value_try_get(f"{KEY}/{q}"))
+                    if last[q].get("failed"):  # it raised: no need to wait for its silence
+                        self.fail(f"{self.describe(q, last[q])} failed: {last[q]['failed']}")
+                        return
                     if last[q]["beat"] != seen[q][0]:
                         seen[q] = (last[q]["beat"], now)
                 store_ok = now
@@ -72,13 +77,21 @@ class Watchdog(threading.Thread):
             return f"process {q} (never beat)"
         return f"process {q} on {info['host']} (phase {info['phase']!r})"
 
+    def report_failure(self, error: str) -> None:
+        """This process is going down with `error`: tell the others at once (their next beat)."""
+        self.failed = error
+        try:
+            self._beat()
+        except Exception:  # the store may be gone too; silence then tells the others
+            pass
+
     def beat_now(self) -> None:
         """Publish one heartbeat (start() does this once before the thread runs)."""
         self._beat()
 
     def _beat(self) -> None:
         self.beat += 1
-        info = {"beat": self.beat, "host": self.group.host, "phase": self.phase()}
+        info = {"beat": self.beat, "host": self.group.host, "phase": self.phase(), "failed": self.failed}
         self.client.key_value_set(f"{KEY}/{self.group.index}", json.dumps(info), allow_overwrite=True)
 
     def fail(self, reason: str) -> None:
