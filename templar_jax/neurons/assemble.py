@@ -107,8 +107,6 @@ def neuron_agreement(cfg: RunConfig) -> SoloAgreement:
 def build_miner(cfg: RunConfig, *, hotkey: str, run_dir: str | Path, upload: Upload | None = None,
                 register_stake: float | None = None) -> Miner:
     """A miner; `upload` replaces the honest upload (the demo's adversaries)."""
-    if cfg.sparseloco.overlap and jax.process_count() > 1:
-        raise MultihostError("sparseloco.overlap is not wired for a miner spanning processes; run it without")
     parts = build_parts(cfg, role=Miner.role, hotkey=hotkey, run_dir=run_dir, register_stake=register_stake)
     return Miner(parts, upload=upload)
 
