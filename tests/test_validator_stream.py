@@ -99,6 +99,9 @@ def test_spooled_window_equals_the_in_memory_window(tmp_path, model):
     assert streamed.state == in_memory.state
     assert model.params_digest(params_streamed) == model.params_digest(params_memory) != model.params_digest(theta0)
     assert published_streamed == in_memory.bucket.get(aggregator_key(0, model.version))
+    phases = [(e["phase"], e["window"]) for e in read_all_events(tmp_path / "run")
+              if e["event"] == "phase" and e["role"] == "validator"]
+    assert phases == [(f"validator_{p}", 0) for p in ("gather", "score", "outer_step", "publish", "report")] * 2
     rec = streamed.state.peers
     assert rec[5].final_score == 0.0 and rec[5].banned_until > 0  # the copier was caught either way
     assert all(rec[u].loss_score != 0.0 for u in (1, 2, 3, 4))  # and everyone was evaluated

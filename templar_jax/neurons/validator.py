@@ -236,27 +236,38 @@ class Validator(NeuronBase):
         if recycled:
             log.info("window %d: uids %s have a new hotkey; their records start over", window, recycled)
         self.spool.clear()  # a previous run's leftovers
-        gathered = self.gather(window, miners, self.peer_list(window, miners, graph), buckets, keep_raw=True,
-                               spool=self.spool)
+        peers = self.peer_list(window, miners, graph)
+        gathered = self._timed(window, "validator_gather", lambda: self.gather(window, miners, peers, buckets, keep_raw=True,
+                                                                     spool=self.spool))
         if self.is_null_round(window, start):
             # Null rounds carry zeros (identical indices for everyone): nothing to score.
             scoring = Scoring(self.state, [], [])
         else:
             # the samples the miners trained on at this global step (the shard schedule's)
-            scoring = self._score(theta0, window, miners, gathered, self.data.train_at(window - start))
+            train = self.data.train_at(window - start)
+            scoring = self._timed(window, "validator_score", lambda: self._score(theta0, window, miners, gathered, train))
         state = dataclasses.replace(scoring.state, window=max(scoring.state.window, window))  # resume point
         scoring = dataclasses.replace(scoring, state=state)
 
         # the same outer step as the miners; then publish (a failed publication is logged and
         # never stops scoring)
-        params = self.model.outer_step(theta0, gathered.applied)
-        weights = self._publish(params, window, start, state, miners, gathered)
+        params = self._timed(window, "validator_outer_step", lambda: self.model.outer_step(theta0, gathered.applied))
+        weights = self._timed(window, "validator_publish", lambda: self._publish(params, window, start, state, miners, gathered))
         self.state = state
         save_state(state, self.state_path)
-        self._report(ValidatorWindow(window, miners, gathered, scoring, weights, self._heldout_loss(params),
-                                     self.model.params_digest(params)))
+        self._timed(window, "validator_report", lambda: self._report(ValidatorWindow(
+            window, miners, gathered, scoring, weights, self._heldout_loss(params), self.model.params_digest(params))))
         self.spool.clear()
         return params
+
+    def _timed(self, window: int, phase: str, run):
+        """run(), written to the event log as one 'phase' of the window (start, end; lane main;
+        named validator_* apart from the miners' phases of the same work)."""
+        t0 = time.time()
+        try:
+            return run()
+        finally:
+            self.events.emit("phase", window=window, phase=phase, start=t0, end=time.time(), lane="main")
 
     def _publish(self, params, window: int, start: int, state, miners, gathered: Gathered):
         """aggregator-W, the peer list, a checkpoint and the weights, each when due."""
