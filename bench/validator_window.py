@@ -118,7 +118,8 @@ def child(args) -> dict:
     me = LocalChain(work / "chain.sqlite", hotkey="validator-0")
     run_dir = work / "run"
     parts = NeuronParts(cfg=cfg, hotkey="validator-0", uid=0, run_dir=run_dir, chain=me, bucket=buckets[0],
-                        peers=PeerDirectory(me), data=DataSets(Tokens(cfg.data.seq_len, model.cfg.vocab_size), None, None),
+                        peers=PeerDirectory(me),
+                        data=DataSets(Tokens(cfg.data.seq_len, model.cfg.vocab_size), None, None),
                         model=model, clock=WindowClock(me, upload_span_s=UPLOAD_SPAN_S),
                         events=EventLog(run_dir, "validator", 0))
     validator = Validator(parts)

@@ -237,22 +237,24 @@ class Validator(NeuronBase):
             log.info("window %d: uids %s have a new hotkey; their records start over", window, recycled)
         self.spool.clear()  # a previous run's leftovers
         peers = self.peer_list(window, miners, graph)
-        gathered = self._timed(window, "validator_gather", lambda: self.gather(window, miners, peers, buckets, keep_raw=True,
-                                                                     spool=self.spool))
+        gathered = self._timed(window, "validator_gather", lambda: self.gather(
+            window, miners, peers, buckets, keep_raw=True, spool=self.spool))
         if self.is_null_round(window, start):
             # Null rounds carry zeros (identical indices for everyone): nothing to score.
             scoring = Scoring(self.state, [], [])
         else:
             # the samples the miners trained on at this global step (the shard schedule's)
             train = self.data.train_at(window - start)
-            scoring = self._timed(window, "validator_score", lambda: self._score(theta0, window, miners, gathered, train))
+            scoring = self._timed(window, "validator_score",
+                                  lambda: self._score(theta0, window, miners, gathered, train))
         state = dataclasses.replace(scoring.state, window=max(scoring.state.window, window))  # resume point
         scoring = dataclasses.replace(scoring, state=state)
 
         # the same outer step as the miners; then publish (a failed publication is logged and
         # never stops scoring)
         params = self._timed(window, "validator_outer_step", lambda: self.model.outer_step(theta0, gathered.applied))
-        weights = self._timed(window, "validator_publish", lambda: self._publish(params, window, start, state, miners, gathered))
+        weights = self._timed(window, "validator_publish",
+                              lambda: self._publish(params, window, start, state, miners, gathered))
         self.state = state
         save_state(state, self.state_path)
         self._timed(window, "validator_report", lambda: self._report(ValidatorWindow(
