@@ -15,7 +15,9 @@ def register(subparsers) -> None:
         "compare", help="train R replicas with AdamW DDP, DiLoCo and SparseLoCo on the same tokens",
         description=("Trains the same model from the same init with three methods for the same "
                      "token budget and reports final held-out loss, bytes sent per replica per "
-                     "round and the compression ratio; writes compare.json and compare.png."),
+                     "round and the compression ratio, as mean and spread over --seeds; writes "
+                     "compare.json (every seed's curves and the summary), compare.png and one "
+                     "compare-METHOD.png per method."),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     c.add_argument("--model", default="tiny", help="model preset name (templar_jax/configs/models/NAME.yaml) or a YAML path")
     c.add_argument("--replicas", type=int, default=4, help="number of replicas R")
