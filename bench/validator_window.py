@@ -50,22 +50,6 @@ def _reset_peak() -> None:
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
 
 
-class Tokens:
-    """Deterministic token rows standing in for the train shards."""
-
-    n_samples = 256
-
-    def __init__(self, seq_len: int, vocab: int):
-        import numpy as np
-
-        self.rows = np.random.default_rng(0).integers(0, vocab, size=(self.n_samples, seq_len), dtype=np.int32)
-
-    def samples(self, idx):
-        import numpy as np
-
-        return self.rows[np.asarray(idx)]
-
-
 def _overrides(args) -> list[str]:
     return [f"model.preset={args.preset}", "data.seq_len=64", "validator.eval_sequences=2",
             f"validator.eval_uids_per_window={args.eval_uids}", "validator.checkpoint_interval_windows=0",
@@ -89,6 +73,7 @@ def child(args) -> dict:
     from templar_jax.neurons.validator import Validator
     from templar_jax.protocol.global_model import GlobalModel
     from templar_jax.storage.keys import gradient_key
+    from templar_jax.train.synthetic import RandomRows
     from templar_jax.wire.synthetic import random_payload
     from templar_jax.xla_cache import enable_compilation_cache
 
@@ -119,7 +104,7 @@ def child(args) -> dict:
     run_dir = work / "run"
     parts = NeuronParts(cfg=cfg, hotkey="validator-0", uid=0, run_dir=run_dir, chain=me, bucket=buckets[0],
                         peers=PeerDirectory(me),
-                        data=DataSets(Tokens(cfg.data.seq_len, model.cfg.vocab_size), None, None),
+                        data=DataSets(RandomRows(cfg.data.seq_len, model.cfg.vocab_size), None, None),
                         model=model, clock=WindowClock(me, upload_span_s=UPLOAD_SPAN_S),
                         events=EventLog(run_dir, "validator", 0))
     validator = Validator(parts)

@@ -20,22 +20,11 @@ from templar_jax.neurons.spool import SpooledPayload
 from templar_jax.neurons.validator import Validator
 from templar_jax.protocol.global_model import GlobalModel
 from templar_jax.storage.keys import aggregator_key, gradient_key
+from templar_jax.train.synthetic import RandomRows
 from templar_jax.wire.synthetic import random_payload
 
 UPLOAD_SPAN_S = 2.0
 HOTKEYS = ["validator-0", "miner-1", "miner-2", "miner-3", "miner-4", "miner-5"]
-
-
-class Tokens:
-    """Deterministic token rows standing in for the train shards."""
-
-    n_samples = 256
-
-    def __init__(self, seq_len: int, vocab: int):
-        self.rows = np.random.default_rng(0).integers(0, vocab, size=(self.n_samples, seq_len), dtype=np.int32)
-
-    def samples(self, idx):
-        return self.rows[np.asarray(idx)]
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +46,7 @@ def _validator(tmp_path, model, cfg=None):
         buckets[hk], access = open_my_bucket(f"file://{tmp_path / 'buckets' / hk}")
         publish_access(me, access)
     me = LocalChain(path, hotkey="validator-0")
-    data = DataSets(train=Tokens(cfg.data.seq_len, model.cfg.vocab_size), heldout=None, pad_id=None)
+    data = DataSets(train=RandomRows(cfg.data.seq_len, model.cfg.vocab_size), heldout=None, pad_id=None)
     run_dir = tmp_path / "run"
     parts = lambda: NeuronParts(  # noqa: E731
         cfg=cfg, hotkey="validator-0", uid=0, run_dir=run_dir, chain=me, bucket=buckets["validator-0"],

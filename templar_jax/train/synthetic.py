@@ -32,3 +32,16 @@ def markov_batches(
     successors_VxK = rng.integers(0, vocab_size, size=(vocab_size, branching))
     while True:
         yield markov_rows(successors_VxK, rng, batch, seq_len)
+
+
+class RandomRows:
+    """A fixed table of uniform random token rows with a dataset's `samples(indices)`, standing in
+    for the train shards where only shapes and determinism matter (validator tests and benches)."""
+
+    n_samples = 256
+
+    def __init__(self, seq_len: int, vocab: int, seed: int = 0):
+        self.rows = np.random.default_rng(seed).integers(0, vocab, size=(self.n_samples, seq_len), dtype=np.int32)
+
+    def samples(self, idx) -> np.ndarray:
+        return self.rows[np.asarray(idx)]
