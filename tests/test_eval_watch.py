@@ -115,6 +115,22 @@ def test_history_drops_a_line_cut_short_by_a_crash(tmp_path):
         EvalHistory(path)
 
 
+def test_a_chain_error_looking_up_the_leader_ends_the_poll_not_the_service(tmp_path):
+    from templar_jax.chain.errors import ChainUnavailableError
+    from templar_jax.evaluate.watch import CheckpointWatcher
+
+    def leader():
+        raise ChainUnavailableError("node unreachable")
+
+    def evaluate(root, window):
+        raise AssertionError("nothing to evaluate")
+
+    history = EvalHistory(tmp_path / "history.jsonl")
+    watcher = CheckpointWatcher(leader, "demo", history, evaluate, tmp_path / "checkpoints")
+    assert watcher.poll() == [] and watcher.run(poll_s=0, max_polls=2) == 0
+    assert history.records == []
+
+
 def test_watch_needs_a_config_and_no_checkpoint_argument(tmp_path):
     assert main(["eval", "--watch", f"file://{tmp_path}"]) == 2
     assert main(["eval", str(tmp_path), "--watch", f"file://{tmp_path}", "--config", "demo"]) == 2

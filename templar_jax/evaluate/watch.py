@@ -7,7 +7,7 @@ names at that moment), lists the windows under `checkpoints/{version}/` in the l
 (size + sha256 of every file checked), evaluates it, appends the result to the JSONL history
 (`history.EvalHistory`, which is also the restart state) and deletes the local copy.
 
-A storage error ends the poll without a record (the next poll tries again); a checkpoint that
+A storage error (or a chain error looking up the leader) ends the poll without a record (the next poll tries again); a checkpoint that
 fails verification or does not fit the model gets an error record and is not tried again.
 `on_record(record)` is called for every record written (the metrics exporter hooks in there).
 """
@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from templar_jax.chain.errors import ChainError
 from templar_jax.checkpoint.remote import MANIFEST, RemoteCheckpointError, fetch_checkpoint, remote_windows
 from templar_jax.evaluate.errors import EvalError
 from templar_jax.evaluate.history import EvalHistory
@@ -51,7 +52,11 @@ class CheckpointWatcher:
     def poll(self) -> list[dict]:
         """One pass: evaluate every pending checkpoint; the records written."""
         written = []
-        bucket = self.leader()
+        try:
+            bucket = self.leader()
+        except (ChainError, StorageError) as err:  # the chain (or a commitment's bucket) is down
+            log.warning("looking up the leader's bucket failed (%s); trying again next poll", err)
+            return written
         if bucket is None:
             log.warning("no leader bucket known now; trying again next poll")
             return written
