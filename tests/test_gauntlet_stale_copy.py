@@ -112,3 +112,29 @@ def test_the_aggregates_indices_come_from_its_top_k_at_the_remembered_chunks_onl
     assert set(history[0].indices) == {1, AGGREGATE_SOURCE}
     (verdict,) = detect_stale_copies({7: rider}, history, cfg)
     assert (verdict.uid, verdict.source_uid, verdict.action, verdict.overlap) == (7, AGGREGATE_SOURCE, "ban", 1.0)
+
+
+class CountingPayload(dict):
+    """A payload that counts reads of each tensor (a spooled payload decodes on every read)."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.reads: dict[str, int] = {}
+
+    def __getitem__(self, name):
+        self.reads[name] = self.reads.get(name, 0) + 1
+        return super().__getitem__(name)
+
+
+def test_each_tensor_of_a_payload_is_read_once_whatever_the_number_of_earlier_updates():
+    """The check used to read every tensor once per earlier update (windows x sources): with
+    spooled payloads that was a full decode per earlier peer, quadratic in the miners."""
+    rng = np.random.default_rng(4)
+    history = ()
+    for window in (5, 6):
+        history = remember(history, window, {u: payload(rng) for u in (1, 2, 3)}, CFG, seed=window)
+    a, b = CountingPayload(payload(rng)), CountingPayload(payload(rng))
+    assert sum(len(e.indices) for e in history) == 6  # six earlier updates to compare with
+    plain = detect_stale_copies({8: dict(a), 9: dict(b)}, history, CFG)
+    assert detect_stale_copies({8: a, 9: b}, history, CFG) == plain
+    assert a.reads == b.reads == {n: 1 for n in SHAPES}

@@ -93,15 +93,26 @@ def detect_stale_copies(payloads: Mapping[int, Mapping], history: Sequence[Earli
     """One verdict (its strongest) per uid whose payload repeats an update of `history`."""
     if cfg.stale_copy_chunks <= 0:
         return []
-    sources = [(earlier, src) for earlier in history for src in sorted(earlier.indices)]
+    history = list(history)
+    sources = [(i, src) for i, earlier in enumerate(history) for src in sorted(earlier.indices)]
     # each earlier update takes an id no uid has, stamped before every upload of this window, so
     # copy_verdicts' rule (penalize the later uploader, strongest verdict per uid) applies as is
     alias = {-(2 + i): source for i, source in enumerate(sources)}
     times = {a: -math.inf for a in alias}
+    names = sorted({n for earlier in history for n in earlier.rows})
     overlaps = {}
     for uid, payload in payloads.items():
         times[int(uid)] = 0.0
-        for a, (earlier, src) in alias.items():
-            mine = {n: _rows_of(payload[n].idx, rows) for n, rows in earlier.rows.items() if n in payload}
-            overlaps[(int(uid), a)] = sampled_overlap(mine, earlier.indices[src])
+        # each tensor read once per uid (a spooled payload decodes it on every access), its
+        # remembered rows of every earlier window taken from that one read
+        mine: list[dict[str, np.ndarray]] = [{} for _ in history]
+        for n in names:
+            if n not in payload:
+                continue
+            idx = payload[n].idx
+            for picked, earlier in zip(mine, history):
+                if n in earlier.rows:
+                    picked[n] = _rows_of(idx, earlier.rows[n])
+        for a, (i, src) in alias.items():
+            overlaps[(int(uid), a)] = sampled_overlap(mine[i], history[i].indices[src])
     return [v._replace(source_uid=alias[v.source_uid][1]) for v in copy_verdicts(overlaps, times, cfg)]
