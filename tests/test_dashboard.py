@@ -77,7 +77,13 @@ def test_served_state_follows_the_logs_as_they_grow(tmp_path):
 
 def test_page_inlines_the_state_safely():
     page = render_page({"run": "</script><script>alert(1)</script>"})
-    assert "</script><script>alert" not in page and "<\\/script>" in page
+    assert "</script><script>alert" not in page and "\\u003c/script>" in page
+    # '<!--<script>' in a string would otherwise swallow the page's own script into the JSON
+    state = {"run": "x", "peers": [{"reason": "<!--<script>"}]}
+    page = render_page(state)
+    assert "<!--" not in page
+    inlined = page.split('<script id="initial-state" type="application/json">')[1].split("</script>")[0]
+    assert json.loads(inlined) == state
 
 
 class DomIndex(HTMLParser):
@@ -145,3 +151,14 @@ def test_cli_names_a_missing_run_folder(tmp_path, capsys):
 
     assert main(["dashboard", str(tmp_path / "nope"), "--port", "0"]) == 1
     assert "no run folder" in capsys.readouterr().err
+
+
+def test_cli_names_a_port_it_cannot_listen_on(tmp_path, capsys):
+    from templar_jax.cli import main
+
+    taken = DashboardServer(tmp_path, port=0)
+    try:
+        assert main(["dashboard", str(tmp_path), "--port", str(taken.port)]) == 1
+        assert f"cannot listen on 127.0.0.1:{taken.port}" in capsys.readouterr().err
+    finally:
+        taken.close()

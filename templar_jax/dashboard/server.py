@@ -20,8 +20,9 @@ PAGE = Path(__file__).with_name("page.html")
 
 
 def render_page(state: dict) -> str:
-    """The page with `state` inlined as JSON ('</' escaped so no value can close the script tag)."""
-    return PAGE.read_text(encoding="utf-8").replace("__STATE__", json.dumps(state).replace("</", "<\\/"))
+    """The page with `state` inlined as JSON, every '<' written as its JSON escape: no value can
+    close the script tag ('</script>') or put the parser into its escaped script states ('<!--')."""
+    return PAGE.read_text(encoding="utf-8").replace("__STATE__", json.dumps(state).replace("<", "\\u003c"))
 
 
 class _Handler(BaseHTTPRequestHandler):
