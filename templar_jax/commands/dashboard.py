@@ -59,7 +59,12 @@ def _run(args) -> int:
         return 1
     else:
         source = args.run_dir
-    server = DashboardServer(source, host=args.host, port=args.port)
+    try:
+        server = DashboardServer(source, host=args.host, port=args.port)
+    except OSError as err:  # the port is taken, or the address is not this machine's
+        print(f"templar-jax: dashboard cannot listen on {args.host}:{args.port} ({err.strerror or err})",
+              file=sys.stderr)
+        return 1
     print(f"dashboard of {args.run_dir or args.config} at {server.url} (Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()
