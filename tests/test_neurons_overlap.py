@@ -94,6 +94,34 @@ def test_landing_raises_what_the_comm_thread_raised():
         landing.finish({"w": jnp.zeros(1)})
 
 
+def _landing_miner():
+    """A Miner with only what `_land` touches (its report is a no-op here)."""
+    from templar_jax.neurons.miner import Miner
+    miner = Miner.__new__(Miner)
+    miner._report_landed = lambda landing, start: None
+    return miner
+
+
+def test_land_waits_for_the_resume_save_and_raises_its_error():
+    """The resume save queued after an exchange on the comm thread: landing it (a window behind,
+    or the last one) waits for the save, so the synchronous window's own save never runs beside
+    it, and a failed save reaches the main loop instead of vanishing with its future."""
+    from templar_jax.neurons.window_state import MinerState
+    miner, state = _landing_miner(), MinerState({"w": jnp.zeros(1)}, None, None)
+    exchange, saved = Future(), Future()
+    exchange.set_result(_exchanged({"w": jnp.ones(1)}))
+    pending = Pending(window=7, future=exchange, x_base={"w": jnp.zeros(1)}, done=Contribution(), saved=saved)
+    threading.Timer(0.2, saved.set_result, [None]).start()
+    t0 = time.time()
+    landed = miner._land(state, pending, start=0)
+    assert time.time() - t0 >= 0.15 and saved.done()
+    np.testing.assert_array_equal(landed.params["w"], [1.0])
+    failed = Future()
+    failed.set_exception(OSError("disk full"))
+    with pytest.raises(OSError, match="disk full"):
+        miner._land(state, pending._replace(saved=failed), start=0)
+
+
 @pytest.mark.slow
 def test_overlapped_sparseloco_trains_on_the_same_tokens():
     """Round 1 has nothing in flight (identical to SparseLoCo); later rounds differ only by the

@@ -257,22 +257,33 @@ class Miner(NeuronBase):
         self.clock.wait_for_upload(window)
         t_submit = time.time()
         future = self.comm.submit(self._exchange, window, start, prepared)
+        saved = None
         if self._resume_due(window, start):  # on the comm thread after the exchange, not delaying its landing
             # this window's AdamW state: the next inner step donates the one we hold
             opt_copy, ef = fresh_device_copy(prepared.state.opt_state), prepared.state.ef
-            self.comm.submit(lambda: self._save_resume(MinerState(future.result().params, opt_copy, ef),
-                                                       window, start))
+            saved = self.comm.submit(lambda: self._save_resume(MinerState(future.result().params, opt_copy, ef),
+                                                               window, start))
+        if landing is not None:
+            self._settle(landing.pending)
         done = dataclasses.replace(prepared.done, upload_s=time.time() - t_submit)
-        return prepared.state, Pending(window, future, prepared.x_end, done)
+        return prepared.state, Pending(window, future, prepared.x_end, done, saved)
 
     def _land(self, state: MinerState, pending: Pending | None, start: int) -> MinerState:
-        """Wait for `pending` and take its global params (no training in between)."""
+        """Wait for `pending` (and its resume save) and take its global params (no training in between)."""
         if pending is None:
             return state
         landing = Landing(pending)
         landing.finish(pending.x_base)
         self._report_landed(landing, start)
+        self._settle(pending)
         return MinerState(landing.exchanged.params, state.opt_state, state.ef)
+
+    @staticmethod
+    def _settle(pending: Pending) -> None:
+        """Wait for `pending`'s resume save on the comm thread; raises what it raised (as the
+        synchronous loop's save would), and no later save starts on the main thread beside it."""
+        if pending.saved is not None:
+            pending.saved.result()
 
     def _report_landed(self, landing: Landing, start: int) -> None:
         got, pending = landing.exchanged, landing.pending
@@ -342,11 +353,13 @@ class Miner(NeuronBase):
                          overlap=self.cfg.sparseloco.overlap)
         if self.comm is not None:
             pending = None
-            while last is None or window <= last:
-                state, pending = self.step_overlapped(state, window, start, pending)
-                window += 1
-            self._land(state, pending, start)
-            self.comm.shutdown()
+            try:
+                while last is None or window <= last:
+                    state, pending = self.step_overlapped(state, window, start, pending)
+                    window += 1
+                self._land(state, pending, start)
+            finally:  # on an error too: nothing queued runs after the loop (an exchange in flight ends)
+                self.comm.shutdown(wait=False, cancel_futures=True)
         else:
             while last is None or window <= last:
                 state = self.step_window(state, window, start)

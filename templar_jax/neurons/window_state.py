@@ -98,3 +98,4 @@ class Pending(NamedTuple):
     future: Future  # -> Exchanged
     x_base: Any  # the working params the next window's training started from (x_end of `window`)
     done: Contribution  # what the window's own training did
+    saved: Future | None = None  # its resume checkpoint's save, queued on the comm thread after the exchange
