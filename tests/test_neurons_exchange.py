@@ -144,3 +144,28 @@ def test_an_overflow_payload_is_counted_invalid_and_the_honest_aggregate_is_unch
             w, g = np.asarray(want[name]), np.asarray(with_bad[name])
             np.testing.assert_array_equal(g.view(np.int32), w.view(np.int32))
             assert np.count_nonzero(w) > 0
+
+
+def test_a_spooled_payload_closes_its_map_after_each_read(tmp_path, table, monkeypatch):
+    """Each tensor read maps the file and closes the map (and its file descriptor) before it
+    returns, rather than leaving that to garbage collection."""
+    import mmap
+
+    from templar_jax.neurons import spool as spool_module
+
+    maps = []
+
+    class Recorded(mmap.mmap):
+        def __init__(self, *args, **kwargs):
+            maps.append(self)
+
+    monkeypatch.setattr(spool_module.mmap, "mmap", Recorded)
+    payload, data = _payload_bytes(table, 1)
+    codec = PayloadCodec(table, chunk=64, topk=64, index_coding="elias-fano")
+    spooled = PayloadSpool(tmp_path / "spool", codec).put(WINDOW, 1, data, tuple(payload))
+    for name, tp in payload.items():
+        np.testing.assert_array_equal(np.asarray(spooled[name].idx), np.asarray(tp.idx))
+    assert len(maps) == len(SHAPES)
+    for m in maps:
+        with pytest.raises(ValueError):  # closed
+            len(m)

@@ -30,11 +30,17 @@ class SpooledPayload(Mapping):
         if name not in self.names:
             raise KeyError(name)
         # mapped, not read: only the prefix, the header and this tensor's arrays are touched (at
-        # 72B a tensor is a tenth of a 1.4 GB file); the decoded arrays are copies, and the map
-        # closes once the decoder's views of it are gone
+        # 72B a tensor is a tenth of a 1.4 GB file); the decoded arrays are copies, so the map
+        # (and its file descriptor) is closed before returning
         with open(self.path, "rb") as f:
             mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        return self.codec.decode(mapped, names=(name,))[0][name]
+        try:
+            return self.codec.decode(mapped, names=(name,))[0][name]
+        finally:
+            try:
+                mapped.close()
+            except BufferError:  # a view still held (a raised error's frames): closes when it goes
+                pass
 
     def __contains__(self, name: object) -> bool:  # Mapping's default would decode
         return name in self.names
