@@ -64,6 +64,20 @@ def test_live_state_from_chain_and_leader_bucket(network):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium not installed (make test installs it)")
+def test_a_failed_poll_keeps_the_last_state(network):
+    from templar_jax.chain.errors import ChainUnavailableError
+
+    live, _ = network
+    first = live.get()
+
+    def down():
+        raise ChainUnavailableError("node unreachable")
+
+    live.chain.metagraph = down
+    again = live.get()
+    assert {k: v for k, v in again.items() if k != "now"} == {k: v for k, v in first.items() if k != "now"}
+
+
 def test_chromium_renders_the_live_network(network, tmp_path):
     live, _ = network
     server = DashboardServer(live, port=0).start()

@@ -15,6 +15,7 @@ import time
 from typing import Callable
 
 from templar_jax.chain import Chain
+from templar_jax.chain.errors import ChainError
 from templar_jax.dashboard.state import RECENT_WINDOWS
 from templar_jax.protocol.aggregator_object import (
     HEADER_PREFIX,
@@ -61,7 +62,13 @@ class LiveNetwork:
         with self._lock:
             now = self.clock()
             if self._state is None or now - self._polled >= self.min_poll_s:
-                self._state, self._polled = self._poll(now), now
+                try:
+                    self._state = self._poll(now)
+                except (ChainError, StorageError) as err:  # keep the last state; poll again later
+                    if self._state is None:
+                        raise
+                    log.warning("polling the network failed (%s); showing the last state", err)
+                self._polled = now
             return {**self._state, "now": now}
 
     def _read_aggregates(self, bucket: Bucket, window: int, now: float) -> None:
