@@ -29,7 +29,6 @@ import jax
 import numpy as np
 
 from templar_jax.data import validator_random_indices
-from templar_jax.demo.behavior_names import behavior_names
 from templar_jax.neurons.clock import wait_until
 from templar_jax.neurons.upload import MinerView, Upload
 from templar_jax.sparseloco import Payload, TensorPayload, chunk_geometry, compress_dense
