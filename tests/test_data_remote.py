@@ -86,6 +86,19 @@ def test_prefetch_downloads_next_shard_in_background(published, tmp_path):
     assert all(k.endswith("train_000002.npy") for k, _, _ in src.reads[n_reads:])
 
 
+def test_a_failed_prefetch_is_logged_and_retried_on_use(published, tmp_path, caplog):
+    _, objects, all_NxL = published
+    src = MemorySource(objects)
+    ds = ShardDataset.from_source(src, "data/v1", tmp_path, L, prefetch=False)
+    src.objects.pop("data/v1/train_000001.npy")
+    with caplog.at_level("WARNING", logger="templar_jax.data.remote"):
+        ds.prefetch_shard(1)
+        ds.cache.close()  # the background download has ended
+    assert "train_000001.npy: background download failed" in caplog.text
+    src.objects["data/v1/train_000001.npy"] = objects["data/v1/train_000001.npy"]
+    np.testing.assert_array_equal(ds.samples([6, 9]), all_NxL[[6, 9]])
+
+
 def test_resume_from_partial_file_reads_only_the_rest(published, tmp_path):
     _, objects, all_NxL = published
     data = objects["data/v1/train_000000.npy"]

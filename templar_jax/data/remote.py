@@ -40,6 +40,13 @@ def file_lock(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _log_failed_prefetch(name: str):
+    def done(fut: concurrent.futures.Future) -> None:
+        if not fut.cancelled() and (err := fut.exception()) is not None:
+            log.warning("%s: background download failed (%s); its first use downloads it again", name, err)
+    return done
+
+
 class ShardSource(Protocol):
     def get(self, key: str) -> bytes: ...
     def head(self, key: str) -> Any: ...
@@ -111,6 +118,7 @@ class ShardCache:
                 return
             fut = concurrent.futures.Future()
             self._futures[name] = fut
+        fut.add_done_callback(_log_failed_prefetch(name))  # else unseen unless someone waits on it
         self._pool.submit(self._run_into, fut, name)
 
     def close(self) -> None:
