@@ -56,9 +56,6 @@ class SoloAgreement:
     def now(self) -> float:
         return time.time()
 
-    def set_phase(self, phase: str) -> None:
-        self.phase = phase
-
 
 def solo() -> SoloAgreement:
     return SoloAgreement()
@@ -78,9 +75,6 @@ class Agreement(SoloAgreement):
         self.phase = "start"
         self._inside = threading.local()
         self._parts: dict[int, int] = {}
-
-    def set_phase(self, phase: str) -> None:
-        self.phase = phase
 
     # -- the public decisions ------------------------------------------------------------
     def value(self, label: str, fn: Callable[[], T]) -> T:
