@@ -131,6 +131,27 @@ def test_a_chain_error_looking_up_the_leader_ends_the_poll_not_the_service(tmp_p
     assert history.records == []
 
 
+def test_evaluation_data_trouble_is_retried_next_poll_not_recorded(tmp_path, params):
+    from templar_jax.data.errors import ShardFetchError
+    from templar_jax.evaluate.watch import CheckpointWatcher
+
+    leader = Bucket.open(f"file://{tmp_path / 'leader'}")
+    _publish(leader, tmp_path, params, 5, 1.0)
+    calls = []
+
+    def evaluate(root, window):
+        calls.append(window)
+        if len(calls) == 1:
+            raise ShardFetchError("heldout/train_000000.npy: download failed")
+        return {"heldout": {"loss": 1.0}}
+
+    history = EvalHistory(tmp_path / "history.jsonl")
+    watcher = CheckpointWatcher(lambda: leader, "demo", history, evaluate, tmp_path / "checkpoints")
+    assert watcher.poll() == [] and history.records == []  # no error record: the checkpoint is not at fault
+    assert [r["window"] for r in watcher.poll()] == [5] and calls == [5, 5]
+    assert "error" not in history.records[0]
+
+
 def test_watch_needs_a_config_and_no_checkpoint_argument(tmp_path):
     assert main(["eval", "--watch", f"file://{tmp_path}"]) == 2
     assert main(["eval", str(tmp_path), "--watch", f"file://{tmp_path}", "--config", "demo"]) == 2

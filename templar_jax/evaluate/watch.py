@@ -7,7 +7,8 @@ names at that moment), lists the windows under `checkpoints/{version}/` in the l
 (size + sha256 of every file checked), evaluates it, appends the result to the JSONL history
 (`history.EvalHistory`, which is also the restart state) and deletes the local copy.
 
-A storage error (or a chain error looking up the leader) ends the poll without a record (the next poll tries again); a checkpoint that
+A storage error (or a chain error looking up the leader, or the evaluation data failing to
+download: a `DataError`) ends the poll without a record (the next poll tries again); a checkpoint that
 fails verification or does not fit the model gets an error record and is not tried again.
 `on_record(record)` is called for every record written (the metrics exporter hooks in there).
 """
@@ -22,6 +23,7 @@ from typing import Any, Callable
 
 from templar_jax.chain.errors import ChainError
 from templar_jax.checkpoint.remote import MANIFEST, RemoteCheckpointError, fetch_checkpoint, remote_windows
+from templar_jax.data.errors import DataError
 from templar_jax.evaluate.errors import EvalError
 from templar_jax.evaluate.history import EvalHistory
 from templar_jax.storage.errors import StorageError
@@ -88,6 +90,9 @@ class CheckpointWatcher:
             return {**base, "error": f"checkpoint rejected: {err}"}
         try:
             result = self.evaluate(self.work_dir, window)
+        except DataError as err:  # the evaluation data (e.g. held-out shards in a bucket), not the checkpoint
+            log.warning("window %d: evaluation data unavailable (%s); trying again next poll", window, err)
+            return None
         except EvalError as err:
             log.error("window %d: evaluation failed: %s", window, err)
             return {**base, "error": f"evaluation failed: {err}"}
