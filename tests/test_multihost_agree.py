@@ -3,6 +3,7 @@ in-memory key-value store in threads, the agreed chain, and the heartbeat watchd
 
 import threading
 import time
+import types
 
 import pytest
 
@@ -157,7 +158,8 @@ def test_watchdog_stays_quiet_while_peers_beat():
     assert exits == []
 
 
-def test_a_gather_is_made_on_process_0_and_decoded_alike_elsewhere():
+@pytest.mark.parametrize("raw_kind", [dict, types.MappingProxyType])  # in memory; read-only (a spool's view)
+def test_a_gather_is_made_on_process_0_and_decoded_alike_elsewhere(raw_kind):
     import numpy as np
 
     from templar_jax.config import load_run_config
@@ -175,7 +177,7 @@ def test_a_gather_is_made_on_process_0_and_decoded_alike_elsewhere():
     def fetch(keep_raw):
         assert keep_raw  # process 0 keeps the bytes to hand them on
         got = WindowPayloads(4, failed={3: "too_late", 7: "invalid: bad magic"}, invalid={7},
-                             stored_at={2: 10.5, 5: 11.25}, raw=dict(raw))
+                             stored_at={2: 10.5, 5: 11.25}, raw=raw_kind(dict(raw)))
         got.valid = {uid: model.decode_payload(b, window=4, uid=uid) for uid, b in raw.items()}
         return got
 

@@ -59,6 +59,6 @@ def agreed_gather(agreement: SoloAgreement, window: int, fetch: Callable[[bool],
     if fetched:
         got = fetched[0]
         if not keep_raw:
-            got.raw.clear()
+            got.raw = {}  # a spooled gather's raw is a read-only view of its files
         return got
     return decode_gathered(data, codec, version, keep_raw=keep_raw)
