@@ -202,6 +202,32 @@ def test_wandb_missing_is_a_typed_error(monkeypatch):
         WandbSink("p", role="miner", uid=1)
 
 
+def test_a_failing_wandb_closes_the_metrics_endpoint_already_started(monkeypatch, tmp_path):
+    import socket
+
+    from templar_jax.metrics import WandbError, exporters
+    from templar_jax.metrics.server import MetricsServer
+
+    started = []
+    monkeypatch.setattr(exporters, "MetricsServer", lambda *a, **k: started.append(MetricsServer(*a, **k)) or started[-1])
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_wandb(name, *args, **kwargs):
+        if name == "wandb":
+            raise ImportError("no wandb")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_wandb)
+    cfg = load_run_config("demo", ["metrics.port=0", "metrics.wandb_project=p"])
+    with pytest.raises(WandbError):
+        exporters.attach_exporters(EventLog(tmp_path, "miner", 1), cfg, model=load_model_config(cfg.model.preset),
+                                   mesh=None, run_dir=tmp_path)
+    with socket.socket() as s:  # the port is free again
+        s.bind(("127.0.0.1", started[0].port))
+
+
 def test_docs_name_every_metric():
     """docs/metrics.md lists each family a miner or a validator exports, as scraped."""
     docs = (Path(__file__).parents[1] / "docs" / "metrics.md").read_text()

@@ -65,7 +65,11 @@ def attach_exporters(events: EventLog, cfg: RunConfig, *, model: ModelConfig, me
         write_endpoint(run_dir, events.role, events.uid, out.server.url)
         log.info("metrics at %s", out.server.url)
     if section.wandb_project:
-        out.wandb = WandbSink(section.wandb_project, role=events.role, uid=events.uid, config=cfg.to_dict())
+        try:
+            out.wandb = WandbSink(section.wandb_project, role=events.role, uid=events.uid, config=cfg.to_dict())
+        except BaseException:
+            out.close()  # the endpoint started above would otherwise keep its port for good
+            raise
         events.subscribe(out.wandb)
         out.closers.append(out.wandb.close)
     return out
