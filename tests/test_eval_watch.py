@@ -152,6 +152,19 @@ def test_evaluation_data_trouble_is_retried_next_poll_not_recorded(tmp_path, par
     assert "error" not in history.records[0]
 
 
+def test_watch_names_a_metrics_port_it_cannot_listen_on(tmp_path, heldout, caplog):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["eval", "--watch", f"file://{tmp_path / 'leader'}", "--config", "demo", "--data", str(heldout),
+                     "--history", str(tmp_path / "history.jsonl"), "--polls", "1", "--poll-s", "0",
+                     "--metrics-port", str(port)]) == 1
+    assert f"metrics.port={port}" in caplog.text and "cannot listen there" in caplog.text
+
+
 def test_watch_needs_a_config_and_no_checkpoint_argument(tmp_path):
     assert main(["eval", "--watch", f"file://{tmp_path}"]) == 2
     assert main(["eval", str(tmp_path), "--watch", f"file://{tmp_path}", "--config", "demo"]) == 2

@@ -86,6 +86,7 @@ def _watch(args, console) -> int:
     from templar_jax.evaluate.load import resolve_model_config
     from templar_jax.evaluate.watch import CheckpointWatcher, checkpoint_evaluator
     from templar_jax.evaluate.watch_metrics import EvalMetrics
+    from templar_jax.metrics.server import MetricsServer, MetricsServerError
     from templar_jax.model import ModelConfigError, load_model_config
     from templar_jax.data.sources import open_bucket
     from templar_jax.neurons.mesh import neuron_mesh
@@ -122,8 +123,6 @@ def _watch(args, console) -> int:
         for record in history.records:  # a restart exports what it already knows
             metrics(record)
         if args.metrics_port is not None:
-            from templar_jax.metrics.server import MetricsServer
-
             server = MetricsServer(metrics.registry, port=args.metrics_port, host=args.metrics_host)
             console.print(f"metrics at {server.url}")
         mesh = neuron_mesh(settings.mesh.spec)  # the run config's mesh, as the neurons use it
@@ -141,7 +140,7 @@ def _watch(args, console) -> int:
     except LmEvalUnavailable as err:
         log.error("%s", err)
         return 2
-    except (EvalError, RunConfigError, ModelConfigError, NetworkSetupError, BadBucketUrl) as err:
+    except (EvalError, RunConfigError, ModelConfigError, NetworkSetupError, BadBucketUrl, MetricsServerError) as err:
         log.error("eval --watch failed: %s", err)
         return 1
     finally:
