@@ -121,3 +121,35 @@ def test_an_evaluation_budget_skips_the_uids_that_no_longer_fit_and_copies_are_c
     for uid in set(skipped) - {5}:  # untouched: as if not drawn, so the next draw favours them
         assert uid not in peers or (peers[uid].last_eval_window == NEVER and peers[uid].loss_score == 0.0)
     assert scores["uids"]["5"]["status"] in ("copy:ban", "banned") and peers[5].banned_until > 0
+
+
+def test_a_slow_debug_object_counts_in_the_budget_spent_but_not_as_the_time_of_every_evaluation(
+        tmp_path, model, monkeypatch):
+    """The debug object is read from the peer's own bucket, so its latency is the peer's choice:
+    one slow read used to set the 'slowest evaluation' and skip every uid after it."""
+    import types
+
+    from templar_jax.neurons import validator as validator_module
+
+    cfg = model.run_config
+    budget = dataclasses.replace(cfg, validator=dataclasses.replace(cfg.validator, eval_budget_s=15.0))
+    parts, buckets = _validator(tmp_path, model, budget)
+    for uid in (1, 2, 3, 4):
+        data = model.codec.encode(random_payload(np.random.default_rng(uid), model.expected),
+                                  {"window": 0, "uid": uid, "version": model.version})
+        buckets[HOTKEYS[uid]].put(gradient_key(0, uid, model.version), data)
+    validator = Validator(parts())
+    clock = [0.0]  # the evaluations themselves take no time on this clock; the first debug read takes 10 s
+    monkeypatch.setattr(validator_module, "time", types.SimpleNamespace(monotonic=lambda: clock[0], time=time.time))
+
+    def slow_first_read(uid, window, val_sample):
+        clock[0] += 10.0 if clock[0] == 0.0 else 0.0
+        return None
+
+    validator._steps_behind = slow_first_read
+    validator.process_window(model.init_params(), 0, start=0)
+    scores = next(e for e in read_all_events(tmp_path / "run") if e["event"] == "scores")
+    assert clock[0] == 10.0 and scores["eval_skipped"] == {}
+    evaluated = sorted(int(u) for u, rec in scores["uids"].items() if rec["evaluated"])
+    assert evaluated == [1, 2, 3, 4, 5]  # 5 sent nothing: drawn, missing
+    assert all(validator.state.peers[u].last_eval_window == 0 for u in (1, 2, 3, 4))

@@ -143,15 +143,17 @@ class Validator(NeuronBase):
                 skipped[uid] = (f"evaluation time budget: {spent:.1f} s of {budget:g} s spent, "
                                 f"one evaluation takes up to {slowest:.1f} s")
                 continue
+            # the debug object is read from the peer's bucket: its latency is the peer's to set, so
+            # it counts in `spent` but not in `slowest` (one slow bucket must not skip the others)
+            x = self._steps_behind(uid, window, val_sample)
+            if x is not None:
+                behind[uid] = x
             t_uid = time.monotonic()
             update = self._densify(got.valid[uid], theta0, clip)
             theta_u = jax.tree.map(lambda p, u: p - step * u, theta0, update)
             own = self._tokens(train, validator_own_indices(
                 uid, window, train.n_samples, s.inner.steps, s.inner.target_batch,
                 s.inner.batch, validator_seed=seed, n=s.validator.eval_sequences))
-            x = self._steps_behind(uid, window, val_sample)
-            if x is not None:
-                behind[uid] = x
             evaluations.append(Evaluation(
                 uid=uid,
                 loss_own_before=self.model.loss(theta0, own),
