@@ -94,6 +94,30 @@ def test_landing_raises_what_the_comm_thread_raised():
         landing.finish({"w": jnp.zeros(1)})
 
 
+def test_serial_chain_makes_one_call_at_a_time():
+    """The overlapped miner's two threads share one chain connection: calls never overlap."""
+    from templar_jax.neurons.overlap import SerialChain
+
+    class Chain:
+        blocks_per_window, inside, most = 5, 0, 0
+
+        def current_block(self):
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+            time.sleep(0.01)
+            self.inside -= 1
+            return 42
+
+    inner = Chain()
+    chain = SerialChain(inner)
+    threads = [threading.Thread(target=lambda: [chain.current_block() for _ in range(10)]) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert inner.most == 1 and chain.current_block() == 42 and chain.blocks_per_window == 5
+
+
 def _landing_miner():
     """A Miner with only what `_land` touches (its report is a no-op here)."""
     from templar_jax.neurons.miner import Miner

@@ -254,3 +254,17 @@ def test_a_running_validators_metrics_endpoint(net, model, cfg):
     assert got[("templar_peer_status", (("peer", "1"), ("status", "ok")))] == 1
     assert got[("templar_peer_status", (("peer", "2"), ("status", "missing")))] == 1
     assert got[("process_resident_memory_bytes", ())] > 0
+
+
+def test_an_overlapped_miner_reads_the_chain_one_call_at_a_time(net):
+    """Its training thread (clock) and comm thread (clock, peer view) share one chain wrapper."""
+    import dataclasses
+
+    from templar_jax.neurons.overlap import SerialChain
+
+    parts = net.parts("miner-2", "miner")
+    overlapped = load_run_config("demo", OVERRIDES + ["sparseloco.overlap=true"])
+    miner = Miner(dataclasses.replace(parts, cfg=overlapped))
+    assert isinstance(miner.chain, SerialChain) and miner.clock.chain is miner.chain is miner.peers.chain
+    assert miner.peer_view()[0] == [1, 2, 3, 4] and miner.clock.current_window() == net.chain.current_window()
+    assert not isinstance(Miner(net.parts("miner-3", "miner")).chain, SerialChain)  # synchronous: as it was

@@ -40,7 +40,7 @@ from templar_jax.model.offload import StateOffload, fresh_device_copy, to_device
 from templar_jax.model.params import flatten_params
 from templar_jax.neurons.catchup import rebuild_params
 from templar_jax.neurons.common import NeuronBase, NeuronParts
-from templar_jax.neurons.overlap import Landing
+from templar_jax.neurons.overlap import Landing, SerialChain
 from templar_jax.neurons.upload import Upload
 from templar_jax.neurons.window_state import Contribution, Exchanged, Gathered, MinerState, Pending, Prepared
 from templar_jax.protocol.global_model import GlobalModel
@@ -95,6 +95,8 @@ class Miner(NeuronBase):
             # the sharded programs' order (and the landing step) could differ between processes
             raise RunConfigError("sparseloco.overlap: not supported for a miner spanning several processes yet")
         self.comm = ThreadPoolExecutor(1, thread_name_prefix=COMM_THREAD) if cfg.sparseloco.overlap else None
+        if self.comm is not None:  # both threads read the chain (clock, peer list): one call at a time
+            self.chain = self.clock.chain = self.peers.chain = SerialChain(self.chain)
 
     # -- one window ---------------------------------------------------------------------
     def _train(self, params, opt_state, window: int, start: int, before_step=None) -> Trained:

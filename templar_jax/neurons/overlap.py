@@ -10,6 +10,8 @@ window it waits for the exchange if it has not landed yet (lag at most one windo
 
 from __future__ import annotations
 
+import functools
+import threading
 import time
 
 import jax
@@ -58,3 +60,25 @@ class Landing:
         clock = max(0.0, min(got, wait_end) - max(t0, wait_start))
         self.seconds = self.span[1] - t0 - clock
         return x
+
+
+class SerialChain:
+    """The chain with its calls made one at a time. The overlapped miner reads the chain from two
+    threads at once (the training thread's clock; the comm thread's clock, metagraph and
+    commitments), and a BittensorChain is one connection with unlocked caches and reconnects.
+    Everything else (hotkey, blocks_per_window, ...) reads through."""
+
+    def __init__(self, inner):
+        self._inner, self._lock = inner, threading.RLock()
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def serial(*args, **kwargs):
+            with self._lock:
+                return attr(*args, **kwargs)
+
+        return serial
