@@ -91,7 +91,7 @@ class DomIndex(HTMLParser):
 
     def __init__(self):
         super().__init__()
-        self.ids, self.series, self.bars, self.text = {}, [], [], []
+        self.ids, self.series, self.bars, self.text, self.links = {}, [], [], [], []
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -101,6 +101,8 @@ class DomIndex(HTMLParser):
             self.series.append(a)
         if tag == "rect" and a.get("class") == "phase":
             self.bars.append(a)
+        if tag == "a":
+            self.links.append(a.get("href"))
 
     def handle_data(self, data):
         self.text.append(data)
@@ -144,6 +146,26 @@ def test_chromium_renders_each_uid_its_status_and_the_loss_series(dashboard, tmp
     assert sorted((int(b["data-window"]), b["data-phase"]) for b in page.bars) == [
         (w, p) for w in range(3, 8) for p in ("communication", "compute")]
     assert "held-out loss 8.1689" in page.text and "window-7" in page.ids and "neuron-validator-0" in page.ids
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium not installed (make test installs it)")
+def test_chromium_links_only_http_metrics_urls(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(RUN, run)
+    write_endpoint(run, "validator", 0, "javascript:alert(1)")
+    write_endpoint(run, "miner", 1, "http://127.0.0.1:9100/metrics")
+    server = DashboardServer(run, port=0).start()
+    try:
+        dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                              f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=3000",
+                              "--window-size=1400,1200", "--dump-dom", server.url],
+                             capture_output=True, text=True, timeout=120, check=True).stdout
+    finally:
+        server.close()
+    page = DomIndex()
+    page.feed(dom)
+    assert "neuron-validator-0" in page.ids and "javascript:alert(1)" in page.text  # shown as text
+    assert page.links == ["http://127.0.0.1:9100/metrics"]
 
 
 def test_cli_names_a_missing_run_folder(tmp_path, capsys):
