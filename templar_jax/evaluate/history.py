@@ -48,7 +48,7 @@ class EvalHistory:
         if lines and lines[-1]:  # no final newline: the write of that line never finished
             log.warning("%s: dropping an unfinished last line (%d bytes)", self.path, len(lines[-1]))
             raw = raw[: len(raw) - len(lines[-1])]
-            self.path.write_bytes(raw)
+            os.truncate(self.path, len(raw))  # in place: a crash now cannot lose the lines before it
         for n, line in enumerate(raw.split(b"\n")[:-1], 1):
             try:
                 record = json.loads(line)
