@@ -165,6 +165,16 @@ def test_watch_names_a_metrics_port_it_cannot_listen_on(tmp_path, heldout, caplo
     assert f"metrics.port={port}" in caplog.text and "cannot listen there" in caplog.text
 
 
+def test_a_restart_replays_records_whose_nan_metrics_were_written_as_null(tmp_path):
+    history = EvalHistory(tmp_path / "history.jsonl")
+    history.append({"window": 5, "heldout": {"loss": 2.0}, "lm_eval": {"hellaswag": {"acc": 0.25, "acc_stderr": float("nan")}}})
+    metrics = EvalMetrics()
+    for record in EvalHistory(tmp_path / "history.jsonl").records:  # what `eval --watch` does on a restart
+        metrics(record)
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest(metrics.registry).decode())}
+    assert [(s.labels["metric"], s.value) for s in families["templar_eval_lm_eval"].samples] == [("acc", 0.25)]
+
+
 def test_watch_needs_a_config_and_no_checkpoint_argument(tmp_path):
     assert main(["eval", "--watch", f"file://{tmp_path}"]) == 2
     assert main(["eval", str(tmp_path), "--watch", f"file://{tmp_path}", "--config", "demo"]) == 2

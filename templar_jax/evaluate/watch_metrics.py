@@ -45,4 +45,5 @@ class EvalMetrics:
                 gauge.set(heldout[key])
         for task, metrics in (record.get("lm_eval") or {}).items():
             for name, value in metrics.items():
-                self.lm_eval.labels(task=task, metric=name).set(value)
+                if value is not None:  # NaN: written to the history as null
+                    self.lm_eval.labels(task=task, metric=name).set(value)
