@@ -163,3 +163,32 @@ def test_overlapped_sparseloco_trains_on_the_same_tokens():
     assert overlapped.heldout_loss[1:] != plain.heldout_loss[1:]
     initial = sim.evaluate(sim.params0)
     assert max(plain.final_loss, overlapped.final_loss) < initial
+
+
+def test_a_failing_overlapped_loop_cancels_the_comm_threads_queue():
+    """An error on the main loop ends the run at once: work still queued on the comm thread
+    (e.g. a resume save) never starts, and the error is the run's."""
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    from templar_jax.neurons.miner import COMM_THREAD, Miner
+
+    miner = Miner.__new__(Miner)
+    miner.comm = ThreadPoolExecutor(1, thread_name_prefix=COMM_THREAD)
+    miner.cfg = SimpleNamespace(sparseloco=SimpleNamespace(overlap=True))
+    miner.clock = SimpleNamespace(current_window=lambda: 0)
+    miner.events = SimpleNamespace(emit=lambda *a, **k: None)
+    miner.wait_start_window = lambda: 0
+    miner.start_state, miner.upload = (lambda start, window: None), None
+    release, queued = threading.Event(), []
+
+    def step_overlapped(state, window, start, pending):
+        miner.comm.submit(release.wait, 5)  # an exchange in flight
+        queued.append(miner.comm.submit(lambda: None))  # queued behind it
+        raise RuntimeError("training failed")
+
+    miner.step_overlapped = step_overlapped
+    with pytest.raises(RuntimeError, match="training failed"):
+        miner.run(windows=3)
+    release.set()
+    assert queued[0].cancelled()

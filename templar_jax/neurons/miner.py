@@ -360,7 +360,8 @@ class Miner(NeuronBase):
                     state, pending = self.step_overlapped(state, window, start, pending)
                     window += 1
                 self._land(state, pending, start)
-            finally:  # on an error too: nothing queued runs after the loop (an exchange in flight ends)
+                self.comm.shutdown()  # nothing is queued any more: joins the comm thread
+            finally:  # on an error: nothing queued runs any more (an exchange in flight still ends)
                 self.comm.shutdown(wait=False, cancel_futures=True)
         else:
             while last is None or window <= last:
