@@ -169,3 +169,21 @@ def test_a_spooled_payload_closes_its_map_after_each_read(tmp_path, table, monke
     for m in maps:
         with pytest.raises(ValueError):  # closed
             len(m)
+
+
+def test_a_payload_the_spool_cannot_write_fails_the_gather_rather_than_the_peer(tmp_path, table):
+    """A full or broken local disk is the validator's failure: counting the peer as missing
+    (the gather's catch-all for a consumer's error) would slash an honest miner for it."""
+    now = time.time()
+    buckets = {uid: _upload(tmp_path, uid, _payload_bytes(table, uid)[1]) for uid in (1, 2)}
+    codec = PayloadCodec(table, chunk=64, topk=64, index_coding="elias-fano")
+
+    class FullDisk(PayloadSpool):
+        def put(self, window, uid, data, names):
+            if uid == 2:
+                raise OSError(28, "No space left on device")
+            return super().put(window, uid, data, names)
+
+    with pytest.raises(OSError, match="No space left"):
+        gather_window(WINDOW, [1, 2], buckets, upload=UploadWindow(now - 60, now + 60), version=VERSION,
+                      codec=codec, deadline_s=10.0, spool=FullDisk(tmp_path / "spool", codec), in_flight=1)

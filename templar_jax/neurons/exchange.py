@@ -76,11 +76,19 @@ def gather_window(
         if spool is None:
             decoded[oc.uid] = payload
             return oc if keep_raw else oc._replace(data=None)
-        decoded[oc.uid] = spool.put(window, oc.uid, oc.data, tuple(payload))
+        try:
+            decoded[oc.uid] = spool.put(window, oc.uid, oc.data, tuple(payload))
+        except OSError as err:  # our disk, not the peer's fault: raised below, after the gather
+            spool_errors.append(err)
         return oc._replace(data=None)
 
+    spool_errors: list[OSError] = []
     outcomes = gather(sources, window, deadline_s, version=version, max_bytes=codec.max_bytes,
                       upload_window=upload, max_concurrency=in_flight, consume=check)
+    if spool_errors:
+        # a payload that could not be spooled must not make its peer count as missing (and be
+        # slashed for it): the window fails instead
+        raise spool_errors[0]
     for oc in outcomes:  # uid order, whatever order the downloads finished in
         if oc.status is not GatherStatus.OK:
             out.failed[oc.uid] = f"{oc.status.value}: {oc.reason}" if oc.reason else oc.status.value
