@@ -153,3 +153,23 @@ def test_a_slow_debug_object_counts_in_the_budget_spent_but_not_as_the_time_of_e
     evaluated = sorted(int(u) for u, rec in scores["uids"].items() if rec["evaluated"])
     assert evaluated == [1, 2, 3, 4, 5]  # 5 sent nothing: drawn, missing
     assert all(validator.state.peers[u].last_eval_window == 0 for u in (1, 2, 3, 4))
+
+
+def test_a_window_that_fails_after_the_gather_leaves_no_spooled_payloads(tmp_path, model):
+    parts, buckets = _validator(tmp_path, model)
+    for uid in (1, 2):
+        data = model.codec.encode(random_payload(np.random.default_rng(uid), model.expected),
+                                  {"window": 0, "uid": uid, "version": model.version})
+        buckets[HOTKEYS[uid]].put(gradient_key(0, uid, model.version), data)
+    validator = Validator(parts())
+    spooled = []
+
+    def fail(theta, window, miners, gathered, train):
+        spooled.extend(p.path for p in gathered.payloads.valid.values())
+        raise RuntimeError("scoring failed")
+
+    validator._score = fail
+    with pytest.raises(RuntimeError, match="scoring failed"):
+        validator.process_window(model.init_params(), 0, start=0)
+    assert len(spooled) == 2 and not any(p.exists() for p in spooled)
+    assert not validator.spool.root.exists()

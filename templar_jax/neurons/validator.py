@@ -232,12 +232,18 @@ class Validator(NeuronBase):
     # -- one window ------------------------------------------------------------------------------
     def process_window(self, theta0, window: int, start: int):
         """Gather every miner, score, apply the outer step, publish and report; the new params."""
+        self.spool.clear()  # a previous run's leftovers
+        try:
+            return self._window(theta0, window, start)
+        finally:
+            self.spool.clear()  # the window's payloads, however it ended
+
+    def _window(self, theta0, window: int, start: int):
         graph = self.chain.metagraph()  # one read for the window: validators, hotkeys and leader
         miners, buckets = self.peer_view(graph)
         self.state, recycled = observe_hotkeys(self.state, dict(zip(graph.uids, graph.hotkeys)))
         if recycled:
             log.info("window %d: uids %s have a new hotkey; their records start over", window, recycled)
-        self.spool.clear()  # a previous run's leftovers
         peers = self.peer_list(window, miners, graph)
         gathered = self._timed(window, "validator_gather", lambda: self.gather(
             window, miners, peers, buckets, keep_raw=True, spool=self.spool))
@@ -261,7 +267,6 @@ class Validator(NeuronBase):
         save_state(state, self.state_path)
         self._timed(window, "validator_report", lambda: self._report(ValidatorWindow(
             window, miners, gathered, scoring, weights, self._heldout_loss(params), self.model.params_digest(params))))
-        self.spool.clear()
         return params
 
     def _timed(self, window: int, phase: str, run):
