@@ -103,17 +103,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from templar_jax.cli import main as cli_main
 
     try:
-        return cli_main(args)
+        code = cli_main(args)
     except BaseException as err:
         from templar_jax.multihost import report_failure
 
         report_failure(err)  # the other processes end now, not after the stall timeout
-        raise
-    finally:
-        if env.mode != "off":
-            import jax
+        raise  # no shutdown: its barrier would wait for a peer that may be dead (multihost.end_after_failure)
+    if env.mode != "off":
+        import jax
 
-            jax.distributed.shutdown()
+        jax.distributed.shutdown()
+    return code
 
 
 if __name__ == "__main__":

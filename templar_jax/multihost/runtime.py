@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import socket
 import sys
 from dataclasses import dataclass
@@ -70,11 +71,24 @@ def start(*, heartbeat_s: float = 2.0, stall_timeout_s: float = 60.0) -> Multiho
     def excepthook(kind, value, tb):
         report_failure(value)
         previous(kind, value, tb)
+        end_after_failure()
 
     sys.excepthook = excepthook
     log.info("multihost: process %d/%d on %s, stall timeout %.0f s", group.index, group.count, group.host,
              stall_timeout_s)
     return Multihost(group, agreement, watchdog)
+
+
+def end_after_failure() -> None:
+    """End this process after an uncaught error, never through jax.distributed's shutdown: its
+    barrier waits for every process, and one may be dead (a collective that failed because a peer
+    died surfaces here). The watchdog keeps running meanwhile, so when a peer is silent it ends
+    this process naming that peer's host and phase; otherwise exit 1 once it could have."""
+    if _active is None:
+        return
+    _active.join(_active.timeout_s + 2 * _active.interval_s)
+    sys.stderr.flush()
+    os._exit(1)
 
 
 def report_failure(error: BaseException) -> None:
