@@ -185,7 +185,9 @@ def test_wandb_sink_logs_each_events_numbers(tmp_path):
     assert fake.finished
 
 
-def test_wandb_missing_is_a_typed_error(monkeypatch):
+@pytest.fixture
+def without_wandb(monkeypatch):
+    """`import wandb` fails as if the extra were not installed."""
     import builtins
 
     real_import = builtins.__import__
@@ -196,13 +198,16 @@ def test_wandb_missing_is_a_typed_error(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_wandb)
+
+
+def test_wandb_missing_is_a_typed_error(without_wandb):
     from templar_jax.metrics import WandbError
 
     with pytest.raises(WandbError, match="templar-jax\\[wandb\\]"):
         WandbSink("p", role="miner", uid=1)
 
 
-def test_a_failing_wandb_closes_the_metrics_endpoint_already_started(monkeypatch, tmp_path):
+def test_a_failing_wandb_closes_the_metrics_endpoint_already_started(monkeypatch, tmp_path, without_wandb):
     import socket
 
     from templar_jax.metrics import WandbError, exporters
@@ -210,16 +215,6 @@ def test_a_failing_wandb_closes_the_metrics_endpoint_already_started(monkeypatch
 
     started = []
     monkeypatch.setattr(exporters, "MetricsServer", lambda *a, **k: started.append(MetricsServer(*a, **k)) or started[-1])
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_wandb(name, *args, **kwargs):
-        if name == "wandb":
-            raise ImportError("no wandb")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_wandb)
     cfg = load_run_config("demo", ["metrics.port=0", "metrics.wandb_project=p"])
     with pytest.raises(WandbError):
         exporters.attach_exporters(EventLog(tmp_path, "miner", 1), cfg, model=load_model_config(cfg.model.preset),
