@@ -201,8 +201,6 @@ class Validator(NeuronBase):
         state = apply_copy_verdicts(state, verdicts, window, cfg)
         stale = detect_stale_copies(uploads, self.earlier_updates, cfg)  # replays, re-uploaded aggregates
         state = apply_copy_verdicts(state, stale, window, cfg)
-        self.earlier_updates = remember(self.earlier_updates, window, uploads, cfg, seed=seed.seed,
-                                        aggregate_rows=self._aggregate_rows(theta0, gathered))
         for uid in contributors:
             if uid in behind and behind[uid] > cfg.poor_sync_steps:
                 state = slash_poor_sync(state, uid, behind[uid], cfg)
@@ -210,16 +208,17 @@ class Validator(NeuronBase):
         for uid in sorted(got.invalid - set(eval_uids)):
             state = slash_invalid(state, uid, cfg)
         state = observe_validator_sample(state, val_sample, cfg)
-        return Scoring(state, eval_uids, verdicts + stale, skipped)
+        return Scoring(state, eval_uids, verdicts + stale, skipped, seed=seed.seed)
 
-    def _aggregate_rows(self, theta0, gathered: Gathered):
-        """rows -> the window's aggregate's top-k indices at those chunk rows (what a free rider
-        compressing it would send later); None when nothing was applied."""
-        if not gathered.applied:
-            return None
+    def _remember(self, window: int, gathered: Gathered, seed: int, aggregate: dict | None) -> None:
+        """Keep this window's valid uploads and the applied aggregate's top-k indices (what a free
+        rider compressing it would send later) at sampled chunk rows, for the stale-copy check."""
         slc = self.cfg.sparseloco
-        return lambda rows: topk_rows_of(flatten(self.model.aggregate(gathered.applied, theta0)), rows,
-                                         topk=slc.topk, chunk=slc.chunk, batch_dims=self.model.batch_dims)
+        rows_of = None if aggregate is None else (
+            lambda rows: topk_rows_of(flatten(aggregate), rows, topk=slc.topk, chunk=slc.chunk,
+                                      batch_dims=self.model.batch_dims))
+        self.earlier_updates = remember(self.earlier_updates, window, dict(gathered.payloads.valid),
+                                        self.gauntlet_cfg, seed=seed, aggregate_rows=rows_of)
 
     def _copies(self, uploads: dict, stored_at: dict, seed: int) -> list:
         """Copy verdicts among this window's uploads: from one sketch per miner when
@@ -260,7 +259,15 @@ class Validator(NeuronBase):
 
         # the same outer step as the miners; then publish (a failed publication is logged and
         # never stops scoring)
-        params = self._timed(window, "validator_outer_step", lambda: self.model.outer_step(theta0, gathered.applied))
+        # one aggregate for the outer step and the stale-copy memory
+        def outer_step():
+            agg = self.model.aggregate(gathered.applied, theta0) if gathered.applied else None
+            return agg, (theta0 if agg is None else self.model.apply(theta0, agg))
+
+        aggregate, params = self._timed(window, "validator_outer_step", outer_step)
+        if scoring.seed is not None:
+            self._remember(window, gathered, scoring.seed, aggregate)
+        del aggregate
         weights = self._timed(window, "validator_publish",
                               lambda: self._publish(params, window, start, state, miners, gathered))
         self.state = state

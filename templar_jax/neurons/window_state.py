@@ -63,6 +63,7 @@ class Scoring:
     eval_uids: list[int]  # evaluated (drawn and not skipped)
     verdicts: list[CopyVerdict]
     skipped: Mapping[int, str] = field(default_factory=dict)  # drawn uids left out, and why (time budget)
+    seed: int | None = None  # the window's evaluation seed (None in a null round)
 
 
 @dataclass(frozen=True)

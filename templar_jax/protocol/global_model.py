@@ -85,7 +85,11 @@ class GlobalModel:
         On a mesh the result keeps the params' shardings."""
         if not payloads:
             return theta0
-        params = outer_step(theta0, self.aggregate(payloads, theta0), self.run_config.sparseloco.outer_lr)
+        return self.apply(theta0, self.aggregate(payloads, theta0))
+
+    def apply(self, theta0: dict, aggregate: dict) -> dict:
+        """theta0 - alpha * aggregate (`outer_step` for a caller that also needs the aggregate)."""
+        params = outer_step(theta0, aggregate, self.run_config.sparseloco.outer_lr)
         return params if self.shardings is None else jax.device_put(params, self.shardings)
 
     def aggregator_payloads(self, window: int, aggregator_bytes: bytes) -> list[Payload]:
