@@ -24,7 +24,6 @@ import json
 import logging
 import time
 
-import jax
 import numpy as np
 
 from templar_jax.data import validator_own_indices, validator_random_indices
@@ -63,7 +62,7 @@ from templar_jax.neurons.spool import PayloadSpool
 from templar_jax.neurons.window_state import Gathered, Scoring, ValidatorWindow
 from templar_jax.protocol.aggregator_object import encode_aggregator
 from templar_jax.protocol.leader import PeerList, publish_peer_list, publish_start_window, read_start_window
-from templar_jax.sparseloco import densify, median_norms, topk_rows_of
+from templar_jax.sparseloco import median_norms, topk_rows_of
 from templar_jax.sparseloco.tree import flatten
 from templar_jax.storage.keys import aggregator_key, debug_key
 
@@ -87,9 +86,6 @@ class Validator(NeuronBase):
         self.validator_seed = validator_seed
         self.eval_secret = load_or_create_secret(self.run_dir / f"validator-{self.uid}-eval-secret")
         self.earlier_updates = ()  # the last scored windows' updates, sampled (stale-copy check)
-
-    def _densify(self, payload, like, clip):
-        return densify(payload, like, clip_norm=clip, chunk=self.cfg.sparseloco.chunk, batch_dims=self.model.batch_dims)
 
     # -- start window -------------------------------------------------------------------------
     def ensure_start_window(self) -> int:
@@ -149,8 +145,8 @@ class Validator(NeuronBase):
             if x is not None:
                 behind[uid] = x
             t_uid = time.monotonic()
-            update = self._densify(got.valid[uid], theta0, clip)
-            theta_u = jax.tree.map(lambda p, u: p - step * u, theta0, update)
+            # theta0 - step * update, one parameter at a time (the dense update never exists whole)
+            theta_u = self.model.with_update(theta0, got.valid[uid], clip_norm=clip, step=step)
             own = self._tokens(train, validator_own_indices(
                 uid, window, train.n_samples, s.inner.steps, s.inner.target_batch,
                 s.inner.batch, validator_seed=seed, n=s.validator.eval_sequences))
@@ -161,6 +157,7 @@ class Validator(NeuronBase):
                 loss_rand_before=loss_rand_before,
                 loss_rand_after=self.model.loss(theta_u, rand_tokens),
                 steps_behind=x))
+            del theta_u  # model-sized: gone before the next uid's is built
             slowest = max(slowest, time.monotonic() - t_uid)
         if skipped:
             log.info("window %d: evaluation budget %.1f s: evaluated %d, skipped %s", window, budget,

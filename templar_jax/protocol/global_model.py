@@ -22,6 +22,8 @@ from templar_jax.model.sharding import param_shardings
 from templar_jax.protocol.aggregator_object import decode_aggregator
 from templar_jax.protocol.codec import PayloadCodec
 from templar_jax.sparseloco import Payload, aggregate, outer_step
+from templar_jax.sparseloco.densify import densify_tensors
+from templar_jax.sparseloco.tree import flatten, restructure
 from templar_jax.train.loss import loss_fn
 from templar_jax.wire import PayloadError, expected_table
 
@@ -86,6 +88,20 @@ class GlobalModel:
         if not payloads:
             return theta0
         return self.apply(theta0, self.aggregate(payloads, theta0))
+
+    def with_update(self, theta0: dict, payload: Payload, *, clip_norm: Mapping[str, Any] | None,
+                    step: float) -> dict:
+        """theta0 - step * (one peer's dense update, norm-clipped to `clip_norm`), built one
+        parameter at a time, so the whole dense update never exists beside theta0 and the result
+        (at 1B, 4.6 GB less in the validator's evaluation). The same ops per leaf as
+        `densify` then `theta0 - step * update`: bit-identical."""
+        flat0 = flatten(theta0)
+        out = {}
+        for name, update in densify_tensors(payload, theta0, clip_norm=clip_norm,
+                                            chunk=self.run_config.sparseloco.chunk, batch_dims=self.batch_dims):
+            out[name] = flat0[name] - step * update
+            del update  # before the next parameter's is built
+        return restructure(theta0, out)
 
     def apply(self, theta0: dict, aggregate: dict) -> dict:
         """theta0 - alpha * aggregate (`outer_step` for a caller that also needs the aggregate)."""
