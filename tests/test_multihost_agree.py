@@ -113,6 +113,15 @@ def test_a_follower_without_a_decision_fails_naming_the_phase():
         follower.value("chain.current_block", lambda: 0)
 
 
+def test_a_follower_whose_code_path_diverged_fails_naming_both_decisions():
+    out, _ = run_both([lambda a: a.value("bucket.put aggregator-3", lambda: None)],
+                      [lambda a: a.value("chain.set_weights", lambda: None)])
+    assert out[0] == [None]
+    assert isinstance(out[1][0], MultihostError)
+    assert "process 1, decision 0: process 0 made 'bucket.put aggregator-3' where this process expected " \
+           "'chain.set_weights'" in str(out[1][0])
+
+
 def test_agreed_chain_reads_once_and_writes_once_on_process_0(tmp_path):
     from templar_jax.chain.local import LocalChain
 
@@ -191,6 +200,45 @@ def test_a_gather_is_made_on_process_0_and_decoded_alike_elsewhere(raw_kind):
         (mine.window, mine.failed, mine.invalid, mine.stored_at, {}) == (4, {3: "too_late", 7: "invalid: bad magic"},
                                                                         {7}, {2: 10.5, 5: 11.25}, {})
     assert sorted(theirs.valid) == sorted(mine.valid) == [2, 5]
+    for uid in (2, 5):
+        for name, tensor in mine.valid[uid].items():
+            for a, b in zip(tensor, theirs.valid[uid][name]):
+                np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_follower_with_a_spool_keeps_the_gathered_payloads_on_its_disk(tmp_path):
+    import numpy as np
+
+    from templar_jax.config import load_run_config
+    from templar_jax.neurons.agreed_gather import agreed_gather
+    from templar_jax.neurons.exchange import WindowPayloads
+    from templar_jax.neurons.spool import PayloadSpool, SpooledPayload
+    from templar_jax.protocol.global_model import GlobalModel
+    from templar_jax.wire.synthetic import random_payload
+
+    model = GlobalModel(load_run_config("demo", []), pad_id=None)
+    raw = {uid: model.codec.encode(random_payload(np.random.default_rng(uid), model.expected, chunk=model.codec.chunk,
+                                                  topk=model.codec.topk),
+                                   {"window": 4, "uid": uid, "version": model.version, "global_step": 1})
+           for uid in (2, 5)}
+
+    def fetch(keep_raw):
+        got = WindowPayloads(4, stored_at={2: 1.0, 5: 2.0}, raw=dict(raw))
+        got.valid = {uid: model.decode_payload(b, window=4, uid=uid) for uid, b in raw.items()}
+        return got
+
+    spool = PayloadSpool(tmp_path / "process-1" / "spool", model.codec)
+
+    def step(a):
+        return agreed_gather(a, 4, fetch if a.leader else None, codec=model.codec, version=model.version,
+                             keep_raw=True, spool=None if a.leader else spool)
+
+    out, _ = run_both([step], [step])
+    mine, theirs = out[0][0], out[1][0]
+    assert all(isinstance(p, SpooledPayload) for p in theirs.valid.values())
+    assert sorted((tmp_path / "process-1" / "spool" / "window-4").iterdir()) == \
+        [tmp_path / "process-1" / "spool" / "window-4" / f"{u}.tjxw" for u in (2, 5)]
+    assert dict(theirs.raw) == raw and theirs.stored_at == mine.stored_at
     for uid in (2, 5):
         for name, tensor in mine.valid[uid].items():
             for a, b in zip(tensor, theirs.valid[uid][name]):

@@ -13,6 +13,9 @@ still make: the sequences drift apart). Agree on reads one by one where a loop h
 
 Results travel as JSON (`value`) or bytes (`blob`, split into parts); an exception is re-raised
 on every process as the same class where that class takes one message, else as MultihostError.
+Each record carries its label: a process whose n-th call names another decision than process 0's
+(their code paths diverged, e.g. an error caught on one process only) fails with MultihostError
+naming both, instead of taking another decision's value.
 Process 0 deletes a decision `keep` calls later: a process that far behind is broken anyway
 (its wait then fails with a clear error instead of reading a stale value).
 """
@@ -106,17 +109,17 @@ class Agreement(SoloAgreement):
         self._inside.depth = 1
         error = None
         try:
-            record = b"V" + fn()
+            kind, body = b"V", fn()
         except Exception as err:  # every process must see it; it propagates here too
             error = err
-            record = b"E" + json.dumps({"module": type(err).__module__, "name": type(err).__qualname__,
-                                        "message": str(err)}).encode()
+            kind, body = b"E", json.dumps({"module": type(err).__module__, "name": type(err).__qualname__,
+                                           "message": str(err)}).encode()
         finally:
             self._inside.depth = 0
-        self._publish(seq, key, record)
+        self._publish(seq, key, _record(kind, label, body))
         if error is not None:
             raise error
-        return record[1:]
+        return body
 
     def _publish(self, seq: int, key: str, record: bytes) -> None:
         parts = [record[i:i + PART_BYTES] for i in range(0, len(record), PART_BYTES)] or [b""]
@@ -138,13 +141,25 @@ class Agreement(SoloAgreement):
         except Exception as err:
             raise MultihostError(f"process {self.process_index}, phase {label!r}: no decision from "
                                  f"process 0 ({type(err).__name__}: {err})") from None
-        return _result(record)
+        kind, made, body = _parse(record)
+        if made != label:
+            raise MultihostError(f"process {self.process_index}, decision {key.rsplit('/', 1)[1]}: process 0 "
+                                 f"made {made!r} where this process expected {label!r} (the processes' "
+                                 f"code paths diverged)")
+        if kind == b"V":
+            return body
+        raise _rebuilt(json.loads(body))
 
 
-def _result(record: bytes) -> bytes:
-    if record[:1] == b"V":
-        return record[1:]
-    raise _rebuilt(json.loads(record[1:]))
+def _record(kind: bytes, label: str, body: bytes) -> bytes:
+    """kind (V: value, E: error), 4-byte little-endian label length, label, body."""
+    name = label.encode()
+    return kind + len(name).to_bytes(4, "little") + name + body
+
+
+def _parse(record: bytes) -> tuple[bytes, str, bytes]:
+    n = int.from_bytes(record[1:5], "little")
+    return record[:1], record[5:5 + n].decode(), record[5 + n:]
 
 
 def _rebuilt(info: dict) -> Exception:

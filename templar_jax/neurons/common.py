@@ -46,6 +46,13 @@ class NeuronParts:
     agreement: SoloAgreement = field(default_factory=solo)
 
 
+def process_dir(run_dir: str | Path, agreement: SoloAgreement) -> Path:
+    """Where this process writes what is its own (event log, payload spool): the run folder on
+    process 0, `run_dir/process-N/` on the others (the run folder may be shared by all)."""
+    run_dir = Path(run_dir)
+    return run_dir if agreement.leader else run_dir / f"process-{agreement.process_index}"
+
+
 def gauntlet_config(cfg: RunConfig) -> GauntletConfig:
     """The run config's `validator` section is a GauntletConfig: every Gauntlet key, one source."""
     return cfg.validator
@@ -59,6 +66,7 @@ class NeuronBase:
         self.chain, self.bucket, self.peers = parts.chain, parts.bucket, parts.peers
         self.data, self.model, self.clock, self.events = parts.data, parts.model, parts.clock, parts.events
         self.agreement = parts.agreement
+        self.process_dir = process_dir(self.run_dir, self.agreement)
         self.version = self.cfg.run.version
         self.gauntlet_cfg = gauntlet_config(self.cfg)
         self.sample_positions = choose_sample_positions(self.model.shapes_flat, self.gauntlet_cfg)
@@ -98,7 +106,7 @@ class NeuronBase:
             lambda raw: gather_window(window, uids, buckets, upload=upload, version=self.version, codec=self.model.codec,
                                       deadline_s=self.cfg.peers.gather_timeout_s, keep_raw=raw, spool=spool,
                                       in_flight=self.cfg.peers.gather_in_flight),
-            codec=self.model.codec, version=self.version, keep_raw=keep_raw)
+            codec=self.model.codec, version=self.version, keep_raw=keep_raw, spool=spool)
         return Gathered(peers, got, select_contributors(peers, got.valid), time.time() - t0)
 
     def wait_start_window(self, poll_s: float = 0.5, timeout_s: float = 600.0) -> int:
