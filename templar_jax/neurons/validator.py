@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import tempfile
 import time
 
 import numpy as np
@@ -58,9 +59,9 @@ from templar_jax.model.params import flatten_params
 from templar_jax.neurons.catchup import rebuild_params
 from templar_jax.neurons.common import NeuronBase, NeuronParts
 from templar_jax.neurons.exchange import WindowPayloads
-from templar_jax.neurons.spool import PayloadSpool
+from templar_jax.neurons.spool import PayloadSpool, SpooledPayload
 from templar_jax.neurons.window_state import Gathered, Scoring, ValidatorWindow
-from templar_jax.protocol.aggregator_object import encode_aggregator
+from templar_jax.protocol.aggregator_object import write_aggregator
 from templar_jax.protocol.leader import PeerList, publish_peer_list, publish_start_window, read_start_window
 from templar_jax.sparseloco import median_norms, topk_rows_of
 from templar_jax.sparseloco.tree import flatten
@@ -288,8 +289,7 @@ class Validator(NeuronBase):
         step = window - start + 1
         weights = None
         try:
-            self.bucket.put(aggregator_key(window, self.version),
-                            encode_aggregator(window, {u: gathered.payloads.raw[u] for u in gathered.contributors}))
+            self._publish_aggregator(window, gathered)
             if (window - start) % s.peers.refresh_windows == 0:
                 chosen = select_gather_peers(state, miners, window, cfg, gather=s.peers.gather,
                                              reserve=s.peers.reserve)
@@ -306,6 +306,20 @@ class Validator(NeuronBase):
         except Exception as err:  # storage, checkpoint or chain trouble: keep validating
             log.error("window %d: publishing failed (%s: %s)", window, type(err).__name__, err)
         return weights
+
+    def _publish_aggregator(self, window: int, gathered: Gathered) -> None:
+        """aggregator-W, written part by part from the spooled payload files (payloads held in
+        memory are written as they are), so the window's payloads are never all in memory; the
+        bucket takes the finished object as one bytes."""
+        got = gathered.payloads
+        sources = {u: got.valid[u].path if isinstance(got.valid[u], SpooledPayload) else got.raw[u]
+                   for u in gathered.contributors}
+        self.spool.root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=self.spool.root) as f:  # gone when closed, however this ends
+            write_aggregator(f, window, sources)
+            f.seek(0)
+            data = f.read()
+        self.bucket.put(aggregator_key(window, self.version), data)
 
     def _heldout_loss(self, params) -> float | None:
         ds = self.data.heldout
