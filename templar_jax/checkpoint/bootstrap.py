@@ -2,6 +2,8 @@
 
     # validator, every N outer steps
     save_and_publish(ckpts, bucket, version=v, window=w, params=params, global_step=s, keep=3)
+    # or save here and upload in the background (checkpoint/publisher.py)
+    publisher.submit(w, save_checkpoint(ckpts, version=v, window=w, params=params, global_step=s), global_step=s)
     # late joiner / restarting miner
     restored = bootstrap_from_bucket(leader_bucket, v, cache_dir, target=abstract_target(...))
     result = catch_up(restored.params, restored.meta.window + 1, current_window, fetch, apply)
@@ -19,16 +21,26 @@ from templar_jax.multihost.bucket import agreement_of
 PyTree = Any
 
 
+def save_checkpoint(ckpts: LocalCheckpoints, *, version: str, window: int, params: PyTree, global_step: int,
+                    extra: Optional[Mapping[str, Any]] = None,
+                    extras: Optional[Mapping[str, PyTree]] = None) -> Path:
+    """Save `params` locally as step `window` and wait until it is complete; its folder (every
+    process of a neuron spanning several saves its shards: a collective)."""
+    meta = CheckpointMeta(window=window, global_step=global_step, version=version,
+                          extra=dict(extra or {}))
+    ckpts.save(window, params, meta=meta, extras=extras)
+    ckpts.wait()
+    return ckpts.step_dir(window)
+
+
 def save_and_publish(ckpts: LocalCheckpoints, bucket, *, version: str, window: int,
                      params: PyTree, global_step: int,
                      extra: Optional[Mapping[str, Any]] = None,
                      extras: Optional[Mapping[str, PyTree]] = None,
                      keep: Optional[int] = None) -> dict[str, Any]:
     """Save `params` locally as step `window`, wait for it, upload it, then move the pointer."""
-    meta = CheckpointMeta(window=window, global_step=global_step, version=version,
-                          extra=dict(extra or {}))
-    ckpts.save(window, params, meta=meta, extras=extras)
-    ckpts.wait()
+    save_checkpoint(ckpts, version=version, window=window, params=params, global_step=global_step,
+                    extra=extra, extras=extras)
     return publish_checkpoint(bucket, version, window, ckpts.step_dir(window),
                               info={"global_step": int(global_step)}, keep=keep)
 
