@@ -48,6 +48,12 @@ class AgreedBucket:
     def agreement(self) -> SoloAgreement:
         return self._agree
 
+    def leader_bucket(self) -> Bucket:
+        """Process 0's own Bucket (opened if lazy), for work off the agreed path: a background
+        thread on process 0 (a checkpoint upload) must not number agreements. Raises
+        MultihostError on the other processes."""
+        return self._bucket()
+
     def __repr__(self) -> str:
         return f"AgreedBucket({self.name}, {self._inner!r})"
 
