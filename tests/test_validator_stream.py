@@ -173,3 +173,42 @@ def test_a_window_that_fails_after_the_gather_leaves_no_spooled_payloads(tmp_pat
         validator.process_window(model.init_params(), 0, start=0)
     assert len(spooled) == 2 and not any(p.exists() for p in spooled)
     assert not validator.spool.root.exists()
+
+
+def test_a_checkpoint_due_is_saved_in_the_window_and_uploaded_in_the_background(tmp_path, model, monkeypatch):
+    import threading
+
+    import jax
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    from templar_jax.checkpoint import publisher as publisher_module
+    from templar_jax.checkpoint.bootstrap import bootstrap_from_bucket
+    from templar_jax.checkpoint.local import abstract_target
+    from templar_jax.checkpoint.remote import read_latest
+    from templar_jax.model.sharding import make_mesh
+
+    cfg = model.run_config
+    every = dataclasses.replace(cfg, validator=dataclasses.replace(cfg.validator, checkpoint_interval_windows=1))
+    parts, buckets = _validator(tmp_path, model, every)
+    for uid in (1, 2):
+        data = model.codec.encode(random_payload(np.random.default_rng(uid), model.expected),
+                                  {"window": 0, "uid": uid, "version": model.version})
+        buckets[HOTKEYS[uid]].put(gradient_key(0, uid, model.version), data)
+    release, upload = threading.Event(), publisher_module.publish_checkpoint
+
+    def held_upload(*args, **kwargs):  # a slow bucket: the upload waits until released
+        assert release.wait(60)
+        return upload(*args, **kwargs)
+
+    monkeypatch.setattr(publisher_module, "publish_checkpoint", held_upload)
+    validator = Validator(parts())
+    params = validator.process_window(model.init_params(), 0, start=0)
+    assert validator.publisher.busy and read_latest(validator.bucket, model.version) is None  # the window went on
+    assert validator.ckpts.step_dir(0).is_dir()  # saved locally inside the window
+    release.set()
+    validator.publisher.close()
+    assert validator.publisher.failures == 0 and read_latest(validator.bucket, model.version)["window"] == 0
+    target = abstract_target(params, NamedSharding(make_mesh("fsdp=1", jax.devices()[:1]), PartitionSpec()))
+    restored = bootstrap_from_bucket(validator.bucket, model.version, tmp_path / "joiner", target=target)
+    assert restored.meta.window == 0 and restored.meta.global_step == 1
+    assert model.params_digest(restored.params) == model.params_digest(params)

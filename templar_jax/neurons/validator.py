@@ -52,7 +52,8 @@ from templar_jax.gauntlet import (
     slash_poor_sync,
     steps_behind,
 )
-from templar_jax.checkpoint import LocalCheckpoints, save_and_publish
+from templar_jax.checkpoint import LocalCheckpoints, save_checkpoint
+from templar_jax.checkpoint.publisher import CheckpointPublisher
 from templar_jax.gauntlet.copy_detect import detect_copies_sketched, index_sketch
 from templar_jax.gauntlet.errors import ScoreInputError
 from templar_jax.model.params import flatten_params
@@ -81,6 +82,8 @@ class Validator(NeuronBase):
         super().__init__(parts)
         self.state_path = self.run_dir / f"validator-{self.uid}-state.json"
         self.ckpts = LocalCheckpoints(self.run_dir / f"validator-{self.uid}-checkpoints", max_to_keep=2)
+        # uploads each saved checkpoint on its own thread (process 0 alone submits)
+        self.publisher = CheckpointPublisher(self.bucket, self.version, keep=CHECKPOINTS_KEPT)
         # every miner's accepted payload waits here, not in memory (peak RSS flat in the miners)
         self.spool = PayloadSpool(self.run_dir / f"validator-{self.uid}-spool", self.model.codec)
         self.state = load_or_init(self.state_path)
@@ -296,9 +299,12 @@ class Validator(NeuronBase):
                 publish_peer_list(self.bucket, PeerList(window + 2, chosen.gather, chosen.reserve), self.version)
             if s.validator.checkpoint_interval_windows > 0 and step % s.validator.checkpoint_interval_windows == 0:
                 t = time.time()
-                save_and_publish(self.ckpts, self.bucket, version=self.version, window=window, params=params,
-                                 global_step=step, keep=CHECKPOINTS_KEPT)
-                log.info("window %d: checkpoint published in %.1f s", window, time.time() - t)
+                self.publisher.wait()  # the previous upload reads a folder this save's rotation may delete
+                step_dir = save_checkpoint(self.ckpts, version=self.version, window=window, params=params,
+                                           global_step=step)  # every process: a collective
+                if self.agreement.leader:
+                    self.publisher.submit(window, step_dir, global_step=step)
+                log.info("window %d: checkpoint saved in %.1f s, uploading in the background", window, time.time() - t)
             if step % s.validator.weights_interval_windows == 0:
                 weights = compute_weights(state, window, cfg)
                 if weights.uids and sum(weights.weights) > 0:
@@ -366,6 +372,7 @@ class Validator(NeuronBase):
             self.clock.wait_for_gather(window)
             params = self.process_window(params, window, start)
             window += 1
+        self.publisher.close()  # the last checkpoint upload ends before the run does
         self.events.emit("stopped", window=window - 1)
         return 0
 
