@@ -9,13 +9,20 @@ first (warm-up: every program compiles), the kernel's peak-RSS mark is reset
   memory  the same window with every miner's payload decoded in memory (the path before the
           spool; the miners' path), as the baseline
 Peak RSS is VmHWM over the measured window; `model` is the RSS before it (params, compiled
-programs, runtime), so `peak - model` is what the window itself adds.
+programs, runtime), so `peak - model` is what the window itself adds. The model's own footprint
+in a window is the peak of the same window with one miner (`--miners 1,...`: theta0, the
+evaluated theta_u, the aggregate and the new params, all model-sized, and one payload); the
+table gives each row's growth over the mode's first N in decoded payloads (`decoded`: the arrays
+of one miner's decoded payload).
 
     python bench/validator_window.py [--miners 2,8,32] [--modes spool,memory] [--preset 150m]
-                                     [--eval-uids 2] [--gather 20] [--in-flight 4] [--workers 2]
-                                     [--copy-sketch 0]
+                                     [--eval-uids 2] [--eval-sequences 2] [--gather 20]
+                                     [--in-flight 4] [--workers 2] [--copy-sketch 0]
+                                     [--checkpoint-interval 0] [--publish-wait] [--lock FILE]
 Prints a table (peak RSS and its ratio to the same mode's first N; time per phase) and one JSON
-line per row.
+line per row. With `--checkpoint-interval 1` both windows save and publish a checkpoint: the
+publish phase saves it locally and the upload runs in the background (`upload after` is how long
+it went on after the window); `--publish-wait` keeps the upload inside the phase, as before.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from types import SimpleNamespace
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-PHASES = ("gather", "score", "outer_step", "publish")
+PHASES = ("gather", "score", "outer_step", "publish", "report")  # the validator's own `_timed` phases
 BLOCK_S = 1.0
 BLOCKS_PER_WINDOW = 2
 UPLOAD_SPAN_S = 1.0
@@ -51,8 +58,9 @@ def _reset_peak() -> None:
 
 
 def _overrides(args) -> list[str]:
-    return [f"model.preset={args.preset}", "data.seq_len=64", "validator.eval_sequences=2",
-            f"validator.eval_uids_per_window={args.eval_uids}", "validator.checkpoint_interval_windows=0",
+    return [f"model.preset={args.preset}", "data.seq_len=64", f"validator.eval_sequences={args.eval_sequences}",
+            f"validator.eval_uids_per_window={args.eval_uids}",
+            f"validator.checkpoint_interval_windows={args.checkpoint_interval}",
             f"peers.gather={args.gather}", "peers.reserve=0", f"peers.upload_window_s={UPLOAD_SPAN_S}",
             "peers.gather_timeout_s=600", f"peers.gather_in_flight={args.in_flight}",
             f"peers.decode_workers={args.workers}", "run.null_rounds=0", "run.resume_interval_windows=0",
@@ -61,6 +69,7 @@ def _overrides(args) -> list[str]:
 
 def child(args) -> dict:
     """One (mode, N) measurement in this process; returns its row."""
+    import jax
     import numpy as np
 
     from templar_jax.chain.local import LocalChain
@@ -90,15 +99,17 @@ def child(args) -> dict:
         chain.register(hk, stake=1000.0 if i == 0 else 0.0)
         buckets[i], access = open_my_bucket(f"file://{work / 'buckets' / hk}")
         publish_access(LocalChain(work / "chain.sqlite", hotkey=hk), access)
-    payload_bytes = 0
+    payload_bytes = decoded_bytes = 0
     for uid in range(1, args.miners + 1):  # generated, not trained; freed before the measurement
-        payload = random_payload(np.random.default_rng(uid), model.expected)
-        for window in (0, 1):
+        for window in (0, 1):  # a fresh payload each window (the same one twice is a stale copy)
+            payload = random_payload(np.random.default_rng([uid, window]), model.expected)
             data = model.codec.encode(payload, {"window": window, "uid": uid, "version": model.version})
             buckets[uid].put(gradient_key(window, uid, model.version), data)
             inside = genesis + BLOCK_S * BLOCKS_PER_WINDOW * (window + 1) + 0.1  # in the upload window
             os.utime(work / "buckets" / hotkeys[uid] / gradient_key(window, uid, model.version), (inside, inside))
             payload_bytes = len(data)
+        if uid == 1:  # one decoded payload's arrays, as the wire decoder returns them
+            decoded_bytes = sum(np.asarray(a).nbytes for tp in model.codec.decode(data)[0].values() for a in tp)
         del payload, data
     me = LocalChain(work / "chain.sqlite", hotkey="validator-0")
     run_dir = work / "run"
@@ -111,40 +122,56 @@ def child(args) -> dict:
     if args.mode == "memory":  # every payload decoded in memory, as before the spool
         gather = validator.gather
         validator.gather = lambda *a, spool=None, **kw: gather(*a, **kw)
-    seconds = dict.fromkeys(PHASES, 0.0)
+    seconds, peaks_kb, peak_outside = dict.fromkeys(PHASES, 0.0), dict.fromkeys(PHASES, 0), [0]
+    phase_of = validator._timed
 
-    def timed(name, fn):
-        def run(*a, **kw):
-            t = time.perf_counter()
-            try:
-                return fn(*a, **kw)
-            finally:
-                seconds[name] += time.perf_counter() - t
-        return run
+    def timed(window, phase, run):
+        """Each phase's time and its own peak RSS (the mark is reset at its start; the peak
+        between phases is kept apart, so the window's peak is the max of both). The phase's
+        arrays are waited for (jax dispatches asynchronously: the outer step's work would
+        otherwise land in whatever reads its result next)."""
+        name = phase.removeprefix("validator_")
+        peak_outside[0] = max(peak_outside[0], _status_kb("VmHWM"))
+        _reset_peak()
+        t = time.perf_counter()
+        try:
+            return phase_of(window, phase, lambda: jax.block_until_ready(run()))
+        finally:
+            seconds[name] += time.perf_counter() - t
+            peaks_kb[name] = max(peaks_kb[name], _status_kb("VmHWM"))
+            _reset_peak()
 
-    validator.gather = timed("gather", validator.gather)
-    validator._score = timed("score", validator._score)
-    model.outer_step = timed("outer_step", model.outer_step)
-    validator._publish = timed("publish", validator._publish)
+    validator._timed = timed
+    if args.publish_wait:  # the checkpoint upload inside the publish phase, as before the background publisher
+        publish = validator._publish
+        validator._publish = lambda *a, **kw: (publish(*a, **kw), validator.publisher.wait())[0]
 
     theta0 = model.init_params()
     params = validator.process_window(theta0, 0, start=0)  # warm-up: compiles every program
     del params
     gc.collect()
     seconds.update(dict.fromkeys(PHASES, 0.0))
+    peaks_kb.update(dict.fromkeys(PHASES, 0))
     model_kb = _status_kb("VmRSS")
     _reset_peak()
+    peak_outside[0] = 0
     t = time.perf_counter()
     validator.process_window(theta0, 1, start=0)
     wall = time.perf_counter() - t
-    peak_kb = _status_kb("VmHWM")
+    t = time.perf_counter()
+    validator.publisher.close()  # the checkpoint upload still running after the window, if any
+    upload_after = time.perf_counter() - t
+    peak_kb = max(_status_kb("VmHWM"), peak_outside[0], *peaks_kb.values())
     n_params = sum(int(np.prod(s)) for s in model.shapes_flat.values())
     scored = sum(1 for rec in validator.state.peers.values() if rec.last_eval_window == 1)
     return {"bench": "validator_window", "mode": args.mode, "miners": args.miners, "preset": args.preset,
-            "params": n_params, "payload_mb": payload_bytes / 1e6, "evaluated": scored,
+            "params": n_params, "payload_mb": payload_bytes / 1e6, "decoded_mb": decoded_bytes / 1e6,
+            "eval_sequences": args.eval_sequences, "evaluated": scored,
             "model_rss_mb": model_kb / 1024, "peak_rss_mb": peak_kb / 1024,
             "window_mb": (peak_kb - model_kb) / 1024, "wall_s": wall,
-            **{f"{k}_s": v for k, v in seconds.items()}}
+            "checkpoint_interval": args.checkpoint_interval, "publish_wait": args.publish_wait,
+            "upload_after_window_s": upload_after,
+            **{f"{k}_s": v for k, v in seconds.items()}, **{f"{k}_peak_mb": v / 1024 for k, v in peaks_kb.items()}}
 
 
 def main(argv=None) -> int:
@@ -153,11 +180,18 @@ def main(argv=None) -> int:
     p.add_argument("--modes", default="spool,memory")
     p.add_argument("--preset", default="150m")
     p.add_argument("--eval-uids", type=int, default=2, help="uids evaluated per window (the same for every N)")
+    p.add_argument("--eval-sequences", type=int, default=2, help="validator.eval_sequences (of seq_len 64)")
+    p.add_argument("--checkpoint-interval", type=int, default=0,
+                   help="validator.checkpoint_interval_windows (1: a checkpoint saved and published every window)")
+    p.add_argument("--publish-wait", action="store_true",
+                   help="the publish phase waits for the checkpoint upload (as before it ran in the background)")
     p.add_argument("--gather", type=int, default=20, help="peers aggregated (peers.gather)")
     p.add_argument("--in-flight", type=int, default=4, help="peers.gather_in_flight")
     p.add_argument("--workers", type=int, default=2, help="peers.decode_workers")
     p.add_argument("--copy-sketch", type=int, default=0,
                    help="validator.copy_sketch_chunks (0: every pair's full index sets)")
+    p.add_argument("--lock", help="run each measured process under `flock LOCK` (a machine shared with other "
+                                  "memory-hungry jobs)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--mode", default="spool", help=argparse.SUPPRESS)
     p.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -172,9 +206,11 @@ def main(argv=None) -> int:
             with tempfile.TemporaryDirectory(prefix="tjx-validator-window-") as work:
                 cmd = [sys.executable, os.path.abspath(__file__), "--child", "--mode", mode, "--miners", str(n),
                        "--workdir", work, "--preset", args.preset, "--eval-uids", str(args.eval_uids),
+                       "--eval-sequences", str(args.eval_sequences), "--checkpoint-interval",
+                       str(args.checkpoint_interval), *(["--publish-wait"] if args.publish_wait else []),
                        "--gather", str(args.gather), "--in-flight", str(args.in_flight),
                        "--workers", str(args.workers), "--copy-sketch", str(args.copy_sketch)]
-                out = subprocess.run(cmd, capture_output=True, text=True)
+                out = subprocess.run((["flock", args.lock] if args.lock else []) + cmd, capture_output=True, text=True)
             if out.returncode != 0:
                 print(out.stderr[-3000:], file=sys.stderr)
                 return 1
@@ -182,19 +218,24 @@ def main(argv=None) -> int:
             print(json.dumps(rows[-1]), flush=True)
     first = {}
     print(f"\n{rows[0]['preset']}: {rows[0]['params'] / 1e6:.0f}M params, payload {rows[0]['payload_mb']:.1f} MB "
-          f"on the wire; {args.eval_uids} uids evaluated, {args.gather} aggregated at most, "
+          f"on the wire, {rows[0]['decoded_mb']:.1f} MB decoded; {args.eval_uids} uids evaluated on "
+          f"{args.eval_sequences} x 64 tokens, {args.gather} aggregated at most, "
           f"{args.in_flight} in flight, {args.workers} decode workers, copy detection "
           + (f"from {args.copy_sketch}-row sketches" if args.copy_sketch else "on full index sets"))
     print("peak = VmHWM over the measured window; model = RSS before it; window = peak - model; "
-          "x N0: ratio to the mode's first N")
-    print(f"{'mode':7} {'N':>3} {'model MB':>9} {'peak MB':>8} {'x N0':>5} {'window MB':>9} {'x N0':>5} {'wall s':>7} "
-          + " ".join(f"{p + ' s':>12}" for p in PHASES))
+          "x N0: ratio to the mode's first N; +dec: (peak - first N's peak) in decoded payloads; "
+          "at: the phase that holds the peak")
+    print(f"{'mode':7} {'N':>3} {'model MB':>9} {'peak MB':>8} {'x N0':>5} {'+dec':>5} {'window MB':>9} {'x N0':>5} "
+          f"{'at':>10} {'wall s':>7} "
+          + " ".join(f"{p + ' s':>12}" for p in PHASES) + f" {'upload after s':>14}")
     for r in rows:
         base = first.setdefault(r["mode"], r)
         print(f"{r['mode']:7} {r['miners']:>3} {r['model_rss_mb']:>9.0f} {r['peak_rss_mb']:>8.0f} "
-              f"{r['peak_rss_mb'] / base['peak_rss_mb']:>5.2f} {r['window_mb']:>9.0f} "
-              f"{r['window_mb'] / max(base['window_mb'], 1.0):>5.2f} {r['wall_s']:>7.1f} "
-              + " ".join(f"{r[p + '_s']:>12.2f}" for p in PHASES))
+              f"{r['peak_rss_mb'] / base['peak_rss_mb']:>5.2f} "
+              f"{(r['peak_rss_mb'] - base['peak_rss_mb']) * 1.048576 / r['decoded_mb']:>5.2f} {r['window_mb']:>9.0f} "
+              f"{r['window_mb'] / max(base['window_mb'], 1.0):>5.2f} "
+              f"{max(PHASES, key=lambda p: r[p + '_peak_mb']):>10} {r['wall_s']:>7.1f} "
+              + " ".join(f"{r[p + '_s']:>12.2f}" for p in PHASES) + f" {r['upload_after_window_s']:>14.2f}")
     return 0
 
 
