@@ -38,11 +38,14 @@ def save_and_publish(ckpts: LocalCheckpoints, bucket, *, version: str, window: i
                      extra: Optional[Mapping[str, Any]] = None,
                      extras: Optional[Mapping[str, PyTree]] = None,
                      keep: Optional[int] = None) -> dict[str, Any]:
-    """Save `params` locally as step `window`, wait for it, upload it, then move the pointer."""
+    """Save `params` locally as step `window`, wait for it, upload it, then move the pointer.
+
+    For a neuron spanning processes (`bucket` is a multihost.AgreedBucket) every process saves its
+    shards into `ckpts` (a folder they all share); once all have finished, process 0 uploads."""
     save_checkpoint(ckpts, version=version, window=window, params=params, global_step=global_step,
                     extra=extra, extras=extras)
-    return publish_checkpoint(bucket, version, window, ckpts.step_dir(window),
-                              info={"global_step": int(global_step)}, keep=keep)
+    return agreement_of(bucket).value("publish checkpoint", lambda: publish_checkpoint(
+        bucket, version, window, ckpts.step_dir(window), info={"global_step": int(global_step)}, keep=keep))
 
 
 def bootstrap_from_bucket(bucket, version: str, cache_dir: str | Path, *,

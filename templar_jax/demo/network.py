@@ -82,7 +82,7 @@ def create_chain(net: Network, settings: RunConfig) -> None:
         chain.close()
 
 
-def _child_env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
     env = dict(os.environ)
     # One device per neuron: drop fake-device flags a test runner may have set for itself.
     flags = [f for f in env.get("XLA_FLAGS", "").split() if "force_host_platform_device_count" not in f]
@@ -105,18 +105,24 @@ def warm_up(net: Network) -> int:
     for o in net.overrides:
         cmd += ["--set", o]
     with open(net.run_dir / "logs" / "warmup.log", "ab") as log:
-        return subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=_child_env()).returncode
+        return subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=child_env()).returncode
+
+
+def cli_args(net: Network, spec: NeuronSpec) -> list[str]:
+    """The `templar-jax` arguments that run `spec` in this network."""
+    args = [spec.role, "--config", net.config, "--hotkey", spec.hotkey, "--run-dir", str(net.run_dir),
+            "--windows", str(net.windows)]
+    for o in net.neuron_overrides(spec):
+        args += ["--set", o]
+    if spec.role == "miner":
+        args += ["--behavior", spec.behavior]
+    return args
 
 
 def start(net: Network, spec: NeuronSpec) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "templar_jax.cli", spec.role, "--config", net.config,
-           "--hotkey", spec.hotkey, "--run-dir", str(net.run_dir), "--windows", str(net.windows)]
-    for o in net.neuron_overrides(spec):
-        cmd += ["--set", o]
-    if spec.role == "miner":
-        cmd += ["--behavior", spec.behavior]
+    cmd = [sys.executable, "-m", "templar_jax.cli", *cli_args(net, spec)]
     log = open(net.run_dir / "logs" / f"{spec.hotkey}.log", "ab")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_child_env(),
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=child_env(),
                             start_new_session=True)
     net.procs[spec.hotkey] = proc
     return proc

@@ -17,10 +17,10 @@ from templar_jax.chain import ValidatorRule
 from templar_jax.config import RunConfig
 from templar_jax.events import EventLog
 from templar_jax.metrics import attach_exporters
-from templar_jax.multihost import AgreedBucket, AgreedChain, MultihostError, SoloAgreement, solo
+from templar_jax.multihost import AgreedBucket, AgreedChain, SoloAgreement, solo
 from templar_jax.multihost import start as start_multihost
 from templar_jax.neurons.clock import WindowClock
-from templar_jax.neurons.common import NeuronParts
+from templar_jax.neurons.common import NeuronParts, process_dir
 from templar_jax.neurons.datasets import open_datasets
 from templar_jax.neurons.mesh import neuron_mesh
 from templar_jax.neurons.miner import Miner
@@ -79,7 +79,7 @@ def build_parts(cfg: RunConfig, *, role: str, hotkey: str, run_dir: str | Path,
         peers = PeerDirectory(chain, storage.client)
     data = open_datasets(cfg.data)
     model = GlobalModel(cfg, pad_id=data.pad_id, mesh=neuron_mesh(cfg.mesh.spec))
-    events = EventLog(run_dir if agreement.leader else run_dir / f"process-{agreement.process_index}", role, uid)
+    events = EventLog(process_dir(run_dir, agreement), role, uid)
     if agreement.leader:
         attach_exporters(events, cfg, model=model.cfg, mesh=model.mesh, run_dir=run_dir)  # run config `metrics`
     return NeuronParts(cfg=cfg, hotkey=hotkey, uid=uid, run_dir=run_dir, chain=chain, bucket=bucket,
@@ -113,9 +113,6 @@ def build_miner(cfg: RunConfig, *, hotkey: str, run_dir: str | Path, upload: Upl
 
 def build_validator(cfg: RunConfig, *, hotkey: str, run_dir: str | Path, register_stake: float | None = None,
                     validator_seed: int = 0) -> Validator:
-    """A validator, on one process (one spanning processes is not wired yet: its evaluation data
-    and scores are not agreed)."""
-    if jax.process_count() > 1:
-        raise MultihostError("a validator spanning several processes is not wired yet; run it as one process")
+    """A validator (on one process or, with jax.distributed up, across several: see `build_parts`)."""
     parts = build_parts(cfg, role=Validator.role, hotkey=hotkey, run_dir=run_dir, register_stake=register_stake)
     return Validator(parts, validator_seed=validator_seed)

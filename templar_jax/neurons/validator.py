@@ -11,6 +11,11 @@ weights every `weights_interval_windows`; publish an orbax checkpoint every
 are rebuilt on restart from the latest published checkpoint plus the published aggregates, so a
 restart resumes where it stopped.
 
+Across several processes (jax.distributed, `templar_jax.multihost`) process 0 alone reads and
+writes the run folder's state and secret and publishes; every input of the model (state, draw,
+gathered payloads, the evaluation budget's skips) is decided there and agreed, and the arrays
+are evaluated alike everywhere (`validator_files` says which file is whose).
+
 Which uids are evaluated and on which sequences comes from the window's evaluation seed
 (gauntlet/eval_seed.py): the hash of the first block after the upload deadline mixed with a
 secret kept in the run folder, so no miner can know it while it can still upload; each draw is
@@ -37,14 +42,11 @@ from templar_jax.gauntlet import (
     detect_copies,
     detect_stale_copies,
     draw,
-    load_or_create_secret,
-    load_or_init,
     remember,
     observe_hotkeys,
     observe_validator_sample,
     parse_debug_object,
     sample_params,
-    save_state,
     score_window,
     select_eval_uids,
     select_gather_peers,
@@ -61,6 +63,7 @@ from templar_jax.neurons.catchup import rebuild_params
 from templar_jax.neurons.common import NeuronBase, NeuronParts
 from templar_jax.neurons.exchange import WindowPayloads
 from templar_jax.neurons.spool import PayloadSpool, SpooledPayload
+from templar_jax.neurons.validator_files import agreed_secret, agreed_state, save_state_once
 from templar_jax.neurons.window_state import Gathered, Scoring, ValidatorWindow
 from templar_jax.protocol.aggregator_object import write_aggregator
 from templar_jax.protocol.leader import PeerList, publish_peer_list, publish_start_window, read_start_window
@@ -84,11 +87,12 @@ class Validator(NeuronBase):
         self.ckpts = LocalCheckpoints(self.run_dir / f"validator-{self.uid}-checkpoints", max_to_keep=2)
         # uploads each saved checkpoint on its own thread (process 0 alone submits)
         self.publisher = CheckpointPublisher(self.bucket, self.version, keep=CHECKPOINTS_KEPT)
-        # every miner's accepted payload waits here, not in memory (peak RSS flat in the miners)
-        self.spool = PayloadSpool(self.run_dir / f"validator-{self.uid}-spool", self.model.codec)
-        self.state = load_or_init(self.state_path)
+        # every miner's accepted payload waits here, not in memory (peak RSS flat in the miners);
+        # each process has its own
+        self.spool = PayloadSpool(self.process_dir / f"validator-{self.uid}-spool", self.model.codec)
+        self.state = agreed_state(self.agreement, self.state_path)
         self.validator_seed = validator_seed
-        self.eval_secret = load_or_create_secret(self.run_dir / f"validator-{self.uid}-eval-secret")
+        self.eval_secret = agreed_secret(self.agreement, self.run_dir / f"validator-{self.uid}-eval-secret")
         self.earlier_updates = ()  # the last scored windows' updates, sampled (stale-copy check)
 
     # -- start window -------------------------------------------------------------------------
@@ -123,7 +127,7 @@ class Validator(NeuronBase):
         """Evaluations of the drawn `uids` in draw order, within `validator.eval_budget_s`: a uid
         whose evaluation would not fit in what is left (judged by the slowest one so far; the
         first always runs) is skipped, with the reason (missing and invalid uids need no
-        evaluation and never are)."""
+        evaluation and never are). Process 0's clock decides each skip for every process."""
         s = self.cfg
         got, contributors = gathered.payloads, gathered.contributors
         evaluations, missing, invalid, behind, skipped = [], [], [], {}, {}
@@ -138,11 +142,18 @@ class Validator(NeuronBase):
             if uid not in got.valid:
                 missing.append(uid)
                 continue
-            spent = time.monotonic() - started
-            if budget > 0 and evaluations and spent + slowest > budget:
-                skipped[uid] = (f"evaluation time budget: {spent:.1f} s of {budget:g} s spent, "
-                                f"one evaluation takes up to {slowest:.1f} s")
-                continue
+            if budget > 0 and evaluations:
+                def over_budget(spent: float) -> str | None:
+                    if spent + slowest <= budget:
+                        return None
+                    return (f"evaluation time budget: {spent:.1f} s of {budget:g} s spent, "
+                            f"one evaluation takes up to {slowest:.1f} s")
+
+                reason = self.agreement.value(f"evaluation budget uid {uid}",
+                                              lambda: over_budget(time.monotonic() - started))
+                if reason is not None:
+                    skipped[uid] = reason
+                    continue
             # the debug object is read from the peer's bucket: its latency is the peer's to set, so
             # it counts in `spent` but not in `slowest` (one slow bucket must not skip the others)
             x = self._steps_behind(uid, window, val_sample)
@@ -272,7 +283,7 @@ class Validator(NeuronBase):
         weights = self._timed(window, "validator_publish",
                               lambda: self._publish(params, window, start, state, miners, gathered))
         self.state = state
-        save_state(state, self.state_path)
+        save_state_once(self.agreement, state, self.state_path)
         self._timed(window, "validator_report", lambda: self._report(ValidatorWindow(
             window, miners, gathered, scoring, weights, self._heldout_loss(params), self.model.params_digest(params))))
         return params
@@ -292,7 +303,8 @@ class Validator(NeuronBase):
         step = window - start + 1
         weights = None
         try:
-            self._publish_aggregator(window, gathered)
+            self.agreement.leader_only(f"publish aggregator {window}",  # written there only
+                                       lambda: self._publish_aggregator(window, gathered))
             if (window - start) % s.peers.refresh_windows == 0:
                 chosen = select_gather_peers(state, miners, window, cfg, gather=s.peers.gather,
                                              reserve=s.peers.reserve)
