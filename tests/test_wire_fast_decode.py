@@ -134,6 +134,27 @@ def test_corrupted_rows_fail_identically(universe, k):
     assert outcomes["error"] > 0
 
 
+# Fast-path geometries for every low width 0..8 and chunk counts 2..8 (the list above covers 1, 2,
+# 4, 6 and 7 low bits).
+EVERY_LOW_WIDTH = [(64, 48), (512, 48), (2048, 48), (4096, 16), (4096, 64), (4096, 32), (1024, 64), (256, 64),
+                   (128, 64)]
+
+
+@pytest.mark.parametrize("universe,k", EVERY_LOW_WIDTH)
+def test_every_low_width_takes_the_fast_path_and_decodes_identically(universe, k):
+    p = ef_params(universe, k)
+    assert fast_path_supported(p)
+    rng = np.random.default_rng(universe * k)
+    code = ef_encode(random_sorted_indices(rng, 70, k, universe), p)
+    assert _assert_same(code, p) == "ok"
+    for _, bad in _corruptions(code, p, rng):
+        _assert_same(bad, p)
+
+
+def test_low_widths_are_all_covered():
+    assert {ef_params(u, k).low_bits for u, k in EVERY_LOW_WIDTH} == set(range(9))
+
+
 def test_a_bad_row_in_a_later_block_names_the_same_row_with_threads():
     p = ef_params(4096, 64)
     code = ef_encode(random_sorted_indices(np.random.default_rng(1), 3 * BLOCK_ROWS, 64, 4096), p)
