@@ -8,20 +8,26 @@ the exact analytic size (wire.sizes), which the tests check against real encodes
     python bench/wire.py [--layers 1] [--repeats 3] [--workers 1 2]
 Prints a table and one JSON line per measurement. Decoding is timed beside a memcpy of the decoded
 output (one int32 index and one float32 value per selected entry, the floor any decoder must pay)
-and beside the reference (pre-streaming) Elias-Fano and code unpackers, all in the same run.
+and beside the reference (pre-streaming) Elias-Fano and code unpackers and the streaming decoders
+with NumPy's array passes for the indices (`decode` uses the compiled row decoder when numba is
+installed, extra fast-decode), all in the same run. Walls are noisy on a shared machine: compare
+CPU times, and read the printed load average.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import numpy as np
 
-from templar_jax.wire import decode, encode
+from templar_jax.wire import decode, elias_fano_jit, encode
 from templar_jax.wire.bitpack import pack_uint, unpack_uint
+from templar_jax.wire.codes_fast import unpack_codes
 from templar_jax.wire.elias_fano import ef_decode, ef_encode, ef_params
+from templar_jax.wire.elias_fano_fast import ef_decode_fast
 from templar_jax.wire.layout import CODE_BITS, tensor_layout
 from templar_jax.wire.sizes import covenant_72b_table, size_report
 from templar_jax.wire.synthetic import random_payload
@@ -49,9 +55,8 @@ def _memcpy_decoded_output(entries: int, repeats: int) -> tuple[float, float]:
     return best, best_cpu
 
 
-def _reference_unpackers(payload, table, repeats: int) -> tuple[float, float]:
-    """Best wall / CPU seconds of the reference (row-at-once, whole-tensor) Elias-Fano and 2-bit
-    unpackers over the same tensors: the decode path before the streaming decoder."""
+def _coded_arrays(payload, table) -> list:
+    """(EFParams, Elias-Fano rows, packed codes, k) of each Elias-Fano-coded tensor."""
     coded = []
     for name, et in table.items():
         lay = tensor_layout(et, "elias-fano")
@@ -61,8 +66,22 @@ def _reference_unpackers(payload, table, repeats: int) -> tuple[float, float]:
         tp = payload[name]
         coded.append((p, ef_encode(tp.idx.reshape(lay.rows, lay.k), p),
                       pack_uint(tp.codes.reshape(lay.rows, lay.k), CODE_BITS), lay.k))
+    return coded
+
+
+def _reference_unpackers(coded, repeats: int) -> tuple[float, float]:
+    """Best wall / CPU seconds of the reference (row-at-once, whole-tensor) Elias-Fano and 2-bit
+    unpackers over the same tensors: the decode path before the streaming decoder."""
     best, best_cpu, _ = _best(lambda: [(ef_decode(c, p), unpack_uint(q, k, CODE_BITS)) for p, c, q, k in coded],
                               repeats)
+    return best, best_cpu
+
+
+def _numpy_streaming_decoders(coded, repeats: int) -> tuple[float, float]:
+    """Best wall / CPU seconds of the streaming decoders with NumPy's array passes for the indices
+    (what `decode` runs without the extra fast-decode), one thread."""
+    best, best_cpu, _ = _best(lambda: [(ef_decode_fast(c, p, compiled=False), unpack_codes(q, k))
+                                       for p, c, q, k in coded], repeats)
     return best, best_cpu
 
 
@@ -78,10 +97,14 @@ def main() -> None:
     payload = random_payload(np.random.default_rng(0), table)
     entries = sum(int(tp.idx.size) for tp in payload.values())
     memcpy_s, memcpy_cpu = _memcpy_decoded_output(entries, max(args.repeats, 5))
-    ref_s, ref_cpu = _reference_unpackers(payload, table, args.repeats)
+    coded = _coded_arrays(payload, table)
+    ref_s, ref_cpu = _reference_unpackers(coded, args.repeats)
+    numpy_s, numpy_cpu = _numpy_streaming_decoders(coded, args.repeats)
+    index_decoder = "compiled (numba)" if elias_fano_jit.available() else "NumPy"
     print(f"decoded output: {entries} entries; memcpy of int32 index + float32 value: {1e3 * memcpy_s:.1f} ms "
           f"(cpu {1e3 * memcpy_cpu:.1f} ms); reference Elias-Fano + code unpackers: {1e3 * ref_s:.1f} ms "
-          f"(cpu {1e3 * ref_cpu:.1f} ms)")
+          f"(cpu {1e3 * ref_cpu:.1f} ms); streaming decoders with NumPy indices: {1e3 * numpy_s:.1f} ms "
+          f"(cpu {1e3 * numpy_cpu:.1f} ms, {memcpy_cpu / numpy_cpu:.3f} of memcpy); `decode` indices: {index_decoder}")
     rows = []
     for coding in ("elias-fano", "twelve-bit"):
         enc_s, enc_cpu, data = _best(lambda: encode(payload, META, expected=table, index_coding=coding), args.repeats)
@@ -105,6 +128,8 @@ def main() -> None:
             "entries": entries, "memcpy_s": round(memcpy_s, 4), "memcpy_cpu_s": round(memcpy_cpu, 4),
             "decode_vs_memcpy": round(memcpy_s / dec_s, 4), "decode_cpu_vs_memcpy_cpu": round(memcpy_cpu / dec_cpu, 4),
             "reference_unpackers_s": round(ref_s, 4), "reference_unpackers_cpu_s": round(ref_cpu, 4),
+            "numpy_streaming_decoders_s": round(numpy_s, 4), "numpy_streaming_decoders_cpu_s": round(numpy_cpu, 4),
+            "index_decoder": index_decoder,
             "encode_cpu_s": round(enc_cpu, 4), "decode_cpu_s": round(dec_cpu, 4),
             "encode_MBps": round(len(data) / enc_s / 1e6, 1), "decode_MBps": round(len(data) / dec_s / 1e6, 1),
             "encode_Mparams_per_s": round(rep.params / enc_s / 1e6, 1),
@@ -112,6 +137,7 @@ def main() -> None:
             "full_72b_bytes": whole.encoded_bytes, "full_72b_bits_per_param": round(whole.bits_per_param, 5),
             "reference_72b_bytes": whole.reference_bytes,
         }
+        row["load_average_1m"] = round(os.getloadavg()[0], 2)  # other jobs on this machine make walls noisy
         rows.append(row)
     print(f"{'coding':<11} {'B/chunk':>8} {'bit/param':>9} {'vs ref':>7} {'enc MB/s':>9} {'dec MB/s':>9} "
           f"{'enc ms':>8} {'dec ms':>8} {'enc cpu':>8} {'dec cpu':>8} {'memcpy/dec':>10} {'cpu ratio':>9} "
@@ -122,9 +148,10 @@ def main() -> None:
               f"{1e3 * r['encode_cpu_s']:>8.1f} {1e3 * r['decode_cpu_s']:>8.1f} {r['decode_vs_memcpy']:>10.3f} "
               f"{r['decode_cpu_vs_memcpy_cpu']:>9.3f} "
               f"{r['full_72b_bytes'] / 1e9:>7.3f} {r['reference_72b_bytes'] / 1e9:>7.3f}")
-    print("decode wall ms by threads: " + "; ".join(
-        f"{r['coding']}: " + ", ".join(f"{w}t {1e3 * t:.1f}" for w, t in r["decode_s_by_workers"].items())
-        for r in rows))
+    print("decode wall / cpu ms by threads: " + "; ".join(
+        f"{r['coding']}: " + ", ".join(f"{w}t {1e3 * t:.1f} / {1e3 * r['decode_cpu_s_by_workers'][w]:.1f}"
+                                       for w, t in r["decode_s_by_workers"].items())
+        for r in rows) + f"; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cpus")
     for r in rows:
         print(json.dumps(r))
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from templar_jax.wire import decode, encode, expected_table
+from templar_jax.wire import decode, elias_fano_jit, encode, expected_table
 from templar_jax.wire.bitpack import pack_uint, unpack_uint
 from templar_jax.wire.codes_fast import unpack_codes
 from templar_jax.wire.elias_fano import EFDecodeError, ef_decode, ef_encode, ef_params
@@ -34,15 +34,42 @@ def _outcome(fn, *args):
         return "error", str(e)
 
 
+# The NumPy decoder always; the compiled one too where numba is installed (extra fast-decode).
+BACKENDS = [False] + ([True] if elias_fano_jit.available() else [])
+
+
 def _assert_same(code, p, pool=None):
-    ref, fast = _outcome(ef_decode, code, p), _outcome(ef_decode_fast, code, p, pool)
-    assert ref[0] == fast[0], (ref, fast)
-    if ref[0] == "ok":
-        assert fast[1].dtype == ref[1].dtype == np.int32
-        np.testing.assert_array_equal(fast[1], ref[1])
-    else:
-        assert fast[1] == ref[1]
+    ref = _outcome(ef_decode, code, p)
+    for compiled in BACKENDS:
+        fast = _outcome(lambda c, q, pl: ef_decode_fast(c, q, pl, compiled=compiled), code, p, pool)
+        assert ref[0] == fast[0], (compiled, ref, fast)
+        if ref[0] == "ok":
+            assert fast[1].dtype == ref[1].dtype == np.int32
+            np.testing.assert_array_equal(fast[1], ref[1])
+        else:
+            assert fast[1] == ref[1]
     return ref[0]
+
+
+def test_without_numba_the_numpy_decoder_answers(monkeypatch):
+    p = ef_params(4096, 64)
+    idx = random_sorted_indices(np.random.default_rng(3), 50, 64, 4096)
+    monkeypatch.setattr(elias_fano_jit, "numba", None)
+    assert not elias_fano_jit.available()
+    np.testing.assert_array_equal(ef_decode_fast(ef_encode(idx, p), p), idx)
+    with pytest.raises(RuntimeError, match="numba is not installed"):
+        ef_decode_fast(ef_encode(idx, p), p, compiled=True)
+
+
+@pytest.mark.skipif(not elias_fano_jit.available(), reason="numba not installed (extra fast-decode)")
+def test_with_numba_the_compiled_decoder_answers(monkeypatch):
+    p = ef_params(4096, 64)
+    idx = random_sorted_indices(np.random.default_rng(4), 50, 64, 4096)
+    used = []
+    real = elias_fano_jit.row_decoder
+    monkeypatch.setattr(elias_fano_jit, "row_decoder", lambda q: used.append(q) or real(q))
+    np.testing.assert_array_equal(ef_decode_fast(ef_encode(idx, p), p), idx)
+    assert used == [p]
 
 
 def test_the_72b_geometry_takes_the_fast_path():
