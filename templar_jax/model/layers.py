@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import Mesh
 
+from templar_jax.model import fsdp_embedding
 from templar_jax.model.config import ModelConfig
 from templar_jax.model.param_table import INIT_STD, ParamSpec, param_table
 from templar_jax.model.sharding import constrain
@@ -148,14 +149,20 @@ class Embed(nnx.Module):
         self.dtype = jnp.dtype(cfg.dtype)
 
     def __call__(self, tokens_BxL: jax.Array, mesh: Mesh | None = None) -> jax.Array:
-        # Gather from the whole (bf16) table, as FSDP does for every weight at use: a gather from
-        # a vocab- or embed-sharded table made the SPMD partitioner fall back to replicating
-        # the activations ("involuntary full rematerialization").
-        table_VxD = constrain(self.embedding[...].astype(self.dtype), mesh, None, None)
+        # A table split over fsdp alone is looked up per shard, never whole (fsdp_embedding.py).
+        # Otherwise gather from the whole (bf16) table: left to the SPMD partitioner, a gather
+        # from a vocab- or embed-sharded table fell back to replicating the activations
+        # ("involuntary full rematerialization").
+        table = self.embedding[...]
+        if fsdp_embedding.fsdp_table(mesh, table.shape, tokens_BxL.shape[0]):
+            return fsdp_embedding.lookup(table, tokens_BxL, mesh, self.dtype)
+        table_VxD = constrain(table.astype(self.dtype), mesh, None, None)
         return jnp.take(table_VxD, tokens_BxL.astype(jnp.int32), axis=0)
 
-    def attend(self, x_BxLxD: jax.Array) -> jax.Array:
+    def attend(self, x_BxLxD: jax.Array, mesh: Mesh | None = None) -> jax.Array:
         """Tied output projection: logits = x @ embedding.T (accumulated in fp32)."""
+        if fsdp_embedding.fsdp_table(mesh, self.embedding.shape, x_BxLxD.shape[0]):
+            return fsdp_embedding.logits(x_BxLxD, self.embedding[...], mesh, self.dtype)
         w = self.embedding[...].astype(self.dtype)
         return jnp.einsum("bld,vd->blv", x_BxLxD, w, preferred_element_type=jnp.float32)
 

@@ -68,7 +68,7 @@ class Decoder(nnx.Module):
 
         x_BxLxD = self.final_norm(x_BxLxD)
         if cfg.tie_embeddings:
-            logits = self.embed.attend(x_BxLxD)
+            logits = self.embed.attend(x_BxLxD, mesh)
         else:
             logits = self.lm_head(x_BxLxD)
         return constrain(logits, mesh, "batch", "length", "act_vocab")
