@@ -9,8 +9,9 @@ decoder is used: same values, same errors.
 
 Per row: each bitmap byte's set-bit positions come from a 256-entry table (8 positions, one byte
 each, in one uint64) and are stored at the running bit count, so each byte overwrites the unused
-tail of the one before; position - rank is the high part. The low parts are read 8 at a time
-from one 8-byte window (8 values of l bits fill exactly l bytes). A row is accepted under the same
+tail of the one before; position - rank is the high part. Low part t is read from the two bytes
+holding bits l*t .. l*t + l - 1 (the second may be the bitmap's first byte when the low part ends
+on a byte boundary: its bits are masked off). A row is accepted under the same
 conditions as the NumPy decoder (k set bits, strictly increasing, below the universe); a rejected
 row makes the caller run the reference decoder, which raises the exact error.
 Each geometry compiles once per process (about a second), with its constants folded in; the
@@ -61,12 +62,12 @@ def byte_popcount_table() -> np.ndarray:
 @lru_cache(maxsize=None)
 def row_decoder(p: EFParams) -> RowDecoder:
     """The compiled decoder of rows of this geometry (needs available(); the geometries of
-    elias_fano_fast.fast_path_supported: k a multiple of 8, at most 8 low bits, the last low
-    window inside the row)."""
+    elias_fano_fast.fast_path_supported: k a multiple of 8, at most 8 low bits, a bitmap of at
+    least 2 bytes)."""
     if numba is None:
         raise RuntimeError("numba is not installed (pip install 'templar-jax[fast-decode]')")
     k, low_bits, low_bytes, high_bytes, universe = p.k, p.low_bits, p.low_bytes, p.high_bytes, p.universe
-    low_mask = np.uint64((1 << low_bits) - 1)
+    low_mask = np.int32((1 << low_bits) - 1)
     positions, popcounts = byte_positions_table(), byte_popcount_table()
     byte_step = np.uint64(0x0808080808080808)  # + 8 on each of a byte's 8 positions per byte index
 
@@ -83,21 +84,13 @@ def row_decoder(p: EFParams) -> RowDecoder:
                 n += popcounts[byte]
             if n != k:
                 return False
-            bad = 0
-            prev = np.int32(-1)
-            for g in range(k // 8):
-                window = np.uint64(0)
-                if low_bits:
-                    for q in range(8):
-                        window |= np.uint64(code[r, low_bits * g + q]) << np.uint64(8 * q)
-                for q in range(8):
-                    t = 8 * g + q
-                    value = ((np.int32(found[t]) - t) << low_bits) | np.int32(
-                        (window >> np.uint64(low_bits * q)) & low_mask)
-                    out[r, t] = value
-                    bad += value <= prev
-                    prev = value
-            bad += prev >= universe
+            for t in range(k):  # low part t: bits l*t .. l*t + l - 1, inside two bytes (l <= 8)
+                bit = low_bits * t
+                pair = np.int32(code[r, bit >> 3]) | (np.int32(code[r, (bit >> 3) + 1]) << 8)
+                out[r, t] = ((np.int32(found[t]) - t) << low_bits) | ((pair >> (bit & 7)) & low_mask)
+            bad = np.int32(out[r, k - 1] >= universe)
+            for t in range(1, k):  # no early exit: the loop vectorizes
+                bad |= np.int32(out[r, t] <= out[r, t - 1])
             if bad:
                 return False
         return True
