@@ -31,15 +31,20 @@ def codes_table() -> np.ndarray:
     return table
 
 
-def unpack_codes(packed_XxB: np.ndarray, k: int, pool: Executor | None = None) -> tuple[np.ndarray, bool]:
-    """(codes uint8 [X, k], padding_is_zero), as unpack_uint(packed, k, 2) gives them."""
+def unpack_codes(packed_XxB: np.ndarray, k: int, pool: Executor | None = None, *,
+                 out: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
+    """(codes uint8 [X, k], padding_is_zero), as unpack_uint(packed, k, 2) gives them. `out`
+    (uint8 [X, k], C-contiguous): unpack into it where the table applies; use the returned array."""
     packed = np.ascontiguousarray(packed_XxB, np.uint8)
     if k % CODES_PER_LOOKUP or sys.byteorder != "little" or packed.ndim != 2 or packed.shape[1] * 4 != k:
         values, pad_ok = unpack_uint(packed, k, CODE_BITS)
         return values.astype(np.uint8), pad_ok
     rows = packed.shape[0]
     pairs = packed.view("<u2")  # [X, k / 8]
-    out = np.empty((rows, k), np.uint8)
+    if out is None:
+        out = np.empty((rows, k), np.uint8)
+    elif out.shape != (rows, k) or out.dtype != np.uint8 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be C-contiguous uint8 {(rows, k)}, got {out.dtype} {out.shape}")
     out_words = out.view("<u8")  # [X, k / 8]
     table = codes_table()
 

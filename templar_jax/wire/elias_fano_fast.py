@@ -222,14 +222,18 @@ def _decode_block(code: np.ndarray, p: EFParams, out: np.ndarray, start: int, st
 
 
 def ef_decode_fast(code_XxB: np.ndarray, p: EFParams, pool: Executor | None = None, *,
-                   compiled: bool | None = None) -> np.ndarray:
+                   compiled: bool | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """Same as ef_decode (int32 [X, k], or EFDecodeError), in cache-sized blocks on `pool`.
     `compiled`: decode with elias_fano_jit's compiled loop (None: when numba is installed; True
-    requires it) or with NumPy (False); both give the same result."""
+    requires it) or with NumPy (False); both give the same result. `out` (int32 [X, k],
+    C-contiguous): decode into it where the fast path applies; use the returned array."""
     code = np.ascontiguousarray(code_XxB, np.uint8)
     if not fast_path_supported(p) or code.ndim != 2 or code.shape[1] != p.row_bytes:
         return ef_decode(code, p)
-    out = np.empty((code.shape[0], p.k), np.int32)
+    if out is None:
+        out = np.empty((code.shape[0], p.k), np.int32)
+    elif out.shape != (code.shape[0], p.k) or out.dtype != np.int32 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be C-contiguous int32 {(code.shape[0], p.k)}, got {out.dtype} {out.shape}")
     if compiled or (compiled is None and elias_fano_jit.available()):
         rows = elias_fano_jit.row_decoder(p)
         block = lambda s, e: rows(code, out, s, e)  # noqa: E731
