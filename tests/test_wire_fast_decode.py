@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from templar_jax.wire import decode, elias_fano_jit, encode, expected_table
+from templar_jax.wire import decode, elias_fano_jit, encode, expected_table, tensor_layout
 from templar_jax.wire.bitpack import pack_uint, unpack_uint
 from templar_jax.wire.codes_fast import unpack_codes
 from templar_jax.wire.elias_fano import EFDecodeError, ef_decode, ef_encode, ef_params
@@ -299,3 +299,43 @@ def test_a_bad_first_block_still_raises_the_reference_error_of_the_whole_tensor(
         ef_decode_fast(code, p)
     with ThreadPoolExecutor(2) as pool, pytest.raises(EFDecodeError, match="nonzero padding bits in high part"):
         ef_decode_fast(code, p, pool)
+
+
+def _root(a: np.ndarray) -> np.ndarray:
+    while a.base is not None:
+        a = a.base
+    return a
+
+
+def test_decoders_write_into_out_when_given():
+    p = ef_params(4096, 64)
+    idx = random_sorted_indices(np.random.default_rng(5), 300, 64, 4096)
+    code = ef_encode(idx, p)
+    for compiled in BACKENDS:
+        out = np.full((300, 64), -1, np.int32)
+        assert ef_decode_fast(code, p, compiled=compiled, out=out) is out
+        np.testing.assert_array_equal(out, idx)
+        with pytest.raises(ValueError, match="out must be"):
+            ef_decode_fast(code, p, compiled=compiled, out=np.empty((300, 64), np.int64))
+    codes = np.random.default_rng(6).integers(0, 4, (300, 64), dtype=np.uint8)
+    out = np.empty((300, 64), np.uint8)
+    got, ok = unpack_codes(pack_uint(codes, 2), 64, out=out)
+    assert got is out and ok
+    np.testing.assert_array_equal(out, codes)
+    with pytest.raises(ValueError, match="out must be"):
+        unpack_codes(pack_uint(codes, 2), 64, out=np.empty((300, 32), np.uint8))
+
+
+def test_decode_puts_every_index_in_one_allocation_and_every_code_in_another():
+    table = expected_table({"layers/attn/wq": (2, 256, 128), "layers/attn/wk": (2, 256, 64), "head": (64, 96)})
+    payload = random_payload(np.random.default_rng(8), table)
+    decoded, _ = decode(encode(payload, {"window": 1, "uid": 2, "version": "0"}, expected=table), table)
+    layouts = {n: tensor_layout(table[n], "elias-fano") for n in table}
+    coded = [n for n, lay in layouts.items()  # head: 3072-entry chunks, so the reference decoder's array
+             if lay.idx_coding == "elias-fano" and fast_path_supported(ef_params(lay.chunk_size, lay.k))]
+    assert len(coded) == 2
+    assert len({id(_root(decoded[n].idx)) for n in coded}) == 1
+    assert len({id(_root(decoded[n].codes)) for n in table}) == 1
+    for name in table:
+        np.testing.assert_array_equal(decoded[name].idx, payload[name].idx)
+        np.testing.assert_array_equal(decoded[name].codes, payload[name].codes)
