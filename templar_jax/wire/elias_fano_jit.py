@@ -1,11 +1,11 @@
 """Elias-Fano rows decoded by one compiled loop (numba, the optional extra `fast-decode`).
 
 Why a compiled loop: the NumPy decoder (elias_fano_fast) pays one pass over memory per array
-operation and a per-item cost in its gather and scatter; on a 72B decoder layer it bottoms out near
-30 ms on one core (about 0.2 of a memcpy of the decoded output), while this loop, which touches
-each input byte once and writes each output entry once, takes about 14 ms (bench/wire.py). It runs
-without the GIL, so blocks decode in parallel on the caller's threads. Without numba the NumPy
-decoder is used: same values, same errors.
+operation and a per-item cost in its gather and scatter; on a 72B decoder layer's indices it
+bottoms out near 30 ms on one core (the whole decode near 0.2 of a memcpy of the decoded output),
+while this loop, which reads each input byte once and writes each output entry once, takes about
+11 ms (docs/results.md, "Streaming decode"). It runs without the GIL, so blocks decode in parallel
+on the caller's threads. Without numba the NumPy decoder is used: same values, same errors.
 
 Per row: each bitmap byte's set-bit positions come from a 256-entry table (8 positions, one byte
 each, in one uint64) and are stored at the running bit count, so each byte overwrites the unused
