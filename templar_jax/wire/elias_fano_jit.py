@@ -27,17 +27,22 @@ import numpy as np
 
 from templar_jax.wire.elias_fano import EFParams
 
-try:
-    import numba
-except ImportError:  # the optional extra is not installed: callers use the NumPy decoder
-    numba = None
-
 # decode(code uint8 [X, row_bytes], out int32 [X, k], start, stop) -> every row in range valid
 RowDecoder = Callable[[np.ndarray, np.ndarray, int, int], bool]
 
 
+@lru_cache(maxsize=1)
+def numba_module():
+    """numba, imported on first use (0.2 s: not on `import templar_jax.wire`), or None."""
+    try:
+        import numba
+    except ImportError:  # the optional extra is not installed: callers use the NumPy decoder
+        return None
+    return numba
+
+
 def available() -> bool:
-    return numba is not None
+    return numba_module() is not None
 
 
 @lru_cache(maxsize=1)
@@ -59,13 +64,18 @@ def byte_popcount_table() -> np.ndarray:
     return out
 
 
-@lru_cache(maxsize=None)
 def row_decoder(p: EFParams) -> RowDecoder:
-    """The compiled decoder of rows of this geometry (needs available(); the geometries of
+    """The compiled decoder of rows of this geometry (the geometries of
     elias_fano_fast.fast_path_supported: k a multiple of 8, at most 8 low bits, a bitmap of at
-    least 2 bytes)."""
-    if numba is None:
+    least 2 bytes). RuntimeError without numba."""
+    if not available():
         raise RuntimeError("numba is not installed (pip install 'templar-jax[fast-decode]')")
+    return _compiled_row_decoder(p)
+
+
+@lru_cache(maxsize=None)
+def _compiled_row_decoder(p: EFParams) -> RowDecoder:
+    numba = numba_module()
     k, low_bits, low_bytes, high_bytes, universe = p.k, p.low_bits, p.low_bytes, p.high_bytes, p.universe
     low_mask = np.int32((1 << low_bits) - 1)
     positions, popcounts = byte_positions_table(), byte_popcount_table()
