@@ -26,6 +26,7 @@ data x fsdp); anything else keeps the replicated path (layers.Embed).
 from __future__ import annotations
 
 import functools
+from typing import Mapping
 
 import jax
 import jax.numpy as jnp
@@ -36,12 +37,18 @@ BATCH = ("data", "fsdp")
 TABLE = P(None, "fsdp")
 
 
-def fsdp_table(mesh: Mesh | None, table_shape: tuple[int, int], batch: int) -> bool:
-    """Whether the table is split over fsdp alone and the batch splits over data x fsdp."""
-    if mesh is None or mesh.shape.get("tensor", 1) != 1 or mesh.shape["fsdp"] == 1:
+def per_shard_table(mesh_shape: Mapping[str, int], table_shape: tuple[int, int], batch: int) -> bool:
+    """Whether a mesh of these axis sizes splits the table over fsdp alone and the batch over
+    data x fsdp (shape arithmetic: the planner asks it too)."""
+    fsdp, tensor = mesh_shape.get("fsdp", 1), mesh_shape.get("tensor", 1)
+    if tensor != 1 or fsdp == 1:
         return False
-    fsdp, rows = mesh.shape["fsdp"], mesh.shape["data"] * mesh.shape["fsdp"]
-    return table_shape[1] % fsdp == 0 and batch % rows == 0
+    return table_shape[1] % fsdp == 0 and batch % (mesh_shape.get("data", 1) * fsdp) == 0
+
+
+def fsdp_table(mesh: Mesh | None, table_shape: tuple[int, int], batch: int) -> bool:
+    """`per_shard_table` for a mesh (False without one)."""
+    return mesh is not None and per_shard_table(dict(mesh.shape), table_shape, batch)
 
 
 def lookup(table_VxD: jax.Array, tokens_BxL: jax.Array, mesh: Mesh, dtype) -> jax.Array:

@@ -9,24 +9,28 @@ The one planner: `templar-jax plan` prints it, and the launchers pick their mesh
   theta0        fp32 copy of the global params at window start, same sharding
   gathered      bf16 weights that FSDP all-gathers at use: the larger of two layers' weights
                 (the one computing + the next one prefetched; split only over `tensor`) and the
-                embedding table (the forward gathers the whole table for the lookup)
+                embedding table (the logits gather the whole table). XLA:CPU has no bf16
+                collectives: it gathers in fp32 and converts after, so platform "cpu" counts 4 bytes
   activations   see `activation_bytes`
   attn scores   only for unfused attention, see `attention_score_bytes`
 
 Phases. The inner loop is not the only peak: the miner also holds, per device,
-  train     params, grads, AdamW, activations (+ theta0 and error feedback unless offloaded),
-            the optimizer update's temporaries (two fp32 copies of the largest per-device tensor)
-            and the embedding table: XLA all-gathers it in fp32 (params are cast at use) and
-            holds its whole fp32 gradient until the reduce-scatter (`embedding_gather_bytes`)
+  train     params, grads, AdamW, activations (+ theta0 and error feedback unless offloaded)
+            and the tied embedding table's gradient (`embedding_grad_bytes`): split over fsdp
+            alone (fsdp_embedding.py) one fp32 vocabulary slice of it plus the logits' share of
+            its shard; otherwise the fp32 table gathered whole plus its whole fp32 gradient
+            (what the SPMD partitioner holds before the reduce-scatter). AdamW updates in place
+            (params and state donated): no temporaries of its own
   compress  theta0 + theta_H -> delta, then EF in + EF out beside delta, the compression's
-            temporaries (about one fp32 state: every tensor's chunked copy) and the payload
+            temporaries (one fp32 copy of the largest per-device tensor: tensors are
+            compressed one after another) and the payload
             (int32 index + uint8 code per kept value) (+ AdamW, + theta0 unless offloaded)
   outer     theta0, the dense aggregate and the new params (+ EF and AdamW unless offloaded)
 `offload` names the states that wait in host memory between phases (run config `offload`,
 model/offload.py): they leave these sums and count in the host's RAM instead
 (`host_bytes` = offloaded bytes per device x devices per host). The peak phase is the plan's
 total. bench/plan_vs_xla.py compares each phase with XLA's memory_analysis() of the same program
-(72B on 8 and 64 devices: within a few percent).
+(72B on 8 and 64 devices: within 5%).
 
 Activation estimate (bf16 = 2 bytes per element; t = micro_batch * seq_len tokens on one device,
 T = tensor-parallel size, D/F = model/ffn width, Hq = n_heads*head_dim, Hkv = n_kv_heads*head_dim):
@@ -38,7 +42,8 @@ T = tensor-parallel size, D/F = model/ffn width, Hq = n_heads*head_dim, Hkv = n_
   total = n_layers * t * saved * 2
         + 2 * t * (6D + (2Hq + 2Hkv + 3F)/T) * 2    (one layer's activations and their grads
                                                    while it is recomputed / back-propagated)
-        + 3 * t * V/T * 4                            (fp32 logits, their log-softmax, gradient)
+        + 2 * t * V/T * 4                            (fp32 logits and their gradient: XLA
+                                                   fuses the log-softmax into them)
 Attention fused by cuDNN (GPU, 16-bit compute) keeps no L x L score matrix. XLA's attention
 (TPU, CPU, fp32) materialises fp32 scores micro_batch * n_heads/T * seq_len^2 * 4 bytes per
 layer: one layer's while it runs, plus every layer's when the policy saves them (none,
@@ -50,6 +55,7 @@ from __future__ import annotations
 import math
 
 from templar_jax.model.config import REMAT_POLICIES, ModelConfig, ModelConfigError
+from templar_jax.model.fsdp_embedding import LOGITS_GRAD_CHUNKS, per_shard_table
 from templar_jax.model.layers import attention_backend
 from templar_jax.model.param_table import embedding_param_count, param_count, param_table
 from templar_jax.model.sharding import LOGICAL_RULES, logical_to_spec, mesh_axis_size, parse_mesh_spec
@@ -90,7 +96,7 @@ def activation_bytes(cfg: ModelConfig, micro_batch: int, seq_len: int, policy: s
     t = micro_batch * seq_len
     saved = cfg.n_layers * t * _saved_per_token(cfg, policy, tensor) * BF16
     working = 2 * t * _saved_per_token(cfg, "none", tensor) * BF16
-    logits = 3 * t * (cfg.vocab_size / tensor) * FP32
+    logits = 2 * t * (cfg.vocab_size / tensor) * FP32
     return saved + working + logits
 
 
@@ -101,12 +107,13 @@ def attention_score_bytes(cfg: ModelConfig, micro_batch: int, seq_len: int, poli
     return (kept + 1) * per_layer
 
 
-def gathered_weight_bytes(cfg: ModelConfig, tensor: int) -> float:
-    """bf16 weights gathered at use: two layers (split over tensor) or the embedding table."""
+def gathered_weight_bytes(cfg: ModelConfig, tensor: int, element_bytes: int = BF16) -> float:
+    """Weights gathered at use (bf16: `element_bytes` 2): two layers (split over tensor) or the
+    embedding table."""
     split = {"tensor": tensor}
     layer = sum(math.prod(sharded_shape(s.layer_shape, s.logical_axes[s.batch_dims:], split))
                 for s in param_table(cfg).values() if s.stacked)
-    return max(2 * layer, embedding_param_count(cfg)) * BF16
+    return max(2 * layer, embedding_param_count(cfg)) * element_bytes
 
 
 def largest_tensor_bytes(cfg: ModelConfig, mesh_shape: dict[str, int]) -> float:
@@ -115,10 +122,17 @@ def largest_tensor_bytes(cfg: ModelConfig, mesh_shape: dict[str, int]) -> float:
                for s in param_table(cfg).values()) * FP32
 
 
-def embedding_gather_bytes(cfg: ModelConfig, tensor: int) -> float:
-    """The fp32 embedding table all-gathered for the lookup/logits plus its whole fp32 gradient
-    (what XLA holds before the reduce-scatter), split only over `tensor`."""
-    return 2 * math.ceil(embedding_param_count(cfg) / tensor) * FP32
+def embedding_grad_bytes(cfg: ModelConfig, mesh_shape: dict[str, int], micro_batch: int) -> float:
+    """Bytes the embedding table's gradient takes beyond its fp32 shard in `grads` (module
+    docstring): per shard (fsdp_embedding.py) one vocabulary slice of the fp32 gradient plus the
+    logits' share of the shard; otherwise the fp32 table gathered whole plus its whole fp32
+    gradient (split only over `tensor`)."""
+    table = embedding_param_count(cfg)
+    rows = micro_batch * mesh_shape["data"] * mesh_shape["fsdp"]
+    if cfg.tie_embeddings and per_shard_table(mesh_shape, (cfg.vocab_size, cfg.d_model), rows):
+        return (math.ceil(table / LOGITS_GRAD_CHUNKS) + table // mesh_shape["fsdp"]) * FP32
+    tensor = mesh_axis_size(mesh_shape, LOGICAL_RULES["mlp"])
+    return 2 * math.ceil(table / tensor) * FP32
 
 
 def payload_bytes(param_elements: float, topk: int = 64, chunk: int = 64) -> float:
@@ -140,9 +154,10 @@ def state_bytes(state: float, moment_bytes: int = FP32) -> dict:
 
 
 def phase_rows(state: float, offload: frozenset[str], train_extra: dict, payload: float,
-               moment_bytes: int = FP32) -> dict:
+               moment_bytes: int = FP32, compress_temp: float | None = None) -> dict:
     """{phase: {row: bytes}} on one device; `state` = one fp32 param-shaped tree per device;
-    AdamW's mu and nu take `moment_bytes` per parameter each."""
+    AdamW's mu and nu take `moment_bytes` per parameter each; `compress_temp` = the compression's
+    temporaries (default: one state)."""
     moments = {f"adamw mu+nu (2x {'fp32' if moment_bytes == FP32 else 'bf16'})":
                state_bytes(state, moment_bytes)["optimizer"]}
     adamw = {} if "optimizer" in offload else moments
@@ -153,7 +168,8 @@ def phase_rows(state: float, offload: frozenset[str], train_extra: dict, payload
     # and the error feedback comes in (and a new one goes out) beside the delta
     delta = {"theta0 + theta_H + delta (3x fp32)": 3 * state, **adamw, **ef}
     compress = {"delta (fp32)": state, "error feedback in + out (2x fp32)": 2 * state,
-                "compression temporaries (~1x fp32)": state, "payload (int32 + uint8 per value)": payload,
+                "compression temporaries (largest tensor, fp32)": state if compress_temp is None else compress_temp,
+                "payload (int32 + uint8 per value)": payload,
                 **adamw, **theta0}
     outer = {"theta0 + aggregate + new params (3x fp32)": 3 * state, **adamw, **ef}
     return {"train": train, "delta": delta, "compress": compress, "outer": outer}
@@ -178,7 +194,8 @@ def plan_memory(
     `device_bytes` (default `device_gb` GiB).
 
     micro_batch is per device (the global micro-batch is micro_batch * data * fsdp).
-    `platform` ("gpu", "tpu", "cpu") decides whether attention is fused (model.attention_impl).
+    `platform` ("gpu", "tpu", "cpu") decides whether attention is fused (model.attention_impl)
+    and whether gathered weights count bf16 or (cpu) fp32.
     `offload`: names from OFFLOADABLE kept in host memory between phases; `host_bytes` is their
     sum over the `devices_per_host` devices of one host (default: all, at most 8), checked
     against `host_gb` GiB when given (`host_fits`). `moment_bytes` = 2 plans bf16 AdamW moments
@@ -193,16 +210,19 @@ def plan_memory(
     budget = device_gb * GIB if device_bytes is None else device_bytes
     tensor = mesh_axis_size(mesh_shape, LOGICAL_RULES["mlp"])
     p_elems = sharded_param_elements(cfg, mesh_shape)
+    # XLA:CPU upcasts bf16 collectives to fp32 (module docstring)
+    gathered_row, gathered_elem = (("gathered weights (bf16; fp32 on cpu)", FP32) if platform == "cpu"
+                                   else ("gathered weights (bf16)", BF16))
     extra = {
-        "gathered weights (bf16)": gathered_weight_bytes(cfg, tensor),
+        gathered_row: gathered_weight_bytes(cfg, tensor, gathered_elem),
         f"activations (remat={remat})": activation_bytes(cfg, micro_batch, seq_len, remat, tensor),
-        "embedding fp32 gather + gradient": embedding_gather_bytes(cfg, tensor),
-        "optimizer update temporaries (fp32)": 2 * largest_tensor_bytes(cfg, mesh_shape),
+        "embedding gradient beyond its shard (fp32)": embedding_grad_bytes(cfg, mesh_shape, micro_batch),
     }
     if attention_backend(cfg, platform) != "cudnn":
         extra["attention scores (fp32, unfused)"] = attention_score_bytes(cfg, micro_batch, seq_len, remat, tensor)
     state = p_elems * FP32
-    phases = phase_rows(state, offload, extra, payload_bytes(p_elems), moment_bytes)
+    phases = phase_rows(state, offload, extra, payload_bytes(p_elems), moment_bytes,
+                        largest_tensor_bytes(cfg, mesh_shape))
     phase_bytes = {name: sum(rows.values()) for name, rows in phases.items()}
     peak = max(phase_bytes, key=phase_bytes.get)
     total = phase_bytes[peak]
