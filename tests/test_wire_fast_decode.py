@@ -307,6 +307,24 @@ def _root(a: np.ndarray) -> np.ndarray:
     return a
 
 
+@pytest.mark.skipif(not elias_fano_jit.available(), reason="numba not installed (extra fast-decode)")
+def test_without_a_writable_numba_cache_the_decoder_still_compiles(monkeypatch):
+    real, asked = elias_fano_jit.numba_module(), []
+
+    class NoCache:
+        def njit(self, **options):
+            asked.append(options.get("cache", False))
+            if options.get("cache"):
+                raise RuntimeError("cannot cache function 'decode_rows': no locator available for file")
+            return real.njit(**options)
+
+    p = ef_params(2048, 64)  # a geometry no other test compiles (the decoders are cached per geometry)
+    idx = random_sorted_indices(np.random.default_rng(9), 20, 64, 2048)
+    monkeypatch.setattr(elias_fano_jit, "numba_module", NoCache)
+    np.testing.assert_array_equal(ef_decode_fast(ef_encode(idx, p), p, compiled=True), idx)
+    assert asked == [True, False]
+
+
 def test_decoders_write_into_out_when_given():
     p = ef_params(4096, 64)
     idx = random_sorted_indices(np.random.default_rng(5), 300, 64, 4096)

@@ -81,7 +81,6 @@ def _compiled_row_decoder(p: EFParams) -> RowDecoder:
     positions, popcounts = byte_positions_table(), byte_popcount_table()
     byte_step = np.uint64(0x0808080808080808)  # + 8 on each of a byte's 8 positions per byte index
 
-    @numba.njit(nogil=True, boundscheck=False, cache=True)
     def decode_rows(code, out, start, stop):
         found = np.empty(8 * high_bytes + 8, np.uint8)  # room for a bad row's extra set bits
         for r in range(start, stop):
@@ -105,4 +104,7 @@ def _compiled_row_decoder(p: EFParams) -> RowDecoder:
                 return False
         return True
 
-    return decode_rows
+    try:
+        return numba.njit(nogil=True, boundscheck=False, cache=True)(decode_rows)
+    except RuntimeError:  # no writable cache directory (numba: "no locator available"): compile each run
+        return numba.njit(nogil=True, boundscheck=False)(decode_rows)
