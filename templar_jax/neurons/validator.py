@@ -292,6 +292,7 @@ class Validator(NeuronBase):
         """run(), written to the event log as one 'phase' of the window (start, end; lane main;
         named validator_* apart from the miners' phases of the same work)."""
         t0 = time.time()
+        self.agreement.phase = f"{phase} window {window}"  # until its next decision names itself
         try:
             return run()
         finally:
@@ -381,6 +382,7 @@ class Validator(NeuronBase):
         window = first
         self.events.emit("started", start_window=start, window=window)
         while last is None or window <= last:
+            self.agreement.phase = f"wait for gather window {window}"  # what a heartbeat reports
             self.clock.wait_for_gather(window)
             params = self.process_window(params, window, start)
             window += 1
