@@ -13,7 +13,6 @@ records every chain and bucket write it makes in ROOT/writes-HOTKEY-pPROCESS.jso
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -145,6 +144,9 @@ def test_two_process_validator_and_miner_stay_in_step_write_once_fail_together_a
     print(f"network of {WINDOWS} windows with a validator restart: {time.time() - t_start:.0f} s")
     restarted = events(run_dir, "validator", "started")[-1]
     assert restarted["window"] == last_scored + 1 and restarted["start_window"] == start
+    # from the checkpoint it published after that window (every process restored its shards)
+    resumed = f"resumed at window {last_scored + 1} (checkpoint {last_scored}, replayed 0"
+    assert resumed in (run_dir / "logs" / "validator-0-p0.log").read_text(errors="replace")
     check_params_agree(run_dir, start)
     check_writes_once(run_dir)
 
@@ -165,7 +167,6 @@ def check_params_agree(run_dir: Path, start: int) -> None:
     assert any(1 in uids for uids in aggregated), aggregated  # the 2-process miner's uploads counted
 
 
-
 def check_writes_once(run_dir: Path) -> None:
     """Each chain and bucket write of the multi-process neurons happened once, on process 0."""
     from tests.local_network import events
@@ -180,6 +181,7 @@ def check_writes_once(run_dir: Path) -> None:
     puts = Counter(w["key"] for w in val if w["op"] == "put" and not w["key"].endswith("_LATEST.json"))
     val0 = digests(run_dir, "validator", "scores")
     assert max(puts.values()) == 1, [k for k, n in puts.items() if n > 1]
+    assert any("/ocdbt.process_1/" in k for k in puts)  # process 0 uploaded once every process had saved
     assert {k for k in puts if k.startswith("aggregator-")} == {f"aggregator-{w}-vdemo" for w in val0}
     assert sum(k.startswith("start_window") for k in puts) == 1
     assert val0 and sum(w["op"] == "commit" for w in val) == 1  # its bucket access (a restart finds it there)
