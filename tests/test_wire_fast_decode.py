@@ -18,7 +18,7 @@ from templar_jax.wire.elias_fano_fast import (
     ef_decode_fast,
     fast_path_supported,
 )
-from templar_jax.wire.row_blocks import BLOCK_ROWS, all_blocks_ok, block_bounds
+from templar_jax.wire.row_blocks import BLOCK_ROWS, STREAM_BLOCK_ROWS, all_blocks_ok, block_bounds
 from templar_jax.wire.synthetic import random_payload, random_sorted_indices
 
 # Covered by the fast path (the first six) and not (the reference answers for them).
@@ -94,7 +94,7 @@ def test_popcount_table_for_numpy_1_counts_bits():
 def test_valid_rows_decode_identically(universe, k):
     p = ef_params(universe, k)
     rng = np.random.default_rng(universe + k)
-    rows = BLOCK_ROWS + 37 if (universe, k) == (4096, 64) else 300  # several blocks for the main one
+    rows = STREAM_BLOCK_ROWS + 37 if (universe, k) == (4096, 64) else 300  # several blocks for the main one
     idx = random_sorted_indices(rng, rows, k, universe)
     code = ef_encode(idx, p)
     readonly = np.frombuffer(code.tobytes(), np.uint8).reshape(code.shape)  # as the wire decoder sees it
@@ -184,11 +184,12 @@ def test_low_widths_are_all_covered():
 
 def test_a_bad_row_in_a_later_block_names_the_same_row_with_threads():
     p = ef_params(4096, 64)
-    code = ef_encode(random_sorted_indices(np.random.default_rng(1), 3 * BLOCK_ROWS, 64, 4096), p)
-    code[2 * BLOCK_ROWS + 5, p.low_bytes] ^= 1  # one bit more or less in that row's bitmap
+    rows = STREAM_BLOCK_ROWS + 2 * BLOCK_ROWS  # 2 blocks of the compiled decoder, 6 of the NumPy one
+    code = ef_encode(random_sorted_indices(np.random.default_rng(1), rows, 64, 4096), p)
+    code[rows - 5, p.low_bytes] ^= 1  # one bit more or less in that row's bitmap
     with ThreadPoolExecutor(2) as pool:
         assert _assert_same(code, p, pool) == "error"
-    with pytest.raises(EFDecodeError, match=f"chunk {2 * BLOCK_ROWS + 5} has"):
+    with pytest.raises(EFDecodeError, match=f"chunk {rows - 5} has"):
         ef_decode_fast(code, p)
 
 
@@ -227,7 +228,7 @@ def test_hypothesis_bitmaps_with_k_set_bits_decode_like_the_reference(geometry, 
 @pytest.mark.parametrize("k", [64, 32, 8, 12, 5])
 def test_codes_unpack_like_unpack_uint(k):
     rng = np.random.default_rng(k)
-    rows = BLOCK_ROWS + 3 if k == 64 else 50
+    rows = STREAM_BLOCK_ROWS + 3 if k == 64 else 50
     codes = rng.integers(0, 4, (rows, k), dtype=np.uint8)
     packed = pack_uint(codes, 2)
     ref, ref_ok = unpack_uint(packed, k, 2)
@@ -290,15 +291,17 @@ def test_blocks_after_a_failure_are_skipped():
 
 def test_a_bad_first_block_still_raises_the_reference_error_of_the_whole_tensor():
     p = ef_params(4096, 64)
-    code = ef_encode(random_sorted_indices(np.random.default_rng(2), 3 * BLOCK_ROWS, 64, 4096), p)
+    rows = STREAM_BLOCK_ROWS + 2 * BLOCK_ROWS
+    code = ef_encode(random_sorted_indices(np.random.default_rng(2), rows, 64, 4096), p)
     code[3, p.low_bytes] ^= 1  # bit count wrong in block 0
-    code[2 * BLOCK_ROWS + 1, -1] |= 0x80  # a padding bit in block 2: the reference reports this first
+    code[rows - 3, -1] |= 0x80  # a padding bit in the last block: the reference reports this first
     with pytest.raises(EFDecodeError, match="nonzero padding bits in high part"):
         ef_decode(code, p)
-    with pytest.raises(EFDecodeError, match="nonzero padding bits in high part"):
-        ef_decode_fast(code, p)
-    with ThreadPoolExecutor(2) as pool, pytest.raises(EFDecodeError, match="nonzero padding bits in high part"):
-        ef_decode_fast(code, p, pool)
+    for compiled in BACKENDS:
+        with pytest.raises(EFDecodeError, match="nonzero padding bits in high part"):
+            ef_decode_fast(code, p, compiled=compiled)
+        with ThreadPoolExecutor(2) as pool, pytest.raises(EFDecodeError, match="nonzero padding bits in high part"):
+            ef_decode_fast(code, p, pool, compiled=compiled)
 
 
 def _root(a: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""2-bit quantization codes, unpacked by table lookup in cache-sized blocks.
+"""2-bit quantization codes, unpacked by table lookup in blocks of rows (on threads when given).
 
 Four codes share a byte (bitpack, LSB first), so two bytes hold eight codes: a 65536-entry table
 maps each 16-bit pair of bytes to its eight codes as eight bytes (one uint64), and one lookup per
@@ -16,7 +16,7 @@ import numpy as np
 
 from templar_jax.wire.bitpack import unpack_uint
 from templar_jax.wire.layout import CODE_BITS
-from templar_jax.wire.row_blocks import all_blocks_ok
+from templar_jax.wire.row_blocks import STREAM_BLOCK_ROWS, all_blocks_ok
 
 CODES_PER_LOOKUP = 8
 
@@ -52,5 +52,5 @@ def unpack_codes(packed_XxB: np.ndarray, k: int, pool: Executor | None = None, *
         np.take(table, pairs[start:stop], out=out_words[start:stop], mode="clip")  # all in range
         return True
 
-    all_blocks_ok(block, rows, pool)
+    all_blocks_ok(block, rows, pool, STREAM_BLOCK_ROWS)
     return out, True  # k * 2 bits fill whole bytes: no padding bits

@@ -37,7 +37,7 @@ import numpy as np
 
 from templar_jax.wire import elias_fano_jit
 from templar_jax.wire.elias_fano import EFParams, ef_decode
-from templar_jax.wire.row_blocks import BLOCK_ROWS, all_blocks_ok
+from templar_jax.wire.row_blocks import BLOCK_ROWS, STREAM_BLOCK_ROWS, all_blocks_ok
 
 CHUNK_BITS = 16
 MAX_CHUNKS = 8  # running sums of one byte per chunk must fit one uint64
@@ -236,10 +236,10 @@ def ef_decode_fast(code_XxB: np.ndarray, p: EFParams, pool: Executor | None = No
         raise ValueError(f"out must be C-contiguous int32 {(code.shape[0], p.k)}, got {out.dtype} {out.shape}")
     if compiled or (compiled is None and elias_fano_jit.available()):
         rows = elias_fano_jit.row_decoder(p)
-        block = lambda s, e: rows(code, out, s, e)  # noqa: E731
+        block, block_rows = (lambda s, e: rows(code, out, s, e)), STREAM_BLOCK_ROWS
     else:
         chunk_positions_table(), chunk_popcount_table()  # build once, before any thread needs them
-        block = lambda s, e: _decode_block(code, p, out, s, e)  # noqa: E731
-    if all_blocks_ok(block, code.shape[0], pool):
+        block, block_rows = (lambda s, e: _decode_block(code, p, out, s, e)), BLOCK_ROWS
+    if all_blocks_ok(block, code.shape[0], pool, block_rows):
         return out
     return ef_decode(code, p)  # a bad row: the reference raises its exact error
