@@ -257,3 +257,20 @@ def test_a_process_that_raises_ends_the_others_at_their_next_beat():
     me.join(5)
     assert exits == [70]
     assert messages == ["process 1 on hostB (phase 'outer step window 2') failed: ValueError: boom"]
+
+
+def test_the_validators_state_and_secret_are_read_and_written_on_process_0_only(tmp_path):
+    from templar_jax.gauntlet.state import ValidatorState, load_state, save_state
+    from templar_jax.neurons.validator_files import agreed_secret, agreed_state, save_state_once
+
+    save_state(ValidatorState(window=7), tmp_path / "p0" / "state.json")
+
+    def steps(folder):  # each process its own folder, as on hosts that share none
+        return [lambda a: agreed_state(a, folder / "state.json"), lambda a: agreed_secret(a, folder / "secret"),
+                lambda a: save_state_once(a, ValidatorState(window=8), folder / "state.json")]
+
+    out, _ = run_both(steps(tmp_path / "p0"), steps(tmp_path / "p1"))
+    assert out[0][0] == out[1][0] == ValidatorState(window=7)
+    assert out[0][1] == out[1][1] == (tmp_path / "p0" / "secret").read_bytes() and len(out[1][1]) == 32
+    assert load_state(tmp_path / "p0" / "state.json").window == 8
+    assert not (tmp_path / "p1").exists()  # process 1 never touched its run folder
