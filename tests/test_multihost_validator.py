@@ -28,7 +28,8 @@ STALL_S = 20.0  # generous: 2 shared cores may starve a heartbeat for seconds
 # 30 s windows, 12 s to upload: room for the 2-process miner's first compiles on 2 shared cores
 OVERRIDES = ["run.blocks_per_window=30", "inner.steps=2", "validator.eval_sequences=4", "peers.upload_window_s=12",
              "peers.gather_timeout_s=5", "run.null_rounds=0", "validator.checkpoint_interval_windows=1",
-             "validator.weights_interval_windows=1", "multihost.heartbeat_s=0.5",
+             "validator.weights_interval_windows=1", "validator.eval_budget_s=0.000001",  # 1 uid per window
+             "multihost.heartbeat_s=0.5",
              f"multihost.stall_timeout_s={STALL_S}"]
 
 
@@ -148,6 +149,7 @@ def test_two_process_validator_and_miner_stay_in_step_write_once_fail_together_a
     resumed = f"resumed at window {last_scored + 1} (checkpoint {last_scored}, replayed 0"
     assert resumed in (run_dir / "logs" / "validator-0-p0.log").read_text(errors="replace")
     check_params_agree(run_dir, start)
+    check_scores_agree(run_dir)
     check_writes_once(run_dir)
 
 
@@ -165,6 +167,19 @@ def check_params_agree(run_dir: Path, start: int) -> None:
         assert len(seen) >= 2 and all(val0[w] == d for w, d in seen.items()), (name, seen, val0)
     aggregated = [e["aggregated"] for e in events(run_dir, "validator", "scores")]
     assert any(1 in uids for uids in aggregated), aggregated  # the 2-process miner's uploads counted
+
+
+def check_scores_agree(run_dir: Path) -> None:
+    """Both validator processes scored alike, and skipped the same uids for the evaluation budget
+    (judged by process 0's clock)."""
+    from tests.local_network import events
+
+    def scores(folder):
+        return {e["window"]: (e["uids"], e["eval_skipped"], e["eval_draw"]) for e in events(folder, "validator", "scores")}
+
+    mine = scores(run_dir)
+    assert scores(run_dir / "process-1") == mine
+    assert any(skipped for _, skipped, _ in mine.values()), mine
 
 
 def check_writes_once(run_dir: Path) -> None:
