@@ -17,6 +17,7 @@ from typing import Any, Literal, Mapping
 
 from templar_jax.config.typed import doc
 from templar_jax.gauntlet.config import GauntletConfig
+from templar_jax.malloc_threshold import GLIBC_MAX_THRESHOLD
 from templar_jax.sparseloco.kernels.config import KernelConfig
 from templar_jax.storage.bucket import BucketConfig
 from templar_jax.train.optimizer import TrainConfig
@@ -180,6 +181,9 @@ class ValidatorSection(GauntletConfig):
     copy_sketch_chunks: int = doc("copy detection on this many sampled chunk rows per tensor (drawn with the "
                                   "window's evaluation seed; a sketch per miner, linear in the miners); "
                                   "0: every index of every pair (exact, quadratic in full index sets)", 0)
+    mmap_threshold_bytes: int = doc("glibc mmap threshold the validator fixes at start (freed payload-sized "
+                                    "buffers go back to the system, so its memory does not grow with the "
+                                    "miners); 0: glibc's dynamic default", 1 << 20)
 
     def __post_init__(self):
         super().__post_init__()
@@ -187,6 +191,9 @@ class ValidatorSection(GauntletConfig):
             raise ValueError(f"validator.eval_budget_s must be >= 0, got {self.eval_budget_s}")
         if self.copy_sketch_chunks < 0:
             raise ValueError(f"validator.copy_sketch_chunks must be >= 0, got {self.copy_sketch_chunks}")
+        if not 0 <= self.mmap_threshold_bytes <= GLIBC_MAX_THRESHOLD:
+            raise ValueError(f"validator.mmap_threshold_bytes must be in [0, {GLIBC_MAX_THRESHOLD}], "
+                             f"got {self.mmap_threshold_bytes}")
 
 
 @dataclass(frozen=True)

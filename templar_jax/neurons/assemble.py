@@ -16,6 +16,7 @@ import jax
 from templar_jax.chain import ValidatorRule
 from templar_jax.config import RunConfig
 from templar_jax.events import EventLog
+from templar_jax.malloc_threshold import set_mmap_threshold
 from templar_jax.metrics import attach_exporters
 from templar_jax.multihost import AgreedBucket, AgreedChain, SoloAgreement, solo
 from templar_jax.multihost import start as start_multihost
@@ -114,5 +115,6 @@ def build_miner(cfg: RunConfig, *, hotkey: str, run_dir: str | Path, upload: Upl
 def build_validator(cfg: RunConfig, *, hotkey: str, run_dir: str | Path, register_stake: float | None = None,
                     validator_seed: int = 0) -> Validator:
     """A validator (on one process or, with jax.distributed up, across several: see `build_parts`)."""
+    set_mmap_threshold(cfg.validator.mmap_threshold_bytes)  # memory flat in the number of miners
     parts = build_parts(cfg, role=Validator.role, hotkey=hotkey, run_dir=run_dir, register_stake=register_stake)
     return Validator(parts, validator_seed=validator_seed)
