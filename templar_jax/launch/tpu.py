@@ -83,15 +83,15 @@ def install_steps(t: TpuTarget) -> list[Step]:
         src = f"{REMOTE_DIR}/src"
         fetch = (f'(git -C "{src}" fetch -q origin {shlex.quote(t.git_ref)} && git -C "{src}" checkout -q FETCH_HEAD'
                  f' || git clone -q -b {shlex.quote(t.git_ref)} {shlex.quote(t.git_url)} "{src}")')
-        return [step("clone the repo and install it (with jax[tpu]) on every worker",
-                     *t.ssh(remote_join(venv, fetch, f'"{REMOTE_VENV}/bin/pip" install -q -e "{src}[tpu]"')))]
+        return [step("clone the repo and install it (with jax[tpu] and the compiled payload decoder) on every worker",
+                     *t.ssh(remote_join(venv, fetch, f'"{REMOTE_VENV}/bin/pip" install -q -e "{src}[tpu,fast-decode]"')))]
     if t.install != "archive":
         raise ValueError(f"unknown install method {t.install!r} (use 'archive' or 'git')")
     src = f"{REMOTE_DIR}/src"
     unpack = remote_join(
         f'rm -rf "{src}" && mkdir -p "{src}"',
         f'tar -xzf "{REMOTE_DIR}/templar-jax-src.tar.gz" -C "{src}"',
-        f'"{REMOTE_VENV}/bin/pip" install -q -e "{src}[tpu]"',
+        f'"{REMOTE_VENV}/bin/pip" install -q -e "{src}[tpu,fast-decode]"',
     )
     return [
         step("make the local dist/ folder", "mkdir", "-p", str(Path(SOURCE_ARCHIVE).parent)),
@@ -99,7 +99,7 @@ def install_steps(t: TpuTarget) -> list[Step]:
              "git", "archive", "--format=tar.gz", f"--output={SOURCE_ARCHIVE}", "HEAD"),
         step("make the install folder and venv on every worker", *t.ssh(venv)),
         step("copy the source archive to every worker", *t.scp(SOURCE_ARCHIVE, "templar/")),
-        step("unpack and install (with jax[tpu]) on every worker", *t.ssh(unpack)),
+        step("unpack and install (with jax[tpu] and the compiled payload decoder) on every worker", *t.ssh(unpack)),
     ]
 
 
