@@ -53,7 +53,7 @@ def run_both(leader_steps, follower_steps):
     """Each list of callables runs in order on its own process's Agreement; returns results
     (or the exception raised) per step."""
     store = FakeStore()
-    parties = {0: Agreement(store, 0), 1: Agreement(store, 1, wait_s=5)}
+    parties = {0: Agreement(store, 0, 2), 1: Agreement(store, 1, 2, wait_s=5)}
     out = {0: [], 1: []}
 
     def play(pid, steps):
@@ -100,7 +100,7 @@ def test_process_0_decides_and_the_others_receive_in_order():
 
 def test_process_0_forgets_old_decisions():
     store = FakeStore()
-    leader = Agreement(store, 0, keep=2)
+    leader = Agreement(store, 0, 2, keep=2)
     for i in range(4):
         leader.blob(f"d{i}", lambda: b"x" * (PART_BYTES + 1))  # two parts each
     assert sorted(store.data) == ["templar/agree/2", "templar/agree/2/0", "templar/agree/2/1",
@@ -108,7 +108,7 @@ def test_process_0_forgets_old_decisions():
 
 
 def test_a_follower_without_a_decision_fails_naming_the_phase():
-    follower = Agreement(FakeStore(), 1, wait_s=0.2)
+    follower = Agreement(FakeStore(), 1, 2, wait_s=0.2)
     with pytest.raises(MultihostError, match="process 1, phase 'chain.current_block': no decision"):
         follower.value("chain.current_block", lambda: 0)
 

@@ -80,11 +80,17 @@ class OffloadSection:
 @dataclass(frozen=True)
 class MultihostSection:
     """One neuron across several processes (`jax.distributed`; `templar_jax.multihost`): the
-    heartbeat that ends every process when one dies or stalls. Unused by a one-process neuron."""
+    heartbeat that ends every process when one dies or stalls, and who downloads the gathered
+    payloads. Unused by a one-process neuron."""
 
     heartbeat_s: float = doc("seconds between a process's heartbeats", 2.0)
     stall_timeout_s: float = doc("a process silent this long ends every process of the neuron (error names "
                                  "host and phase); longer than any single compile", 300.0)
+    payload_reads: Literal["leader", "every_host"] = doc(
+        "who downloads the gathered payloads: 'leader' (process 0, which hands their bytes to the others "
+        "through jax.distributed's key-value store) or 'every_host' (process 0 decides which are valid and "
+        "hands on only their sha256; each process reads them from the peers' buckets itself, taking process "
+        "0's bytes for any payload it cannot read or that differs)", "leader")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,9 @@ Each record carries its label: a process whose n-th call names another decision 
 naming both, instead of taking another decision's value.
 Process 0 deletes a decision `keep` calls later: a process that far behind is broken anyway
 (its wait then fails with a clear error instead of reading a stale value).
+
+The one step that goes the other way, `gather_from_all(label, local)`: each process's own small
+value (what it could not read itself) collected on process 0 and handed to all as one decision.
 """
 
 from __future__ import annotations
@@ -59,6 +62,10 @@ class SoloAgreement:
     def now(self) -> float:
         return time.time()
 
+    def gather_from_all(self, label: str, local: Any, *, wait_s: float) -> list:
+        self.phase = label
+        return [local]
+
 
 def solo() -> SoloAgreement:
     return SoloAgreement()
@@ -69,8 +76,9 @@ class Agreement(SoloAgreement):
 
     multiprocess = True
 
-    def __init__(self, client, process_index: int, *, wait_s: float = 7 * 86400.0, keep: int = 4096):
-        self.client, self.process_index = client, int(process_index)
+    def __init__(self, client, process_index: int, process_count: int, *, wait_s: float = 7 * 86400.0,
+                 keep: int = 4096):
+        self.client, self.process_index, self.process_count = client, int(process_index), int(process_count)
         self.leader = self.process_index == 0
         self.wait_ms = int(wait_s * 1000)
         self.keep = keep
@@ -95,6 +103,21 @@ class Agreement(SoloAgreement):
     def now(self) -> float:
         """Process 0's wall clock: a deadline judged by it is judged alike everywhere."""
         return float(self.value("clock", time.time))
+
+    def gather_from_all(self, label: str, local: Any, *, wait_s: float) -> list:
+        """Every process's JSON-able `local`, indexed by process, on every process. Each process
+        but 0 sets its own key; process 0 waits for all of them (`wait_s` in all) and publishes
+        the list as the decision `label`. A process silent that long makes every process raise
+        MultihostError naming it."""
+        if getattr(self._inside, "depth", 0):
+            raise MultihostError(f"gather_from_all {label!r} inside another decision (process 0 alone runs it)")
+        seq = self.seq  # the number the decision below takes on every process
+        if not self.leader:
+            self.client.key_value_set_bytes(f"{PREFIX}/{seq}/from/{self.process_index}",
+                                            _record(b"V", label, json.dumps(local).encode()))
+        deadline = time.monotonic() + wait_s
+        return self.value(label, lambda: [local] + [self._report(seq, i, label, deadline)
+                                                    for i in range(1, self.process_count)])
 
     # -- mechanics -------------------------------------------------------------------------
     def _share(self, label: str, fn: Callable[[], bytes]) -> bytes:
@@ -149,6 +172,22 @@ class Agreement(SoloAgreement):
         if kind == b"V":
             return body
         raise _rebuilt(json.loads(body))
+
+
+    def _report(self, seq: int, process: int, label: str, deadline: float) -> Any:
+        key = f"{PREFIX}/{seq}/from/{process}"
+        wait_ms = max(1, int((deadline - time.monotonic()) * 1000))
+        try:
+            record = self.client.blocking_key_value_get_bytes(key, wait_ms)
+        except Exception as err:
+            raise MultihostError(f"process 0, phase {label!r}: no report from process {process} in time "
+                                 f"({type(err).__name__}: {err})") from None
+        self.client.key_value_delete(key)
+        _, made, body = _parse(record)
+        if made != label:
+            raise MultihostError(f"process 0, decision {seq}: process {process} reported for {made!r} where "
+                                 f"process 0 expected {label!r} (the processes' code paths diverged)")
+        return json.loads(body)
 
 
 def _record(kind: bytes, label: str, body: bytes) -> bytes:

@@ -1,7 +1,9 @@
 """A bucket as every process of a multi-process neuron sees it: opened on process 0 only; sync
 reads are agreed (every process gets process 0's bytes), writes happen once, on process 0.
 The async operations (`aget`, `ahead`, ... : the gather's concurrent downloads) run only on
-process 0 inside an agreed operation (e.g. `NeuronBase.gather`); elsewhere they raise."""
+process 0 inside an agreed operation (e.g. `NeuronBase.gather`); elsewhere they raise.
+`local()` is the one way around the agreement: this process's own read handle, for reads whose
+bytes are then checked against an agreed digest (`neurons.host_reads`)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ class AgreedBucket:
                  opener: Callable[[], Bucket] | None = None):
         self._inner, self._agree, self.name = inner, agreement, name
         self._opener = opener
+        self._local: Bucket | None = None  # a process other than 0's own handle (`local()`)
 
     @classmethod
     def lazy(cls, agreement: SoloAgreement, name: str, open_bucket: Callable[[], Bucket]) -> "AgreedBucket":
@@ -53,6 +56,20 @@ class AgreedBucket:
         thread on process 0 (a checkpoint upload) must not number agreements. Raises
         MultihostError on the other processes."""
         return self._bucket()
+
+    def local(self) -> Bucket:
+        """This process's own Bucket for reads off the agreed path: process 0's bucket there;
+        elsewhere opened here on first use with the same opener (a peer's bucket, from the read
+        access its agreed commitment publishes). Raises MultihostError where there is no opener
+        (a bucket process 0 opened alone, e.g. this neuron's own)."""
+        if self._agree.leader:
+            return self._bucket()
+        if self._local is None:
+            if self._opener is None:
+                raise MultihostError(f"bucket {self.name}: process {self._agree.process_index} cannot open it "
+                                     f"itself (opened by process 0 alone)")
+            self._local = self._opener()
+        return self._local
 
     def __repr__(self) -> str:
         return f"AgreedBucket({self.name}, {self._inner!r})"
@@ -90,6 +107,13 @@ class AgreedBucket:
     def close(self) -> None:
         if self._inner is not None:
             self._bucket().close()
+        if self._local is not None:
+            self._local.close()
+
+
+def local_bucket(bucket) -> Bucket:
+    """The Bucket this process reads `bucket` through off the agreed path (a plain one: itself)."""
+    return bucket.local() if isinstance(bucket, AgreedBucket) else bucket
 
 
 def agreement_of(bucket) -> SoloAgreement:

@@ -58,7 +58,7 @@ def start(*, heartbeat_s: float = 2.0, stall_timeout_s: float = 60.0) -> Multiho
     watchdog stops at interpreter exit, before jax.distributed shuts down."""
     group = current_group()
     client = coordination_client()
-    agreement = Agreement(client, group.index)
+    agreement = Agreement(client, group.index, group.count)
     watchdog = Watchdog(client, group, lambda: agreement.phase, interval_s=heartbeat_s,
                         timeout_s=stall_timeout_s)
     watchdog.beat_now()  # visible to the others from now on, whatever this process does next

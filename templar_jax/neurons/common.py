@@ -17,6 +17,7 @@ from templar_jax.neurons.agreed_gather import agreed_gather
 from templar_jax.neurons.clock import WindowClock
 from templar_jax.neurons.datasets import DataSets
 from templar_jax.neurons.exchange import gather_window, select_contributors
+from templar_jax.neurons.host_reads import HostReads
 from templar_jax.neurons.network import PeerDirectory
 from templar_jax.neurons.spool import PayloadSpool
 from templar_jax.neurons.window_state import Gathered
@@ -101,12 +102,15 @@ class NeuronBase:
         with `spool`, accepted payloads wait on local disk (`neurons.exchange`)."""
         t0 = time.time()
         upload = self.clock.upload_window(window)
+        reads = None  # run config multihost.payload_reads: who downloads the valid payloads
+        if self.cfg.multihost.payload_reads == "every_host":
+            reads = HostReads(buckets, self.cfg.peers.gather_timeout_s, self.cfg.peers.gather_in_flight)
         got = agreed_gather(
             self.agreement, window,
             lambda raw: gather_window(window, uids, buckets, upload=upload, version=self.version, codec=self.model.codec,
                                       deadline_s=self.cfg.peers.gather_timeout_s, keep_raw=raw, spool=spool,
                                       in_flight=self.cfg.peers.gather_in_flight),
-            codec=self.model.codec, version=self.version, keep_raw=keep_raw, spool=spool)
+            codec=self.model.codec, version=self.version, keep_raw=keep_raw, spool=spool, reads=reads)
         return Gathered(peers, got, select_contributors(peers, got.valid), time.time() - t0)
 
     def wait_start_window(self, poll_s: float = 0.5, timeout_s: float = 600.0) -> int:
