@@ -274,3 +274,68 @@ def test_the_validators_state_and_secret_are_read_and_written_on_process_0_only(
     assert out[0][1] == out[1][1] == (tmp_path / "p0" / "secret").read_bytes() and len(out[1][1]) == 32
     assert load_state(tmp_path / "p0" / "state.json").window == 8
     assert not (tmp_path / "p1").exists()  # process 1 never touched its run folder
+
+
+def test_gather_from_all_hands_every_processs_value_to_all():
+    never = lambda: pytest.fail("a follower never runs the decision")  # noqa: E731
+    out, store = run_both([lambda a: a.gather_from_all("misses", [], wait_s=5), lambda a: a.value("next", lambda: 1)],
+                          [lambda a: a.gather_from_all("misses", [3, 4], wait_s=5), lambda a: a.value("next", never)])
+    assert out[0] == out[1] == [[[], [3, 4]], 1]  # and the sequence stayed aligned
+    assert not [k for k in store.data if "/from/" in k]  # process 0 deleted the reports it read
+
+
+def test_gather_from_all_names_a_silent_process():
+    leader = Agreement(FakeStore(), 0, 2)
+    t0 = time.monotonic()
+    with pytest.raises(MultihostError, match="process 0, phase 'misses': no report from process 1"):
+        leader.gather_from_all("misses", [], wait_s=0.2)
+    assert time.monotonic() - t0 < 2
+
+
+def test_gather_from_all_names_a_report_for_another_step():
+    out, _ = run_both([lambda a: a.gather_from_all("misses window 3", [], wait_s=5)],
+                      [lambda a: a.gather_from_all("misses window 4", [], wait_s=5)])
+    assert isinstance(out[0][0], MultihostError) and isinstance(out[1][0], MultihostError)
+    assert "process 1 reported for 'misses window 4' where process 0 expected 'misses window 3'" in str(out[0][0])
+
+
+def test_every_host_reads_take_process_0s_bytes_for_a_payload_not_readable_here(tmp_path):
+    import numpy as np
+
+    from templar_jax.config import load_run_config
+    from templar_jax.neurons.agreed_gather import agreed_gather
+    from templar_jax.neurons.exchange import WindowPayloads
+    from templar_jax.neurons.host_reads import HostReads
+    from templar_jax.protocol.global_model import GlobalModel
+    from templar_jax.storage.bucket import Bucket
+    from templar_jax.storage.keys import gradient_key
+    from templar_jax.wire.synthetic import random_payload
+
+    model = GlobalModel(load_run_config("demo", []), pad_id=None)
+    raw = {uid: model.codec.encode(random_payload(np.random.default_rng(uid), model.expected, chunk=model.codec.chunk,
+                                                  topk=model.codec.topk),
+                                   {"window": 4, "uid": uid, "version": model.version, "global_step": 1})
+           for uid in (2, 5)}
+    bucket = Bucket.open(f"file://{tmp_path}/peer-2")
+    bucket.put(gradient_key(4, 2, model.version), raw[2])
+
+    def fetch(keep_raw):
+        got = WindowPayloads(4, failed={3: "too_late"}, stored_at={2: 1.0, 5: 2.0}, raw=dict(raw))
+        got.valid = {uid: model.decode_payload(b, window=4, uid=uid) for uid, b in raw.items()}
+        return got
+
+    def step(a):  # uid 5's bucket cannot be opened on process 1: its bytes come from process 0
+        reads = HostReads({2: bucket} if not a.leader else {}, deadline_s=10.0)
+        return agreed_gather(a, 4, fetch if a.leader else None, codec=model.codec, version=model.version,
+                             keep_raw=True, reads=reads)
+
+    out, store = run_both([step], [step])
+    mine, theirs = out[0][0], out[1][0]
+    sent = b"".join(v for v in store.data.values() if isinstance(v, bytes))
+    assert b"gather window 4 uid 5 from process 0" in sent and b"uid 2 from" not in sent  # uid 5's bytes alone
+    assert (theirs.failed, theirs.stored_at, dict(theirs.raw)) == (mine.failed, mine.stored_at, dict(mine.raw))
+    assert list(theirs.valid) == list(mine.valid) == [2, 5]
+    for uid in (2, 5):
+        for name, tensor in mine.valid[uid].items():
+            for a, b in zip(tensor, theirs.valid[uid][name]):
+                np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
