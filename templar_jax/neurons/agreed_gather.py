@@ -123,9 +123,8 @@ def gather_read_everywhere(agreement: SoloAgreement, window: int, fetch: Callabl
                 here.raw[uid] = data
     if here is None:
         return _as_kept(got, keep_raw)
-    if here.missing:
-        log.info("window %d: process 0's bytes for uids %s, read here for the other %d", window, here.missing,
-                 len(header["uids"]) - len(here.missing))
+    log.info("window %d: %d payloads read here, process 0's bytes for uids %s", window,
+             len(header["uids"]) - len(here.missing), here.missing)
     got.valid = {u: here.payloads[u] for u in header["uids"]}
     if keep_raw:
         got.raw = SpooledBytes(got.valid) if spool is not None else {u: here.raw[u] for u in header["uids"]}
