@@ -339,3 +339,21 @@ def test_every_host_reads_take_process_0s_bytes_for_a_payload_not_readable_here(
         for name, tensor in mine.valid[uid].items():
             for a, b in zip(tensor, theirs.valid[uid][name]):
                 np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_gather_from_all_over_three_processes_keeps_process_order():
+    store = FakeStore()
+    parties = [Agreement(store, i, 3, wait_s=5) for i in range(3)]
+    out = {}
+
+    def play(i):
+        time.sleep(0.05 * (2 - i))  # process 2 reports first
+        out[i] = parties[i].gather_from_all("misses", {"p": i}, wait_s=5)
+
+    threads = [threading.Thread(target=play, args=(i,)) for i in (1, 2)]
+    for t in threads:
+        t.start()
+    play(0)
+    for t in threads:
+        t.join(10)
+    assert out[0] == out[1] == out[2] == [{"p": 0}, {"p": 1}, {"p": 2}]
