@@ -14,7 +14,7 @@ On one process `solo()` gives an `Agreement` that simply calls the function.
 
 from templar_jax.multihost.agree import Agreement, SoloAgreement, solo
 from templar_jax.multihost.arrays import BatchFeed, host_array, host_tree
-from templar_jax.multihost.bucket import AgreedBucket, agreement_of
+from templar_jax.multihost.bucket import AgreedBucket, agreement_of, local_bucket
 from templar_jax.multihost.chain import AgreedChain
 from templar_jax.multihost.errors import MultihostError
 from templar_jax.multihost.runtime import Multihost, ProcessGroup, current_group, report_failure, start
@@ -22,6 +22,6 @@ from templar_jax.multihost.watchdog import Watchdog
 
 __all__ = [
     "AgreedBucket", "AgreedChain", "Agreement", "BatchFeed", "Multihost", "MultihostError", "ProcessGroup",
-    "SoloAgreement", "Watchdog", "agreement_of", "current_group", "host_array", "host_tree", "report_failure",
-    "solo", "start",
+    "SoloAgreement", "Watchdog", "agreement_of", "current_group", "host_array", "host_tree", "local_bucket",
+    "report_failure", "solo", "start",
 ]

@@ -173,7 +173,6 @@ class Agreement(SoloAgreement):
             return body
         raise _rebuilt(json.loads(body))
 
-
     def _report(self, seq: int, process: int, label: str, deadline: float) -> Any:
         key = f"{PREFIX}/{seq}/from/{process}"
         wait_ms = max(1, int((deadline - time.monotonic()) * 1000))
