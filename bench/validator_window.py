@@ -18,7 +18,7 @@ of one miner's decoded payload).
     python bench/validator_window.py [--miners 2,8,32] [--modes spool,memory] [--preset 150m]
                                      [--eval-uids 2] [--eval-sequences 2] [--gather 20]
                                      [--in-flight 4] [--workers 2] [--copy-sketch 0]
-                                     [--checkpoint-interval 0] [--publish-wait] [--lock FILE]
+                                     [--checkpoint-interval 0] [--publish-wait] [--trim] [--lock FILE]
 Prints a table (peak RSS and its ratio to the same mode's first N; time per phase) and one JSON
 line per row. With `--checkpoint-interval 1` both windows save and publish a checkpoint: the
 publish phase saves it locally and the upload runs in the background (`upload after` is how long
@@ -150,6 +150,10 @@ def child(args) -> dict:
     params = validator.process_window(theta0, 0, start=0)  # warm-up: compiles every program
     del params
     gc.collect()
+    if args.trim:  # glibc keeps freed heap; give it back so `model` is what the process holds
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
     seconds.update(dict.fromkeys(PHASES, 0.0))
     peaks_kb.update(dict.fromkeys(PHASES, 0))
     model_kb = _status_kb("VmRSS")
@@ -169,7 +173,7 @@ def child(args) -> dict:
             "eval_sequences": args.eval_sequences, "evaluated": scored,
             "model_rss_mb": model_kb / 1024, "peak_rss_mb": peak_kb / 1024,
             "window_mb": (peak_kb - model_kb) / 1024, "wall_s": wall,
-            "checkpoint_interval": args.checkpoint_interval, "publish_wait": args.publish_wait,
+            "checkpoint_interval": args.checkpoint_interval, "publish_wait": args.publish_wait, "trim": args.trim,
             "upload_after_window_s": upload_after,
             **{f"{k}_s": v for k, v in seconds.items()}, **{f"{k}_peak_mb": v / 1024 for k, v in peaks_kb.items()}}
 
@@ -185,6 +189,7 @@ def main(argv=None) -> int:
                    help="validator.checkpoint_interval_windows (1: a checkpoint saved and published every window)")
     p.add_argument("--publish-wait", action="store_true",
                    help="the publish phase waits for the checkpoint upload (as before it ran in the background)")
+    p.add_argument("--trim", action="store_true", help="malloc_trim(0) before the measured window (glibc)")
     p.add_argument("--gather", type=int, default=20, help="peers aggregated (peers.gather)")
     p.add_argument("--in-flight", type=int, default=4, help="peers.gather_in_flight")
     p.add_argument("--workers", type=int, default=2, help="peers.decode_workers")
@@ -208,6 +213,7 @@ def main(argv=None) -> int:
                        "--workdir", work, "--preset", args.preset, "--eval-uids", str(args.eval_uids),
                        "--eval-sequences", str(args.eval_sequences), "--checkpoint-interval",
                        str(args.checkpoint_interval), *(["--publish-wait"] if args.publish_wait else []),
+                       *(["--trim"] if args.trim else []),
                        "--gather", str(args.gather), "--in-flight", str(args.in_flight),
                        "--workers", str(args.workers), "--copy-sketch", str(args.copy_sketch)]
                 out = subprocess.run((["flock", args.lock] if args.lock else []) + cmd, capture_output=True, text=True)
