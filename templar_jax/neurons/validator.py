@@ -30,6 +30,7 @@ import logging
 import tempfile
 import time
 
+import jax
 import numpy as np
 
 from templar_jax.data import validator_own_indices, validator_random_indices
@@ -294,7 +295,9 @@ class Validator(NeuronBase):
         t0 = time.time()
         self.agreement.phase = f"{phase} window {window}"  # until its next decision names itself
         try:
-            return run()
+            # waited for: jax dispatches asynchronously, and the phase's work would otherwise be
+            # timed in whichever later phase first reads its arrays
+            return jax.block_until_ready(run())
         finally:
             self.events.emit("phase", window=window, phase=phase, start=t0, end=time.time(), lane="main")
 
