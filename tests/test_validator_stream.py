@@ -69,8 +69,11 @@ def test_spooled_window_equals_the_in_memory_window(tmp_path, model):
     seen = []
     orig_score = streamed._score
 
+    applied = []
+
     def score(theta, window, miners, gathered, train):
         seen.append(gathered.payloads.valid)
+        applied.extend(dict(p) for p in gathered.applied)  # decoded in memory: the miners' path below
         return orig_score(theta, window, miners, gathered, train)
 
     streamed._score = score
@@ -87,6 +90,8 @@ def test_spooled_window_equals_the_in_memory_window(tmp_path, model):
 
     assert streamed.state == in_memory.state
     assert model.params_digest(params_streamed) == model.params_digest(params_memory) != model.params_digest(theta0)
+    # the validator aggregates one peer at a time; a miner stacks the peers: the same bits
+    assert len(applied) == 2 and model.params_digest(model.outer_step(theta0, applied)) == model.params_digest(params_streamed)
     assert published_streamed == in_memory.bucket.get(aggregator_key(0, model.version))
     phases = [(e["phase"], e["window"]) for e in read_all_events(tmp_path / "run")
               if e["event"] == "phase" and e["role"] == "validator"]

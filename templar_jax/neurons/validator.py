@@ -272,9 +272,10 @@ class Validator(NeuronBase):
 
         # the same outer step as the miners; then publish (a failed publication is logged and
         # never stops scoring)
-        # one aggregate for the outer step and the stale-copy memory
+        # one aggregate for the outer step and the stale-copy memory, built one peer at a time
+        # (the spooled payloads are read one by one: memory flat in the number of peers)
         def outer_step():
-            agg = self.model.aggregate(gathered.applied, theta0) if gathered.applied else None
+            agg = self.model.aggregate_streamed(gathered.applied, theta0) if gathered.applied else None
             return agg, (theta0 if agg is None else self.model.apply(theta0, agg))
 
         aggregate, params = self._timed(window, "validator_outer_step", outer_step)

@@ -23,6 +23,7 @@ from templar_jax.protocol.aggregator_object import decode_aggregator
 from templar_jax.protocol.codec import PayloadCodec
 from templar_jax.sparseloco import Payload, aggregate, outer_step
 from templar_jax.sparseloco.densify import densify_tensors
+from templar_jax.sparseloco.streamed import aggregate_streamed
 from templar_jax.sparseloco.tree import flatten, restructure
 from templar_jax.train.loss import loss_fn
 from templar_jax.wire import PayloadError, expected_table
@@ -81,6 +82,14 @@ class GlobalModel:
         return aggregate(list(payloads), params_like, rule=slc.aggregation_rule, chunk=slc.chunk,
                          batch_dims=self.batch_dims, impl=slc.impl, kernel=slc.kernel,
                          mesh=self.mesh)
+
+    def aggregate_streamed(self, payloads: Sequence[Mapping[str, Any]], params_like: Mapping[str, Any]) -> dict:
+        """`aggregate`'s result (bit-identical on CPU) built one peer at a time, so its temporaries
+        do not grow with the number of peers (`sparseloco.streamed`): for payloads read lazily
+        (the validator's spool). Always the pure-JAX core, adding the peers in order."""
+        slc = self.run_config.sparseloco
+        return aggregate_streamed(list(payloads), params_like, rule=slc.aggregation_rule, chunk=slc.chunk,
+                                  batch_dims=self.batch_dims, mesh=self.mesh)
 
     def outer_step(self, theta0: dict, payloads: Sequence[Payload]) -> dict:
         """theta0 - alpha * Aggregate(payloads); theta0 itself when there is nothing to apply.

@@ -119,16 +119,40 @@ def aggregate_chunks(idx_RxBxCxK, vals_RxBxCxK, valid_R, *, chunk_size: int, rul
     zeros = jnp.zeros((b, c, chunk_size), jnp.float32)
     if rule == "mean":
         sums = peer_sums(zeros, idx_RxBxCxK, vals_RxBxCxK, upto)
-        dense = sums / n_valid_B.astype(jnp.float32)[:, None, None]
+        return finish_sums(sums, None, n_valid_B, rule=rule, axis_names=axis_names)
+    factor_RxB = clip_factors(norms_RxB, valid_RxB, n_valid_B)
+    ones = jnp.ones(vals_RxBxCxK.shape, jnp.float32)
+    sums = peer_sums(zeros, idx_RxBxCxK, vals_RxBxCxK * factor_RxB[:, :, None, None], upto)
+    counts = peer_sums(zeros, idx_RxBxCxK, ones, upto)
+    return finish_sums(sums, counts, n_valid_B, rule=rule, axis_names=axis_names)
+
+
+def finish_sums(sums_BxCxS, counts_BxCxS, n_valid_B, *, rule: str,
+                axis_names: Sequence[str] = ()):
+    """The rule's normalization of the peers' summed values -> dense chunks [B, C, S]: the mean
+    over the valid peers ("mean") or over the peers that selected each coordinate (their
+    `counts`; "median_clip"), then reference tensors with a non-finite value zeroed."""
+    if rule == "mean":
+        dense = sums_BxCxS / n_valid_B.astype(jnp.float32)[:, None, None]
     else:
-        factor_RxB = clip_factors(norms_RxB, valid_RxB, n_valid_B)
-        ones = jnp.ones(vals_RxBxCxK.shape, jnp.float32)
-        sums = peer_sums(zeros, idx_RxBxCxK, vals_RxBxCxK * factor_RxB[:, :, None, None], upto)
-        counts = peer_sums(zeros, idx_RxBxCxK, ones, upto)
-        dense = jnp.where(counts > 0, sums / jnp.maximum(counts, 1.0), 0.0)
+        dense = jnp.where(counts_BxCxS > 0, sums_BxCxS / jnp.maximum(counts_BxCxS, 1.0), 0.0)
     bad_B = jnp.sum(~jnp.isfinite(dense), axis=(1, 2), dtype=jnp.float32)
     bad_B = jax.lax.psum(bad_B, tuple(axis_names)) if axis_names else bad_B
     return jnp.where((bad_B == 0)[:, None, None], dense, 0.0)
+
+
+def add_one_peer(sums_BxCxS, counts_BxCxS, flat: TensorPayload, factor_B, valid_B, *,
+                 chunk_size: int, rule: str):
+    """One peer's values scaled by its clip factor and scattered into the running sums (and a 1
+    per selected coordinate into the counts; "median_clip" only): the same adds, in the same
+    order per coordinate, as `peer_sums` over peers 0..R-1 when called for each peer in turn.
+    A peer invalid for reference tensor b (`valid_B` 0) adds nothing there."""
+    vals = codec.dequantize(flat.codes, flat.shift, flat.lut)
+    idx = jnp.where(valid_B[:, None, None] > 0, flat.idx, chunk_size)
+    if rule == "mean":
+        return codec.scatter_add(sums_BxCxS, idx, vals), counts_BxCxS
+    sums = codec.scatter_add(sums_BxCxS, idx, vals * factor_B[:, None, None])
+    return sums, codec.scatter_add(counts_BxCxS, idx, jnp.ones(vals.shape, jnp.float32))
 
 
 def aggregate_block(flat_R: TensorPayload, valid_R, *, geom: ChunkGeometry, rule: str,
