@@ -18,7 +18,8 @@ of one miner's decoded payload).
     python bench/validator_window.py [--miners 2,8,32] [--modes spool,memory] [--preset 150m]
                                      [--eval-uids 2] [--eval-sequences 2] [--gather 20]
                                      [--in-flight 4] [--workers 2] [--copy-sketch 0]
-                                     [--checkpoint-interval 0] [--publish-wait] [--trim] [--lock FILE]
+                                     [--checkpoint-interval 0] [--publish-wait] [--trim]
+                                     [--aggregate streamed|stacked] [--lock FILE]
 Prints a table (peak RSS and its ratio to the same mode's first N; time per phase) and one JSON
 line per row. With `--checkpoint-interval 1` both windows save and publish a checkpoint: the
 publish phase saves it locally and the upload runs in the background (`upload after` is how long
@@ -142,6 +143,8 @@ def child(args) -> dict:
             _reset_peak()
 
     validator._timed = timed
+    if args.aggregate == "stacked":  # the outer step as before: every peer's slice of a tensor stacked in one program
+        model.aggregate_streamed = model.aggregate
     if args.publish_wait:  # the checkpoint upload inside the publish phase, as before the background publisher
         publish = validator._publish
         validator._publish = lambda *a, **kw: (publish(*a, **kw), validator.publisher.wait())[0]
@@ -173,7 +176,7 @@ def child(args) -> dict:
             "eval_sequences": args.eval_sequences, "evaluated": scored,
             "model_rss_mb": model_kb / 1024, "peak_rss_mb": peak_kb / 1024,
             "window_mb": (peak_kb - model_kb) / 1024, "wall_s": wall,
-            "checkpoint_interval": args.checkpoint_interval, "publish_wait": args.publish_wait, "trim": args.trim,
+            "aggregate": args.aggregate, "checkpoint_interval": args.checkpoint_interval, "publish_wait": args.publish_wait, "trim": args.trim,
             "upload_after_window_s": upload_after,
             **{f"{k}_s": v for k, v in seconds.items()}, **{f"{k}_peak_mb": v / 1024 for k, v in peaks_kb.items()}}
 
@@ -190,6 +193,9 @@ def main(argv=None) -> int:
     p.add_argument("--publish-wait", action="store_true",
                    help="the publish phase waits for the checkpoint upload (as before it ran in the background)")
     p.add_argument("--trim", action="store_true", help="malloc_trim(0) before the measured window (glibc)")
+    p.add_argument("--aggregate", choices=("streamed", "stacked"), default="streamed",
+                   help="the outer step's aggregation: one peer at a time (the validator's) or every peer stacked "
+                        "(`GlobalModel.aggregate`, the miners', as the validator did before)")
     p.add_argument("--gather", type=int, default=20, help="peers aggregated (peers.gather)")
     p.add_argument("--in-flight", type=int, default=4, help="peers.gather_in_flight")
     p.add_argument("--workers", type=int, default=2, help="peers.decode_workers")
@@ -213,7 +219,7 @@ def main(argv=None) -> int:
                        "--workdir", work, "--preset", args.preset, "--eval-uids", str(args.eval_uids),
                        "--eval-sequences", str(args.eval_sequences), "--checkpoint-interval",
                        str(args.checkpoint_interval), *(["--publish-wait"] if args.publish_wait else []),
-                       *(["--trim"] if args.trim else []),
+                       *(["--trim"] if args.trim else []), "--aggregate", args.aggregate,
                        "--gather", str(args.gather), "--in-flight", str(args.in_flight),
                        "--workers", str(args.workers), "--copy-sketch", str(args.copy_sketch)]
                 out = subprocess.run((["flock", args.lock] if args.lock else []) + cmd, capture_output=True, text=True)
