@@ -36,9 +36,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
+from templar_jax.sparseloco import codec
 from templar_jax.sparseloco.chunking import from_chunks
 from templar_jax.sparseloco.geometry import ChunkGeometry, flat_batch, tensor_geometry
-from templar_jax.sparseloco import codec
 from templar_jax.sparseloco.payload import Payload, TensorPayload, flat_payload, stack_peers
 from templar_jax.sparseloco.rules import (
     AggregationError, add_one_peer, check_rule, clip_factors, finish_sums, finite_peers,
