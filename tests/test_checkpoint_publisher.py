@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -47,6 +48,9 @@ class _Gated:
         self.writes.append(key)
         await self._bucket.aput(key, data)
 
+    async def aput_file(self, key, path):
+        await self.aput(key, Path(path).read_bytes())
+
     def put(self, key, data):
         assert self.gate.wait(30)
         self.writes.append(key)
@@ -67,6 +71,9 @@ class _FailOnce:
             self.failed = True
             raise OSError("simulated outage")
         await self._bucket.aput(key, data)
+
+    async def aput_file(self, key, path):
+        await self.aput(key, Path(path).read_bytes())
 
 
 def test_uploads_in_the_background_in_order_and_the_checkpoint_restores(tmp_path):

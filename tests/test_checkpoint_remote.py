@@ -4,6 +4,7 @@ restore onto another layout, pointer written last, verification of every byte.""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -109,6 +110,9 @@ class _CrashAfter:
             raise OSError("simulated crash mid-upload")
         self._left -= 1
         await self._bucket.aput(key, data)
+
+    async def aput_file(self, key, path):
+        await self.aput(key, Path(path).read_bytes())
 
     def put(self, key, data):
         if self._left <= 0:

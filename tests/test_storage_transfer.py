@@ -312,3 +312,19 @@ def test_run_sync_never_formats_the_result():
         return Big()
 
     assert isinstance(run_sync(make()), Big) and formatted == []
+
+
+@pytest.mark.parametrize("backend", ["gcs", "s3"])
+def test_put_file_sends_parts_read_from_the_file(backend, gcs_server, s3_server, tmp_path, monkeypatch):
+    bucket = _gcs(gcs_server) if backend == "gcs" else _s3(s3_server, s3_server.endpoint)
+    path = tmp_path / "object"
+    path.write_bytes(BLOB)
+    reads, real_pread = [], os.pread
+    monkeypatch.setattr(os, "pread", lambda fd, n, at: reads.append(n) or real_pread(fd, n, at))
+    bucket.put_file("big", path)
+    monkeypatch.undo()
+    assert sorted(reads) == sorted(b - a for a, b in part_ranges(0, len(BLOB), PARTS.part_bytes))  # one read per part
+    assert bucket.get("big") == BLOB
+    (tmp_path / "small").write_bytes(b"abc")  # under the threshold: read whole, one request
+    bucket.put_file("small", tmp_path / "small")
+    assert bucket.get("small") == b"abc"

@@ -60,12 +60,22 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _file_sha256(path: Path, block: int = 16 << 20) -> tuple[int, str]:
+    """Size and sha256 of a file, read a block at a time (checkpoint files reach GBs)."""
+    h, size = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+            size += len(chunk)
+    return size, h.hexdigest()
+
+
 async def _upload_files(bucket, prefix: str, step_dir: Path, files: list[Path]) -> list[dict]:
     async def one(path: Path) -> dict:
         rel = path.relative_to(step_dir).as_posix()
-        data = await asyncio.to_thread(path.read_bytes)
-        await bucket.aput(prefix + rel, data)
-        return {"path": rel, "size": len(data), "sha256": _sha256(data)}
+        size, digest = await asyncio.to_thread(_file_sha256, path)
+        await bucket.aput_file(prefix + rel, path)  # a large file goes in parts, never read whole
+        return {"path": rel, "size": size, "sha256": digest}
 
     return list(await asyncio.gather(*(one(p) for p in files)))
 

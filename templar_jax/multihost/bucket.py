@@ -14,7 +14,7 @@ from templar_jax.multihost.errors import MultihostError
 from templar_jax.storage.bucket import Bucket
 from templar_jax.storage.metadata import ObjectInfo
 
-ASYNC_OPS = ("aput", "aget", "aget_range", "ahead", "alist", "adelete")
+ASYNC_OPS = ("aput", "aput_file", "aget", "aget_range", "ahead", "alist", "adelete")
 
 
 class AgreedBucket:
@@ -82,6 +82,9 @@ class AgreedBucket:
     # -- writes: process 0 -----------------------------------------------------------------
     def put(self, key: str, data: bytes) -> None:
         self._agree.leader_only(f"bucket.put {key}", lambda: self._bucket().put(key, data))
+
+    def put_file(self, key: str, path) -> None:
+        self._agree.leader_only(f"bucket.put {key}", lambda: self._bucket().put_file(key, path))
 
     def delete(self, key: str) -> None:
         self._agree.leader_only(f"bucket.delete {key}", lambda: self._bucket().delete(key))

@@ -332,17 +332,16 @@ class Validator(NeuronBase):
 
     def _publish_aggregator(self, window: int, gathered: Gathered) -> None:
         """aggregator-W, written part by part from the spooled payload files (payloads held in
-        memory are written as they are), so the window's payloads are never all in memory; the
-        bucket takes the finished object as one bytes."""
+        memory are written as they are) into a file that the bucket uploads in parts, so the
+        window's payloads are never all in memory."""
         got = gathered.payloads
         sources = {u: got.valid[u].path if isinstance(got.valid[u], SpooledPayload) else got.raw[u]
                    for u in gathered.contributors}
         self.spool.root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=self.spool.root) as f:  # gone when closed, however this ends
+        with tempfile.NamedTemporaryFile(dir=self.spool.root) as f:  # gone when closed, however this ends
             write_aggregator(f, window, sources)
-            f.seek(0)
-            data = f.read()
-        self.bucket.put(aggregator_key(window, self.version), data)
+            f.flush()
+            self.bucket.put_file(aggregator_key(window, self.version), f.name)
 
     def _heldout_loss(self, params) -> float | None:
         ds = self.data.heldout

@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import random
 import threading
 import time
 import uuid
 import weakref
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
 
 import tensorstore as ts
@@ -30,7 +32,7 @@ from templar_jax.storage.errors import ObjectNotFound, ObjectTooLarge, StorageEr
 from templar_jax.storage.location import Location, S3Profile, kvstore_spec, parse_url
 from templar_jax.storage.metadata import ObjectInfo
 from templar_jax.storage.sync import run_sync
-from templar_jax.storage.transfer import TransferConfig, read_parts, write_parts
+from templar_jax.storage.transfer import BytesSource, FileSource, PartSource, TransferConfig, read_parts, write_parts
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -201,7 +203,7 @@ class Bucket:
             generations.add(result.stamp.generation)
         return value
 
-    async def _put_s3_parts(self, key: str, data: bytes) -> None:
+    async def _put_s3_parts(self, key: str, data: PartSource) -> None:
         loc = self.location
         obj = s3_multipart.S3Object(loc.endpoint, loc.bucket, loc.prefix + key, loc.region, self._credentials)
         t = self.config.request_timeout_s
@@ -222,7 +224,7 @@ class Bucket:
                 log.warning("abort multipart upload of %s failed: %s", key, e)
             raise
 
-    async def _put_gcs_parts(self, key: str, data: bytes) -> None:
+    async def _put_gcs_parts(self, key: str, data: PartSource) -> None:
         loc = self.location
         scratch = f"{PARTS_PREFIX}{uuid.uuid4().hex}/"
         t = self.config.request_timeout_s
@@ -236,8 +238,8 @@ class Bucket:
         try:
             sources = await write_parts(data, self.config.transfer, part)
             await self._call("put", key, lambda: _in_thread(lambda: gcs_compose.compose(
-                loc.bucket, loc.prefix + key, sources, loc.prefix + scratch, self._timeout(len(data)))),
-                self._timeout(len(data)))
+                loc.bucket, loc.prefix + key, sources, loc.prefix + scratch, self._timeout(data.size))),
+                self._timeout(data.size))
         finally:
             try:
                 await asyncio.wait_for(self._kv.delete_range(_prefix_range(scratch)), t)
@@ -248,11 +250,29 @@ class Bucket:
 
     async def aput(self, key: str, data: bytes) -> None:
         if self._in_parts(len(data)):
-            await (self._put_s3_parts if self.location.scheme == "s3" else self._put_gcs_parts)(key, data)
+            await self._put_parts(key, BytesSource(data))
         else:
             await self._call("put", key, lambda: self._kv.write(key, data), self._timeout(len(data)))
         if self._memory_stamps is not None:
             self._memory_stamps[key] = (len(data), time.time())
+
+    async def _put_parts(self, key: str, source: PartSource) -> None:
+        await (self._put_s3_parts if self.location.scheme == "s3" else self._put_gcs_parts)(key, source)
+
+    async def aput_file(self, key: str, path: str | os.PathLike) -> None:
+        """The file's bytes as object `key`. An object that moves in parts is read
+        from the file part by part as each is sent (at most part_concurrency parts in memory,
+        whatever the file's size); a smaller one is read whole."""
+        size = os.path.getsize(path)
+        if not self._in_parts(size):
+            data = await asyncio.to_thread(Path(path).read_bytes)
+            await self.aput(key, data)
+            return
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            await self._put_parts(key, FileSource(fd, size))
+        finally:
+            os.close(fd)
 
     async def ahead(self, key: str, *, timeout: float | None = None) -> ObjectInfo | None:
         """Size and storage timestamp, or None when the object does not exist."""
@@ -317,6 +337,9 @@ class Bucket:
 
     def put(self, key: str, data: bytes) -> None:
         self._run(self.aput(key, data))
+
+    def put_file(self, key: str, path: str | os.PathLike) -> None:
+        self._run(self.aput_file(key, path))
 
     def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
         return self._run(self.aget(key, max_bytes=max_bytes))

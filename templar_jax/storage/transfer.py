@@ -12,6 +12,7 @@ multipart parts and parallel ranged GETs, with a timeout of max(300 s, size / 25
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -88,15 +89,47 @@ async def read_parts(start: int, end: int, config: TransferConfig,
     return bytes(out)
 
 
-async def write_parts(data: bytes, config: TransferConfig,
+async def write_parts(data: bytes | PartSource, config: TransferConfig,
                       upload_part: Callable[[int, memoryview], Awaitable[T]]) -> list[T]:
-    """upload_part(index, chunk) for each config.part_bytes slice of data, in parallel; the
-    results in part order (S3 ETags, GCS part names)."""
-    view = memoryview(data)
+    """upload_part(index, chunk) for each config.part_bytes slice of data (bytes, or a
+    `PartSource` read part by part as each upload starts: at most part_concurrency parts in
+    memory), in parallel; the results in part order (S3 ETags, GCS part names)."""
+    source = data if isinstance(data, PartSource) else BytesSource(data)
     sem = asyncio.Semaphore(config.part_concurrency)
 
     async def one(i: int, a: int, b: int) -> T:
         async with sem:
-            return await upload_part(i, view[a:b])
+            return await upload_part(i, await source.read(a, b))
 
-    return await _all(one(i, a, b) for i, (a, b) in enumerate(part_ranges(0, len(data), config.part_bytes)))
+    return await _all(one(i, a, b) for i, (a, b) in enumerate(part_ranges(0, source.size, config.part_bytes)))
+
+
+class PartSource:
+    """Bytes [a, b) of an object to upload, read when its part is sent."""
+
+    size: int
+
+    async def read(self, a: int, b: int) -> memoryview:
+        raise NotImplementedError
+
+
+class BytesSource(PartSource):
+    def __init__(self, data: bytes):
+        self._view = memoryview(data)
+        self.size = len(data)
+
+    async def read(self, a: int, b: int) -> memoryview:
+        return self._view[a:b]
+
+
+class FileSource(PartSource):
+    """An open file's bytes (positional reads in a worker thread; the file is not read whole)."""
+
+    def __init__(self, fd: int, size: int):
+        self._fd, self.size = fd, size
+
+    async def read(self, a: int, b: int) -> memoryview:
+        chunk = await asyncio.to_thread(os.pread, self._fd, b - a, a)
+        if len(chunk) != b - a:  # the file shrank under the upload
+            raise OSError(f"read {len(chunk)} bytes at {a}, expected {b - a}")
+        return memoryview(chunk)
