@@ -49,9 +49,20 @@ from templar_jax.sparseloco.tree import batch_dims_from_names, flat_shapes, flat
 
 # -- one device ---------------------------------------------------------------------------------
 @partial(jax.jit, static_argnames=("batch_shape",))
-def _norms(stacked: TensorPayload, *, batch_shape):
+def _stacked_values(stacked: TensorPayload, *, batch_shape):
     flat_R = jax.vmap(lambda p: flat_payload(p, batch_shape))(stacked)
-    return peer_norms(jax.vmap(codec.dequantize)(flat_R.codes, flat_R.shift, flat_R.lut))
+    return jax.vmap(codec.dequantize)(flat_R.codes, flat_R.shift, flat_R.lut)
+
+
+def _norms(stacked: TensorPayload, *, batch_shape):
+    """The peers' norms [R, B]. Two programs, so the decoded values reach the reduction as a
+    materialized array, as in the stacked core (where they also feed the scatter): fused into
+    the reduction instead, XLA's CPU reduction (a YNNPACK fusion) sums in another order
+    (measured: a norm 1 ulp off at the 150m preset's w_gate, so the clipped peers' values were)."""
+    return _peer_norms(_stacked_values(stacked, batch_shape=batch_shape))
+
+
+_peer_norms = jax.jit(peer_norms)
 
 
 @partial(jax.jit, static_argnames=("batch_shape", "chunk_size", "rule"), donate_argnums=(0, 1))
@@ -82,15 +93,31 @@ def _chunks(block, geom: ChunkGeometry, b: int):
 
 
 @partial(jax.jit, static_argnames=("plan", "mesh", "specs"))
-def _norms_on_shards(placed: TensorPayload, *, plan: ShardPlan, mesh: Mesh, specs):
+def _values_on_shards(placed: TensorPayload, *, plan: ShardPlan, mesh: Mesh, specs):
     def local(p):
         batch_shape = p.shift.shape[1:]
         flat_R = jax.vmap(lambda q: flat_payload(q, batch_shape))(p)
         vals = jax.vmap(codec.dequantize)(flat_R.codes, flat_R.shift, flat_R.lut)
-        return peer_norms(vals, plan.tensor_axes).reshape((-1,) + batch_shape)
+        return vals.reshape(p.codes.shape)
 
-    return jax.shard_map(local, mesh=mesh, in_specs=(specs,),
-                         out_specs=P(None, *tuple(_batch_spec(plan))))(placed)
+    return jax.shard_map(local, mesh=mesh, in_specs=(specs,), out_specs=specs.codes)(placed)
+
+
+@partial(jax.jit, static_argnames=("plan", "mesh", "spec"))
+def _norms_of_values_on_shards(vals, *, plan: ShardPlan, mesh: Mesh, spec):
+    def local(v):
+        batch_shape = v.shape[1: 1 + plan.batch_ndim]
+        v = v.reshape(v.shape[0], flat_batch(batch_shape), -1, v.shape[-1])
+        return peer_norms(v, plan.tensor_axes).reshape((-1,) + batch_shape)
+
+    return jax.shard_map(local, mesh=mesh, in_specs=(spec,),
+                         out_specs=P(None, *tuple(_batch_spec(plan))))(vals)
+
+
+def _norms_on_shards(placed: TensorPayload, *, plan: ShardPlan, mesh: Mesh, specs):
+    """`_norms` per shard: the same two programs."""
+    vals = _values_on_shards(placed, plan=plan, mesh=mesh, specs=specs)
+    return _norms_of_values_on_shards(vals, plan=plan, mesh=mesh, spec=specs.codes)
 
 
 @partial(jax.jit, static_argnames=("plan", "mesh", "specs", "rule"), donate_argnums=(0, 1))
