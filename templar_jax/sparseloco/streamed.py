@@ -18,11 +18,11 @@ pass (a `SpooledPayload` decodes it from disk on each read):
      CPU scatter adds duplicates in update order;
 then the rule's normalization (`rules.finish_sums`, the stacked core's own). So a tensor holds
 its accumulators (sum and count: two tensor-sized float32 arrays, donated from step to step)
-and one peer's payload, whatever the number of peers; only the norm pass's temporaries (its
-stacked codes and their float32 values: 1/16 of the tensor's bytes per bucket slot) grow with
-the peers. Only the pure-JAX core streams (a GPU's
-stacked scatter adds colliding peers with atomics in any order; this adds them in peer order,
-as the Pallas kernel and the `ordered` core do). With a mesh, a tensor whose shards hold whole
+and one peer's payload, whatever the number of peers; only the norm pass's temporaries grow
+with the peers (per bucket slot, the tensor's float32 bytes / 64 in values and a quarter of that
+in codes). Only the pure-JAX core streams (a GPU's stacked scatter adds colliding peers with
+atomics in any order; this adds them in peer order, as the Pallas kernel and the `ordered` core
+do). With a mesh, a tensor whose shards hold whole
 chunks is accumulated per shard (`sharded.plan_for`), each device keeping its own chunks.
 """
 
