@@ -155,3 +155,20 @@ def test_streamed_errors_and_missing_parameters_match_the_default():
         aggregate_streamed([], like)
     with pytest.raises(AggregationError, match="unknown aggregation rule"):
         aggregate_streamed(payloads, like, rule="trimmed")
+
+
+def test_streamed_equals_the_default_at_a_150m_mlp_shape():
+    """At (1024, 2816) (a 150m MLP weight's layer) XLA's CPU reduction of the norms summed in
+    another order when the decode was fused into it (1 ulp in a clipped peer's norm): the
+    norms must see the decoded values materialized, as inside the stacked core."""
+    from templar_jax.sparseloco import aggregate_tensor
+    from templar_jax.sparseloco.streamed import aggregate_tensor_streamed
+    from templar_jax.wire import expected_table
+    from templar_jax.wire.synthetic import random_tensor_payload
+
+    shape = (1024, 2816)
+    table = expected_table({"w": shape}, batch_dims={"w": 0})
+    payloads = [{"w": random_tensor_payload(np.random.default_rng([3, i]), table["w"])} for i in range(5)]
+    want = np.asarray(aggregate_tensor([p["w"] for p in payloads], shape))
+    got = np.asarray(aggregate_tensor_streamed(payloads, "w", shape))
+    np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
