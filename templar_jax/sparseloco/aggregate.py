@@ -94,6 +94,24 @@ def aggregate(payloads: Sequence[Payload], params_like: Mapping[str, Any], *,
     `kernel`: the kernel variant for "pallas".
     """
     impl = _checked(payloads, rule, impl, "aggregate")
+
+    def one(name, shape, bd, plan):
+        peers = [p[name] for p in payloads]
+        if plan is not None:
+            return aggregate_tensor_sharded(peers, shape, plan=plan, mesh=mesh, rule=rule, impl=impl, kernel=kernel)
+        return aggregate_tensor(peers, shape, rule=rule, chunk=chunk, batch_ndim=bd, impl=impl, kernel=kernel)
+
+    return per_parameter(payloads, params_like, one, batch_dims=batch_dims, mesh=mesh, param_specs=param_specs,
+                         chunk=chunk)
+
+
+def per_parameter(payloads: Sequence[Payload], params_like: Mapping[str, Any], one, *,
+                  batch_dims: Mapping[str, int] | None, mesh: Mesh | None,
+                  param_specs: Mapping[str, Any] | None, chunk: int) -> dict[str, Any]:
+    """A tree like `params_like` of one(name, shape, batch_ndim, shard_plan) for each parameter
+    the payloads carry; zeros for one that no payload carries; a payload lacking a parameter
+    that others carry is an AggregationError. The shard plan is None where the parameter is
+    aggregated whole."""
     shapes = flat_shapes(params_like)
     flat_like = flatten(params_like)
     batch_dims = dict(batch_dims) if batch_dims is not None else batch_dims_from_names(shapes)
@@ -105,14 +123,7 @@ def aggregate(payloads: Sequence[Payload], params_like: Mapping[str, Any], *,
             continue
         if missing:
             raise AggregationError(f"peer payload(s) {missing} lack parameter {name}")
-        peers = [p[name] for p in payloads]
         bd = batch_dims.get(name, 0)
-        plan = plan_for(name, flat_like.get(name), shape, bd, mesh=mesh, param_specs=param_specs,
-                        chunk=chunk)
-        if plan is not None:
-            out[name] = aggregate_tensor_sharded(peers, shape, plan=plan, mesh=mesh, rule=rule,
-                                                 impl=impl, kernel=kernel)
-        else:
-            out[name] = aggregate_tensor(peers, shape, rule=rule, chunk=chunk, batch_ndim=bd,
-                                         impl=impl, kernel=kernel)
+        plan = plan_for(name, flat_like.get(name), shape, bd, mesh=mesh, param_specs=param_specs, chunk=chunk)
+        out[name] = one(name, shape, bd, plan)
     return unflatten(out)

@@ -37,14 +37,14 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
 from templar_jax.sparseloco import codec
+from templar_jax.sparseloco.aggregate import per_parameter
 from templar_jax.sparseloco.chunking import from_chunks
 from templar_jax.sparseloco.geometry import ChunkGeometry, flat_batch, tensor_geometry
 from templar_jax.sparseloco.payload import Payload, TensorPayload, flat_payload, stack_peers
 from templar_jax.sparseloco.rules import (
     AggregationError, add_one_peer, check_rule, clip_factors, finish_sums, finite_peers,
     peer_norms)
-from templar_jax.sparseloco.sharded import ShardPlan, place_payloads, plan_for
-from templar_jax.sparseloco.tree import batch_dims_from_names, flat_shapes, flatten, unflatten
+from templar_jax.sparseloco.sharded import ShardPlan, place_payloads
 
 
 # -- one device ---------------------------------------------------------------------------------
@@ -234,20 +234,8 @@ def aggregate_streamed(payloads: Sequence[Payload], params_like: Mapping[str, An
     check_rule(rule)
     if not payloads:
         raise AggregationError("aggregate_streamed needs at least one payload")
-    shapes = flat_shapes(params_like)
-    flat_like = flatten(params_like)
-    batch_dims = dict(batch_dims) if batch_dims is not None else batch_dims_from_names(shapes)
-    out = {}
-    for name, shape in shapes.items():
-        missing = [i for i, p in enumerate(payloads) if name not in p]
-        if len(missing) == len(payloads):
-            out[name] = jnp.zeros(shape, jnp.float32)
-            continue
-        if missing:
-            raise AggregationError(f"peer payload(s) {missing} lack parameter {name}")
-        bd = batch_dims.get(name, 0)
-        plan = plan_for(name, flat_like.get(name), shape, bd, mesh=mesh, param_specs=param_specs,
-                        chunk=chunk)
-        out[name] = aggregate_tensor_streamed(payloads, name, shape, rule=rule, chunk=chunk,
-                                              batch_ndim=bd, plan=plan, mesh=mesh)
-    return unflatten(out)
+    return per_parameter(
+        payloads, params_like,
+        lambda name, shape, bd, plan: aggregate_tensor_streamed(payloads, name, shape, rule=rule, chunk=chunk,
+                                                               batch_ndim=bd, plan=plan, mesh=mesh),
+        batch_dims=batch_dims, mesh=mesh, param_specs=param_specs, chunk=chunk)
