@@ -167,13 +167,11 @@ def test_watchdog_stays_quiet_while_peers_beat():
     assert exits == []
 
 
-@pytest.mark.parametrize("raw_kind", [dict, types.MappingProxyType])  # in memory; read-only (a spool's view)
-def test_a_gather_is_made_on_process_0_and_decoded_alike_elsewhere(raw_kind):
+def _demo_payloads():
+    """The demo model and two encoded random payloads of window 4 (uids 2 and 5)."""
     import numpy as np
 
     from templar_jax.config import load_run_config
-    from templar_jax.neurons.agreed_gather import agreed_gather
-    from templar_jax.neurons.exchange import WindowPayloads
     from templar_jax.protocol.global_model import GlobalModel
     from templar_jax.wire.synthetic import random_payload
 
@@ -182,6 +180,17 @@ def test_a_gather_is_made_on_process_0_and_decoded_alike_elsewhere(raw_kind):
                                                   topk=model.codec.topk),
                                    {"window": 4, "uid": uid, "version": model.version, "global_step": 1})
            for uid in (2, 5)}
+    return model, raw
+
+
+@pytest.mark.parametrize("raw_kind", [dict, types.MappingProxyType])  # in memory; read-only (a spool's view)
+def test_a_gather_is_made_on_process_0_and_decoded_alike_elsewhere(raw_kind):
+    import numpy as np
+
+    from templar_jax.neurons.agreed_gather import agreed_gather
+    from templar_jax.neurons.exchange import WindowPayloads
+
+    model, raw = _demo_payloads()
 
     def fetch(keep_raw):
         assert keep_raw  # process 0 keeps the bytes to hand them on
@@ -209,18 +218,11 @@ def test_a_gather_is_made_on_process_0_and_decoded_alike_elsewhere(raw_kind):
 def test_a_follower_with_a_spool_keeps_the_gathered_payloads_on_its_disk(tmp_path):
     import numpy as np
 
-    from templar_jax.config import load_run_config
     from templar_jax.neurons.agreed_gather import agreed_gather
     from templar_jax.neurons.exchange import WindowPayloads
     from templar_jax.neurons.spool import PayloadSpool, SpooledPayload
-    from templar_jax.protocol.global_model import GlobalModel
-    from templar_jax.wire.synthetic import random_payload
 
-    model = GlobalModel(load_run_config("demo", []), pad_id=None)
-    raw = {uid: model.codec.encode(random_payload(np.random.default_rng(uid), model.expected, chunk=model.codec.chunk,
-                                                  topk=model.codec.topk),
-                                   {"window": 4, "uid": uid, "version": model.version, "global_step": 1})
-           for uid in (2, 5)}
+    model, raw = _demo_payloads()
 
     def fetch(keep_raw):
         got = WindowPayloads(4, stored_at={2: 1.0, 5: 2.0}, raw=dict(raw))
