@@ -141,17 +141,16 @@ def test_close_waits_for_the_upload_in_flight_and_refuses_later_ones(tmp_path):
 
 
 def test_the_upload_thread_uses_process_0s_own_bucket_never_the_agreed_one(tmp_path):
-    from templar_jax.checkpoint.publisher import uploading_bucket
     from templar_jax.multihost.agree import SoloAgreement
-    from templar_jax.multihost.bucket import AgreedBucket
+    from templar_jax.multihost.bucket import AgreedBucket, local_bucket
     from templar_jax.multihost.errors import MultihostError
 
     plain = Bucket.open(f"file://{tmp_path}/bucket")
-    assert uploading_bucket(plain) is plain
-    assert uploading_bucket(AgreedBucket(plain, SoloAgreement(), "validator")) is plain
+    assert local_bucket(plain) is plain
+    assert local_bucket(AgreedBucket(plain, SoloAgreement(), "validator")) is plain
 
     class Follower(SoloAgreement):
         leader, process_index = False, 1
 
-    with pytest.raises(MultihostError, match="only process 0 uses it directly"):
-        uploading_bucket(AgreedBucket(None, Follower(), "validator"))
+    with pytest.raises(MultihostError, match="process 1 cannot open it itself"):
+        local_bucket(AgreedBucket(None, Follower(), "validator"))

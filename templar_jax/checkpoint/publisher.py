@@ -16,7 +16,7 @@ bucket's older windows on its own thread, so the window does not wait for the bu
 dropped; a failed upload is logged and counted (`failures`) and the next one goes ahead. The
 thread never goes through a multi-process Agreement (its calls are numbered per process): on a
 neuron spanning processes only process 0 submits, and the upload uses its own plain `Bucket`
-(`uploading_bucket`).
+(`multihost.local_bucket`: an agreed bucket's operations must stay on the main thread, in order).
 """
 
 from __future__ import annotations
@@ -29,19 +29,13 @@ from typing import Any, Optional
 
 from templar_jax.checkpoint.local import CheckpointError
 from templar_jax.checkpoint.remote import publish_checkpoint
-from templar_jax.multihost.bucket import AgreedBucket
+from templar_jax.multihost.bucket import local_bucket
 
 log = logging.getLogger(__name__)
 
 
 class PublisherClosed(CheckpointError):
     """A checkpoint was submitted after `close()`."""
-
-
-def uploading_bucket(bucket):
-    """The bucket a background thread may use: a plain Bucket as it is; for an AgreedBucket,
-    process 0's own Bucket (its agreed operations must stay on the main thread, in order)."""
-    return bucket.leader_bucket() if isinstance(bucket, AgreedBucket) else bucket
 
 
 class CheckpointPublisher:
@@ -62,7 +56,7 @@ class CheckpointPublisher:
         if self._closed:
             raise PublisherClosed(f"checkpoint window {window} submitted after close()")
         self.wait()
-        self._current = self._pool.submit(self._upload, uploading_bucket(self.bucket), int(window), Path(step_dir),
+        self._current = self._pool.submit(self._upload, local_bucket(self.bucket), int(window), Path(step_dir),
                                           int(global_step))
         return self._current
 

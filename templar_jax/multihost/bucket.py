@@ -51,12 +51,6 @@ class AgreedBucket:
     def agreement(self) -> SoloAgreement:
         return self._agree
 
-    def leader_bucket(self) -> Bucket:
-        """Process 0's own Bucket (opened if lazy), for work off the agreed path: a background
-        thread on process 0 (a checkpoint upload) must not number agreements. Raises
-        MultihostError on the other processes."""
-        return self._bucket()
-
     def local(self) -> Bucket:
         """This process's own Bucket for reads off the agreed path: process 0's bucket there;
         elsewhere opened here on first use with the same opener (a peer's bucket, from the read
