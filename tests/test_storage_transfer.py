@@ -13,7 +13,7 @@ import pytest
 
 from templar_jax.storage import Bucket, BucketConfig, ObjectTooLarge, StorageError, StorageTimeout
 from templar_jax.storage.sigv4 import sign_headers
-from templar_jax.storage.transfer import MiB, TransferConfig, part_ranges, read_parts, write_parts
+from templar_jax.storage.transfer import BytesSource, MiB, TransferConfig, part_ranges, read_parts, write_parts
 from tests.servers import fault_proxy, gcs_server, s3_server  # noqa: F401  (fixtures)
 
 PARTS = TransferConfig(part_bytes=5 * MiB, threshold_bytes=5 * MiB, part_concurrency=4)
@@ -73,7 +73,7 @@ def test_parts_run_in_parallel_up_to_the_bound_and_keep_order():
 
     assert asyncio.run(read_parts(0, len(data), cfg, read_range)) == data
     assert peak[0] == 3
-    out = asyncio.run(write_parts(data, cfg, upload))
+    out = asyncio.run(write_parts(BytesSource(data), cfg, upload))
     assert [i for i, _ in out] == [0, 1, 2, 3, 4] and b"".join(c for _, c in out) == data
 
 

@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Optional
 
 from templar_jax.checkpoint.local import CheckpointError
+from templar_jax.data.manifest import file_sha256
 from templar_jax.untrusted_json import json_int, loads_untrusted
 
 log = logging.getLogger(__name__)
@@ -60,22 +61,14 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _file_sha256(path: Path, block: int = 16 << 20) -> tuple[int, str]:
-    """Size and sha256 of a file, read a block at a time (checkpoint files reach GBs)."""
-    h, size = hashlib.sha256(), 0
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-            size += len(chunk)
-    return size, h.hexdigest()
-
-
 async def _upload_files(bucket, prefix: str, step_dir: Path, files: list[Path]) -> list[dict]:
     async def one(path: Path) -> dict:
         rel = path.relative_to(step_dir).as_posix()
-        size, digest = await asyncio.to_thread(_file_sha256, path)
-        await bucket.aput_file(prefix + rel, path)  # a large file goes in parts, never read whole
-        return {"path": rel, "size": size, "sha256": digest}
+        # hashed while it uploads (a large file in parts, never read whole): both reads of the
+        # file run together, so the second comes from the page cache
+        digest, _ = await asyncio.gather(asyncio.to_thread(file_sha256, path, 16 << 20),
+                                         bucket.aput_file(prefix + rel, path))
+        return {"path": rel, "size": path.stat().st_size, "sha256": digest}
 
     return list(await asyncio.gather(*(one(p) for p in files)))
 

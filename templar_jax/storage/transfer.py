@@ -89,12 +89,11 @@ async def read_parts(start: int, end: int, config: TransferConfig,
     return bytes(out)
 
 
-async def write_parts(data: bytes | PartSource, config: TransferConfig,
+async def write_parts(source: PartSource, config: TransferConfig,
                       upload_part: Callable[[int, memoryview], Awaitable[T]]) -> list[T]:
-    """upload_part(index, chunk) for each config.part_bytes slice of data (bytes, or a
-    `PartSource` read part by part as each upload starts: at most part_concurrency parts in
-    memory), in parallel; the results in part order (S3 ETags, GCS part names)."""
-    source = data if isinstance(data, PartSource) else BytesSource(data)
+    """upload_part(index, chunk) for each config.part_bytes slice of `source` (each read as its
+    upload starts: at most part_concurrency parts in memory), in parallel; the results in part
+    order (S3 ETags, GCS part names)."""
     sem = asyncio.Semaphore(config.part_concurrency)
 
     async def one(i: int, a: int, b: int) -> T:
