@@ -327,7 +327,7 @@ def test_every_host_reads_take_process_0s_bytes_for_a_payload_not_readable_here(
         return got
 
     def step(a):  # uid 5's bucket cannot be opened on process 1: its bytes come from process 0
-        reads = HostReads({2: bucket} if not a.leader else {}, deadline_s=10.0)
+        reads = HostReads({2: bucket} if not a.leader else {}, deadline_s=10.0, in_flight=4)
         return agreed_gather(a, 4, fetch if a.leader else None, codec=model.codec, version=model.version,
                              keep_raw=True, reads=reads)
 

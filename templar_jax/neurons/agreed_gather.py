@@ -33,13 +33,14 @@ log = logging.getLogger(__name__)
 REPORT_MARGIN_S = 300.0
 
 
-def gathered_header(got: WindowPayloads, *, digests: bool = False) -> dict:
-    uids = sorted(got.valid)
-    header = {"window": got.window, "uids": uids, "sizes": [len(got.raw[u]) for u in uids],
+def gathered_header(got: WindowPayloads, sizes: list[int], digests: list[str] | None = None) -> dict:
+    """The outcome of `got` with its valid payloads' sizes (and sha256s), in uid order. Callers
+    read each payload once for these (`got.raw` of a spooled gather reads its file per access)."""
+    header = {"window": got.window, "uids": sorted(got.valid), "sizes": sizes,
               "stored_at": {str(u): t for u, t in got.stored_at.items()},
               "failed": {str(u): r for u, r in got.failed.items()}, "invalid": sorted(got.invalid)}
-    if digests:
-        header["sha256"] = [payload_digest(got.raw[u]) for u in uids]
+    if digests is not None:
+        header["sha256"] = digests
     return header
 
 
@@ -51,8 +52,9 @@ def outcome_of(header: dict) -> WindowPayloads:
 
 
 def encode_gathered(got: WindowPayloads) -> bytes:
-    head = json.dumps(gathered_header(got)).encode()
-    return struct.pack("<Q", len(head)) + head + b"".join(got.raw[u] for u in sorted(got.valid))
+    data = [got.raw[u] for u in sorted(got.valid)]
+    head = json.dumps(gathered_header(got, [len(d) for d in data])).encode()
+    return struct.pack("<Q", len(head)) + head + b"".join(data)
 
 
 def decode_gathered(data: bytes, codec: PayloadCodec, version: str, *, keep_raw: bool,
@@ -105,7 +107,10 @@ def gather_read_everywhere(agreement: SoloAgreement, window: int, fetch: Callabl
 
     def on_leader() -> dict:
         fetched.append(fetch(True))
-        return gathered_header(fetched[0], digests=True)
+        got = fetched[0]
+        # one read of each payload, one in memory at a time
+        sized = [(len(d), payload_digest(d)) for d in (got.raw[u] for u in sorted(got.valid))]
+        return gathered_header(got, [n for n, _ in sized], [h for _, h in sized])
 
     header = agreement.value(f"gather window {window}", on_leader)
     got = fetched[0] if fetched else outcome_of(header)

@@ -30,7 +30,7 @@ class HostReads:
 
     buckets: Mapping[int, Bucket]
     deadline_s: float
-    in_flight: int = 32
+    in_flight: int
 
 
 @dataclass

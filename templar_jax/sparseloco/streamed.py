@@ -92,8 +92,8 @@ def _chunks(block, geom: ChunkGeometry, b: int):
     return block.reshape(b, geom.num_chunks, geom.chunk_size)
 
 
-@partial(jax.jit, static_argnames=("plan", "mesh", "specs"))
-def _values_on_shards(placed: TensorPayload, *, plan: ShardPlan, mesh: Mesh, specs):
+@partial(jax.jit, static_argnames=("mesh", "specs"))
+def _values_on_shards(placed: TensorPayload, *, mesh: Mesh, specs):
     def local(p):
         batch_shape = p.shift.shape[1:]
         flat_R = jax.vmap(lambda q: flat_payload(q, batch_shape))(p)
@@ -116,7 +116,7 @@ def _norms_of_values_on_shards(vals, *, plan: ShardPlan, mesh: Mesh, spec):
 
 def _norms_on_shards(placed: TensorPayload, *, plan: ShardPlan, mesh: Mesh, specs):
     """`_norms` per shard: the same two programs."""
-    vals = _values_on_shards(placed, plan=plan, mesh=mesh, specs=specs)
+    vals = _values_on_shards(placed, mesh=mesh, specs=specs)
     return _norms_of_values_on_shards(vals, plan=plan, mesh=mesh, spec=specs.codes)
 
 
