@@ -21,8 +21,8 @@ import struct
 from typing import Callable
 
 from templar_jax.multihost.agree import SoloAgreement
-from templar_jax.neurons.exchange import WindowPayloads
-from templar_jax.neurons.host_reads import HostReads, accept, payload_digest, read_here
+from templar_jax.neurons.exchange import WindowPayloads, accept
+from templar_jax.neurons.host_reads import HostReads, payload_digest, read_here
 from templar_jax.neurons.spool import PayloadSpool, SpooledBytes
 from templar_jax.protocol.codec import PayloadCodec
 

@@ -69,18 +69,12 @@ def gather_window(
     def check(oc: PeerOutcome) -> PeerOutcome:
         """Decode as the download completes; with a spool, keep the bytes on disk only."""
         try:
-            payload, _ = codec.decode(oc.data, expected_meta={"window": window, "uid": oc.uid, "version": version})
+            decoded[oc.uid] = accept(oc.data, window, oc.uid, codec=codec, version=version, spool=spool)
         except PayloadError as err:
             decoded[oc.uid] = err
-            return oc._replace(data=None)
-        if spool is None:
-            decoded[oc.uid] = payload
-            return oc if keep_raw else oc._replace(data=None)
-        try:
-            decoded[oc.uid] = spool.put(window, oc.uid, oc.data, tuple(payload))
-        except OSError as err:  # our disk, not the peer's fault: raised below, after the gather
+        except OSError as err:  # the spool: our disk, not the peer's fault: raised below, after the gather
             spool_errors.append(err)
-        return oc._replace(data=None)
+        return oc if keep_raw and spool is None else oc._replace(data=None)
 
     spool_errors: list[OSError] = []
     outcomes = gather(sources, window, deadline_s, version=version, max_bytes=codec.max_bytes,
@@ -105,6 +99,14 @@ def gather_window(
     if keep_raw and spool is not None:
         out.raw = SpooledBytes(out.valid)
     return out
+
+
+def accept(data: bytes, window: int, uid: int, *, codec: PayloadCodec, version: str,
+           spool: PayloadSpool | None) -> Payload:
+    """A payload's bytes decoded and checked against (window, uid, version) (PayloadError
+    otherwise); with a spool, kept on disk (OSError from the spool) and decoded lazily from there."""
+    payload, _ = codec.decode(data, expected_meta={"window": window, "uid": uid, "version": version})
+    return payload if spool is None else spool.put(window, uid, data, tuple(payload))
 
 
 def select_contributors(peers: PeerList, valid: Mapping[int, Any]) -> list[int]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from templar_jax.multihost.bucket import local_bucket
+from templar_jax.neurons.exchange import accept
 from templar_jax.neurons.spool import PayloadSpool
 from templar_jax.protocol.codec import PayloadCodec
 from templar_jax.sparseloco import Payload
@@ -45,13 +46,6 @@ class ReadHere:
 
 def payload_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def accept(data: bytes, window: int, uid: int, *, codec: PayloadCodec, version: str,
-           spool: PayloadSpool | None) -> Payload:
-    """Accepted bytes decoded as process 0 decoded them; with a spool, kept on this process's disk."""
-    payload, _ = codec.decode(data, expected_meta={"window": window, "uid": uid, "version": version})
-    return payload if spool is None else spool.put(window, uid, data, tuple(payload))
 
 
 def read_here(window: int, expected: Mapping[int, tuple[int, str]], reads: HostReads, *, codec: PayloadCodec,
