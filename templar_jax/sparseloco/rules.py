@@ -113,18 +113,26 @@ def aggregate_chunks(idx_RxBxCxK, vals_RxBxCxK, valid_R, *, chunk_size: int, rul
     """
     r, b, c, k = idx_RxBxCxK.shape
     norms_RxB = peer_norms(vals_RxBxCxK, axis_names)
-    valid_RxB, n_valid_B = finite_peers(norms_RxB, valid_R)
+    factor_RxB, valid_RxB, n_valid_B = peer_factors(norms_RxB, valid_R, rule)
     upto = peers_upto(valid_R) if ordered else None
     idx_RxBxCxK = drop_invalid(idx_RxBxCxK, valid_RxB, chunk_size)
     zeros = jnp.zeros((b, c, chunk_size), jnp.float32)
     if rule == "mean":
         sums = peer_sums(zeros, idx_RxBxCxK, vals_RxBxCxK, upto)
         return finish_sums(sums, None, n_valid_B, rule=rule, axis_names=axis_names)
-    factor_RxB = clip_factors(norms_RxB, valid_RxB, n_valid_B)
     ones = jnp.ones(vals_RxBxCxK.shape, jnp.float32)
     sums = peer_sums(zeros, idx_RxBxCxK, vals_RxBxCxK * factor_RxB[:, :, None, None], upto)
     counts = peer_sums(zeros, idx_RxBxCxK, ones, upto)
     return finish_sums(sums, counts, n_valid_B, rule=rule, axis_names=axis_names)
+
+
+def peer_factors(norms_RxB, valid_R, rule: str):
+    """(clip factor, valid, valid count): each peer's factor and validity per reference tensor
+    [R, B] and the valid peers per reference tensor [B] ("mean" scales nothing)."""
+    valid_RxB, n_valid_B = finite_peers(norms_RxB, valid_R)
+    if rule == "mean":
+        return jnp.ones_like(norms_RxB), valid_RxB, n_valid_B
+    return clip_factors(norms_RxB, valid_RxB, n_valid_B), valid_RxB, n_valid_B
 
 
 def finish_sums(sums_BxCxS, counts_BxCxS, n_valid_B, *, rule: str,
@@ -148,7 +156,7 @@ def add_one_peer(sums_BxCxS, counts_BxCxS, flat: TensorPayload, factor_B, valid_
     order per coordinate, as `peer_sums` over peers 0..R-1 when called for each peer in turn.
     A peer invalid for reference tensor b (`valid_B` 0) adds nothing there."""
     vals = codec.dequantize(flat.codes, flat.shift, flat.lut)
-    idx = jnp.where(valid_B[:, None, None] > 0, flat.idx, chunk_size)
+    idx = drop_invalid(flat.idx[None], valid_B[None], chunk_size)[0]
     if rule == "mean":
         return codec.scatter_add(sums_BxCxS, idx, vals), counts_BxCxS
     sums = codec.scatter_add(sums_BxCxS, idx, vals * factor_B[:, None, None])

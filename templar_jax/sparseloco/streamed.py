@@ -42,8 +42,7 @@ from templar_jax.sparseloco.chunking import from_chunks
 from templar_jax.sparseloco.geometry import ChunkGeometry, flat_batch, tensor_geometry
 from templar_jax.sparseloco.payload import Payload, TensorPayload, flat_payload, stack_peers
 from templar_jax.sparseloco.rules import (
-    AggregationError, add_one_peer, check_rule, clip_factors, finish_sums, finite_peers,
-    peer_norms)
+    AggregationError, add_one_peer, check_rule, finish_sums, peer_factors, peer_norms)
 from templar_jax.sparseloco.sharded import ShardPlan, place_payloads
 
 
@@ -151,15 +150,6 @@ def _finish_on_shards(sums, counts, n_valid, *, plan: ShardPlan, mesh: Mesh, rul
 
 
 # -- one tensor, then the tree -------------------------------------------------------------------
-def _peer_factors(norms_RxB, n_peers: int, rule: str):
-    """(clip factor, valid) per peer [R, B] and the valid count per reference tensor [B], as the
-    stacked core computes them (rows past `n_peers` are the padding)."""
-    valid_RxB, n_valid_B = finite_peers(norms_RxB, jnp.arange(norms_RxB.shape[0]) < n_peers)
-    if rule == "mean":
-        return jnp.ones_like(norms_RxB), valid_RxB, n_valid_B
-    return clip_factors(norms_RxB, valid_RxB, n_valid_B), valid_RxB, n_valid_B
-
-
 def _norm_inputs(tp: TensorPayload) -> TensorPayload:
     """What the norms read of a peer's payload: its codes, shift and lut (its int32 indices are
     not kept; the codes stand in for them, unread)."""
@@ -195,7 +185,8 @@ def aggregate_tensor_streamed(payloads: Sequence[Mapping[str, TensorPayload]], n
         stacked, _ = stack_peers(inputs)
         norms_RxB = _norms(stacked, batch_shape=batch_shape)
     del inputs, stacked
-    factor_RxB, valid_RxB, n_valid_B = _peer_factors(norms_RxB, len(payloads), rule)
+    factor_RxB, valid_RxB, n_valid_B = peer_factors(norms_RxB, jnp.arange(norms_RxB.shape[0]) < len(payloads),
+                                                    rule)  # rows past the peers are the padding
     if sharded:
         sharding = jax.sharding.NamedSharding(mesh, plan.spec)
         sums = jnp.zeros(shape, jnp.float32, device=sharding)
